@@ -1,0 +1,404 @@
+//! Job files (`dataflows/*.toml`): parsing, defaults and validation.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::generator::GeneratorParams;
+use crate::schema::{InputSchema, Stream};
+
+/// A job as written in a TOML file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Job name, used in operator names and summaries.
+    pub name: String,
+    /// Directory of schema files, relative to the job file.
+    #[serde(default = "default_schemas_dir")]
+    pub schemas_dir: PathBuf,
+    /// Time model parameters.
+    pub time: TimeSpec,
+    /// One source per input stream.
+    pub sources: SourcesSpec,
+    /// Parameters of the built-in generator, for `kind = "generator"` sources.
+    #[serde(default)]
+    pub generator: GeneratorParams,
+    /// Event-time windows that metrics are computed over.
+    pub windows: Vec<WindowSpec>,
+    /// What to compute per window.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+    /// Where results go.
+    pub outputs: OutputsSpec,
+}
+
+fn default_schemas_dir() -> PathBuf {
+    PathBuf::from("../schemas")
+}
+
+/// Time model parameters, all in milliseconds of event time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeSpec {
+    /// Granularity of timely timestamps.
+    pub tick_ms: u64,
+    /// How far behind the newest event time a partition's watermark trails.
+    pub allowed_disorder_ms: u64,
+    /// A partition silent for this long (wall clock) stops holding the watermark back.
+    pub idle_timeout_ms: u64,
+    /// Records older than the watermark by more than this go to dead letters.
+    pub max_lateness_ms: u64,
+    /// How long after a window ends labels are still expected; then the window is final.
+    pub label_horizon_ms: u64,
+    /// How long after a window ends its state is kept; then it is retired.
+    pub retention_ms: u64,
+}
+
+/// The source of each input stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesSpec {
+    /// Feature records.
+    pub events: SourceSpec,
+    /// Production predictions.
+    pub predictions: SourceSpec,
+    /// Ground-truth labels.
+    pub labels: SourceSpec,
+}
+
+impl SourcesSpec {
+    /// The source of `stream`.
+    pub fn get(&self, stream: Stream) -> &SourceSpec {
+        match stream {
+            Stream::Events => &self.events,
+            Stream::Predictions => &self.predictions,
+            Stream::Labels => &self.labels,
+        }
+    }
+
+    /// The source of `stream`, mutably.
+    pub fn get_mut(&mut self, stream: Stream) -> &mut SourceSpec {
+        match stream {
+            Stream::Events => &mut self.events,
+            Stream::Predictions => &mut self.predictions,
+            Stream::Labels => &mut self.labels,
+        }
+    }
+}
+
+/// One input source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// Schema id in `schemas_dir`.
+    pub schema: String,
+    /// Kind of source.
+    pub kind: SourceKind,
+    /// A file, a directory or a glob (file kinds only), relative to the job file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// Kinds of sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// The built-in deterministic generator.
+    Generator,
+    /// JSON Lines files.
+    Jsonl,
+    /// Parquet files.
+    Parquet,
+}
+
+/// An event-time window family.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// Name used in output keys.
+    pub name: String,
+    /// Tumbling or sliding.
+    pub kind: WindowKind,
+    /// Window length.
+    pub size_ms: u64,
+    /// Distance between window starts (sliding only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slide_ms: Option<u64>,
+}
+
+/// Window kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowKind {
+    /// Non-overlapping windows of `size_ms`.
+    Tumbling,
+    /// Windows of `size_ms` starting every `slide_ms`.
+    Sliding,
+}
+
+/// What is computed per window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSpec {
+    /// Score at or above which a prediction counts as positive.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// Categorical event columns that metrics are sliced by (besides the overall slice).
+    #[serde(default)]
+    pub segments: Vec<String>,
+    /// Numeric event columns aggregated per entity and window.
+    #[serde(default)]
+    pub entity_features: Vec<String>,
+    /// Number of equal-width calibration bins over [0, 1].
+    #[serde(default = "default_calibration_bins")]
+    pub calibration_bins: u32,
+    /// Number of equal-width score bins for the provisional AUC.
+    #[serde(default = "default_auc_bins")]
+    pub auc_bins: u32,
+}
+
+fn default_threshold() -> f64 {
+    0.5
+}
+fn default_calibration_bins() -> u32 {
+    10
+}
+fn default_auc_bins() -> u32 {
+    200
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        MetricsSpec {
+            threshold: default_threshold(),
+            segments: Vec::new(),
+            entity_features: Vec::new(),
+            calibration_bins: default_calibration_bins(),
+            auc_bins: default_auc_bins(),
+        }
+    }
+}
+
+/// Where results go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputsSpec {
+    /// Output directory, relative to the working directory.
+    pub dir: PathBuf,
+    /// File formats written for every changelog.
+    #[serde(default = "default_formats")]
+    pub formats: Vec<OutputFormat>,
+    /// Print a readable summary on stdout at the end.
+    #[serde(default = "default_true")]
+    pub summary: bool,
+}
+
+fn default_formats() -> Vec<OutputFormat> {
+    vec![OutputFormat::Jsonl]
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Output file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// JSON Lines.
+    Jsonl,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// A job after validation: schemas loaded, paths resolved, numbers checked.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The job as written.
+    pub spec: JobSpec,
+    /// The job file it came from.
+    pub file: PathBuf,
+    /// Resolved input schemas, indexed by [`Stream::index`].
+    pub schemas: [InputSchema; 3],
+    /// Resolved input files per stream (empty for generator sources), sorted.
+    pub files: [Vec<PathBuf>; 3],
+    /// Positions (in the events schema's numeric features) of `metrics.entity_features`.
+    pub entity_feature_idx: Vec<usize>,
+    /// Positions (in the events schema's categorical features) of `metrics.segments`.
+    pub segment_idx: Vec<usize>,
+}
+
+impl Job {
+    /// Reads, parses and validates a job file.
+    pub fn load(path: &Path) -> Result<Job> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Job::from_toml(path, &text)
+    }
+
+    /// Parses and validates job text that claims to come from `path`.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Job> {
+        let spec: JobSpec = toml::from_str(text).map_err(|e| {
+            let key = match e.span() {
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}")
+                }
+                None => "(document)".to_string(),
+            };
+            Error::config(path, key, e.message().to_string())
+        })?;
+        Job::validate(path, spec)
+    }
+
+    /// Validates a parsed spec.
+    pub fn validate(path: &Path, spec: JobSpec) -> Result<Job> {
+        let err = |key: &str, reason: String| Error::config(path, key, reason);
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(err("name", "must be non-empty ASCII letters, digits, '_' or '-'".into()));
+        }
+        let t = &spec.time;
+        if t.tick_ms == 0 {
+            return Err(err("time.tick_ms", "must be positive".into()));
+        }
+        for (key, v) in [
+            ("time.allowed_disorder_ms", t.allowed_disorder_ms),
+            ("time.max_lateness_ms", t.max_lateness_ms),
+            ("time.label_horizon_ms", t.label_horizon_ms),
+            ("time.retention_ms", t.retention_ms),
+        ] {
+            if v % t.tick_ms != 0 {
+                return Err(err(key, format!("{v} is not a multiple of time.tick_ms ({})", t.tick_ms)));
+            }
+        }
+        if t.retention_ms <= t.max_lateness_ms {
+            return Err(err(
+                "time.retention_ms",
+                format!("must exceed time.max_lateness_ms ({}), or accepted late records would land in retired windows", t.max_lateness_ms),
+            ));
+        }
+        if t.retention_ms < t.label_horizon_ms {
+            return Err(err("time.retention_ms", format!("must be at least time.label_horizon_ms ({})", t.label_horizon_ms)));
+        }
+        if spec.windows.is_empty() {
+            return Err(err("windows", "at least one window is required".into()));
+        }
+        let mut names = BTreeSet::new();
+        for (i, w) in spec.windows.iter().enumerate() {
+            let key = |k: &str| format!("windows[{i}].{k}");
+            if !names.insert(w.name.clone()) {
+                return Err(err(&key("name"), format!("duplicate window name {:?}", w.name)));
+            }
+            if w.size_ms == 0 || w.size_ms % t.tick_ms != 0 {
+                return Err(err(&key("size_ms"), format!("must be a positive multiple of time.tick_ms ({})", t.tick_ms)));
+            }
+            match (w.kind, w.slide_ms) {
+                (WindowKind::Tumbling, Some(_)) => return Err(err(&key("slide_ms"), "only sliding windows have a slide".into())),
+                (WindowKind::Sliding, None) => return Err(err(&key("slide_ms"), "sliding windows need slide_ms".into())),
+                (WindowKind::Sliding, Some(s)) if s == 0 || w.size_ms % s != 0 || s % t.tick_ms != 0 => {
+                    return Err(err(&key("slide_ms"), "must be a positive multiple of time.tick_ms that divides size_ms".into()))
+                }
+                _ => {}
+            }
+        }
+        let m = &spec.metrics;
+        if !(m.threshold > 0.0 && m.threshold < 1.0) {
+            return Err(err("metrics.threshold", format!("{} is not inside (0, 1)", m.threshold)));
+        }
+        if !(1..=1000).contains(&m.calibration_bins) {
+            return Err(err("metrics.calibration_bins", "must be in 1..=1000".into()));
+        }
+        if !(2..=10_000).contains(&m.auc_bins) {
+            return Err(err("metrics.auc_bins", "must be in 2..=10000".into()));
+        }
+        if spec.outputs.formats.is_empty() {
+            return Err(err("outputs.formats", "name at least one format".into()));
+        }
+        let schemas_dir = base.join(&spec.schemas_dir);
+        let mut schemas = Vec::new();
+        let mut files: [Vec<PathBuf>; 3] = Default::default();
+        for stream in Stream::ALL {
+            let src = spec.sources.get(stream);
+            let key = |k: &str| format!("sources.{stream}.{k}");
+            schemas.push(InputSchema::load(&schemas_dir, &src.schema, stream)?);
+            match (src.kind, &src.path) {
+                (SourceKind::Generator, Some(_)) => return Err(err(&key("path"), "generator sources take no path".into())),
+                (SourceKind::Generator, None) => {}
+                (_, None) => return Err(err(&key("path"), "file sources need a path".into())),
+                (kind, Some(p)) => {
+                    let found = resolve_files(&base, p, kind).map_err(|r| err(&key("path"), r))?;
+                    files[stream.index()] = found;
+                }
+            }
+        }
+        let schemas: [InputSchema; 3] = schemas.try_into().expect("three streams");
+        let ev = &schemas[Stream::Events.index()];
+        let mut segment_idx = Vec::new();
+        for s in &m.segments {
+            match ev.categorical.iter().position(|c| c == s) {
+                Some(i) => segment_idx.push(i),
+                None => return Err(err("metrics.segments", format!("{s:?} is not a categorical field of schema {}", ev.id))),
+            }
+        }
+        let mut entity_feature_idx = Vec::new();
+        for s in &m.entity_features {
+            match ev.numeric.iter().position(|c| c == s) {
+                Some(i) => entity_feature_idx.push(i),
+                None => return Err(err("metrics.entity_features", format!("{s:?} is not a numeric field of schema {}", ev.id))),
+            }
+        }
+        let uses_generator = Stream::ALL.iter().any(|s| spec.sources.get(*s).kind == SourceKind::Generator);
+        if uses_generator {
+            spec.generator.check().map_err(|(k, r)| err(&format!("generator.{k}"), r))?;
+            crate::generator::check_events_schema(ev).map_err(|r| err("sources.events.schema", r))?;
+        }
+        Ok(Job { spec, file: path.to_path_buf(), schemas, files, entity_feature_idx, segment_idx })
+    }
+
+    /// The input schema of `stream`.
+    pub fn schema(&self, stream: Stream) -> &InputSchema {
+        &self.schemas[stream.index()]
+    }
+
+    /// Length of the longest window, which bounds how long an event feeds any window.
+    pub fn max_window_ms(&self) -> u64 {
+        self.spec.windows.iter().map(|w| w.size_ms).max().unwrap_or(0)
+    }
+}
+
+/// Expands a file, directory or glob into a sorted list of files.
+pub fn resolve_files(base: &Path, pattern: &str, kind: SourceKind) -> std::result::Result<Vec<PathBuf>, String> {
+    let ext = match kind {
+        SourceKind::Jsonl => "jsonl",
+        SourceKind::Parquet => "parquet",
+        SourceKind::Generator => unreachable!("generator has no files"),
+    };
+    let full = base.join(pattern);
+    let mut out = Vec::new();
+    if full.is_dir() {
+        let rd = std::fs::read_dir(&full).map_err(|e| format!("{}: {e}", full.display()))?;
+        for entry in rd {
+            let p = entry.map_err(|e| e.to_string())?.path();
+            if p.extension().and_then(|e| e.to_str()) == Some(ext) {
+                out.push(p);
+            }
+        }
+    } else if full.is_file() {
+        out.push(full.clone());
+    } else {
+        let pat = full.to_string_lossy().to_string();
+        let paths = glob::glob(&pat).map_err(|e| format!("bad glob {pattern:?}: {e}"))?;
+        for p in paths {
+            let p = p.map_err(|e| e.to_string())?;
+            if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("{pattern:?} (resolved to {}) matches no .{ext} file", full.display()));
+    }
+    out.sort();
+    Ok(out)
+}

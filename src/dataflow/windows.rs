@@ -1,0 +1,131 @@
+//! Event-time windows, window status and segments.
+//!
+//! A window is **provisional** until the watermark reaches `end + label_horizon`, then **final**;
+//! it is **retired** (leaves state) at `end + retention`. Because timestamps are event-time
+//! ticks, both times are known from the window itself.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Job, WindowKind};
+use crate::records::Event;
+
+/// One window of one window family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Win {
+    /// Index of the family in the job's `windows`.
+    pub family: u16,
+    /// Inclusive start, epoch ms.
+    pub start: u64,
+    /// Exclusive end, epoch ms.
+    pub end: u64,
+}
+
+/// Lifecycle of a window's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Labels may still arrive within the horizon.
+    Provisional,
+    /// The label horizon has passed; later changes are amendments by late records.
+    Final,
+    /// The window left state; this is its last value.
+    Retired,
+}
+
+impl Status {
+    /// The status name written to outputs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Provisional => "provisional",
+            Status::Final => "final",
+            Status::Retired => "retired",
+        }
+    }
+}
+
+/// Window arithmetic for a job.
+#[derive(Debug, Clone)]
+pub struct Windows {
+    families: Vec<(WindowKind, u64, u64)>,
+    names: Vec<String>,
+    horizon: u64,
+    retention: u64,
+}
+
+impl Windows {
+    /// The windows of `job`.
+    pub fn new(job: &Job) -> Windows {
+        Windows {
+            families: job.spec.windows.iter().map(|w| (w.kind, w.size_ms, w.slide_ms.unwrap_or(w.size_ms))).collect(),
+            names: job.spec.windows.iter().map(|w| w.name.clone()).collect(),
+            horizon: job.spec.time.label_horizon_ms,
+            retention: job.spec.time.retention_ms,
+        }
+    }
+
+    /// Every window that contains time `t`, in a fixed order.
+    pub fn of(&self, t: u64) -> Vec<Win> {
+        let mut out = Vec::new();
+        for (family, (_, size, slide)) in self.families.iter().enumerate() {
+            let mut start = t - t % slide;
+            loop {
+                out.push(Win { family: family as u16, start, end: start + size });
+                if start < *slide || start - slide + size <= t {
+                    break;
+                }
+                start -= slide;
+            }
+        }
+        out
+    }
+
+    /// The time at which `w` becomes final.
+    pub fn final_at(&self, w: &Win) -> u64 {
+        w.end + self.horizon
+    }
+
+    /// The time at which `w` is retired.
+    pub fn retire_at(&self, w: &Win) -> u64 {
+        w.end + self.retention
+    }
+
+    /// The name of `w`'s family.
+    pub fn name(&self, w: &Win) -> &str {
+        &self.names[w.family as usize]
+    }
+}
+
+/// The overall segment's name.
+pub const ALL: &str = "all";
+
+/// The segments an event belongs to: the overall one, then `column=value` per segment column.
+pub fn segments_of(job: &Job, e: &Event) -> Vec<String> {
+    let mut out = Vec::with_capacity(1 + job.segment_idx.len());
+    out.push(ALL.to_string());
+    let names = &job.schema(crate::schema::Stream::Events).categorical;
+    for &i in &job.segment_idx {
+        let v = e.categorical[i].as_deref().unwrap_or("<null>");
+        out.push(format!("{}={v}", names[i]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn windows(families: Vec<(WindowKind, u64, u64)>) -> Windows {
+        Windows { names: families.iter().map(|_| "w".into()).collect(), families, horizon: 10, retention: 20 }
+    }
+
+    #[test]
+    fn tumbling_and_sliding_membership() {
+        let w = windows(vec![(WindowKind::Tumbling, 100, 100), (WindowKind::Sliding, 300, 100)]);
+        let got: Vec<(u16, u64)> = w.of(1250).iter().map(|w| (w.family, w.start)).collect();
+        assert_eq!(got, vec![(0, 1200), (1, 1200), (1, 1100), (1, 1000)]);
+        for win in w.of(1250) {
+            assert!(win.start <= 1250 && 1250 < win.end);
+        }
+        assert_eq!(w.of(50).iter().filter(|w| w.family == 1).count(), 1);
+    }
+}

@@ -1,0 +1,206 @@
+//! Schema-driven decoding of raw values (JSON objects, Arrow rows) into typed records.
+
+use crate::records::{to_micro, Event, Label, Prediction, Record};
+use crate::schema::{FieldSpec, FieldType, InputSchema, Role, Stream};
+
+/// Earliest accepted record time: 2000-01-01T00:00:00Z.
+pub const MIN_TIME_MS: i64 = 946_684_800_000;
+/// Latest accepted record time: 2100-01-01T00:00:00Z.
+pub const MAX_TIME_MS: i64 = 4_102_444_800_000;
+
+/// One raw field value, borrowed from its container.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    /// Absent or null.
+    Null,
+    /// A string.
+    Str(&'a str),
+    /// A float.
+    F64(f64),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A boolean.
+    Bool(bool),
+    /// Something else (an object, an array, an unsupported column type), named.
+    Other(&'static str),
+}
+
+impl Value<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Str(_) => "a string",
+            Value::F64(_) => "a float",
+            Value::I64(_) | Value::U64(_) => "an integer",
+            Value::Bool(_) => "a boolean",
+            Value::Other(k) => k,
+        }
+    }
+}
+
+/// Why a field could not be decoded: the field name and the reason.
+pub type FieldError = (String, String);
+
+fn fail(f: &FieldSpec, reason: impl Into<String>) -> FieldError {
+    (f.name.clone(), reason.into())
+}
+
+fn string<'a>(f: &FieldSpec, v: Value<'a>) -> Result<&'a str, FieldError> {
+    match v {
+        Value::Str(s) if !s.is_empty() => Ok(s),
+        Value::Str(_) => Err(fail(f, "empty string")),
+        Value::Null => Err(fail(f, "missing")),
+        other => Err(fail(f, format!("expected a string, found {}", other.kind()))),
+    }
+}
+
+fn number(f: &FieldSpec, v: Value<'_>) -> Result<f64, FieldError> {
+    let x = match v {
+        Value::F64(x) => x,
+        Value::I64(x) => x as f64,
+        Value::U64(x) => x as f64,
+        Value::Str(s) if matches!(s, "NaN" | "nan" | "Infinity" | "-Infinity" | "inf" | "-inf") => f64::NAN,
+        Value::Null => return Err(fail(f, "missing")),
+        other => return Err(fail(f, format!("expected a number, found {}", other.kind()))),
+    };
+    if !x.is_finite() {
+        return Err(fail(f, "NaN or infinite value is not allowed"));
+    }
+    Ok(x)
+}
+
+fn time(f: &FieldSpec, v: Value<'_>) -> Result<u64, FieldError> {
+    let t = match v {
+        Value::I64(x) => x,
+        Value::U64(x) => i64::try_from(x).unwrap_or(i64::MAX),
+        Value::F64(x) if x.fract() == 0.0 && x.is_finite() => x as i64,
+        Value::Null => return Err(fail(f, "missing")),
+        other => return Err(fail(f, format!("expected epoch milliseconds (an integer), found {}", other.kind()))),
+    };
+    if t < 0 {
+        return Err(fail(f, format!("negative time {t}")));
+    }
+    if !(MIN_TIME_MS..MAX_TIME_MS).contains(&t) {
+        return Err(fail(f, format!("absurd time {t} (outside years 2000..2100)")));
+    }
+    Ok(t as u64)
+}
+
+/// Decodes one record of `schema`'s stream, reading fields through `get`.
+pub fn decode<'a>(schema: &InputSchema, mut get: impl FnMut(&str) -> Value<'a>) -> Result<Record, FieldError> {
+    match schema.stream {
+        Stream::Events => {
+            let mut id = None;
+            let mut entity = None;
+            let mut t = None;
+            let mut numeric = Vec::with_capacity(schema.numeric.len());
+            let mut categorical = Vec::with_capacity(schema.categorical.len());
+            for f in &schema.fields {
+                let v = get(&f.name);
+                match f.role {
+                    Role::Id => id = Some(string(f, v)?.to_string()),
+                    Role::Entity => entity = Some(string(f, v)?.to_string()),
+                    Role::Time => t = Some(time(f, v)?),
+                    Role::Numeric => numeric.push(match v {
+                        Value::Null if f.nullable => None,
+                        v => {
+                            let x = number(f, v)?;
+                            if f.ty == FieldType::Int64 && x.fract() != 0.0 {
+                                return Err(fail(f, format!("expected an integer, found {x}")));
+                            }
+                            if x.abs() > 9.0e12 {
+                                return Err(fail(f, format!("value {x} is outside ±9e12")));
+                            }
+                            Some(to_micro(x))
+                        }
+                    }),
+                    Role::Categorical => categorical.push(match v {
+                        Value::Null if f.nullable => None,
+                        v => Some(string(f, v)?.to_string()),
+                    }),
+                    _ => unreachable!("schema roles checked at load"),
+                }
+            }
+            Ok(Record::Event(Event {
+                id: id.expect("id role"),
+                entity: entity.expect("entity role"),
+                time: t.expect("time role"),
+                numeric,
+                categorical,
+            }))
+        }
+        Stream::Predictions => {
+            let f = schema.field(Role::Id);
+            let event_id = string(f, get(&f.name))?.to_string();
+            let f = schema.field(Role::Model);
+            let model = string(f, get(&f.name))?.to_string();
+            let f = schema.field(Role::Score);
+            let s = number(f, get(&f.name))?;
+            if !(0.0..=1.0).contains(&s) {
+                return Err(fail(f, format!("score {s} is outside [0, 1]")));
+            }
+            let f = schema.field(Role::Time);
+            let t = time(f, get(&f.name))?;
+            Ok(Record::Prediction(Prediction { event_id, model, score: to_micro(s), time: t }))
+        }
+        Stream::Labels => {
+            let f = schema.field(Role::Id);
+            let event_id = string(f, get(&f.name))?.to_string();
+            let f = schema.field(Role::Label);
+            let label = match get(&f.name) {
+                Value::Bool(b) => b as u8,
+                Value::I64(0) | Value::U64(0) => 0,
+                Value::I64(1) | Value::U64(1) => 1,
+                Value::F64(x) if x == 0.0 || x == 1.0 => x as u8,
+                Value::Null => return Err(fail(f, "missing")),
+                other => return Err(fail(f, format!("expected 0 or 1, found {}", describe(other)))),
+            };
+            let f = schema.field(Role::Time);
+            let t = time(f, get(&f.name))?;
+            Ok(Record::Label(Label { event_id, label, time: t }))
+        }
+    }
+}
+
+fn describe(v: Value<'_>) -> String {
+    match v {
+        Value::F64(x) => format!("{x}"),
+        Value::I64(x) => format!("{x}"),
+        Value::U64(x) => format!("{x}"),
+        Value::Str(s) => format!("the string {s:?}"),
+        other => other.kind().to_string(),
+    }
+}
+
+/// Decodes one JSON Lines line; the error's field is empty when the line is not a JSON object.
+pub fn decode_json_line(schema: &InputSchema, line: &str) -> Result<Record, FieldError> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| (String::new(), format!("invalid JSON: {e}")))?;
+    let obj = match value {
+        serde_json::Value::Object(m) => m,
+        _ => return Err((String::new(), "not a JSON object".to_string())),
+    };
+    for key in obj.keys() {
+        if !schema.fields.iter().any(|f| &f.name == key) {
+            return Err((key.clone(), format!("unknown field (schema {} does not declare it)", schema.id)));
+        }
+    }
+    decode(schema, |name| match obj.get(name) {
+        None | Some(serde_json::Value::Null) => Value::Null,
+        Some(serde_json::Value::String(s)) => Value::Str(s),
+        Some(serde_json::Value::Bool(b)) => Value::Bool(*b),
+        Some(serde_json::Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                Value::I64(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::U64(u)
+            } else {
+                Value::F64(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Some(serde_json::Value::Array(_)) => Value::Other("an array"),
+        Some(serde_json::Value::Object(_)) => Value::Other("an object"),
+    })
+}

@@ -1,0 +1,58 @@
+//! Typed errors of the library; the CLI reports them with context.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong outside a single bad record (those become dead letters).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A job file or schema file is invalid.
+    #[error("{file}: {key}: {reason}")]
+    Config {
+        /// The file that holds the problem.
+        file: PathBuf,
+        /// The dotted key (or field) that is wrong.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A Parquet or Arrow operation failed.
+    #[error("{path}: {reason}")]
+    Parquet {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error message.
+        reason: String,
+    },
+    /// The timely runtime failed (a worker panicked or could not start).
+    #[error("runtime: {0}")]
+    Runtime(String),
+}
+
+impl Error {
+    /// Builds a configuration error.
+    pub fn config(file: impl Into<PathBuf>, key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config { file: file.into(), key: key.into(), reason: reason.into() }
+    }
+
+    /// Wraps an IO error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// Wraps a Parquet/Arrow error with the path it concerns.
+    pub fn parquet(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        Error::Parquet { path: path.into(), reason: reason.to_string() }
+    }
+}

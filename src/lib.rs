@@ -1,0 +1,27 @@
+//! tidemark: a streaming online-learning and model-monitoring engine on timely and differential
+//! dataflow.
+//!
+//! Layers, from the edge inwards:
+//!
+//! - [`config`] and [`schema`]: job files and record schemas, validated before anything runs;
+//! - [`sources`]: partitions (files, the [`generator`]) decoded by schema ([`decode`]) and stamped
+//!   with watermark ticks, bad records becoming dead letters;
+//! - [`dataflow`]: the three-way join, windows, label latency, quality metrics and entity features
+//!   as differential collections with fixed-point values;
+//! - [`outputs`]: changelogs consolidated per timestamp and written in a canonical order;
+//! - [`runtime`]: timely execution across workers and processes.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod dataflow;
+pub mod decode;
+pub mod error;
+pub mod generate;
+pub mod generator;
+pub mod outputs;
+pub mod records;
+pub mod runtime;
+pub mod schema;
+pub mod sources;
+
+pub use error::{Error, Result};

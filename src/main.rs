@@ -1,0 +1,231 @@
+//! The `tidemark` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tidemark::config::Job;
+use tidemark::generate::{write_dataset, DataFormat};
+use tidemark::generator::GeneratorParams;
+use tidemark::runtime::{iso_time, run, RunOptions, RunSummary};
+
+/// Streaming model monitoring and online learning on timely/differential dataflow.
+#[derive(Parser)]
+#[command(name = "tidemark", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job file to completion and write its changelogs.
+    Run(RunArgs),
+    /// Write the generator's events, predictions and labels (plus metadata.json) to files.
+    Generate(GenerateArgs),
+    /// Check job files and their schemas; report every problem with file, key and reason.
+    Validate {
+        /// Job files (TOML).
+        #[arg(required = true)]
+        jobs: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The job file (TOML).
+    job: PathBuf,
+    /// Worker threads per process.
+    #[arg(short = 'w', long = "workers", default_value_t = 1)]
+    workers: usize,
+    /// Number of processes (timely cluster mode).
+    #[arg(short = 'n', long = "processes", default_value_t = 1)]
+    processes: usize,
+    /// Index of this process, 0-based.
+    #[arg(short = 'p', long = "process", default_value_t = 0)]
+    process: usize,
+    /// File with one host:port per process (default 127.0.0.1:2101+i).
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
+    /// Output directory (overrides outputs.dir of the job).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Do not draw the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// File format.
+    #[arg(long, value_enum, default_value_t = DataFormat::Jsonl)]
+    format: DataFormat,
+    /// Take the generator parameters from this job file's [generator] table (flags override).
+    #[arg(long)]
+    job: Option<PathBuf>,
+    /// Number of events.
+    #[arg(long)]
+    events: Option<u64>,
+    /// Random seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Events per second of event time.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Number of distinct entities.
+    #[arg(long)]
+    entities: Option<u64>,
+    /// Fraction of records per stream that are malformed.
+    #[arg(long)]
+    malformed_fraction: Option<f64>,
+    /// Fraction of events that never get a label.
+    #[arg(long)]
+    unlabeled_fraction: Option<f64>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TIDEMARK_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => cmd_run(a),
+        Command::Generate(a) => cmd_generate(a),
+        Command::Validate { jobs } => cmd_validate(&jobs),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cmd_validate(jobs: &[PathBuf]) -> Result<(), String> {
+    let mut failed = 0;
+    for path in jobs {
+        match Job::load(path) {
+            Ok(job) => println!("ok: {} (job {:?}, {} windows)", path.display(), job.spec.name, job.spec.windows.len()),
+            Err(e) => {
+                println!("invalid: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        Err(format!("{failed} of {} job files are invalid", jobs.len()))
+    } else {
+        Ok(())
+    }
+}
+
+fn cmd_generate(a: GenerateArgs) -> Result<(), String> {
+    let mut params = match &a.job {
+        Some(p) => Job::load(p).map_err(|e| e.to_string())?.spec.generator,
+        None => GeneratorParams::default(),
+    };
+    if let Some(v) = a.events {
+        params.events = v;
+    }
+    if let Some(v) = a.seed {
+        params.seed = v;
+    }
+    if let Some(v) = a.rate {
+        params.rate_per_s = v;
+    }
+    if let Some(v) = a.entities {
+        params.entities = v;
+    }
+    if let Some(v) = a.malformed_fraction {
+        params.malformed_fraction = v;
+    }
+    if let Some(v) = a.unlabeled_fraction {
+        params.unlabeled_fraction = v;
+    }
+    let meta = write_dataset(&params, &a.out, a.format).map_err(|e| e.to_string())?;
+    println!("wrote {} to {}", serde_json::to_string(&meta.records).unwrap_or_default(), a.out.display());
+    for d in &meta.drift_points {
+        println!("  {:<16} events {:>8}..{:<8} {} .. {}  {}", d.kind, d.start_index, d.end_index, iso_time(d.start_time_ms), iso_time(d.end_time_ms), d.what);
+    }
+    Ok(())
+}
+
+fn cmd_run(a: RunArgs) -> Result<(), String> {
+    let job = Job::load(&a.job).map_err(|e| e.to_string())?;
+    let summary_wanted = job.spec.outputs.summary;
+    let opts = RunOptions {
+        workers: a.workers,
+        processes: a.processes,
+        process: a.process,
+        hostfile: a.hostfile,
+        out_dir: a.out,
+        progress: !a.no_progress,
+    };
+    let summary = run(job, &opts).map_err(|e| e.to_string())?;
+    if let (Some(s), true) = (summary, summary_wanted) {
+        print_summary(&s);
+    }
+    Ok(())
+}
+
+fn print_summary(s: &RunSummary) {
+    let secs = s.elapsed.as_secs_f64();
+    println!("tidemark: done in {secs:.2} s on {} worker(s), {:.0} records/s read", s.workers, s.records_read as f64 / secs.max(1e-9));
+    println!();
+    println!("{:<12} {:>10} {:>10} {:>14}  reconciles", "stream", "read", "accepted", "dead-lettered");
+    for r in &s.ingest {
+        let ok = if r.read == r.accepted + r.dead_lettered { "yes" } else { "NO" };
+        println!("{:<12} {:>10} {:>10} {:>14}  {ok}", r.stream, r.read, r.accepted, r.dead_lettered);
+    }
+    let finals: Vec<_> = s.quality.iter().filter(|q| q.key.segment == "all" && q.key.win.family == 0).collect();
+    if !finals.is_empty() {
+        println!();
+        println!("quality, overall, first window family (last 8 windows):");
+        println!("{:<22} {:<12} {:>7} {:>9} {:>9} {:>7} {:>7}  status", "window start", "model", "count", "accuracy", "log_loss", "brier", "auc");
+        for q in finals.iter().rev().take(8).rev() {
+            let a = &q.agg;
+            let n = a.count.max(1) as f64;
+            let auc = q.exact.and_then(|e| e.auc()).or_else(|| a.binned_auc());
+            println!(
+                "{:<22} {:<12} {:>7} {:>9.4} {:>9.4} {:>7.4} {:>7}  {}",
+                iso_time(q.key.win.start),
+                q.key.model,
+                a.count,
+                a.correct as f64 / n,
+                a.logloss_nano as f64 / 1e9 / n,
+                a.brier_nano as f64 / 1e9 / n,
+                auc.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into()),
+                q.status.name()
+            );
+        }
+    }
+    let labels: Vec<_> = s.labels.iter().filter(|l| l.key.segment == "all" && l.key.win.family == 0).collect();
+    if !labels.is_empty() {
+        println!();
+        println!("labels, overall, first window family (last 8 windows):");
+        println!("{:<22} {:>7} {:>9} {:>10} {:>8} {:>10} {:>10}  status", "window start", "events", "labeled%", "unlabeled", "orphans", "p50 ms", "p95 ms");
+        for l in labels.iter().rev().take(8).rev() {
+            let a = &l.agg;
+            let p = a.percentiles();
+            println!(
+                "{:<22} {:>7} {:>8.1}% {:>10} {:>8} {:>10} {:>10}  {}",
+                iso_time(l.key.win.start),
+                a.events,
+                100.0 * a.within_horizon as f64 / a.events.max(1) as f64,
+                if l.status.name() == "provisional" { "-".to_string() } else { (a.events - a.within_horizon).to_string() },
+                a.orphans,
+                p.map(|p| p.p50.to_string()).unwrap_or_else(|| "-".into()),
+                p.map(|p| p.p95.to_string()).unwrap_or_else(|| "-".into()),
+                l.status.name()
+            );
+        }
+    }
+    println!();
+    let lines: Vec<String> = s.lines.iter().map(|(n, c)| format!("{n} {c}")).collect();
+    println!("changelog lines: {}; outputs in {}", lines.join(", "), s.out_dir.display());
+}

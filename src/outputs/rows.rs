@@ -1,0 +1,231 @@
+//! Output rows: how each changelog value is written, column by column.
+//!
+//! Rows are computed from exact integers; floats appear only here, at formatting time, from a
+//! fixed formula, so the bytes are the same on every run and worker count.
+
+use serde_json::{json, Value};
+
+use crate::dataflow::features::FeatureRow;
+use crate::dataflow::labels::LabelRow;
+use crate::dataflow::quality::QualityRow;
+use crate::dataflow::windows::{Status, Win, Windows};
+use crate::records::DeadLetter;
+
+/// Ingest reconciliation of one stream: records read = accepted + dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct IngestRow {
+    /// Stream name.
+    pub stream: String,
+    /// Records read.
+    pub read: i64,
+    /// Records accepted.
+    pub accepted: i64,
+    /// Records sent to dead letters.
+    pub dead_lettered: i64,
+}
+
+/// What formatting needs from the job.
+#[derive(Debug, Clone)]
+pub struct Format {
+    /// Window names and arithmetic.
+    pub windows: Windows,
+    /// Names of the entity features, in `FeatureAgg::stats` order.
+    pub feature_names: Vec<String>,
+}
+
+impl Format {
+    /// The formatting context of `job`.
+    pub fn new(job: &crate::config::Job) -> Format {
+        Format { windows: Windows::new(job), feature_names: job.spec.metrics.entity_features.clone() }
+    }
+}
+
+/// Columns of one output line (without `ts` and `diff`), in schema order.
+pub type Columns = Vec<(&'static str, Value)>;
+
+/// A changelog value that can be written.
+pub trait OutputRow: Clone + Ord + std::fmt::Debug + 'static {
+    /// Output name: file stem and schema id prefix.
+    const NAME: &'static str;
+    /// The line(s) this value is written as.
+    fn columns(&self, ctx: &Format, out: &mut Vec<Columns>);
+    /// The window status, for rows that have one.
+    fn status(&self) -> Option<Status> {
+        None
+    }
+}
+
+fn win_cols(windows: &Windows, w: &Win) -> Columns {
+    vec![("window", json!(windows.name(w))), ("window_start", json!(w.start)), ("window_end", json!(w.end))]
+}
+
+fn ratio(a: i64, b: i64) -> Value {
+    if b == 0 {
+        Value::Null
+    } else {
+        json!(a as f64 / b as f64)
+    }
+}
+
+fn opt(x: Option<f64>) -> Value {
+    match x {
+        Some(v) if v.is_finite() => json!(v),
+        _ => Value::Null,
+    }
+}
+
+impl OutputRow for QualityRow {
+    const NAME: &'static str = "quality";
+
+    fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
+        let windows = &ctx.windows;
+        let a = &self.agg;
+        let mut c = win_cols(windows, &self.key.win);
+        let (auc, method) = match &self.exact {
+            Some(e) => (e.auc(), "exact"),
+            None => (a.binned_auc(), "binned"),
+        };
+        c.extend([
+            ("segment", json!(self.key.segment)),
+            ("model_version", json!(self.key.model)),
+            ("status", json!(self.status.name())),
+            ("count", json!(a.count)),
+            ("positives", json!(a.positives)),
+            ("accuracy", ratio(a.correct, a.count)),
+            ("log_loss", opt((a.count > 0).then(|| a.logloss_nano as f64 / 1e9 / a.count as f64))),
+            ("brier", opt((a.count > 0).then(|| a.brier_nano as f64 / 1e9 / a.count as f64))),
+            ("auc", opt(auc)),
+            ("auc_method", json!(method)),
+            ("calibration_count", json!(a.calibration.iter().map(|b| b.0).collect::<Vec<_>>())),
+            (
+                "calibration_mean_score",
+                Value::Array(a.calibration.iter().map(|b| opt((b.0 > 0).then(|| b.1 as f64 / 1e6 / b.0 as f64))).collect()),
+            ),
+            ("calibration_positive_rate", Value::Array(a.calibration.iter().map(|b| ratio(b.2, b.0)).collect())),
+        ]);
+        out.push(c);
+    }
+
+    fn status(&self) -> Option<Status> {
+        Some(self.status)
+    }
+}
+
+impl OutputRow for LabelRow {
+    const NAME: &'static str = "label_health";
+
+    fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
+        let windows = &ctx.windows;
+        let a = &self.agg;
+        let p = a.percentiles();
+        let mut c = win_cols(windows, &self.key.win);
+        c.extend([
+            ("segment", json!(self.key.segment)),
+            ("status", json!(self.status.name())),
+            ("events", json!(a.events)),
+            ("labeled", json!(a.labeled)),
+            ("labeled_within_horizon", json!(a.within_horizon)),
+            ("labeled_fraction", ratio(a.within_horizon, a.events)),
+            ("unlabeled", if self.status == Status::Provisional { Value::Null } else { json!(a.events - a.within_horizon) }),
+            ("relabeled", json!(a.relabeled)),
+            ("orphan_labels", json!(a.orphans)),
+            ("latency_p50_ms", json!(p.map(|p| p.p50))),
+            ("latency_p95_ms", json!(p.map(|p| p.p95))),
+            ("latency_p99_ms", json!(p.map(|p| p.p99))),
+            ("latency_max_ms", json!(p.map(|p| p.max))),
+        ]);
+        out.push(c);
+    }
+
+    fn status(&self) -> Option<Status> {
+        Some(self.status)
+    }
+}
+
+
+impl OutputRow for FeatureRow {
+    const NAME: &'static str = "entity_features";
+
+    fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
+        let a = &self.agg;
+        let names = &ctx.feature_names;
+        let windows = &ctx.windows;
+        let base = |feature: Value| {
+            let mut c = win_cols(windows, &self.key.win);
+            c.extend([
+                ("entity", json!(self.key.entity)),
+                ("feature", feature),
+                ("status", json!(self.status.name())),
+                ("events", json!(a.events)),
+                ("freshness_ms", json!(self.key.win.end.saturating_sub(a.last_time))),
+            ]);
+            c
+        };
+        if a.stats.is_empty() {
+            let mut c = base(Value::Null);
+            c.extend([("n", json!(0)), ("mean", Value::Null), ("std", Value::Null), ("min", Value::Null), ("max", Value::Null)]);
+            out.push(c);
+        }
+        for (s, name) in a.stats.iter().zip(names) {
+            let mut c = base(json!(name));
+            let some = s.n > 0;
+            c.extend([
+                ("n", json!(s.n)),
+                ("mean", opt(s.mean())),
+                ("std", opt(s.std())),
+                ("min", opt(some.then(|| s.min as f64 / 1e6))),
+                ("max", opt(some.then(|| s.max as f64 / 1e6))),
+            ]);
+            out.push(c);
+        }
+    }
+
+    fn status(&self) -> Option<Status> {
+        Some(self.status)
+    }
+}
+
+impl OutputRow for DeadLetter {
+    const NAME: &'static str = "dead_letters";
+
+    fn columns(&self, _: &Format, out: &mut Vec<Columns>) {
+        out.push(vec![
+            ("stream", json!(self.stream)),
+            ("source", json!(self.position.source)),
+            ("offset", json!(self.position.offset)),
+            ("field", json!(self.field)),
+            ("reason", json!(self.reason)),
+            ("raw", json!(self.raw)),
+        ]);
+    }
+}
+
+impl OutputRow for IngestRow {
+    const NAME: &'static str = "ingest";
+
+    fn columns(&self, _: &Format, out: &mut Vec<Columns>) {
+        out.push(vec![
+            ("stream", json!(self.stream)),
+            ("read", json!(self.read)),
+            ("accepted", json!(self.accepted)),
+            ("dead_lettered", json!(self.dead_lettered)),
+        ]);
+    }
+}
+
+/// Renders one changelog line as JSON, columns in schema order after `ts` and `diff`.
+pub fn json_line(ts: u64, diff: isize, cols: &Columns) -> String {
+    let mut s = String::with_capacity(256);
+    s.push_str("{\"ts\":");
+    s.push_str(&ts.to_string());
+    s.push_str(",\"diff\":");
+    s.push_str(&diff.to_string());
+    for (k, v) in cols {
+        s.push_str(",\"");
+        s.push_str(k);
+        s.push_str("\":");
+        s.push_str(&v.to_string());
+    }
+    s.push('}');
+    s
+}

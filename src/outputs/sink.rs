@@ -1,0 +1,86 @@
+//! The changelog sink: consolidates each timestamp once it is complete and writes it in order.
+//!
+//! All updates of an output are exchanged to worker 0, buffered per timestamp, and written when
+//! the frontier passes that timestamp: consolidated (equal rows' diffs summed, zeros dropped)
+//! and sorted by row, so the bytes do not depend on the worker count or on arrival order.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use differential_dataflow::consolidation::consolidate;
+use differential_dataflow::{ExchangeData, VecCollection};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+
+use super::rows::{Columns, Format, OutputRow};
+use super::writer::ChangelogWriter;
+use crate::dataflow::windows::Status;
+
+/// What a sink keeps for the end-of-run summary.
+pub struct SinkState<R> {
+    /// Current contents (retractions applied, tombstones left out), if kept.
+    pub current: Option<BTreeMap<R, isize>>,
+    /// Changelog lines written.
+    pub lines: u64,
+    /// The first write error, which stops further writes of this sink.
+    pub error: Option<crate::Error>,
+    /// The writer, taken on finish.
+    pub writer: Option<ChangelogWriter>,
+}
+
+impl<R> SinkState<R> {
+    /// A sink state; `keep` decides whether current contents are tracked.
+    pub fn new(writer: Option<ChangelogWriter>, keep: bool) -> Rc<RefCell<SinkState<R>>> {
+        Rc::new(RefCell::new(SinkState { current: keep.then(BTreeMap::new), lines: 0, error: None, writer }))
+    }
+}
+
+/// Attaches a changelog sink to `coll`.
+pub fn sink<'s, R>(coll: VecCollection<'s, u64, R>, job_name: &str, format: Format, state: Rc<RefCell<SinkState<R>>>)
+where
+    R: OutputRow + ExchangeData,
+{
+    let name = format!("{job_name}.Sink.{}", R::NAME);
+    let mut pending: BTreeMap<u64, Vec<(R, isize)>> = BTreeMap::new();
+    let mut cols: Vec<Columns> = Vec::new();
+    coll.inner.sink(Exchange::new(|_| 0), &name, move |(input, frontier)| {
+        input.for_each(|_cap, data| {
+            for (r, t, d) in data.drain(..) {
+                pending.entry(t).or_default().push((r, d));
+            }
+        });
+        let mut st = state.borrow_mut();
+        while let Some(entry) = pending.first_entry() {
+            if frontier.less_equal(entry.key()) {
+                break;
+            }
+            let ts = *entry.key();
+            let mut updates = entry.remove();
+            consolidate(&mut updates);
+            let st = &mut *st;
+            for (row, diff) in updates {
+                if let Some(cur) = st.current.as_mut() {
+                    if row.status() != Some(Status::Retired) {
+                        let e = cur.entry(row.clone()).or_insert(0);
+                        *e += diff;
+                        if *e == 0 {
+                            cur.remove(&row);
+                        }
+                    }
+                }
+                cols.clear();
+                row.columns(&format, &mut cols);
+                if let (Some(w), None) = (st.writer.as_mut(), &st.error) {
+                    for c in &cols {
+                        if let Err(e) = w.write(ts, diff, c) {
+                            st.error = Some(e);
+                            break;
+                        }
+                    }
+                }
+                st.lines += cols.len() as u64;
+            }
+        }
+    });
+}

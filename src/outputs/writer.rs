@@ -1,0 +1,141 @@
+//! Changelog files: JSON Lines (streamed) and Parquet (row groups as the changelog grows).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::rows::{json_line, Columns};
+use crate::config::OutputFormat;
+use crate::error::{Error, Result};
+use crate::schema::{FieldType, SchemaFile};
+
+/// The schema id of output `name`.
+pub fn output_schema_id(name: &str) -> String {
+    format!("out.{name}.v1")
+}
+
+/// The Arrow schema of an output schema file.
+pub fn arrow_schema(file: &SchemaFile) -> Schema {
+    let fields: Vec<Field> = file
+        .fields
+        .iter()
+        .map(|f| {
+            let ty = match f.ty {
+                FieldType::String => DataType::Utf8,
+                FieldType::Float64 => DataType::Float64,
+                FieldType::Int64 => DataType::Int64,
+                FieldType::Uint64 | FieldType::TimestampMs => DataType::UInt64,
+                FieldType::Bool => DataType::Boolean,
+                FieldType::ListInt64 => DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+                FieldType::ListFloat64 => DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
+            };
+            Field::new(&f.name, ty, f.nullable)
+        })
+        .collect();
+    Schema::new(fields)
+}
+
+const PARQUET_BATCH: usize = 8192;
+
+struct ParquetOut {
+    tmp: PathBuf,
+    path: PathBuf,
+    writer: ArrowWriter<File>,
+    decoder: arrow_json::reader::Decoder,
+    pending: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Writes one changelog in every configured format.
+pub struct ChangelogWriter {
+    name: String,
+    jsonl: Option<(PathBuf, BufWriter<File>)>,
+    parquet: Option<ParquetOut>,
+    /// Lines written so far.
+    pub lines: u64,
+}
+
+impl ChangelogWriter {
+    /// Creates `<dir>/<name>.jsonl` and/or `<dir>/<name>.parquet` (the latter renamed into place on finish).
+    pub fn create(dir: &Path, schemas_dir: &Path, name: &str, formats: &[OutputFormat]) -> Result<ChangelogWriter> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut w = ChangelogWriter { name: name.to_string(), jsonl: None, parquet: None, lines: 0 };
+        if formats.contains(&OutputFormat::Jsonl) {
+            let path = dir.join(format!("{name}.jsonl"));
+            let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+            w.jsonl = Some((path, BufWriter::with_capacity(1 << 16, f)));
+        }
+        if formats.contains(&OutputFormat::Parquet) {
+            let schema = Arc::new(arrow_schema(&SchemaFile::load(schemas_dir, &output_schema_id(name))?));
+            let path = dir.join(format!("{name}.parquet"));
+            let tmp = dir.join(format!(".{name}.parquet.tmp"));
+            let f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .set_created_by("tidemark".to_string())
+                .build();
+            let writer = ArrowWriter::try_new(f, schema.clone(), Some(props)).map_err(|e| Error::parquet(&tmp, e))?;
+            let decoder = arrow_json::ReaderBuilder::new(schema)
+                .with_batch_size(PARQUET_BATCH)
+                .build_decoder()
+                .map_err(|e| Error::parquet(&tmp, e))?;
+            w.parquet = Some(ParquetOut { tmp, path, writer, decoder, pending: Vec::new() });
+        }
+        Ok(w)
+    }
+
+    /// Appends one changelog line.
+    pub fn write(&mut self, ts: u64, diff: isize, cols: &Columns) -> Result<()> {
+        self.lines += 1;
+        if let Some((path, out)) = &mut self.jsonl {
+            let line = json_line(ts, diff, cols);
+            out.write_all(line.as_bytes()).and_then(|_| out.write_all(b"\n")).map_err(|e| Error::io(path.as_path(), e))?;
+        }
+        if let Some(p) = &mut self.parquet {
+            let mut m = serde_json::Map::new();
+            m.insert("ts".into(), ts.into());
+            m.insert("diff".into(), (diff as i64).into());
+            for (k, v) in cols {
+                m.insert((*k).to_string(), v.clone());
+            }
+            p.pending.push(m);
+            if p.pending.len() >= PARQUET_BATCH {
+                Self::flush_parquet(p)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_parquet(p: &mut ParquetOut) -> Result<()> {
+        if p.pending.is_empty() {
+            return Ok(());
+        }
+        p.decoder.serialize(&p.pending).map_err(|e| Error::parquet(&p.tmp, e))?;
+        p.pending.clear();
+        if let Some(batch) = p.decoder.flush().map_err(|e| Error::parquet(&p.tmp, e))? {
+            p.writer.write(&batch).map_err(|e| Error::parquet(&p.tmp, e))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes everything, fsyncs, and moves the Parquet file into place.
+    pub fn finish(mut self) -> Result<()> {
+        if let Some((path, mut out)) = self.jsonl.take() {
+            out.flush().map_err(|e| Error::io(&path, e))?;
+            out.get_ref().sync_all().map_err(|e| Error::io(&path, e))?;
+        }
+        if let Some(mut p) = self.parquet.take() {
+            Self::flush_parquet(&mut p)?;
+            let f = p.writer.into_inner().map_err(|e| Error::parquet(&p.tmp, e))?;
+            f.sync_all().map_err(|e| Error::io(&p.tmp, e))?;
+            std::fs::rename(&p.tmp, &p.path).map_err(|e| Error::io(&p.path, e))?;
+        }
+        let _ = &self.name;
+        Ok(())
+    }
+}

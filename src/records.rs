@@ -1,0 +1,124 @@
+//! Typed input records and the fixed-point numbers they carry.
+//!
+//! Differential data must be `Ord` and sums must not depend on the order of addition, so every
+//! number inside the dataflow is a fixed-point integer; floats appear only when a final statistic
+//! is formatted for output.
+
+use serde::{Deserialize, Serialize};
+
+/// Fixed-point scale of feature values and scores: micro-units.
+pub const MICRO: i64 = 1_000_000;
+
+/// Converts a finite float into micro-units, rounding half away from zero.
+pub fn to_micro(x: f64) -> i64 {
+    (x * MICRO as f64).round() as i64
+}
+
+/// Converts micro-units back into a float.
+pub fn from_micro(x: i64) -> f64 {
+    x as f64 / MICRO as f64
+}
+
+/// Position of a record in its source: file and line (or row), or generator sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Position {
+    /// File path, or `generator:<stream>`.
+    pub source: String,
+    /// 1-based line (JSON Lines), 0-based row (Parquet) or sequence number (generator).
+    pub offset: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.source, self.offset)
+    }
+}
+
+/// A feature record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique event id.
+    pub id: String,
+    /// The entity the event belongs to.
+    pub entity: String,
+    /// Event time, epoch milliseconds.
+    pub time: u64,
+    /// Numeric features in schema order, micro-units; `None` is null.
+    pub numeric: Vec<Option<i64>>,
+    /// Categorical features in schema order; `None` is null.
+    pub categorical: Vec<Option<String>>,
+}
+
+/// A production prediction for an event.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The event it scores.
+    pub event_id: String,
+    /// Model version that produced it.
+    pub model: String,
+    /// Score in micro-units, within [0, 1_000_000].
+    pub score: i64,
+    /// Prediction time, epoch milliseconds.
+    pub time: u64,
+}
+
+/// A ground-truth label for an event.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Label {
+    /// The event it labels.
+    pub event_id: String,
+    /// 0 or 1.
+    pub label: u8,
+    /// Label time, epoch milliseconds.
+    pub time: u64,
+}
+
+/// A decoded input record of any stream.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Record {
+    /// From the events stream.
+    Event(Event),
+    /// From the predictions stream.
+    Prediction(Prediction),
+    /// From the labels stream.
+    Label(Label),
+}
+
+impl Record {
+    /// The record's own time (event, prediction or label time).
+    pub fn time(&self) -> u64 {
+        match self {
+            Record::Event(e) => e.time,
+            Record::Prediction(p) => p.time,
+            Record::Label(l) => l.time,
+        }
+    }
+}
+
+/// A record that could not be accepted, with where it came from and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Stream name.
+    pub stream: String,
+    /// Where the record was read.
+    pub position: Position,
+    /// The offending field, or empty when the whole record is unreadable.
+    pub field: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// The record's text (truncated to 200 bytes), for forensics.
+    pub raw: String,
+}
+
+/// Truncates a raw record for a dead letter, on a char boundary.
+pub fn excerpt(raw: &str) -> String {
+    const MAX: usize = 200;
+    if raw.len() <= MAX {
+        return raw.to_string();
+    }
+    let mut end = MAX;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &raw[..end])
+}

@@ -1,0 +1,226 @@
+//! Running a job: timely execution across worker threads and processes, and the run summary.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Job;
+use crate::dataflow::labels::LabelRow;
+use crate::dataflow::quality::QualityRow;
+use crate::error::{Error, Result};
+use crate::outputs::rows::IngestRow;
+use crate::sources::Progress;
+
+/// How to run a job.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Worker threads per process.
+    pub workers: usize,
+    /// Number of processes.
+    pub processes: usize,
+    /// This process's index.
+    pub process: usize,
+    /// `host:port` per process, in process order (default `127.0.0.1:2101+i`).
+    pub hostfile: Option<PathBuf>,
+    /// Output directory, overriding the job's.
+    pub out_dir: Option<PathBuf>,
+    /// Draw a progress bar on stderr (only when it is a terminal).
+    pub progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { workers: 1, processes: 1, process: 0, hostfile: None, out_dir: None, progress: false }
+    }
+}
+
+/// What a finished run reports (from the process that holds worker 0).
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// Per-stream reconciliation.
+    pub ingest: Vec<IngestRow>,
+    /// Current quality rows.
+    pub quality: Vec<QualityRow>,
+    /// Current label rows.
+    pub labels: Vec<LabelRow>,
+    /// Changelog lines written per output.
+    pub lines: Vec<(&'static str, u64)>,
+    /// Records read by this process.
+    pub records_read: u64,
+    /// Wall-clock duration of the run.
+    pub elapsed: Duration,
+    /// Worker threads per process.
+    pub workers: usize,
+}
+
+fn communication(opts: &RunOptions) -> Result<timely::CommunicationConfig> {
+    if opts.workers == 0 {
+        return Err(Error::Runtime("need at least one worker".into()));
+    }
+    if opts.processes <= 1 {
+        return Ok(if opts.workers == 1 {
+            timely::CommunicationConfig::Thread
+        } else {
+            timely::CommunicationConfig::Process(opts.workers)
+        });
+    }
+    if opts.process >= opts.processes {
+        return Err(Error::Runtime(format!("process index {} is not below the process count {}", opts.process, opts.processes)));
+    }
+    let addresses = match &opts.hostfile {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let addrs: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
+            if addrs.len() < opts.processes {
+                return Err(Error::config(path, "hosts", format!("lists {} hosts for {} processes", addrs.len(), opts.processes)));
+            }
+            addrs[..opts.processes].to_vec()
+        }
+        None => (0..opts.processes).map(|i| format!("127.0.0.1:{}", 2101 + i)).collect(),
+    };
+    Ok(timely::CommunicationConfig::Cluster { threads: opts.workers, process: opts.process, addresses, report: false, zerocopy: false })
+}
+
+/// Runs `job` to completion; returns the summary in the process that writes outputs.
+pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
+    let start = Instant::now();
+    let out_dir = opts.out_dir.clone().unwrap_or_else(|| job.spec.outputs.dir.clone());
+    let config = timely::Config { communication: communication(opts)?, worker: timely::WorkerConfig::default() };
+    let progress = Arc::new(Progress::for_job(&job));
+    let watermark = Arc::new(AtomicU64::new(0));
+    let job = Arc::new(job);
+    let expected_records = expected_records(&job);
+
+    let done = Arc::new(AtomicBool::new(false));
+    let bar = opts.progress.then(|| {
+        let (progress, done, watermark) = (progress.clone(), done.clone(), watermark.clone());
+        std::thread::spawn(move || draw_progress(&progress, &done, &watermark, expected_records))
+    });
+
+    let (p, wm, dir) = (progress.clone(), watermark.clone(), out_dir.clone());
+    let guards = timely::execute(config, move |worker| -> Result<Option<(Vec<IngestRow>, Vec<QualityRow>, Vec<LabelRow>, Vec<(&'static str, u64)>)>> {
+        let writes = worker.index() == 0;
+        let (probe, sinks) = crate::dataflow::build(worker, job.clone(), p.clone(), writes.then_some(dir.as_path()))?;
+        let _span = tracing::info_span!("worker", index = worker.index()).entered();
+        while !probe.done() {
+            worker.step_or_park(Some(Duration::from_millis(5)));
+            if writes {
+                if let Some(t) = probe.with_frontier(|f| f.first().copied()) {
+                    wm.store(t, Ordering::Relaxed);
+                }
+            }
+        }
+        sinks.finish()?;
+        if !writes {
+            return Ok(None);
+        }
+        let ingest = current_rows(&sinks.ingest.borrow().current);
+        let quality = current_rows(&sinks.quality.borrow().current);
+        let labels = current_rows(&sinks.labels.borrow().current);
+        let lines = vec![
+            ("quality", sinks.quality.borrow().lines),
+            ("label_health", sinks.labels.borrow().lines),
+            ("entity_features", sinks.features.borrow().lines),
+            ("dead_letters", sinks.dead_letters.borrow().lines),
+            ("ingest", sinks.ingest.borrow().lines),
+        ];
+        Ok(Some((ingest, quality, labels, lines)))
+    })
+    .map_err(Error::Runtime)?;
+    let results = guards.join();
+    done.store(true, Ordering::Relaxed);
+    if let Some(b) = bar {
+        let _ = b.join();
+    }
+    let mut summary = None;
+    for r in results {
+        match r.map_err(Error::Runtime)?? {
+            Some((ingest, quality, labels, lines)) => {
+                summary = Some(RunSummary {
+                    out_dir: out_dir.clone(),
+                    ingest,
+                    quality,
+                    labels,
+                    lines,
+                    records_read: progress.records.load(Ordering::Relaxed),
+                    elapsed: start.elapsed(),
+                    workers: opts.workers,
+                })
+            }
+            None => {}
+        }
+    }
+    Ok(summary)
+}
+
+fn current_rows<R: Clone>(current: &Option<std::collections::BTreeMap<R, isize>>) -> Vec<R> {
+    current.as_ref().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+}
+
+fn expected_records(job: &Job) -> u64 {
+    use crate::config::SourceKind;
+    use crate::schema::Stream;
+    let g = &job.spec.generator;
+    Stream::ALL
+        .iter()
+        .filter(|s| job.spec.sources.get(**s).kind == SourceKind::Generator)
+        .map(|s| match s {
+            Stream::Labels => (g.events as f64 * (1.0 - g.unlabeled_fraction) * (1.0 + g.duplicate_label_fraction + g.corrected_label_fraction)) as u64,
+            _ => g.events,
+        })
+        .sum()
+}
+
+fn draw_progress(progress: &Progress, done: &AtomicBool, watermark: &AtomicU64, expected_records: u64) {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let by_bytes = progress.bytes_total > 0;
+    let total = if by_bytes { progress.bytes_total } else { expected_records.max(1) };
+    let bar = ProgressBar::new(total);
+    let template = if by_bytes {
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta}) {msg}"
+    } else {
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} records ({eta}) {msg}"
+    };
+    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let start = Instant::now();
+    while !done.load(Ordering::Relaxed) {
+        let records = progress.records.load(Ordering::Relaxed);
+        bar.set_position(if by_bytes { progress.bytes_read.load(Ordering::Relaxed) } else { records.min(total) });
+        let rate = records as f64 / start.elapsed().as_secs_f64().max(1e-3);
+        bar.set_message(format!("{:.0} rec/s, watermark {}", rate, iso_time(watermark.load(Ordering::Relaxed))));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bar.finish_and_clear();
+}
+
+/// Formats epoch milliseconds as an ISO-8601 UTC time (second precision).
+pub fn iso_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (proleptic Gregorian), after H. Hinnant.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso_time_known_values() {
+        assert_eq!(super::iso_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::iso_time(1_767_225_600_000), "2026-01-01T00:00:00Z");
+        assert_eq!(super::iso_time(951_782_400_000 + 3_723_000), "2000-02-29T01:02:03Z");
+    }
+}

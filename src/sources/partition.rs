@@ -1,0 +1,201 @@
+//! Source partitions: one input file, or one generated stream, read in order.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+
+use crate::decode::{decode, decode_json_line, Value};
+use crate::error::{Error, Result};
+use crate::generator::{GeneratorParams, GeneratorStream};
+use crate::records::{excerpt, DeadLetter, Position, Record};
+use crate::schema::{InputSchema, Stream};
+
+/// A record read from a partition, decoded or refused.
+pub type Decoded = (Position, std::result::Result<Record, DeadLetter>);
+
+/// Where a partition's records come from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PartitionSpec {
+    /// A JSON Lines file.
+    Jsonl(PathBuf),
+    /// A Parquet file.
+    Parquet(PathBuf),
+    /// The built-in generator's stream.
+    Generator,
+}
+
+enum Reader {
+    Jsonl { path: String, lines: BufReader<File>, line_no: u64, buf: Vec<u8> },
+    Parquet { path: String, reader: Option<ParquetRecordBatchReader>, row: u64 },
+    Generator { name: String, inner: GeneratorStream },
+}
+
+/// An open partition of one stream.
+pub struct Partition {
+    /// The stream it feeds.
+    pub stream: Stream,
+    schema: Arc<InputSchema>,
+    reader: Reader,
+    bytes_read: Arc<AtomicU64>,
+    done: bool,
+}
+
+fn dead(stream: Stream, position: Position, field: String, reason: String, raw: &str) -> DeadLetter {
+    DeadLetter { stream: stream.name().to_string(), position, field, reason, raw: excerpt(raw) }
+}
+
+impl Partition {
+    /// Opens a partition; `bytes_read` is advanced as file bytes are consumed (for progress).
+    pub fn open(
+        stream: Stream,
+        schema: Arc<InputSchema>,
+        spec: &PartitionSpec,
+        generator: &GeneratorParams,
+        bytes_read: Arc<AtomicU64>,
+    ) -> Result<Partition> {
+        let reader = match spec {
+            PartitionSpec::Jsonl(p) => {
+                let f = File::open(p).map_err(|e| Error::io(p, e))?;
+                Reader::Jsonl { path: p.display().to_string(), lines: BufReader::with_capacity(1 << 16, f), line_no: 0, buf: Vec::new() }
+            }
+            PartitionSpec::Parquet(p) => {
+                let f = File::open(p).map_err(|e| Error::io(p, e))?;
+                let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+                    .and_then(|b| b.with_batch_size(4096).build())
+                    .map_err(|e| Error::parquet(p, e))?;
+                Reader::Parquet { path: p.display().to_string(), reader: Some(reader), row: 0 }
+            }
+            PartitionSpec::Generator => Reader::Generator {
+                name: format!("generator:{stream}"),
+                inner: GeneratorStream::new(generator.clone(), stream, false),
+            },
+        };
+        Ok(Partition { stream, schema, reader, bytes_read, done: false })
+    }
+
+    /// Whether the partition has delivered everything.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Reads up to about `max` records into `out`; marks the partition done at its end.
+    pub fn read_batch(&mut self, max: usize, out: &mut Vec<Decoded>) -> Result<()> {
+        let stream = self.stream;
+        let schema = &*self.schema;
+        match &mut self.reader {
+            Reader::Jsonl { path, lines, line_no, buf } => {
+                for _ in 0..max {
+                    buf.clear();
+                    let n = lines.read_until(b'\n', buf).map_err(|e| Error::io(path.as_str(), e))?;
+                    if n == 0 {
+                        self.done = true;
+                        break;
+                    }
+                    self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                    *line_no += 1;
+                    let pos = Position { source: path.clone(), offset: *line_no };
+                    let text = match std::str::from_utf8(buf) {
+                        Ok(t) => t.trim_end_matches(['\n', '\r']),
+                        Err(e) => {
+                            let raw = String::from_utf8_lossy(buf).to_string();
+                            out.push((pos.clone(), Err(dead(stream, pos, String::new(), format!("invalid UTF-8: {e}"), &raw))));
+                            continue;
+                        }
+                    };
+                    if text.trim().is_empty() {
+                        // Blank lines are separators, not records.
+                        continue;
+                    }
+                    let r = decode_json_line(schema, text).map_err(|(field, reason)| dead(stream, pos.clone(), field, reason, text));
+                    out.push((pos, r));
+                }
+            }
+            Reader::Parquet { path, reader, row } => {
+                let Some(r) = reader.as_mut() else {
+                    self.done = true;
+                    return Ok(());
+                };
+                match r.next() {
+                    None => {
+                        self.done = true;
+                        *reader = None;
+                    }
+                    Some(Err(e)) => {
+                        let pos = Position { source: path.clone(), offset: *row };
+                        let reason = format!("unreadable Parquet from this row on: {e}");
+                        out.push((pos.clone(), Err(dead(stream, pos, String::new(), reason, ""))));
+                        self.done = true;
+                        *reader = None;
+                    }
+                    Some(Ok(batch)) => {
+                        self.bytes_read.fetch_add(batch.get_array_memory_size() as u64 / 4, Ordering::Relaxed);
+                        decode_batch(stream, schema, path, *row, &batch, out);
+                        *row += batch.num_rows() as u64;
+                    }
+                }
+            }
+            Reader::Generator { name, inner } => {
+                for _ in 0..max {
+                    let Some(rec) = inner.next() else {
+                        self.done = true;
+                        break;
+                    };
+                    let line = rec.to_json_line();
+                    let pos = Position { source: name.clone(), offset: rec.seq };
+                    let r = decode_json_line(schema, &line).map_err(|(field, reason)| dead(stream, pos.clone(), field, reason, &line));
+                    out.push((pos, r));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn cell(col: Option<&ArrayRef>, row: usize) -> Value<'_> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    let Some(col) = col else { return Value::Null };
+    if col.is_null(row) {
+        return Value::Null;
+    }
+    match col.data_type() {
+        DataType::Utf8 => Value::Str(col.as_string::<i32>().value(row)),
+        DataType::LargeUtf8 => Value::Str(col.as_string::<i64>().value(row)),
+        DataType::Utf8View => Value::Str(col.as_string_view().value(row)),
+        DataType::Float64 => Value::F64(col.as_primitive::<Float64Type>().value(row)),
+        DataType::Float32 => Value::F64(col.as_primitive::<Float32Type>().value(row) as f64),
+        DataType::Int64 => Value::I64(col.as_primitive::<Int64Type>().value(row)),
+        DataType::Int32 => Value::I64(col.as_primitive::<Int32Type>().value(row) as i64),
+        DataType::UInt64 => Value::U64(col.as_primitive::<UInt64Type>().value(row)),
+        DataType::UInt32 => Value::U64(col.as_primitive::<UInt32Type>().value(row) as u64),
+        DataType::Boolean => Value::Bool(col.as_boolean().value(row)),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => Value::I64(col.as_primitive::<TimestampMillisecondType>().value(row)),
+        _ => Value::Other("an unsupported column type"),
+    }
+}
+
+fn decode_batch(stream: Stream, schema: &InputSchema, path: &str, first_row: u64, batch: &RecordBatch, out: &mut Vec<Decoded>) {
+    let cols: Vec<(&str, Option<&ArrayRef>)> =
+        schema.fields.iter().map(|f| (f.name.as_str(), batch.column_by_name(&f.name))).collect();
+    for row in 0..batch.num_rows() {
+        let pos = Position { source: path.to_string(), offset: first_row + row as u64 };
+        let r = decode(schema, |name| {
+            let col = cols.iter().find(|(n, _)| *n == name).and_then(|(_, c)| *c);
+            cell(col, row)
+        })
+        .map_err(|(field, reason)| {
+            let raw: Vec<String> = cols
+                .iter()
+                .map(|(n, c)| format!("{n}={:?}", cell(*c, row)))
+                .collect();
+            dead(stream, pos.clone(), field, reason, &raw.join(" "))
+        });
+        out.push((pos, r));
+    }
+}
