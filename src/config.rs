@@ -193,6 +193,17 @@ pub struct OutputsSpec {
     /// Print a readable summary on stdout at the end.
     #[serde(default = "default_true")]
     pub summary: bool,
+    /// Changes are reported as of the next multiple of this (event time): intermediate values
+    /// within one interval are consolidated away. Defaults to the tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emit_interval_ms: Option<u64>,
+}
+
+impl OutputsSpec {
+    /// The emit interval, defaulting to `tick_ms`.
+    pub fn emit_interval(&self, tick_ms: u64) -> u64 {
+        self.emit_interval_ms.unwrap_or(tick_ms)
+    }
 }
 
 fn default_formats() -> Vec<OutputFormat> {
@@ -311,6 +322,14 @@ impl Job {
         }
         if !(2..=10_000).contains(&m.auc_bins) {
             return Err(err("metrics.auc_bins", "must be in 2..=10000".into()));
+        }
+        if let Some(e) = spec.outputs.emit_interval_ms {
+            if e == 0 || e % t.tick_ms != 0 {
+                return Err(err("outputs.emit_interval_ms", format!("must be a positive multiple of time.tick_ms ({})", t.tick_ms)));
+            }
+        }
+        if m.auc_bins % m.calibration_bins != 0 {
+            return Err(err("metrics.auc_bins", format!("must be a multiple of metrics.calibration_bins ({})", m.calibration_bins)));
         }
         if spec.outputs.formats.is_empty() {
             return Err(err("outputs.formats", "name at least one format".into()));

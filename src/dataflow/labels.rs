@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::join::Joined;
+use super::sums::Sums;
 use super::status::{with_status, StatusRow};
 use super::temporal::expire_at;
 use super::windows::{segments_of, Status, Win, Windows, ALL};
@@ -25,16 +26,6 @@ pub struct LKey {
     pub win: Win,
     /// `all` or `column=value`.
     pub segment: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-enum Comp {
-    Events,
-    Labeled,
-    WithinHorizon,
-    Relabeled,
-    Orphans,
-    Latency(u64),
 }
 
 /// Exact counts of one label key.
@@ -114,55 +105,55 @@ pub fn labels<'s>(job: &Job, windows: &Windows, joined: &Joined<'s>) -> VecColle
     let name = &job.spec.name;
     let horizon = job.spec.time.label_horizon_ms;
 
+    // One update per event (or orphan) and key: the latency bucket is the value, the counts
+    // ride in the diff [events, labeled, labeled within horizon, relabeled, orphans].
     let (w, j) = (windows.clone(), job.clone());
     let events = joined.events.clone().flat_map(move |e| {
         let segs = segments_of(&j, &e);
-        w.of(e.time).into_iter().flat_map(move |win| {
-            segs.clone().into_iter().map(move |segment| ((LKey { win, segment }, Comp::Events), 1isize))
-        }).collect::<Vec<_>>()
+        let mut out = Vec::new();
+        for win in w.of(e.time) {
+            for segment in &segs {
+                out.push(((LKey { win, segment: segment.clone() }, None), Sums([1, 0, 0, 0, 0])));
+            }
+        }
+        out
     });
     let (w, j) = (windows.clone(), job.clone());
     let buckets = histogram();
     let labeled = joined.event_labels.clone().flat_map(move |(e, l)| {
         let segs = segments_of(&j, &e);
-        let mut comps = vec![Comp::Labeled, Comp::Latency(latency_bucket(&buckets, l.first_time.saturating_sub(e.time)))];
-        if l.first_time <= e.time + horizon {
-            comps.push(Comp::WithinHorizon);
-        }
-        if l.versions > 1 {
-            comps.push(Comp::Relabeled);
-        }
+        let bucket = latency_bucket(&buckets, l.first_time.saturating_sub(e.time));
+        let sums = Sums([0, 1, (l.first_time <= e.time + horizon) as i64, (l.versions > 1) as i64, 0]);
         let mut out = Vec::new();
         for win in w.of(e.time) {
             for segment in &segs {
-                for c in &comps {
-                    out.push(((LKey { win, segment: segment.clone() }, *c), 1isize));
-                }
+                out.push(((LKey { win, segment: segment.clone() }, Some(bucket)), sums));
             }
         }
         out
     });
     let w = windows.clone();
     let orphans = joined.orphans.clone().flat_map(move |(_, l)| {
-        w.of(l.first_time).into_iter().map(|win| ((LKey { win, segment: ALL.to_string() }, Comp::Orphans), 1isize)).collect::<Vec<_>>()
+        w.of(l.first_time)
+            .into_iter()
+            .map(|win| ((LKey { win, segment: ALL.to_string() }, None), Sums([0, 0, 0, 0, 1])))
+            .collect::<Vec<_>>()
     });
     let keyed = events.concat(labeled).concat(orphans);
     let w = windows.clone();
     let keyed = expire_at(keyed, &format!("{name}.LabelsRetire"), move |((k, _), _)| w.retire_at(&k.win));
     let aggs = keyed
-        .explode(|(kc, n)| Some((kc, n)))
-        .count()
-        .map(|((k, c), n)| (k, (c, n as i64)))
-        .reduce_named(&format!("{name}.LabelsAssemble"), |_k, input, output| {
+        .explode(|(kb, sums)| Some((kb, sums)))
+        .reduce_named(&format!("{name}.LabelsAssemble"), |_k, input, output: &mut Vec<(LabelAgg, isize)>| {
             let mut a = LabelAgg::default();
-            for ((c, n), _) in input {
-                match *c {
-                    Comp::Events => a.events = *n,
-                    Comp::Labeled => a.labeled = *n,
-                    Comp::WithinHorizon => a.within_horizon = *n,
-                    Comp::Relabeled => a.relabeled = *n,
-                    Comp::Orphans => a.orphans = *n,
-                    Comp::Latency(b) => a.latency.push((b, *n)),
+            for (bucket, Sums([events, labeled, within, relabeled, orphans])) in input {
+                a.events += events;
+                a.labeled += labeled;
+                a.within_horizon += within;
+                a.relabeled += relabeled;
+                a.orphans += orphans;
+                if let Some(b) = bucket {
+                    a.latency.push((*b, *labeled));
                 }
             }
             output.push((a, 1));

@@ -79,6 +79,7 @@ pub fn build(worker: &mut Worker, job: Arc<Job>, progress: Arc<Progress>, out_di
     let format = Format::new(&job);
     let win = windows::Windows::new(&job);
     let t = job.spec.time.clone();
+    let emit = job.spec.outputs.emit_interval(t.tick_ms);
     worker.dataflow_named(&format!("tidemark.{name}"), |scope| {
         let ingested = ingest(scope, job.clone(), probe.clone(), progress);
         let events = ingested.clone().flat_map(|i| match i {
@@ -124,11 +125,12 @@ pub fn build(worker: &mut Worker, job: Arc<Job>, progress: Arc<Progress>, out_di
         let l = labels::labels(&job, &win, &joined);
         let f = features::features(&job, &win, &joined);
 
-        sink(q.probe_with(&probe), &name, format.clone(), sinks.quality.clone());
-        sink(l.probe_with(&probe), &name, format.clone(), sinks.labels.clone());
-        sink(f.probe_with(&probe), &name, format.clone(), sinks.features.clone());
-        sink(dead.probe_with(&probe), &name, format.clone(), sinks.dead_letters.clone());
-        sink(ingest_rows.probe_with(&probe), &name, format.clone(), sinks.ingest.clone());
+        sink(q.probe_with(&probe), &name, format.clone(), emit, sinks.quality.clone());
+        sink(l.probe_with(&probe), &name, format.clone(), emit, sinks.labels.clone());
+        sink(f.probe_with(&probe), &name, format.clone(), emit, sinks.features.clone());
+        sink(dead.probe_with(&probe), &name, format.clone(), emit, sinks.dead_letters.clone());
+        sink(ingest_rows.probe_with(&probe), &name, format.clone(), emit, sinks.ingest.clone());
     });
     Ok((probe, sinks))
 }
+pub mod sums;

@@ -12,6 +12,7 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use super::join::Labeled;
+use super::sums::Sums;
 use super::temporal::{delay_to, expire_at, retirements};
 use super::windows::{segments_of, Status, Win, Windows};
 use crate::config::Job;
@@ -26,21 +27,6 @@ pub struct QKey {
     pub segment: String,
     /// Model version of the predictions.
     pub model: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-enum Comp {
-    Count,
-    Positives,
-    PredictedPositive,
-    Correct,
-    LogLossNano,
-    BrierNano,
-    CalCount(u16),
-    CalScore(u16),
-    CalPositives(u16),
-    AucPositive(u16),
-    AucNegative(u16),
 }
 
 /// Exact integer aggregates of one quality key.
@@ -166,6 +152,7 @@ pub fn quality<'s>(job: &Job, windows: &Windows, labeled: VecCollection<'s, u64,
     let m = &job.spec.metrics;
     let threshold = (m.threshold * MICRO as f64).round() as i64;
     let (cal_bins, auc_bins) = (m.calibration_bins, m.auc_bins);
+    debug_assert_eq!(auc_bins % cal_bins, 0, "validated: calibration bins group AUC bins");
 
     let w = windows.clone();
     let j = job.clone();
@@ -183,53 +170,48 @@ pub fn quality<'s>(job: &Job, windows: &Windows, labeled: VecCollection<'s, u64,
     let w = windows.clone();
     let keyed = expire_at(keyed, &format!("{name}.QualityRetire"), move |(k, _)| w.retire_at(&k.win));
 
-    let components = keyed.clone().explode(move |(k, (score, label))| {
+    // One update per example and key: the score bin is the value, the sums ride in the diff
+    // [count, positives, predicted positive, correct, log-loss, Brier, score].
+    let binned = keyed.clone().explode(move |(k, (score, label))| {
         let predicted = (score >= threshold) as u8;
-        let cb = bin_of(score, cal_bins);
-        let ab = bin_of(score, auc_bins);
-        let c = |comp: Comp, v: i64| ((k.clone(), comp), v as isize);
-        vec![
-            c(Comp::Count, 1),
-            c(Comp::Positives, label as i64),
-            c(Comp::PredictedPositive, predicted as i64),
-            c(Comp::Correct, (predicted == label) as i64),
-            c(Comp::LogLossNano, logloss_nano(score, label)),
-            c(Comp::BrierNano, brier_nano(score, label)),
-            c(Comp::CalCount(cb), 1),
-            c(Comp::CalScore(cb), score),
-            c(Comp::CalPositives(cb), label as i64),
-            if label == 1 { c(Comp::AucPositive(ab), 1) } else { c(Comp::AucNegative(ab), 1) },
-        ]
+        let sums = Sums([
+            1,
+            label as i64,
+            predicted as i64,
+            (predicted == label) as i64,
+            logloss_nano(score, label),
+            brier_nano(score, label),
+            score,
+        ]);
+        Some(((k, bin_of(score, auc_bins)), sums))
     });
-    let aggs = components
-        .count()
-        .map(|((k, comp), n)| (k, (comp, n as i64)))
-        .reduce_named(&format!("{name}.QualityAssemble"), move |_k, input, output| {
-            let mut a = QualityAgg {
-                calibration: vec![(0, 0, 0); cal_bins as usize],
-                auc_positive: vec![0; auc_bins as usize],
-                auc_negative: vec![0; auc_bins as usize],
-                ..Default::default()
-            };
-            for ((comp, n), _) in input {
-                match *comp {
-                    Comp::Count => a.count = *n,
-                    Comp::Positives => a.positives = *n,
-                    Comp::PredictedPositive => a.predicted_positive = *n,
-                    Comp::Correct => a.correct = *n,
-                    Comp::LogLossNano => a.logloss_nano = *n,
-                    Comp::BrierNano => a.brier_nano = *n,
-                    Comp::CalCount(b) => a.calibration[b as usize].0 = *n,
-                    Comp::CalScore(b) => a.calibration[b as usize].1 = *n,
-                    Comp::CalPositives(b) => a.calibration[b as usize].2 = *n,
-                    Comp::AucPositive(b) => a.auc_positive[b as usize] = *n,
-                    Comp::AucNegative(b) => a.auc_negative[b as usize] = *n,
-                }
-            }
-            if a.count > 0 {
-                output.push((a, 1));
-            }
-        });
+    let per_cal = (auc_bins / cal_bins) as usize;
+    let aggs = binned.reduce_named(&format!("{name}.QualityAssemble"), move |_k, input, output: &mut Vec<(QualityAgg, isize)>| {
+        let mut a = QualityAgg {
+            calibration: vec![(0, 0, 0); cal_bins as usize],
+            auc_positive: vec![0; auc_bins as usize],
+            auc_negative: vec![0; auc_bins as usize],
+            ..Default::default()
+        };
+        for (bin, Sums([n, pos, pred, correct, ll, br, score])) in input {
+            let b = **bin as usize;
+            a.count += n;
+            a.positives += pos;
+            a.predicted_positive += pred;
+            a.correct += correct;
+            a.logloss_nano += ll;
+            a.brier_nano += br;
+            let c = &mut a.calibration[b / per_cal];
+            c.0 += n;
+            c.1 += score;
+            c.2 += pos;
+            a.auc_positive[b] += pos;
+            a.auc_negative[b] += n - pos;
+        }
+        if a.count > 0 {
+            output.push((a, 1));
+        }
+    });
 
     let w = windows.clone();
     let scores_final = delay_to(keyed, &format!("{name}.AucWait"), move |(k, _)| w.final_at(&k.win));

@@ -27,17 +27,22 @@ pub struct SinkState<R> {
     pub error: Option<crate::Error>,
     /// The writer, taken on finish.
     pub writer: Option<ChangelogWriter>,
+    /// Retired rows seen.
+    pub retired: usize,
 }
 
 impl<R> SinkState<R> {
     /// A sink state; `keep` decides whether current contents are tracked.
     pub fn new(writer: Option<ChangelogWriter>, keep: bool) -> Rc<RefCell<SinkState<R>>> {
-        Rc::new(RefCell::new(SinkState { current: keep.then(BTreeMap::new), lines: 0, error: None, writer }))
+        Rc::new(RefCell::new(SinkState { current: keep.then(BTreeMap::new), lines: 0, error: None, writer, retired: 0 }))
     }
 }
 
-/// Attaches a changelog sink to `coll`.
-pub fn sink<'s, R>(coll: VecCollection<'s, u64, R>, job_name: &str, format: Format, state: Rc<RefCell<SinkState<R>>>)
+/// How many retired rows the summary remembers (the most recent windows).
+const RETIRED_KEPT: usize = 512;
+
+/// Attaches a changelog sink to `coll`; changes are reported as of the next multiple of `emit`.
+pub fn sink<'s, R>(coll: VecCollection<'s, u64, R>, job_name: &str, format: Format, emit: u64, state: Rc<RefCell<SinkState<R>>>)
 where
     R: OutputRow + ExchangeData,
 {
@@ -47,7 +52,13 @@ where
     coll.inner.sink(Exchange::new(|_| 0), &name, move |(input, frontier)| {
         input.for_each(|_cap, data| {
             for (r, t, d) in data.drain(..) {
-                pending.entry(t).or_default().push((r, d));
+                let at = t.div_ceil(emit) * emit;
+                let batch = pending.entry(at).or_default();
+                batch.push((r, d));
+                // Keep a long interval's buffer consolidated as it grows.
+                if batch.len() >= 4096 && batch.len().is_power_of_two() {
+                    consolidate(batch);
+                }
             }
         });
         let mut st = state.borrow_mut();
@@ -61,11 +72,18 @@ where
             let st = &mut *st;
             for (row, diff) in updates {
                 if let Some(cur) = st.current.as_mut() {
-                    if row.status() != Some(Status::Retired) {
-                        let e = cur.entry(row.clone()).or_insert(0);
-                        *e += diff;
-                        if *e == 0 {
-                            cur.remove(&row);
+                    let e = cur.entry(row.clone()).or_insert(0);
+                    *e += diff;
+                    if *e == 0 {
+                        cur.remove(&row);
+                    }
+                    if row.status() == Some(Status::Retired) {
+                        st.retired += 1;
+                        if st.retired > RETIRED_KEPT {
+                            // Tombstones are never retracted: forget the oldest beyond a bound.
+                            if let Some(old) = cur.keys().find(|r| r.status() == Some(Status::Retired)).cloned() {
+                                cur.remove(&old);
+                            }
                         }
                     }
                 }
