@@ -1,0 +1,121 @@
+//! Helpers shared by the integration tests: write inputs and jobs, run, read changelogs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tidemark::config::Job;
+use tidemark::runtime::{run, RunOptions, RunSummary};
+
+/// The repository's schema directory.
+pub fn schemas_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")
+}
+
+/// Time parameters for a file job.
+pub struct Times {
+    pub tick: u64,
+    pub disorder: u64,
+    pub max_lateness: u64,
+    pub horizon: u64,
+    pub retention: u64,
+}
+
+impl Default for Times {
+    fn default() -> Self {
+        Times { tick: 1000, disorder: 2000, max_lateness: 60_000, horizon: 120_000, retention: 600_000 }
+    }
+}
+
+/// Writes a job over `events.jsonl`, `predictions.jsonl`, `labels.jsonl` in `dir`.
+pub fn file_job(dir: &Path, times: &Times, windows: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"name = "test"
+schemas_dir = "{schemas}"
+[time]
+tick_ms = {tick}
+allowed_disorder_ms = {disorder}
+idle_timeout_ms = 10000
+max_lateness_ms = {lateness}
+label_horizon_ms = {horizon}
+retention_ms = {retention}
+[sources.events]
+schema = "events.v1"
+kind = "jsonl"
+path = "events.jsonl"
+[sources.predictions]
+schema = "predictions.v1"
+kind = "jsonl"
+path = "predictions.jsonl"
+[sources.labels]
+schema = "labels.v1"
+kind = "jsonl"
+path = "labels.jsonl"
+{windows}
+[outputs]
+dir = "{out}"
+formats = ["jsonl", "parquet"]
+summary = false
+{extra}
+"#,
+        schemas = schemas_dir().display(),
+        tick = times.tick,
+        disorder = times.disorder,
+        lateness = times.max_lateness,
+        horizon = times.horizon,
+        retention = times.retention,
+        out = dir.join("out").display(),
+    );
+    let path = dir.join("job.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Writes lines to `dir/name`.
+pub fn write_lines(dir: &Path, name: &str, lines: &[String]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+/// An event line in events.v1.
+pub fn event(id: &str, entity: &str, t: u64, amount: f64, country: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","entity":"{entity}","event_time":{t},"amount":{amount},"age_days":10,"velocity":1,"score_ext":0.5,"country":"{country}","device":"ios"}}"#
+    )
+}
+
+/// A prediction line in predictions.v1.
+pub fn prediction(id: &str, score: f64, t: u64) -> String {
+    format!(r#"{{"event_id":"{id}","model_version":"m1","score":{score},"prediction_time":{t}}}"#)
+}
+
+/// A label line in labels.v1.
+pub fn label(id: &str, label: u8, t: u64) -> String {
+    format!(r#"{{"event_id":"{id}","label":{label},"label_time":{t}}}"#)
+}
+
+/// Runs a job file on `workers` threads with outputs in `out`.
+pub fn run_job(job: &Path, workers: usize, out: &Path) -> RunSummary {
+    let job = Job::load(job).unwrap_or_else(|e| panic!("job invalid: {e}"));
+    let opts = RunOptions { workers, out_dir: Some(out.to_path_buf()), ..Default::default() };
+    run(job, &opts).expect("run succeeds").expect("worker 0 summary")
+}
+
+/// Reads a JSONL changelog.
+pub fn changelog(out: &Path, name: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(out.join(format!("{name}.jsonl"))).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The last value of every window row (the retired tombstones), keyed by the given columns.
+pub fn retired(rows: &[Value], key: &[&str]) -> std::collections::BTreeMap<String, Value> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in rows {
+        if r["status"] == "retired" && r["diff"] == 1 {
+            let k: Vec<String> = key.iter().map(|c| r[*c].to_string()).collect();
+            assert!(out.insert(k.join("|"), r.clone()).is_none(), "one retirement per key: {r}");
+        }
+    }
+    out
+}
