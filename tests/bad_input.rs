@@ -1,0 +1,87 @@
+//! A file with every kind of bad record: the job keeps running, every bad record is a dead
+//! letter with its position and reason, and read = accepted + dead-lettered per stream.
+
+mod common;
+
+use common::*;
+
+const T0: u64 = 1_767_225_600_000;
+
+#[test]
+fn every_kind_of_bad_record_is_dead_lettered_and_counts_reconcile() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = |i: u64| event(&format!("e{i}"), "A", T0 + i * 1000, 5.0, "US");
+    let events = vec![
+        good(1),
+        r#"{"event_id":"bad1","entity":"A","event_time":"#.to_string(), // 2: truncated JSON
+        good(3),
+        r#"{"entity":"A","event_time":1767225604000,"amount":1}"#.to_string(), // 4: missing id
+        r#"{"event_id":"bad5","entity":"A","event_time":"1767225605000"}"#.to_string(), // 5: time as string
+        r#"{"event_id":"bad6","entity":"A","event_time":1767225606000,"amount":"NaN"}"#.to_string(), // 6: NaN
+        r#"{"event_id":"bad7","entity":"A","event_time":-5}"#.to_string(), // 7: negative time
+        r#"{"event_id":"bad8","entity":"A","event_time":7258118400000}"#.to_string(), // 8: absurd time
+        r#"{"event_id":"bad9","entity":"A","event_time":1767225609000,"amount":true}"#.to_string(), // 9: mistyped
+        r#"[1,2,3]"#.to_string(),                                               // 10: not an object
+        r#"{"event_id":"bad11","entity":"A","event_time":1767225611000,"colour":"red"}"#.to_string(), // 11: unknown field
+        good(100),
+        event("late12", "A", T0 + 1_000, 5.0, "US"), // 13: far behind the watermark: past max lateness
+        good(101),
+    ];
+    write_lines(d, "events.jsonl", &events);
+    write_lines(
+        d,
+        "predictions.jsonl",
+        &[
+            prediction("e1", 0.7, T0 + 1_010),
+            prediction("e3", 1.5, T0 + 3_010), // score outside [0, 1]
+            r#"{"event_id":"e3","model_version":"m1","prediction_time":1767225603010}"#.to_string(), // missing score
+        ],
+    );
+    write_lines(
+        d,
+        "labels.jsonl",
+        &[label("e1", 1, T0 + 2_000), r#"{"event_id":"e3","label":2,"label_time":1767225603500}"#.to_string()],
+    );
+    let times = Times { max_lateness: 30_000, ..Times::default() };
+    let job = file_job(d, &times, "[[windows]]\nname = \"1m\"\nkind = \"tumbling\"\nsize_ms = 60000\n", "");
+    let out = d.join("out");
+    let summary = run_job(&job, 2, &out);
+
+    let dead = changelog(&out, "dead_letters");
+    let find = |stream: &str, offset: u64| {
+        dead.iter()
+            .find(|r| r["stream"] == stream && r["offset"] == offset)
+            .unwrap_or_else(|| panic!("no dead letter for {stream}:{offset}: {dead:#?}"))
+    };
+    let expect = [
+        ("events", 2, "", "invalid JSON"),
+        ("events", 4, "event_id", "missing"),
+        ("events", 5, "event_time", "expected epoch milliseconds"),
+        ("events", 6, "amount", "NaN"),
+        ("events", 7, "event_time", "negative time"),
+        ("events", 8, "event_time", "absurd time"),
+        ("events", 9, "amount", "expected a number"),
+        ("events", 10, "", "not a JSON object"),
+        ("events", 11, "colour", "unknown field"),
+        ("events", 13, "event_time", "past max_lateness_ms"),
+        ("predictions", 2, "score", "outside [0, 1]"),
+        ("predictions", 3, "score", "missing"),
+        ("labels", 2, "label", "expected 0 or 1"),
+    ];
+    for (stream, offset, field, reason) in expect {
+        let r = find(stream, offset);
+        assert_eq!(r["field"], field, "{r}");
+        assert!(r["reason"].as_str().unwrap().contains(reason), "{r}");
+        assert!(r["source"].as_str().unwrap().ends_with(&format!("{stream}.jsonl")), "{r}");
+        assert_eq!(r["diff"], 1);
+    }
+    assert_eq!(dead.len(), expect.len(), "no other dead letters: {dead:#?}");
+
+    let counts: Vec<_> = summary.ingest.iter().map(|r| (r.stream.as_str(), r.read, r.accepted, r.dead_lettered)).collect();
+    assert_eq!(counts, vec![("events", 14, 4, 10), ("labels", 2, 1, 1), ("predictions", 3, 1, 2)]);
+    // The good records made it through: e1 is a labeled, scored example.
+    let q = changelog(&out, "quality");
+    let last = retired(&q, &["window_start", "segment", "model_version"]);
+    assert_eq!(last[&format!("{T0}|\"all\"|\"m1\"")]["count"], 1);
+}
