@@ -105,8 +105,9 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
         let writes = worker.index() == 0;
         let (probe, sinks) = crate::dataflow::build(worker, job.clone(), p.clone(), writes.then_some(dir.as_path()))?;
         let _span = tracing::info_span!("worker", index = worker.index()).entered();
-        while !probe.done() {
-            worker.step_or_park(Some(Duration::from_millis(5)));
+        // Step until the dataflow has completed, not merely until the probe is done: the probe
+        // sits before the sinks' exchange, so data may still be in flight to worker 0.
+        while worker.step_or_park(Some(Duration::from_millis(5))) {
             if writes {
                 if let Some(t) = probe.with_frontier(|f| f.first().copied()) {
                     wm.store(t, Ordering::Relaxed);

@@ -48,7 +48,8 @@ pub struct Joined<'s> {
     pub orphans: VecCollection<'s, u64, (String, LabelState)>,
 }
 
-/// Builds the join stage; `ttl` is how long after its own time a record stays in state.
+/// Builds the join stage; `ttl` is how long after its own time an event or prediction stays in
+/// state; `label_window` is the longest window (labels are windowed by their first label time).
 pub fn join<'s>(
     name: &str,
     events: VecCollection<'s, u64, Event>,
@@ -57,11 +58,24 @@ pub fn join<'s>(
     tick: u64,
     ttl: u64,
     horizon: u64,
+    retention: u64,
+    label_window: u64,
 ) -> Joined<'s> {
+    // Event ids outlive their events (and the labels that may refer to them), so that an
+    // event's expiry never turns its labels into orphans after the fact.
+    let known_ttl = ttl + label_window + retention;
+    let known = expire_at(events.clone().map(|e| (e.id, e.time)), &format!("{name}.KnownExpiry"), move |(_, t)| tick_floor(*t, tick) + known_ttl)
+        .map(|(id, _)| id)
+        .distinct();
     let events = expire_at(events, &format!("{name}.EventExpiry"), move |e: &Event| tick_floor(e.time, tick) + ttl);
     let predictions =
         expire_at(predictions, &format!("{name}.PredictionExpiry"), move |p: &Prediction| tick_floor(p.time, tick) + ttl);
-    let labels = expire_at(labels, &format!("{name}.LabelExpiry"), move |l: &Label| tick_floor(l.time, tick) + ttl);
+    // Labels stay one retention longer than events: when an event's first label expires, its
+    // remaining labels form a new state, which must land only in already retired windows (or an
+    // orphan would be counted twice). Labels of one event more than `retention` apart are
+    // therefore treated as separate histories.
+    let label_ttl = ttl + retention;
+    let labels = expire_at(labels, &format!("{name}.LabelExpiry"), move |l: &Label| tick_floor(l.time, tick) + label_ttl);
 
     let label_state = labels
         .map(|l| (l.event_id, (l.time, l.label)))
@@ -86,7 +100,6 @@ pub fn join<'s>(
     let waited = delay_to(label_state, &format!("{name}.OrphanWait"), move |(_, l): &(String, LabelState)| {
         tick_floor(l.first_time, tick) + horizon
     });
-    let known = ev_arr.as_collection(|id, _| id.clone()).distinct();
     let orphans = waited.antijoin(known);
 
     Joined { events, event_labels, labeled, orphans }

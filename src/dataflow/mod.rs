@@ -120,7 +120,7 @@ pub fn build(worker: &mut Worker, job: Arc<Job>, progress: Arc<Progress>, out_di
             .map(|(_, row)| row);
 
         let ttl = t.retention_ms + job.max_window_ms() + t.tick_ms;
-        let joined = join::join(&name, events, predictions, labels_in, t.tick_ms, ttl, t.label_horizon_ms);
+        let joined = join::join(&name, events, predictions, labels_in, t.tick_ms, ttl, t.label_horizon_ms, t.retention_ms, job.max_window_ms());
         let q = quality::quality(&job, &win, joined.labeled.clone());
         let l = labels::labels(&job, &win, &joined);
         let f = features::features(&job, &win, &joined);
