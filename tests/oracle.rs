@@ -257,7 +257,7 @@ fn check(inp: &Input) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
     #[test]
     fn last_values_equal_a_batch_recomputation(inp in input()) {
         check(&inp)?;

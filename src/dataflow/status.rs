@@ -17,7 +17,7 @@ pub fn with_status<'s, K, V, Row>(
 where
     K: Data,
     V: Data,
-    Row: Data + StatusRow,
+    Row: differential_dataflow::ExchangeData + differential_dataflow::Hashable + StatusRow,
 {
     let w = windows.clone();
     let provisional = expire_at(aggs.clone(), &format!("{name}Provisional"), move |(k, _)| w.final_at(&win(k)))

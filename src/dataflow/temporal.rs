@@ -53,13 +53,16 @@ where
 /// that says the row left state by retirement, not by an amendment.
 pub fn retirements<'s, D, D2, F, M>(coll: VecCollection<'s, u64, D, isize>, retire_at: F, mark: M) -> VecCollection<'s, u64, D2, isize>
 where
-    D: Data,
+    D: differential_dataflow::ExchangeData + differential_dataflow::Hashable,
     D2: Data,
     F: Fn(&D) -> u64 + 'static,
     M: Fn(&D) -> D2 + 'static,
 {
     use timely::dataflow::operators::vec::Map;
-    coll.inner
+    // Joins and delays can emit pairs that cancel within a time (-r, +r, -r); only consolidated
+    // retractions say that a row left.
+    coll.consolidate()
+        .inner
         .flat_map(move |(d, t, r)| (r < 0 && t >= retire_at(&d)).then(|| (mark(&d), t, -r)))
         .as_collection()
 }
