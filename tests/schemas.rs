@@ -1,0 +1,114 @@
+//! The schema files in `schemas/` match the Rust records: input schemas load and fit the
+//! generator, and every output row writes exactly its schema's columns with matching types.
+
+mod common;
+
+use serde_json::Value;
+use tidemark::dataflow::features::{FKey, FeatureAgg, FeatureRow, FeatureStat};
+use tidemark::dataflow::labels::{LKey, LabelAgg, LabelRow};
+use tidemark::dataflow::quality::{AucExact, QKey, QualityAgg, QualityRow};
+use tidemark::dataflow::windows::{Status, Win, Windows};
+use tidemark::outputs::rows::{Columns, Format, IngestRow, OutputRow};
+use tidemark::outputs::writer::{arrow_schema, output_schema_id};
+use tidemark::records::{DeadLetter, Position};
+use tidemark::schema::{FieldType, InputSchema, SchemaFile, Stream};
+
+fn format() -> Format {
+    let dir = tempfile::tempdir().unwrap();
+    for s in ["events", "predictions", "labels"] {
+        common::write_lines(dir.path(), &format!("{s}.jsonl"), &[String::new()]);
+    }
+    let job = common::file_job(dir.path(), &common::Times::default(), "[[windows]]\nname = \"1m\"\nkind = \"tumbling\"\nsize_ms = 60000\n", "[metrics]\nentity_features = [\"amount\", \"velocity\"]\n");
+    let job = tidemark::config::Job::load(&job).unwrap();
+    Format { windows: Windows::new(&job), feature_names: job.spec.metrics.entity_features.clone() }
+}
+
+fn type_fits(ty: FieldType, v: &Value, nullable: bool) -> bool {
+    if v.is_null() {
+        return nullable;
+    }
+    match ty {
+        FieldType::String => v.is_string(),
+        FieldType::Float64 => v.is_number(),
+        FieldType::Int64 => v.is_i64(),
+        FieldType::Uint64 | FieldType::TimestampMs => v.is_u64(),
+        FieldType::Bool => v.is_boolean(),
+        FieldType::ListInt64 => v.as_array().is_some_and(|a| a.iter().all(|x| x.is_i64())),
+        FieldType::ListFloat64 => v.as_array().is_some_and(|a| a.iter().all(|x| x.is_number() || x.is_null())),
+    }
+}
+
+fn check<R: OutputRow>(rows: &[R]) {
+    let file = SchemaFile::load(&common::schemas_dir(), &output_schema_id(R::NAME)).unwrap();
+    // The Parquet writer builds its Arrow schema from the same file.
+    assert_eq!(arrow_schema(&file).fields().len(), file.fields.len());
+    let f = format();
+    for row in rows {
+        let mut out: Vec<Columns> = Vec::new();
+        row.columns(&f, &mut out);
+        assert!(!out.is_empty());
+        for cols in out {
+            let line: Value = serde_json::from_str(&tidemark::outputs::rows::json_line(7, -1, &cols)).unwrap();
+            let names: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
+            let mut expected: Vec<&str> = file.fields.iter().map(|f| f.name.as_str()).collect();
+            let mut got = names.clone();
+            got.sort();
+            expected.sort();
+            assert_eq!(got, expected, "columns of {}", R::NAME);
+            for field in &file.fields {
+                assert!(type_fits(field.ty, &line[&field.name], field.nullable), "{}.{} = {}", R::NAME, field.name, line[&field.name]);
+            }
+        }
+    }
+}
+
+#[test]
+fn input_schemas_load_and_fit_the_generator() {
+    let dir = common::schemas_dir();
+    let ev = InputSchema::load(&dir, "events.v1", Stream::Events).unwrap();
+    tidemark::generator::check_events_schema(&ev).unwrap();
+    InputSchema::load(&dir, "predictions.v1", Stream::Predictions).unwrap();
+    InputSchema::load(&dir, "labels.v1", Stream::Labels).unwrap();
+    let err = InputSchema::load(&dir, "labels.v1", Stream::Events).unwrap_err().to_string();
+    assert!(err.contains("labels.v1.json") && err.contains("stream"), "{err}");
+}
+
+#[test]
+fn output_rows_match_their_schema_files() {
+    let win = Win { family: 0, start: 1_767_225_600_000, end: 1_767_225_660_000 };
+    let agg = QualityAgg {
+        count: 3,
+        positives: 1,
+        predicted_positive: 2,
+        correct: 2,
+        logloss_nano: 2_000_000_000,
+        brier_nano: 500_000_000,
+        calibration: vec![(1, 100_000, 0), (0, 0, 0)],
+        auc_positive: vec![0, 1],
+        auc_negative: vec![2, 0],
+    };
+    let key = QKey { win, segment: "all".into(), model: "m1".into() };
+    check(&[
+        QualityRow { key: key.clone(), status: Status::Provisional, agg: agg.clone(), exact: None },
+        QualityRow { key, status: Status::Final, agg, exact: Some(AucExact { positives: 1, negatives: 2, twice_concordant: 4 }) },
+    ]);
+    let lkey = LKey { win, segment: "country=US".into() };
+    check(&[
+        LabelRow { key: lkey.clone(), status: Status::Provisional, agg: LabelAgg { events: 2, labeled: 1, within_horizon: 1, relabeled: 0, orphans: 0, latency: vec![(1000, 1)] } },
+        LabelRow { key: lkey, status: Status::Final, agg: LabelAgg::default() },
+    ]);
+    let stat = FeatureStat { n: 2, sum: 3_000_000, sum_sq: 5_000_000_000_000, min: 1_000_000, max: 2_000_000 };
+    check(&[FeatureRow {
+        key: FKey { win, entity: "a".into() },
+        status: Status::Final,
+        agg: FeatureAgg { events: 2, last_time: win.start + 5, stats: vec![stat, FeatureStat::default()] },
+    }]);
+    check(&[DeadLetter {
+        stream: "events".into(),
+        position: Position { source: "f.jsonl".into(), offset: 3 },
+        field: "event_time".into(),
+        reason: "negative time -5".into(),
+        raw: "{}".into(),
+    }]);
+    check(&[IngestRow { stream: "events".into(), read: 3, accepted: 2, dead_lettered: 1 }]);
+}
