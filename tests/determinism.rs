@@ -121,3 +121,23 @@ emit_interval_ms = 10000
     run_job(&job, 2, &two);
     assert_same(&one, &two);
 }
+
+#[test]
+fn the_committed_samples_give_the_same_metrics_from_jsonl_and_parquet_on_any_worker_count() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows");
+    let dir = tempfile::tempdir().unwrap();
+    let runs = [("files.toml", 1), ("files.toml", 2), ("backfill.toml", 1), ("backfill.toml", 2)];
+    let mut outs = Vec::new();
+    for (i, (job, w)) in runs.iter().enumerate() {
+        let out = dir.path().join(format!("run{i}"));
+        run_job(&root.join(job), *w, &out);
+        outs.push(out);
+    }
+    for name in ["quality.jsonl", "label_health.jsonl", "entity_features.jsonl", "ingest.jsonl"] {
+        let first = std::fs::read(outs[0].join(name)).unwrap();
+        assert!(first.len() > 1000, "{name} has content");
+        for (out, run) in outs.iter().zip(runs).skip(1) {
+            assert!(std::fs::read(out.join(name)).unwrap() == first, "{name} differs for {run:?}");
+        }
+    }
+}

@@ -227,7 +227,7 @@ pub fn quality<'s>(job: &Job, windows: &Windows, labeled: VecCollection<'s, u64,
         .join(exact)
         .map(|(key, (agg, exact))| QualityRow { key, status: Status::Final, agg, exact: Some(exact) });
     let w = windows.clone();
-    let retired = retirements(final_rows.clone(), move |r: &QualityRow| w.retire_at(&r.key.win), |r| QualityRow {
+    let retired = retirements(final_rows.clone(), &format!("{name}.QualityRetired"), move |r: &QualityRow| w.retire_at(&r.key.win), |r| QualityRow {
         status: Status::Retired,
         ..r.clone()
     });

@@ -49,20 +49,59 @@ where
     coll.concat(delayed)
 }
 
-/// For every retraction at or after `retire_at(data)`, an insertion of `mark(data)`: a tombstone
-/// that says the row left state by retirement, not by an amendment.
-pub fn retirements<'s, D, D2, F, M>(coll: VecCollection<'s, u64, D, isize>, retire_at: F, mark: M) -> VecCollection<'s, u64, D2, isize>
+/// A tombstone `mark(row)` at the time a row's accumulated count drops to zero, if that time is
+/// at or after `retire_at(row)`: it says the row left state by retirement, not by an amendment.
+///
+/// Counts are accumulated per row (rows are exchanged by hash) and applied in time order once a
+/// time is complete, so transient pairs that cancel within a time never produce a tombstone.
+/// State: the rows currently present.
+pub fn retirements<'s, D, D2, F, M>(coll: VecCollection<'s, u64, D, isize>, name: &str, retire_at: F, mark: M) -> VecCollection<'s, u64, D2, isize>
 where
     D: differential_dataflow::ExchangeData + differential_dataflow::Hashable,
     D2: Data,
     F: Fn(&D) -> u64 + 'static,
     M: Fn(&D) -> D2 + 'static,
 {
-    use timely::dataflow::operators::vec::Map;
-    // Joins and delays can emit pairs that cancel within a time (-r, +r, -r); only consolidated
-    // retractions say that a row left.
-    coll.consolidate()
-        .inner
-        .flat_map(move |(d, t, r)| (r < 0 && t >= retire_at(&d)).then(|| (mark(&d), t, -r)))
+    use timely::dataflow::channels::pact::Exchange;
+    use timely::dataflow::operators::Capability;
+    coll.inner
+        .unary_frontier::<CapacityContainerBuilder<Vec<(D2, u64, isize)>>, _, _, _>(
+            Exchange::new(|(d, _, _): &(D, u64, isize)| d.hashed().into()),
+            name,
+            move |_, _| {
+                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(D, isize)>)> = BTreeMap::new();
+                let mut present: BTreeMap<D, isize> = BTreeMap::new();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        for (d, t, r) in data.drain(..) {
+                            pending
+                                .entry(t)
+                                .or_insert_with(|| (cap.delayed(&t, output.output_index()), Vec::new()))
+                                .1
+                                .push((d, r));
+                        }
+                    });
+                    while let Some(entry) = pending.first_entry() {
+                        if frontier.less_equal(entry.key()) {
+                            break;
+                        }
+                        let t = *entry.key();
+                        let (cap, mut updates) = entry.remove();
+                        differential_dataflow::consolidation::consolidate(&mut updates);
+                        let mut session = output.session(&cap);
+                        for (d, r) in updates {
+                            let n = present.entry(d.clone()).or_insert(0);
+                            *n += r;
+                            if *n == 0 {
+                                present.remove(&d);
+                                if r < 0 && t >= retire_at(&d) {
+                                    session.give((mark(&d), t, -r));
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        )
         .as_collection()
 }
