@@ -226,6 +226,8 @@ fn print_summary(s: &RunSummary) {
         }
     }
     println!();
+    let peak = s.state_samples.iter().map(|x| x.1).max().unwrap_or(0);
+    println!("state: peak {peak} records in arrangements and batchers");
     let lines: Vec<String> = s.lines.iter().map(|(n, c)| format!("{n} {c}")).collect();
     println!("changelog lines: {}; outputs in {}", lines.join(", "), s.out_dir.display());
 }

@@ -54,6 +54,48 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Worker threads per process.
     pub workers: usize,
+    /// Records held in arrangements and batchers (all workers of this process), sampled as the
+    /// watermark advanced: (watermark, records).
+    pub state_samples: Vec<(u64, i64)>,
+}
+
+/// Records held in differential state across this process's workers, from differential's
+/// arrangement log: batches built, merged and dropped, and records waiting in batchers.
+#[derive(Debug, Default)]
+pub struct StateGauge {
+    records: std::sync::atomic::AtomicI64,
+}
+
+impl StateGauge {
+    /// Records currently held.
+    pub fn records(&self) -> i64 {
+        self.records.load(Ordering::Relaxed)
+    }
+
+    /// Subscribes to `worker`'s differential arrangement log.
+    pub fn register(self: &Arc<Self>, worker: &mut timely::worker::Worker) {
+        use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder};
+        let gauge = self.clone();
+        if let Some(mut registry) = worker.log_register() {
+            registry.insert::<DifferentialEventBuilder, _>("differential/arrange", move |_, data| {
+                let Some(events) = data.as_ref() else { return };
+                let mut delta = 0i64;
+                for (_, event) in events {
+                    delta += match event {
+                        DifferentialEvent::Batch(b) => b.length as i64,
+                        DifferentialEvent::Drop(d) => -(d.length as i64),
+                        DifferentialEvent::Merge(m) => match m.complete {
+                            Some(n) => n as i64 - m.length1 as i64 - m.length2 as i64,
+                            None => 0,
+                        },
+                        DifferentialEvent::Batcher(b) => b.records_diff as i64,
+                        _ => 0,
+                    };
+                }
+                gauge.records.fetch_add(delta, Ordering::Relaxed);
+            });
+        }
+    }
 }
 
 fn communication(opts: &RunOptions) -> Result<timely::CommunicationConfig> {
@@ -100,9 +142,13 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
         std::thread::spawn(move || draw_progress(&progress, &done, &watermark, expected_records))
     });
 
-    let (p, wm, dir) = (progress.clone(), watermark.clone(), out_dir.clone());
-    let guards = timely::execute(config, move |worker| -> Result<Option<(Vec<IngestRow>, Vec<QualityRow>, Vec<LabelRow>, Vec<(&'static str, u64)>)>> {
+    let gauge = Arc::new(StateGauge::default());
+    let (p, wm, dir, g) = (progress.clone(), watermark.clone(), out_dir.clone(), gauge.clone());
+    type WorkerResult = Option<(Vec<IngestRow>, Vec<QualityRow>, Vec<LabelRow>, Vec<(&'static str, u64)>, Vec<(u64, i64)>)>;
+    let guards = timely::execute(config, move |worker| -> Result<WorkerResult> {
         let writes = worker.index() == 0;
+        g.register(worker);
+        let mut samples = Vec::new();
         let (probe, sinks) = crate::dataflow::build(worker, job.clone(), p.clone(), writes.then_some(dir.as_path()))?;
         let _span = tracing::info_span!("worker", index = worker.index()).entered();
         // Step until the dataflow has completed, not merely until the probe is done: the probe
@@ -110,7 +156,9 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
         while worker.step_or_park(Some(Duration::from_millis(5))) {
             if writes {
                 if let Some(t) = probe.with_frontier(|f| f.first().copied()) {
-                    wm.store(t, Ordering::Relaxed);
+                    if wm.swap(t, Ordering::Relaxed) != t {
+                        samples.push((t, g.records()));
+                    }
                 }
             }
         }
@@ -128,7 +176,7 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
             ("dead_letters", sinks.dead_letters.borrow().lines),
             ("ingest", sinks.ingest.borrow().lines),
         ];
-        Ok(Some((ingest, quality, labels, lines)))
+        Ok(Some((ingest, quality, labels, lines, samples)))
     })
     .map_err(Error::Runtime)?;
     let results = guards.join();
@@ -139,7 +187,7 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
     let mut summary = None;
     for r in results {
         match r.map_err(Error::Runtime)?? {
-            Some((ingest, quality, labels, lines)) => {
+            Some((ingest, quality, labels, lines, state_samples)) => {
                 summary = Some(RunSummary {
                     out_dir: out_dir.clone(),
                     ingest,
@@ -149,6 +197,7 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
                     records_read: progress.records.load(Ordering::Relaxed),
                     elapsed: start.elapsed(),
                     workers: opts.workers,
+                    state_samples,
                 })
             }
             None => {}
