@@ -266,8 +266,16 @@ impl Job {
     pub fn validate(path: &Path, spec: JobSpec) -> Result<Job> {
         let err = |key: &str, reason: String| Error::config(path, key, reason);
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(err("name", "must be non-empty ASCII letters, digits, '_' or '-'".into()));
+        if spec.name.is_empty()
+            || !spec
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(err(
+                "name",
+                "must be non-empty ASCII letters, digits, '_' or '-'".into(),
+            ));
         }
         let t = &spec.time;
         if t.tick_ms == 0 {
@@ -280,7 +288,10 @@ impl Job {
             ("time.retention_ms", t.retention_ms),
         ] {
             if v % t.tick_ms != 0 {
-                return Err(err(key, format!("{v} is not a multiple of time.tick_ms ({})", t.tick_ms)));
+                return Err(err(
+                    key,
+                    format!("{v} is not a multiple of time.tick_ms ({})", t.tick_ms),
+                ));
             }
         }
         if t.retention_ms <= t.max_lateness_ms {
@@ -290,7 +301,13 @@ impl Job {
             ));
         }
         if t.retention_ms < t.label_horizon_ms {
-            return Err(err("time.retention_ms", format!("must be at least time.label_horizon_ms ({})", t.label_horizon_ms)));
+            return Err(err(
+                "time.retention_ms",
+                format!(
+                    "must be at least time.label_horizon_ms ({})",
+                    t.label_horizon_ms
+                ),
+            ));
         }
         if spec.windows.is_empty() {
             return Err(err("windows", "at least one window is required".into()));
@@ -299,37 +316,104 @@ impl Job {
         for (i, w) in spec.windows.iter().enumerate() {
             let key = |k: &str| format!("windows[{i}].{k}");
             if !names.insert(w.name.clone()) {
-                return Err(err(&key("name"), format!("duplicate window name {:?}", w.name)));
+                return Err(err(
+                    &key("name"),
+                    format!("duplicate window name {:?}", w.name),
+                ));
             }
             if w.size_ms == 0 || w.size_ms % t.tick_ms != 0 {
-                return Err(err(&key("size_ms"), format!("must be a positive multiple of time.tick_ms ({})", t.tick_ms)));
+                return Err(err(
+                    &key("size_ms"),
+                    format!(
+                        "must be a positive multiple of time.tick_ms ({})",
+                        t.tick_ms
+                    ),
+                ));
             }
             match (w.kind, w.slide_ms) {
-                (WindowKind::Tumbling, Some(_)) => return Err(err(&key("slide_ms"), "only sliding windows have a slide".into())),
-                (WindowKind::Sliding, None) => return Err(err(&key("slide_ms"), "sliding windows need slide_ms".into())),
-                (WindowKind::Sliding, Some(s)) if s == 0 || w.size_ms % s != 0 || s % t.tick_ms != 0 => {
-                    return Err(err(&key("slide_ms"), "must be a positive multiple of time.tick_ms that divides size_ms".into()))
+                (WindowKind::Tumbling, Some(_)) => {
+                    return Err(err(
+                        &key("slide_ms"),
+                        "only sliding windows have a slide".into(),
+                    ))
+                }
+                (WindowKind::Sliding, None) => {
+                    return Err(err(
+                        &key("slide_ms"),
+                        "sliding windows need slide_ms".into(),
+                    ))
+                }
+                (WindowKind::Sliding, Some(s))
+                    if s == 0 || w.size_ms % s != 0 || s % t.tick_ms != 0 =>
+                {
+                    return Err(err(
+                        &key("slide_ms"),
+                        "must be a positive multiple of time.tick_ms that divides size_ms".into(),
+                    ))
                 }
                 _ => {}
             }
         }
         let m = &spec.metrics;
         if !(m.threshold > 0.0 && m.threshold < 1.0) {
-            return Err(err("metrics.threshold", format!("{} is not inside (0, 1)", m.threshold)));
+            return Err(err(
+                "metrics.threshold",
+                format!("{} is not inside (0, 1)", m.threshold),
+            ));
         }
         if !(1..=1000).contains(&m.calibration_bins) {
-            return Err(err("metrics.calibration_bins", "must be in 1..=1000".into()));
+            return Err(err(
+                "metrics.calibration_bins",
+                "must be in 1..=1000".into(),
+            ));
         }
         if !(2..=10_000).contains(&m.auc_bins) {
             return Err(err("metrics.auc_bins", "must be in 2..=10000".into()));
         }
         if let Some(e) = spec.outputs.emit_interval_ms {
+            let key = "outputs.emit_interval_ms";
             if e == 0 || e % t.tick_ms != 0 {
-                return Err(err("outputs.emit_interval_ms", format!("must be a positive multiple of time.tick_ms ({})", t.tick_ms)));
+                return Err(err(
+                    key,
+                    format!(
+                        "must be a positive multiple of time.tick_ms ({})",
+                        t.tick_ms
+                    ),
+                ));
+            }
+            // Window ends, finality and retirement must fall on emit boundaries.
+            for w in &spec.windows {
+                if w.size_ms % e != 0 || w.slide_ms.unwrap_or(w.size_ms) % e != 0 {
+                    return Err(err(
+                        key,
+                        format!("{e} must divide the size and slide of window {:?}", w.name),
+                    ));
+                }
+            }
+            if t.label_horizon_ms % e != 0 || t.retention_ms % e != 0 {
+                return Err(err(
+                    key,
+                    format!("{e} must divide time.label_horizon_ms and time.retention_ms"),
+                ));
+            }
+            if t.retention_ms <= t.max_lateness_ms + e {
+                return Err(err(
+                    "time.retention_ms",
+                    format!(
+                        "must exceed time.max_lateness_ms plus outputs.emit_interval_ms ({})",
+                        t.max_lateness_ms + e
+                    ),
+                ));
             }
         }
         if m.auc_bins % m.calibration_bins != 0 {
-            return Err(err("metrics.auc_bins", format!("must be a multiple of metrics.calibration_bins ({})", m.calibration_bins)));
+            return Err(err(
+                "metrics.auc_bins",
+                format!(
+                    "must be a multiple of metrics.calibration_bins ({})",
+                    m.calibration_bins
+                ),
+            ));
         }
         if spec.outputs.formats.is_empty() {
             return Err(err("outputs.formats", "name at least one format".into()));
@@ -342,7 +426,9 @@ impl Job {
             let key = |k: &str| format!("sources.{stream}.{k}");
             schemas.push(InputSchema::load(&schemas_dir, &src.schema, stream)?);
             match (src.kind, &src.path) {
-                (SourceKind::Generator, Some(_)) => return Err(err(&key("path"), "generator sources take no path".into())),
+                (SourceKind::Generator, Some(_)) => {
+                    return Err(err(&key("path"), "generator sources take no path".into()))
+                }
                 (SourceKind::Generator, None) => {}
                 (_, None) => return Err(err(&key("path"), "file sources need a path".into())),
                 (kind, Some(p)) => {
@@ -357,22 +443,44 @@ impl Job {
         for s in &m.segments {
             match ev.categorical.iter().position(|c| c == s) {
                 Some(i) => segment_idx.push(i),
-                None => return Err(err("metrics.segments", format!("{s:?} is not a categorical field of schema {}", ev.id))),
+                None => {
+                    return Err(err(
+                        "metrics.segments",
+                        format!("{s:?} is not a categorical field of schema {}", ev.id),
+                    ))
+                }
             }
         }
         let mut entity_feature_idx = Vec::new();
         for s in &m.entity_features {
             match ev.numeric.iter().position(|c| c == s) {
                 Some(i) => entity_feature_idx.push(i),
-                None => return Err(err("metrics.entity_features", format!("{s:?} is not a numeric field of schema {}", ev.id))),
+                None => {
+                    return Err(err(
+                        "metrics.entity_features",
+                        format!("{s:?} is not a numeric field of schema {}", ev.id),
+                    ))
+                }
             }
         }
-        let uses_generator = Stream::ALL.iter().any(|s| spec.sources.get(*s).kind == SourceKind::Generator);
+        let uses_generator = Stream::ALL
+            .iter()
+            .any(|s| spec.sources.get(*s).kind == SourceKind::Generator);
         if uses_generator {
-            spec.generator.check().map_err(|(k, r)| err(&format!("generator.{k}"), r))?;
-            crate::generator::check_events_schema(ev).map_err(|r| err("sources.events.schema", r))?;
+            spec.generator
+                .check()
+                .map_err(|(k, r)| err(&format!("generator.{k}"), r))?;
+            crate::generator::check_events_schema(ev)
+                .map_err(|r| err("sources.events.schema", r))?;
         }
-        Ok(Job { spec, file: path.to_path_buf(), schemas, files, entity_feature_idx, segment_idx })
+        Ok(Job {
+            spec,
+            file: path.to_path_buf(),
+            schemas,
+            files,
+            entity_feature_idx,
+            segment_idx,
+        })
     }
 
     /// The input schema of `stream`.
@@ -382,12 +490,21 @@ impl Job {
 
     /// Length of the longest window, which bounds how long an event feeds any window.
     pub fn max_window_ms(&self) -> u64 {
-        self.spec.windows.iter().map(|w| w.size_ms).max().unwrap_or(0)
+        self.spec
+            .windows
+            .iter()
+            .map(|w| w.size_ms)
+            .max()
+            .unwrap_or(0)
     }
 }
 
 /// Expands a file, directory or glob into a sorted list of files.
-pub fn resolve_files(base: &Path, pattern: &str, kind: SourceKind) -> std::result::Result<Vec<PathBuf>, String> {
+pub fn resolve_files(
+    base: &Path,
+    pattern: &str,
+    kind: SourceKind,
+) -> std::result::Result<Vec<PathBuf>, String> {
     let ext = match kind {
         SourceKind::Jsonl => "jsonl",
         SourceKind::Parquet => "parquet",
@@ -416,7 +533,10 @@ pub fn resolve_files(base: &Path, pattern: &str, kind: SourceKind) -> std::resul
         }
     }
     if out.is_empty() {
-        return Err(format!("{pattern:?} (resolved to {}) matches no .{ext} file", full.display()));
+        return Err(format!(
+            "{pattern:?} (resolved to {}) matches no .{ext} file",
+            full.display()
+        ));
     }
     out.sort();
     Ok(out)

@@ -52,7 +52,10 @@ fn string<'a>(f: &FieldSpec, v: Value<'a>) -> Result<&'a str, FieldError> {
         Value::Str(s) if !s.is_empty() => Ok(s),
         Value::Str(_) => Err(fail(f, "empty string")),
         Value::Null => Err(fail(f, "missing")),
-        other => Err(fail(f, format!("expected a string, found {}", other.kind()))),
+        other => Err(fail(
+            f,
+            format!("expected a string, found {}", other.kind()),
+        )),
     }
 }
 
@@ -61,9 +64,14 @@ fn number(f: &FieldSpec, v: Value<'_>) -> Result<f64, FieldError> {
         Value::F64(x) => x,
         Value::I64(x) => x as f64,
         Value::U64(x) => x as f64,
-        Value::Str(s) if matches!(s, "NaN" | "nan" | "Infinity" | "-Infinity" | "inf" | "-inf") => f64::NAN,
+        Value::Str("NaN" | "nan" | "Infinity" | "-Infinity" | "inf" | "-inf") => f64::NAN,
         Value::Null => return Err(fail(f, "missing")),
-        other => return Err(fail(f, format!("expected a number, found {}", other.kind()))),
+        other => {
+            return Err(fail(
+                f,
+                format!("expected a number, found {}", other.kind()),
+            ))
+        }
     };
     if !x.is_finite() {
         return Err(fail(f, "NaN or infinite value is not allowed"));
@@ -77,19 +85,33 @@ fn time(f: &FieldSpec, v: Value<'_>) -> Result<u64, FieldError> {
         Value::U64(x) => i64::try_from(x).unwrap_or(i64::MAX),
         Value::F64(x) if x.fract() == 0.0 && x.is_finite() => x as i64,
         Value::Null => return Err(fail(f, "missing")),
-        other => return Err(fail(f, format!("expected epoch milliseconds (an integer), found {}", other.kind()))),
+        other => {
+            return Err(fail(
+                f,
+                format!(
+                    "expected epoch milliseconds (an integer), found {}",
+                    other.kind()
+                ),
+            ))
+        }
     };
     if t < 0 {
         return Err(fail(f, format!("negative time {t}")));
     }
     if !(MIN_TIME_MS..MAX_TIME_MS).contains(&t) {
-        return Err(fail(f, format!("absurd time {t} (outside years 2000..2100)")));
+        return Err(fail(
+            f,
+            format!("absurd time {t} (outside years 2000..2100)"),
+        ));
     }
     Ok(t as u64)
 }
 
 /// Decodes one record of `schema`'s stream, reading fields through `get`.
-pub fn decode<'a>(schema: &InputSchema, mut get: impl FnMut(&str) -> Value<'a>) -> Result<Record, FieldError> {
+pub fn decode<'a>(
+    schema: &InputSchema,
+    mut get: impl FnMut(&str) -> Value<'a>,
+) -> Result<Record, FieldError> {
     match schema.stream {
         Stream::Events => {
             let mut id = None;
@@ -143,7 +165,12 @@ pub fn decode<'a>(schema: &InputSchema, mut get: impl FnMut(&str) -> Value<'a>) 
             }
             let f = schema.field(Role::Time);
             let t = time(f, get(&f.name))?;
-            Ok(Record::Prediction(Prediction { event_id, model, score: to_micro(s), time: t }))
+            Ok(Record::Prediction(Prediction {
+                event_id,
+                model,
+                score: to_micro(s),
+                time: t,
+            }))
         }
         Stream::Labels => {
             let f = schema.field(Role::Id);
@@ -155,11 +182,20 @@ pub fn decode<'a>(schema: &InputSchema, mut get: impl FnMut(&str) -> Value<'a>) 
                 Value::I64(1) | Value::U64(1) => 1,
                 Value::F64(x) if x == 0.0 || x == 1.0 => x as u8,
                 Value::Null => return Err(fail(f, "missing")),
-                other => return Err(fail(f, format!("expected 0 or 1, found {}", describe(other)))),
+                other => {
+                    return Err(fail(
+                        f,
+                        format!("expected 0 or 1, found {}", describe(other)),
+                    ))
+                }
             };
             let f = schema.field(Role::Time);
             let t = time(f, get(&f.name))?;
-            Ok(Record::Label(Label { event_id, label, time: t }))
+            Ok(Record::Label(Label {
+                event_id,
+                label,
+                time: t,
+            }))
         }
     }
 }
@@ -184,7 +220,10 @@ pub fn decode_json_line(schema: &InputSchema, line: &str) -> Result<Record, Fiel
     };
     for key in obj.keys() {
         if !schema.fields.iter().any(|f| &f.name == key) {
-            return Err((key.clone(), format!("unknown field (schema {} does not declare it)", schema.id)));
+            return Err((
+                key.clone(),
+                format!("unknown field (schema {} does not declare it)", schema.id),
+            ));
         }
     }
     decode(schema, |name| match obj.get(name) {

@@ -42,17 +42,31 @@ pub enum Error {
 
 impl Error {
     /// Builds a configuration error.
-    pub fn config(file: impl Into<PathBuf>, key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Config { file: file.into(), key: key.into(), reason: reason.into() }
+    pub fn config(
+        file: impl Into<PathBuf>,
+        key: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Config {
+            file: file.into(),
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
 
     /// Wraps an IO error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// Wraps a Parquet/Arrow error with the path it concerns.
     pub fn parquet(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
-        Error::Parquet { path: path.into(), reason: reason.to_string() }
+        Error::Parquet {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
     }
 }

@@ -11,7 +11,9 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 
 use crate::error::{Error, Result};
-use crate::generator::{GenRecord, GeneratorParams, GeneratorStream, Metadata, CATEGORICAL, NUMERIC};
+use crate::generator::{
+    GenRecord, GeneratorParams, GeneratorStream, Metadata, CATEGORICAL, NUMERIC,
+};
 use crate::schema::Stream;
 
 /// File format of generated data.
@@ -25,14 +27,23 @@ pub enum DataFormat {
 
 /// Writes `<out>/{events,predictions,labels}.<ext>` and `<out>/metadata.json`; returns the metadata.
 pub fn write_dataset(params: &GeneratorParams, out: &Path, format: DataFormat) -> Result<Metadata> {
-    params.check().map_err(|(k, r)| Error::config("(generator parameters)", k, r))?;
+    params
+        .check()
+        .map_err(|(k, r)| Error::config("(generator parameters)", k, r))?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut meta = Metadata::new(params);
     for stream in Stream::ALL {
         let gen = GeneratorStream::new(params.clone(), stream, format == DataFormat::Parquet);
         let (n, bad) = match format {
-            DataFormat::Jsonl => write_jsonl(gen, &out.join(format!("{stream}.jsonl")), &mut meta, stream)?,
-            DataFormat::Parquet => write_parquet(gen, &out.join(format!("{stream}.parquet")), &mut meta, stream)?,
+            DataFormat::Jsonl => {
+                write_jsonl(gen, &out.join(format!("{stream}.jsonl")), &mut meta, stream)?
+            }
+            DataFormat::Parquet => write_parquet(
+                gen,
+                &out.join(format!("{stream}.parquet")),
+                &mut meta,
+                stream,
+            )?,
         };
         meta.records.insert(stream.name().into(), n);
         meta.malformed.insert(stream.name().into(), bad);
@@ -45,7 +56,13 @@ pub fn write_dataset(params: &GeneratorParams, out: &Path, format: DataFormat) -
 
 fn tally(meta: &mut Metadata, stream: Stream, r: &GenRecord) -> bool {
     if let Some(kind) = r.malformed {
-        let key = format!("{stream}.{}", serde_json::to_value(kind).expect("enum").as_str().unwrap_or("?"));
+        let key = format!(
+            "{stream}.{}",
+            serde_json::to_value(kind)
+                .expect("enum")
+                .as_str()
+                .unwrap_or("?")
+        );
         *meta.malformed.entry(key).or_default() += 1;
         true
     } else {
@@ -53,14 +70,21 @@ fn tally(meta: &mut Metadata, stream: Stream, r: &GenRecord) -> bool {
     }
 }
 
-fn write_jsonl(gen: GeneratorStream, path: &Path, meta: &mut Metadata, stream: Stream) -> Result<(u64, u64)> {
+fn write_jsonl(
+    gen: GeneratorStream,
+    path: &Path,
+    meta: &mut Metadata,
+    stream: Stream,
+) -> Result<(u64, u64)> {
     let f = File::create(path).map_err(|e| Error::io(path, e))?;
     let mut w = BufWriter::with_capacity(1 << 16, f);
     let (mut n, mut bad) = (0, 0);
     for r in gen {
         n += 1;
         bad += tally(meta, stream, &r) as u64;
-        w.write_all(r.to_json_line().as_bytes()).and_then(|_| w.write_all(b"\n")).map_err(|e| Error::io(path, e))?;
+        w.write_all(r.to_json_line().as_bytes())
+            .and_then(|_| w.write_all(b"\n"))
+            .map_err(|e| Error::io(path, e))?;
     }
     w.flush().map_err(|e| Error::io(path, e))?;
     Ok((n, bad))
@@ -77,16 +101,27 @@ fn schema_of(stream: Stream) -> Arc<Schema> {
             v.extend(CATEGORICAL.iter().map(|n| s(n, true)));
             v
         }
-        Stream::Predictions => vec![s("event_id", true), s("model_version", false), f("score", true), i("prediction_time")],
+        Stream::Predictions => vec![
+            s("event_id", true),
+            s("model_version", false),
+            f("score", true),
+            i("prediction_time"),
+        ],
         Stream::Labels => vec![s("event_id", true), f("label", true), i("label_time")],
     };
     Arc::new(Schema::new(fields))
 }
 
-fn write_parquet(gen: GeneratorStream, path: &Path, meta: &mut Metadata, stream: Stream) -> Result<(u64, u64)> {
+fn write_parquet(
+    gen: GeneratorStream,
+    path: &Path,
+    meta: &mut Metadata,
+    stream: Stream,
+) -> Result<(u64, u64)> {
     let schema = schema_of(stream);
     let f = File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut w = ArrowWriter::try_new(f, schema.clone(), None).map_err(|e| Error::parquet(path, e))?;
+    let mut w =
+        ArrowWriter::try_new(f, schema.clone(), None).map_err(|e| Error::parquet(path, e))?;
     let (mut n, mut bad) = (0u64, 0u64);
     let mut chunk = Vec::with_capacity(65_536);
     let mut gen = gen.peekable();
@@ -104,7 +139,11 @@ fn write_parquet(gen: GeneratorStream, path: &Path, meta: &mut Metadata, stream:
     Ok((n, bad))
 }
 
-fn batch_of(stream: Stream, schema: &Arc<Schema>, rows: &[GenRecord]) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+fn batch_of(
+    stream: Stream,
+    schema: &Arc<Schema>,
+    rows: &[GenRecord],
+) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
     let strings = |f: &dyn Fn(&GenRecord) -> Option<String>| -> ArrayRef {
         let mut b = StringBuilder::new();
         for r in rows {
@@ -129,7 +168,10 @@ fn batch_of(stream: Stream, schema: &Arc<Schema>, rows: &[GenRecord]) -> std::re
         Stream::Events => {
             let mut v = vec![id, strings(&|r| Some(r.entity.clone())), times];
             v.extend((0..NUMERIC.len()).map(floats));
-            v.extend((0..CATEGORICAL.len()).map(|k| strings(&|r: &GenRecord| r.cats[k].map(String::from))));
+            v.extend(
+                (0..CATEGORICAL.len())
+                    .map(|k| strings(&|r: &GenRecord| r.cats[k].map(String::from))),
+            );
             v
         }
         Stream::Predictions => vec![id, strings(&|r| Some(r.model.clone())), floats(0), times],

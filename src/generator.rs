@@ -7,8 +7,8 @@
 //! malformed records of several kinds. Every event draws from its own random stream, so the
 //! result does not depend on which streams are generated or in which order.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -115,14 +115,24 @@ impl GeneratorParams {
         if self.entities == 0 {
             return Err(("entities".into(), "must be positive".into()));
         }
-        if !(self.zipf_s > 0.0) {
+        if self.zipf_s.is_nan() || self.zipf_s <= 0.0 {
             return Err(("zipf_s".into(), "must be positive".into()));
         }
-        if !(self.latency_median_ms > 0.0) || !(self.latency_sigma >= 0.0) {
-            return Err(("latency_median_ms".into(), "median must be positive and sigma non-negative".into()));
+        if self.latency_median_ms.is_nan()
+            || self.latency_median_ms <= 0.0
+            || self.latency_sigma.is_nan()
+            || self.latency_sigma < 0.0
+        {
+            return Err((
+                "latency_median_ms".into(),
+                "median must be positive and sigma non-negative".into(),
+            ));
         }
         if !(946_684_800_000..4_000_000_000_000).contains(&self.start_ms) {
-            return Err(("start_ms".into(), "must be an epoch-millisecond time in this century".into()));
+            return Err((
+                "start_ms".into(),
+                "must be an epoch-millisecond time in this century".into(),
+            ));
         }
         if self.model.is_empty() {
             return Err(("model".into(), "must not be empty".into()));
@@ -195,11 +205,19 @@ impl Malformation {
         Malformation::NegativeTime,
         Malformation::AbsurdTime,
     ];
-    const COLUMNAR: [Malformation; 4] =
-        [Malformation::MissingId, Malformation::NotANumber, Malformation::NegativeTime, Malformation::AbsurdTime];
+    const COLUMNAR: [Malformation; 4] = [
+        Malformation::MissingId,
+        Malformation::NotANumber,
+        Malformation::NegativeTime,
+        Malformation::AbsurdTime,
+    ];
 
     fn pick(roll: f64, columnar: bool) -> Malformation {
-        let set: &[Malformation] = if columnar { &Self::COLUMNAR } else { &Self::ALL };
+        let set: &[Malformation] = if columnar {
+            &Self::COLUMNAR
+        } else {
+            &Self::ALL
+        };
         set[((roll * set.len() as f64) as usize).min(set.len() - 1)]
     }
 }
@@ -308,13 +326,37 @@ impl GeneratorParams {
         let ext: f64 = Normal::new(0.0, 1.0).expect("valid").sample(&mut rng);
         let amount_null = rng.gen_bool(0.01);
         let device_null = rng.gen_bool(0.005);
-        let country = weighted(&mut rng, &COUNTRIES, if drifted { &COUNTRY_W_AFTER } else { &COUNTRY_W_BEFORE });
+        let country = weighted(
+            &mut rng,
+            &COUNTRIES,
+            if drifted {
+                &COUNTRY_W_AFTER
+            } else {
+                &COUNTRY_W_BEFORE
+            },
+        );
         let device = weighted(&mut rng, &DEVICES, &DEVICE_W);
-        let numbers = [if amount_null { None } else { Some((amount * 100.0).round() / 100.0) }, Some(age), Some(velocity), Some((ext * 1e4).round() / 1e4)];
+        let numbers = [
+            if amount_null {
+                None
+            } else {
+                Some((amount * 100.0).round() / 100.0)
+            },
+            Some(age),
+            Some(velocity),
+            Some((ext * 1e4).round() / 1e4),
+        ];
         let cats = [Some(country), if device_null { None } else { Some(device) }];
         let x = concept_inputs(&numbers, &cats);
-        let [g0, g1] = [self.index_at(self.gradual_drift[0]), self.index_at(self.gradual_drift[1])];
-        let mut concept = if i >= self.index_at(self.abrupt_drift_at) { 1 } else { 0 };
+        let [g0, g1] = [
+            self.index_at(self.gradual_drift[0]),
+            self.index_at(self.gradual_drift[1]),
+        ];
+        let mut concept = if i >= self.index_at(self.abrupt_drift_at) {
+            1
+        } else {
+            0
+        };
         let take_third: f64 = rng.gen();
         if i >= g1 || (i >= g0 && take_third < (i - g0) as f64 / (g1 - g0).max(1) as f64) {
             concept = 2;
@@ -324,7 +366,9 @@ impl GeneratorParams {
         let score = (sigmoid(concept_logit(0, &x) + noise) * 1e6).round() / 1e6;
         let pred_delay = rng.gen_range(5..=50);
         let unlabeled = rng.gen_bool(self.unlabeled_fraction);
-        let lat = LogNormal::new(self.latency_median_ms.ln(), self.latency_sigma).expect("checked").sample(&mut rng);
+        let lat = LogNormal::new(self.latency_median_ms.ln(), self.latency_sigma)
+            .expect("checked")
+            .sample(&mut rng);
         let latency = (!unlabeled).then_some(lat.round() as u64 + 1);
         let dup = rng.gen_bool(self.duplicate_label_fraction);
         let dup_after = rng.gen_range(0..60_000);
@@ -366,7 +410,15 @@ pub struct GeneratorStream {
 impl GeneratorStream {
     /// Generates `stream`; `columnar` restricts malformations to those a Parquet file can hold.
     pub fn new(params: GeneratorParams, stream: Stream, columnar: bool) -> Self {
-        GeneratorStream { params, stream, columnar, next_event: 0, seq: 0, pending: BinaryHeap::new(), ready: Default::default() }
+        GeneratorStream {
+            params,
+            stream,
+            columnar,
+            next_event: 0,
+            seq: 0,
+            pending: BinaryHeap::new(),
+            ready: Default::default(),
+        }
     }
 
     fn corrupt(&self, mut r: GenRecord, roll: f64) -> GenRecord {
@@ -451,12 +503,14 @@ impl GeneratorStream {
                     match d.correction {
                         Some(after) => {
                             self.pending.push(Reverse((t, i, 1 - d.label, roll)));
-                            self.pending.push(Reverse((t + after, i, d.label, 1.0f64.to_bits())));
+                            self.pending
+                                .push(Reverse((t + after, i, d.label, 1.0f64.to_bits())));
                         }
                         None => self.pending.push(Reverse((t, i, d.label, roll))),
                     }
                     if let Some(after) = d.duplicate {
-                        self.pending.push(Reverse((t + after, i, d.label, 1.0f64.to_bits())));
+                        self.pending
+                            .push(Reverse((t + after, i, d.label, 1.0f64.to_bits())));
                     }
                 }
                 let now = self.params.nominal_time(i);
@@ -518,17 +572,27 @@ impl GenRecord {
                     m.insert((*name).into(), v.map(json_number).unwrap_or(Value::Null));
                 }
                 for (name, v) in CATEGORICAL.iter().zip(&self.cats) {
-                    m.insert((*name).into(), v.map(|s| Value::String(s.into())).unwrap_or(Value::Null));
+                    m.insert(
+                        (*name).into(),
+                        v.map(|s| Value::String(s.into())).unwrap_or(Value::Null),
+                    );
                 }
             }
             Stream::Predictions => {
                 m.insert("model_version".into(), Value::String(self.model.clone()));
-                m.insert("score".into(), self.numbers[0].map(json_number).unwrap_or(Value::Null));
+                m.insert(
+                    "score".into(),
+                    self.numbers[0].map(json_number).unwrap_or(Value::Null),
+                );
                 m.insert("prediction_time".into(), time);
             }
             Stream::Labels => {
                 let l = self.numbers[0].unwrap_or(0.0);
-                let v = if l.is_finite() { serde_json::json!(l as i64) } else { json_number(l) };
+                let v = if l.is_finite() {
+                    serde_json::json!(l as i64)
+                } else {
+                    json_number(l)
+                };
                 m.insert("label".into(), v);
                 m.insert("label_time".into(), time);
             }
@@ -598,9 +662,24 @@ impl Metadata {
         Metadata {
             params: params.clone(),
             drift_points: vec![
-                point("data", "amount lognormal mu 3.5 -> 4.0; country mix shifts toward BR and IN", params.data_drift_at, params.data_drift_at),
-                point("concept_abrupt", "concept 0 -> 1 (signs of amount and score_ext flip)", params.abrupt_drift_at, params.abrupt_drift_at),
-                point("concept_gradual", "concept 1 -> 2, probability of the new concept rising linearly", params.gradual_drift[0], params.gradual_drift[1]),
+                point(
+                    "data",
+                    "amount lognormal mu 3.5 -> 4.0; country mix shifts toward BR and IN",
+                    params.data_drift_at,
+                    params.data_drift_at,
+                ),
+                point(
+                    "concept_abrupt",
+                    "concept 0 -> 1 (signs of amount and score_ext flip)",
+                    params.abrupt_drift_at,
+                    params.abrupt_drift_at,
+                ),
+                point(
+                    "concept_gradual",
+                    "concept 1 -> 2, probability of the new concept rising linearly",
+                    params.gradual_drift[0],
+                    params.gradual_drift[1],
+                ),
             ],
             concepts: CONCEPTS.to_vec(),
             records: Default::default(),

@@ -12,6 +12,7 @@
 //! - [`runtime`]: timely execution across workers and processes.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod config;
 pub mod dataflow;
 pub mod decode;

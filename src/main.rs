@@ -23,6 +23,21 @@ enum Command {
     Run(RunArgs),
     /// Write the generator's events, predictions and labels (plus metadata.json) to files.
     Generate(GenerateArgs),
+    /// Measure the demo pipeline end to end over generated Parquet files.
+    Bench {
+        /// Number of events to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Worker threads.
+        #[arg(short = 'w', long = "workers", default_value_t = 2)]
+        workers: usize,
+        /// Working directory (input is generated once and reused).
+        #[arg(long, default_value = "out/bench")]
+        dir: PathBuf,
+        /// Schema directory.
+        #[arg(long, default_value = "schemas")]
+        schemas: PathBuf,
+    },
     /// Check job files and their schemas; report every problem with file, key and reason.
     Validate {
         /// Job files (TOML).
@@ -88,7 +103,10 @@ struct GenerateArgs {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TIDEMARK_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TIDEMARK_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -96,6 +114,12 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd_run(a),
         Command::Generate(a) => cmd_generate(a),
         Command::Validate { jobs } => cmd_validate(&jobs),
+        Command::Bench {
+            events,
+            workers,
+            dir,
+            schemas,
+        } => cmd_bench(&dir, events, workers, &schemas),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -106,11 +130,46 @@ fn main() -> ExitCode {
     }
 }
 
+fn cmd_bench(
+    dir: &std::path::Path,
+    events: u64,
+    workers: usize,
+    schemas: &std::path::Path,
+) -> Result<(), String> {
+    let r = tidemark::bench::bench(dir, events, workers, schemas).map_err(|e| e.to_string())?;
+    println!("events            {}", r.events);
+    println!(
+        "records read      {} (events, predictions, labels)",
+        r.records
+    );
+    println!("workers           {}", r.workers);
+    println!("generate (once)   {:.1} s", r.generate_secs);
+    println!("run               {:.1} s", r.run_secs);
+    println!(
+        "throughput        {:.0} events/s, {:.0} records/s",
+        r.events_per_sec(),
+        r.records as f64 / r.run_secs
+    );
+    println!(
+        "peak RSS          {}",
+        r.peak_rss_bytes
+            .map(|b| format!("{:.0} MiB", b as f64 / 1048576.0))
+            .unwrap_or_else(|| "n/a".into())
+    );
+    println!("peak state        {} records", r.peak_state_records);
+    Ok(())
+}
+
 fn cmd_validate(jobs: &[PathBuf]) -> Result<(), String> {
     let mut failed = 0;
     for path in jobs {
         match Job::load(path) {
-            Ok(job) => println!("ok: {} (job {:?}, {} windows)", path.display(), job.spec.name, job.spec.windows.len()),
+            Ok(job) => println!(
+                "ok: {} (job {:?}, {} windows)",
+                path.display(),
+                job.spec.name,
+                job.spec.windows.len()
+            ),
             Err(e) => {
                 println!("invalid: {e}");
                 failed += 1;
@@ -148,9 +207,21 @@ fn cmd_generate(a: GenerateArgs) -> Result<(), String> {
         params.unlabeled_fraction = v;
     }
     let meta = write_dataset(&params, &a.out, a.format).map_err(|e| e.to_string())?;
-    println!("wrote {} to {}", serde_json::to_string(&meta.records).unwrap_or_default(), a.out.display());
+    println!(
+        "wrote {} to {}",
+        serde_json::to_string(&meta.records).unwrap_or_default(),
+        a.out.display()
+    );
     for d in &meta.drift_points {
-        println!("  {:<16} events {:>8}..{:<8} {} .. {}  {}", d.kind, d.start_index, d.end_index, iso_time(d.start_time_ms), iso_time(d.end_time_ms), d.what);
+        println!(
+            "  {:<16} events {:>8}..{:<8} {} .. {}  {}",
+            d.kind,
+            d.start_index,
+            d.end_index,
+            iso_time(d.start_time_ms),
+            iso_time(d.end_time_ms),
+            d.what
+        );
     }
     Ok(())
 }
@@ -175,18 +246,39 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
 
 fn print_summary(s: &RunSummary) {
     let secs = s.elapsed.as_secs_f64();
-    println!("tidemark: done in {secs:.2} s on {} worker(s), {:.0} records/s read", s.workers, s.records_read as f64 / secs.max(1e-9));
+    println!(
+        "tidemark: done in {secs:.2} s on {} worker(s), {:.0} records/s read",
+        s.workers,
+        s.records_read as f64 / secs.max(1e-9)
+    );
     println!();
-    println!("{:<12} {:>10} {:>10} {:>14}  reconciles", "stream", "read", "accepted", "dead-lettered");
+    println!(
+        "{:<12} {:>10} {:>10} {:>14}  reconciles",
+        "stream", "read", "accepted", "dead-lettered"
+    );
     for r in &s.ingest {
-        let ok = if r.read == r.accepted + r.dead_lettered { "yes" } else { "NO" };
-        println!("{:<12} {:>10} {:>10} {:>14}  {ok}", r.stream, r.read, r.accepted, r.dead_lettered);
+        let ok = if r.read == r.accepted + r.dead_lettered {
+            "yes"
+        } else {
+            "NO"
+        };
+        println!(
+            "{:<12} {:>10} {:>10} {:>14}  {ok}",
+            r.stream, r.read, r.accepted, r.dead_lettered
+        );
     }
-    let finals: Vec<_> = s.quality.iter().filter(|q| q.key.segment == "all" && q.key.win.family == 0).collect();
+    let finals: Vec<_> = s
+        .quality
+        .iter()
+        .filter(|q| q.key.segment == "all" && q.key.win.family == 0)
+        .collect();
     if !finals.is_empty() {
         println!();
         println!("quality, overall, first window family (last 8 windows):");
-        println!("{:<22} {:<12} {:>7} {:>9} {:>9} {:>7} {:>7}  status", "window start", "model", "count", "accuracy", "log_loss", "brier", "auc");
+        println!(
+            "{:<22} {:<12} {:>7} {:>9} {:>9} {:>7} {:>7}  status",
+            "window start", "model", "count", "accuracy", "log_loss", "brier", "auc"
+        );
         for q in finals.iter().rev().take(8).rev() {
             let a = &q.agg;
             let n = a.count.max(1) as f64;
@@ -204,11 +296,18 @@ fn print_summary(s: &RunSummary) {
             );
         }
     }
-    let labels: Vec<_> = s.labels.iter().filter(|l| l.key.segment == "all" && l.key.win.family == 0).collect();
+    let labels: Vec<_> = s
+        .labels
+        .iter()
+        .filter(|l| l.key.segment == "all" && l.key.win.family == 0)
+        .collect();
     if !labels.is_empty() {
         println!();
         println!("labels, overall, first window family (last 8 windows):");
-        println!("{:<22} {:>7} {:>9} {:>10} {:>8} {:>10} {:>10}  status", "window start", "events", "labeled%", "unlabeled", "orphans", "p50 ms", "p95 ms");
+        println!(
+            "{:<22} {:>7} {:>9} {:>10} {:>8} {:>10} {:>10}  status",
+            "window start", "events", "labeled%", "unlabeled", "orphans", "p50 ms", "p95 ms"
+        );
         for l in labels.iter().rev().take(8).rev() {
             let a = &l.agg;
             let p = a.percentiles();
@@ -217,7 +316,11 @@ fn print_summary(s: &RunSummary) {
                 iso_time(l.key.win.start),
                 a.events,
                 100.0 * a.within_horizon as f64 / a.events.max(1) as f64,
-                if l.status.name() == "provisional" { "-".to_string() } else { (a.events - a.within_horizon).to_string() },
+                if l.status.name() == "provisional" {
+                    "-".to_string()
+                } else {
+                    (a.events - a.within_horizon).to_string()
+                },
                 a.orphans,
                 p.map(|p| p.p50.to_string()).unwrap_or_else(|| "-".into()),
                 p.map(|p| p.p95.to_string()).unwrap_or_else(|| "-".into()),
@@ -229,5 +332,9 @@ fn print_summary(s: &RunSummary) {
     let peak = s.state_samples.iter().map(|x| x.1).max().unwrap_or(0);
     println!("state: peak {peak} records in arrangements and batchers");
     let lines: Vec<String> = s.lines.iter().map(|(n, c)| format!("{n} {c}")).collect();
-    println!("changelog lines: {}; outputs in {}", lines.join(", "), s.out_dir.display());
+    println!(
+        "changelog lines: {}; outputs in {}",
+        lines.join(", "),
+        s.out_dir.display()
+    );
 }

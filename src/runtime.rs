@@ -31,7 +31,14 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { workers: 1, processes: 1, process: 0, hostfile: None, out_dir: None, progress: false }
+        RunOptions {
+            workers: 1,
+            processes: 1,
+            process: 0,
+            hostfile: None,
+            out_dir: None,
+            progress: false,
+        }
     }
 }
 
@@ -77,23 +84,26 @@ impl StateGauge {
         use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder};
         let gauge = self.clone();
         if let Some(mut registry) = worker.log_register() {
-            registry.insert::<DifferentialEventBuilder, _>("differential/arrange", move |_, data| {
-                let Some(events) = data.as_ref() else { return };
-                let mut delta = 0i64;
-                for (_, event) in events {
-                    delta += match event {
-                        DifferentialEvent::Batch(b) => b.length as i64,
-                        DifferentialEvent::Drop(d) => -(d.length as i64),
-                        DifferentialEvent::Merge(m) => match m.complete {
-                            Some(n) => n as i64 - m.length1 as i64 - m.length2 as i64,
-                            None => 0,
-                        },
-                        DifferentialEvent::Batcher(b) => b.records_diff as i64,
-                        _ => 0,
-                    };
-                }
-                gauge.records.fetch_add(delta, Ordering::Relaxed);
-            });
+            registry.insert::<DifferentialEventBuilder, _>(
+                "differential/arrange",
+                move |_, data| {
+                    let Some(events) = data.as_ref() else { return };
+                    let mut delta = 0i64;
+                    for (_, event) in events {
+                        delta += match event {
+                            DifferentialEvent::Batch(b) => b.length as i64,
+                            DifferentialEvent::Drop(d) => -(d.length as i64),
+                            DifferentialEvent::Merge(m) => match m.complete {
+                                Some(n) => n as i64 - m.length1 as i64 - m.length2 as i64,
+                                None => 0,
+                            },
+                            DifferentialEvent::Batcher(b) => b.records_diff as i64,
+                            _ => 0,
+                        };
+                    }
+                    gauge.records.fetch_add(delta, Ordering::Relaxed);
+                },
+            );
         }
     }
 }
@@ -110,27 +120,57 @@ fn communication(opts: &RunOptions) -> Result<timely::CommunicationConfig> {
         });
     }
     if opts.process >= opts.processes {
-        return Err(Error::Runtime(format!("process index {} is not below the process count {}", opts.process, opts.processes)));
+        return Err(Error::Runtime(format!(
+            "process index {} is not below the process count {}",
+            opts.process, opts.processes
+        )));
     }
     let addresses = match &opts.hostfile {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            let addrs: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
+            let addrs: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect();
             if addrs.len() < opts.processes {
-                return Err(Error::config(path, "hosts", format!("lists {} hosts for {} processes", addrs.len(), opts.processes)));
+                return Err(Error::config(
+                    path,
+                    "hosts",
+                    format!(
+                        "lists {} hosts for {} processes",
+                        addrs.len(),
+                        opts.processes
+                    ),
+                ));
             }
             addrs[..opts.processes].to_vec()
         }
-        None => (0..opts.processes).map(|i| format!("127.0.0.1:{}", 2101 + i)).collect(),
+        None => (0..opts.processes)
+            .map(|i| format!("127.0.0.1:{}", 2101 + i))
+            .collect(),
     };
-    Ok(timely::CommunicationConfig::Cluster { threads: opts.workers, process: opts.process, addresses, report: false, zerocopy: false })
+    Ok(timely::CommunicationConfig::Cluster {
+        threads: opts.workers,
+        process: opts.process,
+        addresses,
+        report: false,
+        zerocopy: false,
+    })
 }
 
 /// Runs `job` to completion; returns the summary in the process that writes outputs.
 pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
     let start = Instant::now();
-    let out_dir = opts.out_dir.clone().unwrap_or_else(|| job.spec.outputs.dir.clone());
-    let config = timely::Config { communication: communication(opts)?, worker: timely::WorkerConfig::default() };
+    let out_dir = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| job.spec.outputs.dir.clone());
+    let config = timely::Config {
+        communication: communication(opts)?,
+        worker: timely::WorkerConfig::default(),
+    };
     let progress = Arc::new(Progress::for_job(&job));
     let watermark = Arc::new(AtomicU64::new(0));
     let job = Arc::new(job);
@@ -143,13 +183,29 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
     });
 
     let gauge = Arc::new(StateGauge::default());
-    let (p, wm, dir, g) = (progress.clone(), watermark.clone(), out_dir.clone(), gauge.clone());
-    type WorkerResult = Option<(Vec<IngestRow>, Vec<QualityRow>, Vec<LabelRow>, Vec<(&'static str, u64)>, Vec<(u64, i64)>)>;
+    let (p, wm, dir, g) = (
+        progress.clone(),
+        watermark.clone(),
+        out_dir.clone(),
+        gauge.clone(),
+    );
+    type WorkerResult = Option<(
+        Vec<IngestRow>,
+        Vec<QualityRow>,
+        Vec<LabelRow>,
+        Vec<(&'static str, u64)>,
+        Vec<(u64, i64)>,
+    )>;
     let guards = timely::execute(config, move |worker| -> Result<WorkerResult> {
         let writes = worker.index() == 0;
         g.register(worker);
         let mut samples = Vec::new();
-        let (probe, sinks) = crate::dataflow::build(worker, job.clone(), p.clone(), writes.then_some(dir.as_path()))?;
+        let (probe, sinks) = crate::dataflow::build(
+            worker,
+            job.clone(),
+            p.clone(),
+            writes.then_some(dir.as_path()),
+        )?;
         let _span = tracing::info_span!("worker", index = worker.index()).entered();
         // Step until the dataflow has completed, not merely until the probe is done: the probe
         // sits before the sinks' exchange, so data may still be in flight to worker 0.
@@ -186,28 +242,30 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
     }
     let mut summary = None;
     for r in results {
-        match r.map_err(Error::Runtime)?? {
-            Some((ingest, quality, labels, lines, state_samples)) => {
-                summary = Some(RunSummary {
-                    out_dir: out_dir.clone(),
-                    ingest,
-                    quality,
-                    labels,
-                    lines,
-                    records_read: progress.records.load(Ordering::Relaxed),
-                    elapsed: start.elapsed(),
-                    workers: opts.workers,
-                    state_samples,
-                })
-            }
-            None => {}
+        if let Some((ingest, quality, labels, lines, state_samples)) =
+            r.map_err(Error::Runtime)??
+        {
+            summary = Some(RunSummary {
+                out_dir: out_dir.clone(),
+                ingest,
+                quality,
+                labels,
+                lines,
+                records_read: progress.records.load(Ordering::Relaxed),
+                elapsed: start.elapsed(),
+                workers: opts.workers,
+                state_samples,
+            })
         }
     }
     Ok(summary)
 }
 
 fn current_rows<R: Clone>(current: &Option<std::collections::BTreeMap<R, isize>>) -> Vec<R> {
-    current.as_ref().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    current
+        .as_ref()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn expected_records(job: &Job) -> u64 {
@@ -218,29 +276,53 @@ fn expected_records(job: &Job) -> u64 {
         .iter()
         .filter(|s| job.spec.sources.get(**s).kind == SourceKind::Generator)
         .map(|s| match s {
-            Stream::Labels => (g.events as f64 * (1.0 - g.unlabeled_fraction) * (1.0 + g.duplicate_label_fraction + g.corrected_label_fraction)) as u64,
+            Stream::Labels => {
+                (g.events as f64
+                    * (1.0 - g.unlabeled_fraction)
+                    * (1.0 + g.duplicate_label_fraction + g.corrected_label_fraction))
+                    as u64
+            }
             _ => g.events,
         })
         .sum()
 }
 
-fn draw_progress(progress: &Progress, done: &AtomicBool, watermark: &AtomicU64, expected_records: u64) {
+fn draw_progress(
+    progress: &Progress,
+    done: &AtomicBool,
+    watermark: &AtomicU64,
+    expected_records: u64,
+) {
     use indicatif::{ProgressBar, ProgressStyle};
     let by_bytes = progress.bytes_total > 0;
-    let total = if by_bytes { progress.bytes_total } else { expected_records.max(1) };
+    let total = if by_bytes {
+        progress.bytes_total
+    } else {
+        expected_records.max(1)
+    };
     let bar = ProgressBar::new(total);
     let template = if by_bytes {
         "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta}) {msg}"
     } else {
         "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} records ({eta}) {msg}"
     };
-    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let start = Instant::now();
     while !done.load(Ordering::Relaxed) {
         let records = progress.records.load(Ordering::Relaxed);
-        bar.set_position(if by_bytes { progress.bytes_read.load(Ordering::Relaxed) } else { records.min(total) });
+        bar.set_position(if by_bytes {
+            progress.bytes_read.load(Ordering::Relaxed)
+        } else {
+            records.min(total)
+        });
         let rate = records as f64 / start.elapsed().as_secs_f64().max(1e-3);
-        bar.set_message(format!("{:.0} rec/s, watermark {}", rate, iso_time(watermark.load(Ordering::Relaxed))));
+        bar.set_message(format!(
+            "{:.0} rec/s, watermark {}",
+            rate,
+            iso_time(watermark.load(Ordering::Relaxed))
+        ));
         std::thread::sleep(Duration::from_millis(200));
     }
     bar.finish_and_clear();
@@ -262,7 +344,12 @@ pub fn iso_time(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -271,6 +358,9 @@ mod tests {
     fn iso_time_known_values() {
         assert_eq!(super::iso_time(0), "1970-01-01T00:00:00Z");
         assert_eq!(super::iso_time(1_767_225_600_000), "2026-01-01T00:00:00Z");
-        assert_eq!(super::iso_time(951_782_400_000 + 3_723_000), "2000-02-29T01:02:03Z");
+        assert_eq!(
+            super::iso_time(951_782_400_000 + 3_723_000),
+            "2000-02-29T01:02:03Z"
+        );
     }
 }

@@ -137,7 +137,11 @@ impl SchemaFile {
         let schema: SchemaFile = serde_json::from_str(&text)
             .map_err(|e| Error::config(&path, format!("line {}", e.line()), e.to_string()))?;
         if schema.id != id {
-            return Err(Error::config(&path, "id", format!("is {:?}, expected {id:?} (the file name)", schema.id)));
+            return Err(Error::config(
+                &path,
+                "id",
+                format!("is {:?}, expected {id:?} (the file name)", schema.id),
+            ));
         }
         Ok(schema)
     }
@@ -185,41 +189,78 @@ impl InputSchema {
         for role in required {
             let n = file.fields.iter().filter(|f| f.role == *role).count();
             if n != 1 {
-                return Err(Error::config(&path, "fields", format!("needs exactly one field with role {role:?}, found {n}")));
+                return Err(Error::config(
+                    &path,
+                    "fields",
+                    format!("needs exactly one field with role {role:?}, found {n}"),
+                ));
             }
         }
         let mut seen = std::collections::BTreeSet::new();
         for f in &file.fields {
             if !seen.insert(f.name.as_str()) {
-                return Err(Error::config(&path, format!("fields.{}", f.name), "duplicate field name"));
+                return Err(Error::config(
+                    &path,
+                    format!("fields.{}", f.name),
+                    "duplicate field name",
+                ));
             }
             let ok = match f.role {
-                Role::Id | Role::Entity | Role::Model | Role::Categorical => f.ty == FieldType::String,
+                Role::Id | Role::Entity | Role::Model | Role::Categorical => {
+                    f.ty == FieldType::String
+                }
                 Role::Time => f.ty == FieldType::TimestampMs,
-                Role::Numeric | Role::Score => matches!(f.ty, FieldType::Float64 | FieldType::Int64),
-                Role::Label => matches!(f.ty, FieldType::Int64 | FieldType::Bool | FieldType::Float64),
+                Role::Numeric | Role::Score => {
+                    matches!(f.ty, FieldType::Float64 | FieldType::Int64)
+                }
+                Role::Label => matches!(
+                    f.ty,
+                    FieldType::Int64 | FieldType::Bool | FieldType::Float64
+                ),
                 Role::Output => false,
             };
             if !ok {
                 return Err(Error::config(
                     &path,
                     format!("fields.{}", f.name),
-                    format!("type {:?} does not fit role {:?} in a {stream} schema", f.ty, f.role),
+                    format!(
+                        "type {:?} does not fit role {:?} in a {stream} schema",
+                        f.ty, f.role
+                    ),
                 ));
             }
             let allowed = match stream {
-                Stream::Events => matches!(f.role, Role::Id | Role::Entity | Role::Time | Role::Numeric | Role::Categorical),
-                Stream::Predictions => matches!(f.role, Role::Id | Role::Model | Role::Score | Role::Time),
+                Stream::Events => matches!(
+                    f.role,
+                    Role::Id | Role::Entity | Role::Time | Role::Numeric | Role::Categorical
+                ),
+                Stream::Predictions => {
+                    matches!(f.role, Role::Id | Role::Model | Role::Score | Role::Time)
+                }
                 Stream::Labels => matches!(f.role, Role::Id | Role::Label | Role::Time),
             };
             if !allowed {
-                return Err(Error::config(&path, format!("fields.{}", f.name), format!("role {:?} is not allowed in a {stream} schema", f.role)));
+                return Err(Error::config(
+                    &path,
+                    format!("fields.{}", f.name),
+                    format!("role {:?} is not allowed in a {stream} schema", f.role),
+                ));
             }
             if f.nullable && !matches!(f.role, Role::Numeric | Role::Categorical) {
-                return Err(Error::config(&path, format!("fields.{}", f.name), "only features may be nullable"));
+                return Err(Error::config(
+                    &path,
+                    format!("fields.{}", f.name),
+                    "only features may be nullable",
+                ));
             }
         }
-        let names = |role: Role| file.fields.iter().filter(|f| f.role == role).map(|f| f.name.clone()).collect();
+        let names = |role: Role| {
+            file.fields
+                .iter()
+                .filter(|f| f.role == role)
+                .map(|f| f.name.clone())
+                .collect()
+        };
         Ok(InputSchema {
             id: file.id.clone(),
             stream,
@@ -231,6 +272,9 @@ impl InputSchema {
 
     /// The field that carries `role` (the first one, for feature roles).
     pub fn field(&self, role: Role) -> &FieldSpec {
-        self.fields.iter().find(|f| f.role == role).expect("role checked at load")
+        self.fields
+            .iter()
+            .find(|f| f.role == role)
+            .expect("role checked at load")
     }
 }

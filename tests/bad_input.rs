@@ -22,8 +22,9 @@ fn every_kind_of_bad_record_is_dead_lettered_and_counts_reconcile() {
         r#"{"event_id":"bad7","entity":"A","event_time":-5}"#.to_string(), // 7: negative time
         r#"{"event_id":"bad8","entity":"A","event_time":7258118400000}"#.to_string(), // 8: absurd time
         r#"{"event_id":"bad9","entity":"A","event_time":1767225609000,"amount":true}"#.to_string(), // 9: mistyped
-        r#"[1,2,3]"#.to_string(),                                               // 10: not an object
-        r#"{"event_id":"bad11","entity":"A","event_time":1767225611000,"colour":"red"}"#.to_string(), // 11: unknown field
+        r#"[1,2,3]"#.to_string(), // 10: not an object
+        r#"{"event_id":"bad11","entity":"A","event_time":1767225611000,"colour":"red"}"#
+            .to_string(), // 11: unknown field
         good(100),
         event("late12", "A", T0 + 1_000, 5.0, "US"), // 13: far behind the watermark: past max lateness
         good(101),
@@ -41,10 +42,21 @@ fn every_kind_of_bad_record_is_dead_lettered_and_counts_reconcile() {
     write_lines(
         d,
         "labels.jsonl",
-        &[label("e1", 1, T0 + 2_000), r#"{"event_id":"e3","label":2,"label_time":1767225603500}"#.to_string()],
+        &[
+            label("e1", 1, T0 + 2_000),
+            r#"{"event_id":"e3","label":2,"label_time":1767225603500}"#.to_string(),
+        ],
     );
-    let times = Times { max_lateness: 30_000, ..Times::default() };
-    let job = file_job(d, &times, "[[windows]]\nname = \"1m\"\nkind = \"tumbling\"\nsize_ms = 60000\n", "");
+    let times = Times {
+        max_lateness: 30_000,
+        ..Times::default()
+    };
+    let job = file_job(
+        d,
+        &times,
+        "[[windows]]\nname = \"1m\"\nkind = \"tumbling\"\nsize_ms = 60000\n",
+        "",
+    );
     let out = d.join("out");
     let summary = run_job(&job, 2, &out);
 
@@ -73,13 +85,30 @@ fn every_kind_of_bad_record_is_dead_lettered_and_counts_reconcile() {
         let r = find(stream, offset);
         assert_eq!(r["field"], field, "{r}");
         assert!(r["reason"].as_str().unwrap().contains(reason), "{r}");
-        assert!(r["source"].as_str().unwrap().ends_with(&format!("{stream}.jsonl")), "{r}");
+        assert!(
+            r["source"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("{stream}.jsonl")),
+            "{r}"
+        );
         assert_eq!(r["diff"], 1);
     }
     assert_eq!(dead.len(), expect.len(), "no other dead letters: {dead:#?}");
 
-    let counts: Vec<_> = summary.ingest.iter().map(|r| (r.stream.as_str(), r.read, r.accepted, r.dead_lettered)).collect();
-    assert_eq!(counts, vec![("events", 14, 4, 10), ("labels", 2, 1, 1), ("predictions", 3, 1, 2)]);
+    let counts: Vec<_> = summary
+        .ingest
+        .iter()
+        .map(|r| (r.stream.as_str(), r.read, r.accepted, r.dead_lettered))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("events", 14, 4, 10),
+            ("labels", 2, 1, 1),
+            ("predictions", 3, 1, 2)
+        ]
+    );
     // The good records made it through: e1 is a labeled, scored example.
     let q = changelog(&out, "quality");
     let last = retired(&q, &["window_start", "segment", "model_version"]);

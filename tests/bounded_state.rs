@@ -58,7 +58,11 @@ fn state_is_flat_after_warm_up() {
     // 60 000 events at 200/s: 300 s of event time against 10 s of retention.
     let samples = run(60_000);
     eprintln!("{samples:?}");
-    assert!(samples.len() > 40, "watermark advanced in steps: {}", samples.len());
+    assert!(
+        samples.len() > 40,
+        "watermark advanced in steps: {}",
+        samples.len()
+    );
     let n = samples.len();
     let peak = |s: &[(u64, i64)]| s.iter().map(|x| x.1).max().unwrap();
     // Warm-up is the first fifth; compare the middle with the last part (before the final drain).

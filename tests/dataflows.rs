@@ -30,17 +30,44 @@ fn demo_with(edit: impl Fn(String) -> String) -> String {
 #[test]
 fn invalid_jobs_name_file_key_and_reason() {
     let e = demo_with(|t| t.replace("tick_ms = 1000", "tick_ms = 1000\nbogus = 1"));
-    assert!(e.contains("edited.toml") && e.contains("unknown field `bogus`"), "{e}");
+    assert!(
+        e.contains("edited.toml") && e.contains("unknown field `bogus`"),
+        "{e}"
+    );
     let e = demo_with(|t| t.replace("retention_ms = 900000", "retention_ms = 60000"));
-    assert!(e.contains("time.retention_ms") && e.contains("max_lateness_ms"), "{e}");
+    assert!(
+        e.contains("time.retention_ms") && e.contains("max_lateness_ms"),
+        "{e}"
+    );
     let e = demo_with(|t| t.replace("slide_ms = 300000", "slide_ms = 700000"));
     assert!(e.contains("windows[1].slide_ms"), "{e}");
-    let e = demo_with(|t| t.replace("segments = [\"country\", \"device\"]", "segments = [\"colour\"]"));
-    assert!(e.contains("metrics.segments") && e.contains("colour"), "{e}");
-    let e = demo_with(|t| t.replace("kind = \"generator\"\n\n[sources.predictions]", "kind = \"jsonl\"\npath = \"nowhere/*.jsonl\"\n\n[sources.predictions]"));
-    assert!(e.contains("sources.events.path") && e.contains("matches no .jsonl file"), "{e}");
+    let e = demo_with(|t| {
+        t.replace(
+            "segments = [\"country\", \"device\"]",
+            "segments = [\"colour\"]",
+        )
+    });
+    assert!(
+        e.contains("metrics.segments") && e.contains("colour"),
+        "{e}"
+    );
+    let e = demo_with(|t| {
+        t.replace(
+            "kind = \"generator\"\n\n[sources.predictions]",
+            "kind = \"jsonl\"\npath = \"nowhere/*.jsonl\"\n\n[sources.predictions]",
+        )
+    });
+    assert!(
+        e.contains("sources.events.path") && e.contains("matches no .jsonl file"),
+        "{e}"
+    );
     let e = demo_with(|t| t.replace("schema = \"labels.v1\"", "schema = \"labels.v9\""));
     assert!(e.contains("labels.v9.json"), "{e}");
-    let e = demo_with(|t| t.replace("events = 200000", "events = 200000\nmalformed_fraction = 2.0"));
+    let e = demo_with(|t| {
+        t.replace(
+            "events = 200000",
+            "events = 200000\nmalformed_fraction = 2.0",
+        )
+    });
     assert!(e.contains("generator.malformed_fraction"), "{e}");
 }

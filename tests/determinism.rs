@@ -13,7 +13,12 @@ fn files(out: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().to_string(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect();
     v.sort();
     v
@@ -21,10 +26,18 @@ fn files(out: &Path) -> Vec<(String, Vec<u8>)> {
 
 fn assert_same(a: &Path, b: &Path) {
     let (fa, fb) = (files(a), files(b));
-    assert_eq!(fa.iter().map(|f| &f.0).collect::<Vec<_>>(), fb.iter().map(|f| &f.0).collect::<Vec<_>>());
+    assert_eq!(
+        fa.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        fb.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
     assert_eq!(fa.len(), 10, "five changelogs in two formats");
     for ((name, x), (_, y)) in fa.iter().zip(&fb) {
-        assert!(x == y, "{name} differs between runs ({} vs {} bytes)", x.len(), y.len());
+        assert!(
+            x == y,
+            "{name} differs between runs ({} vs {} bytes)",
+            x.len(),
+            y.len()
+        );
         assert!(!x.is_empty() || name.starts_with("dead"), "{name} is empty");
     }
 }
@@ -51,7 +64,13 @@ entity_features = ["amount", "velocity"]
 fn generated_files_give_identical_outputs_on_one_and_two_workers() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let params = GeneratorParams { events: 4000, seed: 11, malformed_fraction: 0.01, latency_median_ms: 10_000.0, ..Default::default() };
+    let params = GeneratorParams {
+        events: 4000,
+        seed: 11,
+        malformed_fraction: 0.01,
+        latency_median_ms: 10_000.0,
+        ..Default::default()
+    };
     let data = d.join("data");
     write_dataset(&params, &data, DataFormat::Jsonl).unwrap();
     // Two event files, so the events stream has two partitions (one per worker on -w 2).
@@ -65,7 +84,9 @@ fn generated_files_give_identical_outputs_on_one_and_two_workers() {
     std::fs::copy(data.join("predictions.jsonl"), d.join("predictions.jsonl")).unwrap();
     std::fs::copy(data.join("labels.jsonl"), d.join("labels.jsonl")).unwrap();
     let job = file_job(d, &Times::default(), WINDOWS, METRICS);
-    let text = std::fs::read_to_string(&job).unwrap().replace("path = \"events.jsonl\"", "path = \"parts\"");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("path = \"events.jsonl\"", "path = \"parts\"");
     std::fs::write(&job, text).unwrap();
 
     let one = d.join("out1");
@@ -73,7 +94,14 @@ fn generated_files_give_identical_outputs_on_one_and_two_workers() {
     let s1 = run_job(&job, 1, &one);
     let s2 = run_job(&job, 2, &two);
     assert_eq!(s1.ingest, s2.ingest);
-    assert_eq!(s1.ingest.iter().find(|r| r.stream == "events").unwrap().read, 4000);
+    assert_eq!(
+        s1.ingest
+            .iter()
+            .find(|r| r.stream == "events")
+            .unwrap()
+            .read,
+        4000
+    );
     assert_same(&one, &two);
 }
 
@@ -126,18 +154,87 @@ emit_interval_ms = 10000
 fn the_committed_samples_give_the_same_metrics_from_jsonl_and_parquet_on_any_worker_count() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows");
     let dir = tempfile::tempdir().unwrap();
-    let runs = [("files.toml", 1), ("files.toml", 2), ("backfill.toml", 1), ("backfill.toml", 2)];
+    let runs = [
+        ("files.toml", 1),
+        ("files.toml", 2),
+        ("backfill.toml", 1),
+        ("backfill.toml", 2),
+    ];
     let mut outs = Vec::new();
     for (i, (job, w)) in runs.iter().enumerate() {
         let out = dir.path().join(format!("run{i}"));
         run_job(&root.join(job), *w, &out);
         outs.push(out);
     }
-    for name in ["quality.jsonl", "label_health.jsonl", "entity_features.jsonl", "ingest.jsonl"] {
+    for name in [
+        "quality.jsonl",
+        "label_health.jsonl",
+        "entity_features.jsonl",
+        "ingest.jsonl",
+    ] {
         let first = std::fs::read(outs[0].join(name)).unwrap();
         assert!(first.len() > 1000, "{name} has content");
         for (out, run) in outs.iter().zip(runs).skip(1) {
-            assert!(std::fs::read(out.join(name)).unwrap() == first, "{name} differs for {run:?}");
+            assert!(
+                std::fs::read(out.join(name)).unwrap() == first,
+                "{name} differs for {run:?}"
+            );
         }
+    }
+}
+
+/// Sums a changelog's diffs per (timestamp rounded up to `emit`, row), dropping zeros.
+fn rolled_up(path: &Path, emit: u64) -> std::collections::BTreeMap<(u64, String), i64> {
+    let mut acc = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let mut row: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(line).unwrap();
+        let ts = row.remove("ts").unwrap().as_u64().unwrap();
+        let diff = row.remove("diff").unwrap().as_i64().unwrap();
+        *acc.entry((
+            ts.div_ceil(emit) * emit,
+            serde_json::Value::Object(row).to_string(),
+        ))
+        .or_insert(0) += diff;
+    }
+    acc.retain(|_, d| *d != 0);
+    acc
+}
+
+#[test]
+fn a_coarse_emit_interval_equals_the_per_tick_changelog_rolled_up() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows");
+    let dir = tempfile::tempdir().unwrap();
+    let coarse = dir.path().join("coarse");
+    run_job(&root.join("files.toml"), 2, &coarse);
+    let text = std::fs::read_to_string(root.join("files.toml")).unwrap();
+    assert!(text.contains("emit_interval_ms = 60000"));
+    let fine_job = dir.path().join("fine.toml");
+    let text = text
+        .replace("emit_interval_ms = 60000", "")
+        .replace(
+            "path = \"sample/",
+            &format!("path = \"{}/sample/", root.display()),
+        )
+        .replace(
+            "name = \"files\"",
+            &format!(
+                "name = \"files\"\nschemas_dir = \"{}\"",
+                schemas_dir().display()
+            ),
+        );
+    std::fs::write(&fine_job, text).unwrap();
+    let fine = dir.path().join("fine");
+    run_job(&fine_job, 1, &fine);
+    for name in [
+        "quality.jsonl",
+        "label_health.jsonl",
+        "entity_features.jsonl",
+        "ingest.jsonl",
+        "dead_letters.jsonl",
+    ] {
+        let a = rolled_up(&fine.join(name), 60_000);
+        assert!(!a.is_empty());
+        assert_eq!(a, rolled_up(&coarse.join(name), 60_000), "{name}");
     }
 }

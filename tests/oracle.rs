@@ -29,20 +29,42 @@ struct Input {
 }
 
 fn input() -> impl Strategy<Value = Input> {
-    let ev = (0usize..3, 0u64..300_000, prop::option::of(-5_000i64..5_000), 0usize..2);
-    (prop::collection::vec(ev, 1..30), prop::collection::vec((0usize..40, 0i64..=1000), 0..30), prop::collection::vec((0usize..40, 0u8..2, 0u64..200_000), 0..40))
+    let ev = (
+        0usize..3,
+        0u64..300_000,
+        prop::option::of(-5_000i64..5_000),
+        0usize..2,
+    );
+    (
+        prop::collection::vec(ev, 1..30),
+        prop::collection::vec((0usize..40, 0i64..=1000), 0..30),
+        prop::collection::vec((0usize..40, 0u8..2, 0u64..200_000), 0..40),
+    )
         .prop_map(|(evs, preds, labels)| {
             let mut events: Vec<Ev> = evs
                 .into_iter()
                 .enumerate()
-                .map(|(id, (entity, t, amount, country))| Ev { id, entity, t: T0 + t, amount, country })
+                .map(|(id, (entity, t, amount, country))| Ev {
+                    id,
+                    entity,
+                    t: T0 + t,
+                    amount,
+                    country,
+                })
                 .collect();
             events.sort_by_key(|e| e.t);
             let n = events.len();
             let mut seen = std::collections::BTreeSet::new();
             // At most one prediction per event; ids beyond the events are unknown events.
-            let preds = preds.into_iter().filter(|(i, _)| *i < n && seen.insert(*i)).collect();
-            Input { events, preds, labels }
+            let preds = preds
+                .into_iter()
+                .filter(|(i, _)| *i < n && seen.insert(*i))
+                .collect();
+            Input {
+                events,
+                preds,
+                labels,
+            }
         })
 }
 
@@ -73,7 +95,11 @@ fn write(inp: &Input, d: &std::path::Path) {
         })
         .collect();
     preds.sort();
-    write_lines(d, "predictions.jsonl", &preds.into_iter().map(|p| p.1).collect::<Vec<_>>());
+    write_lines(
+        d,
+        "predictions.jsonl",
+        &preds.into_iter().map(|p| p.1).collect::<Vec<_>>(),
+    );
     let mut labels: Vec<(u64, String)> = inp
         .labels
         .iter()
@@ -83,7 +109,11 @@ fn write(inp: &Input, d: &std::path::Path) {
         })
         .collect();
     labels.sort();
-    write_lines(d, "labels.jsonl", &labels.into_iter().map(|p| p.1).collect::<Vec<_>>());
+    write_lines(
+        d,
+        "labels.jsonl",
+        &labels.into_iter().map(|p| p.1).collect::<Vec<_>>(),
+    );
 }
 
 /// Windows as (name, start) for time t: 1m tumbling and 2m sliding by 1m.
@@ -120,12 +150,27 @@ fn check(inp: &Input) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write(inp, d);
-    let times = Times { tick: 1000, disorder: 2000, max_lateness: 600_000, horizon: HORIZON, retention: 700_000 };
+    let times = Times {
+        tick: 1000,
+        disorder: 2000,
+        max_lateness: 600_000,
+        horizon: HORIZON,
+        retention: 700_000,
+    };
     let win = "[[windows]]\nname = \"1m\"\nkind = \"tumbling\"\nsize_ms = 60000\n[[windows]]\nname = \"2m\"\nkind = \"sliding\"\nsize_ms = 120000\nslide_ms = 60000\n";
-    let job = file_job(d, &times, win, "[metrics]\nsegments = [\"country\"]\nentity_features = [\"amount\"]\n");
+    let job = file_job(
+        d,
+        &times,
+        win,
+        "[metrics]\nsegments = [\"country\"]\nentity_features = [\"amount\"]\n",
+    );
     let out = d.join("out");
     let summary = run_job(&job, 2, &out);
-    prop_assert!(summary.ingest.iter().all(|r| r.dead_lettered == 0), "{:?}", summary.ingest);
+    prop_assert!(
+        summary.ingest.iter().all(|r| r.dead_lettered == 0),
+        "{:?}",
+        summary.ingest
+    );
     let countries = ["US", "GB"];
     let labels = label_state(inp);
 
@@ -142,10 +187,15 @@ fn check(inp: &Input) -> Result<(), TestCaseError> {
     let mut q: BTreeMap<String, Q> = BTreeMap::new();
     for (i, s) in &inp.preds {
         let e = inp.events.iter().find(|e| e.id == *i).unwrap();
-        let Some((l, _, _)) = labels.get(i) else { continue };
+        let Some((l, _, _)) = labels.get(i) else {
+            continue;
+        };
         let p = *s as f64 / 1000.0;
         for (w, start) in windows(e.t) {
-            for seg in ["all".to_string(), format!("country={}", countries[e.country])] {
+            for seg in [
+                "all".to_string(),
+                format!("country={}", countries[e.country]),
+            ] {
                 let k = format!("\"{w}\"|{start}|\"{seg}\"");
                 let a = q.entry(k).or_default();
                 a.n += 1;
@@ -158,15 +208,34 @@ fn check(inp: &Input) -> Result<(), TestCaseError> {
             }
         }
     }
-    let got = retired(&changelog(&out, "quality"), &["window", "window_start", "segment"]);
+    let got = retired(
+        &changelog(&out, "quality"),
+        &["window", "window_start", "segment"],
+    );
     prop_assert_eq!(got.keys().collect::<Vec<_>>(), q.keys().collect::<Vec<_>>());
     for (k, a) in &q {
         let r = &got[k];
         prop_assert_eq!(r["count"].as_i64(), Some(a.n), "{}", k);
         prop_assert_eq!(r["positives"].as_i64(), Some(a.pos), "{}", k);
-        prop_assert!(close(&r["accuracy"], a.correct as f64 / a.n as f64), "{} {}", k, r);
-        prop_assert!((r["log_loss"].as_f64().unwrap() - a.ll / a.n as f64).abs() < 1e-8, "{} {} {}", k, r, a.ll);
-        prop_assert!((r["brier"].as_f64().unwrap() - a.brier / a.n as f64).abs() < 1e-8, "{} {}", k, r);
+        prop_assert!(
+            close(&r["accuracy"], a.correct as f64 / a.n as f64),
+            "{} {}",
+            k,
+            r
+        );
+        prop_assert!(
+            (r["log_loss"].as_f64().unwrap() - a.ll / a.n as f64).abs() < 1e-8,
+            "{} {} {}",
+            k,
+            r,
+            a.ll
+        );
+        prop_assert!(
+            (r["brier"].as_f64().unwrap() - a.brier / a.n as f64).abs() < 1e-8,
+            "{} {}",
+            k,
+            r
+        );
         // Exact AUC by counting pairs.
         let (mut num, mut p, mut n) = (0.0, 0, 0);
         for (sp, lp) in &a.scores {
@@ -174,7 +243,13 @@ fn check(inp: &Input) -> Result<(), TestCaseError> {
                 p += 1;
                 for (sn, ln) in &a.scores {
                     if *ln == 0 {
-                        num += if sp > sn { 1.0 } else if sp == sn { 0.5 } else { 0.0 };
+                        num += if sp > sn {
+                            1.0
+                        } else if sp == sn {
+                            0.5
+                        } else {
+                            0.0
+                        };
                     }
                 }
             } else {
@@ -193,7 +268,10 @@ fn check(inp: &Input) -> Result<(), TestCaseError> {
     let mut l: BTreeMap<String, [i64; 5]> = BTreeMap::new();
     for e in &inp.events {
         for (w, start) in windows(e.t) {
-            for seg in ["all".to_string(), format!("country={}", countries[e.country])] {
+            for seg in [
+                "all".to_string(),
+                format!("country={}", countries[e.country]),
+            ] {
                 let a = l.entry(format!("\"{w}\"|{start}|\"{seg}\"")).or_default();
                 a[0] += 1;
                 if let Some((_, first, versions)) = labels.get(&e.id) {
@@ -211,11 +289,20 @@ fn check(inp: &Input) -> Result<(), TestCaseError> {
             }
         }
     }
-    let got = retired(&changelog(&out, "label_health"), &["window", "window_start", "segment"]);
+    let got = retired(
+        &changelog(&out, "label_health"),
+        &["window", "window_start", "segment"],
+    );
     prop_assert_eq!(got.keys().collect::<Vec<_>>(), l.keys().collect::<Vec<_>>());
     for (k, a) in &l {
         let r = &got[k];
-        let cols = ["events", "labeled", "labeled_within_horizon", "relabeled", "orphan_labels"];
+        let cols = [
+            "events",
+            "labeled",
+            "labeled_within_horizon",
+            "relabeled",
+            "orphan_labels",
+        ];
         for (c, v) in cols.iter().zip(a) {
             prop_assert_eq!(r[*c].as_i64(), Some(*v), "{} {}", k, c);
         }
@@ -226,7 +313,9 @@ fn check(inp: &Input) -> Result<(), TestCaseError> {
     let mut f: BTreeMap<String, (i64, Vec<f64>, u64)> = BTreeMap::new();
     for e in &inp.events {
         for (w, start) in windows(e.t) {
-            let a = f.entry(format!("\"{w}\"|{start}|\"n{}\"", e.entity)).or_default();
+            let a = f
+                .entry(format!("\"{w}\"|{start}|\"n{}\"", e.entity))
+                .or_default();
             a.0 += 1;
             a.2 = a.2.max(e.t);
             if let Some(x) = e.amount {
@@ -234,7 +323,10 @@ fn check(inp: &Input) -> Result<(), TestCaseError> {
             }
         }
     }
-    let got = retired(&changelog(&out, "entity_features"), &["window", "window_start", "entity"]);
+    let got = retired(
+        &changelog(&out, "entity_features"),
+        &["window", "window_start", "entity"],
+    );
     prop_assert_eq!(got.keys().collect::<Vec<_>>(), f.keys().collect::<Vec<_>>());
     for (k, (n, xs, last)) in &f {
         let r = &got[k];
@@ -248,9 +340,20 @@ fn check(inp: &Input) -> Result<(), TestCaseError> {
             let mean = xs.iter().sum::<f64>() / xs.len() as f64;
             let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
             prop_assert!(close(&r["mean"], mean), "{} {} {}", k, r, mean);
-            prop_assert!((r["std"].as_f64().unwrap() - var.sqrt()).abs() < 1e-9, "{} {}", k, r);
-            prop_assert!(close(&r["min"], xs.iter().cloned().fold(f64::INFINITY, f64::min)));
-            prop_assert!(close(&r["max"], xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max)));
+            prop_assert!(
+                (r["std"].as_f64().unwrap() - var.sqrt()).abs() < 1e-9,
+                "{} {}",
+                k,
+                r
+            );
+            prop_assert!(close(
+                &r["min"],
+                xs.iter().cloned().fold(f64::INFINITY, f64::min)
+            ));
+            prop_assert!(close(
+                &r["max"],
+                xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+            ));
         }
     }
     Ok(())

@@ -18,9 +18,17 @@ fn format() -> Format {
     for s in ["events", "predictions", "labels"] {
         common::write_lines(dir.path(), &format!("{s}.jsonl"), &[String::new()]);
     }
-    let job = common::file_job(dir.path(), &common::Times::default(), "[[windows]]\nname = \"1m\"\nkind = \"tumbling\"\nsize_ms = 60000\n", "[metrics]\nentity_features = [\"amount\", \"velocity\"]\n");
+    let job = common::file_job(
+        dir.path(),
+        &common::Times::default(),
+        "[[windows]]\nname = \"1m\"\nkind = \"tumbling\"\nsize_ms = 60000\n",
+        "[metrics]\nentity_features = [\"amount\", \"velocity\"]\n",
+    );
     let job = tidemark::config::Job::load(&job).unwrap();
-    Format { windows: Windows::new(&job), feature_names: job.spec.metrics.entity_features.clone() }
+    Format {
+        windows: Windows::new(&job),
+        feature_names: job.spec.metrics.entity_features.clone(),
+    }
 }
 
 fn type_fits(ty: FieldType, v: &Value, nullable: bool) -> bool {
@@ -34,7 +42,9 @@ fn type_fits(ty: FieldType, v: &Value, nullable: bool) -> bool {
         FieldType::Uint64 | FieldType::TimestampMs => v.is_u64(),
         FieldType::Bool => v.is_boolean(),
         FieldType::ListInt64 => v.as_array().is_some_and(|a| a.iter().all(|x| x.is_i64())),
-        FieldType::ListFloat64 => v.as_array().is_some_and(|a| a.iter().all(|x| x.is_number() || x.is_null())),
+        FieldType::ListFloat64 => v
+            .as_array()
+            .is_some_and(|a| a.iter().all(|x| x.is_number() || x.is_null())),
     }
 }
 
@@ -48,15 +58,27 @@ fn check<R: OutputRow>(rows: &[R]) {
         row.columns(&f, &mut out);
         assert!(!out.is_empty());
         for cols in out {
-            let line: Value = serde_json::from_str(&tidemark::outputs::rows::json_line(7, -1, &cols)).unwrap();
-            let names: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
+            let line: Value =
+                serde_json::from_str(&tidemark::outputs::rows::json_line(7, -1, &cols)).unwrap();
+            let names: Vec<&str> = line
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
             let mut expected: Vec<&str> = file.fields.iter().map(|f| f.name.as_str()).collect();
             let mut got = names.clone();
             got.sort();
             expected.sort();
             assert_eq!(got, expected, "columns of {}", R::NAME);
             for field in &file.fields {
-                assert!(type_fits(field.ty, &line[&field.name], field.nullable), "{}.{} = {}", R::NAME, field.name, line[&field.name]);
+                assert!(
+                    type_fits(field.ty, &line[&field.name], field.nullable),
+                    "{}.{} = {}",
+                    R::NAME,
+                    field.name,
+                    line[&field.name]
+                );
             }
         }
     }
@@ -69,13 +91,22 @@ fn input_schemas_load_and_fit_the_generator() {
     tidemark::generator::check_events_schema(&ev).unwrap();
     InputSchema::load(&dir, "predictions.v1", Stream::Predictions).unwrap();
     InputSchema::load(&dir, "labels.v1", Stream::Labels).unwrap();
-    let err = InputSchema::load(&dir, "labels.v1", Stream::Events).unwrap_err().to_string();
-    assert!(err.contains("labels.v1.json") && err.contains("stream"), "{err}");
+    let err = InputSchema::load(&dir, "labels.v1", Stream::Events)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("labels.v1.json") && err.contains("stream"),
+        "{err}"
+    );
 }
 
 #[test]
 fn output_rows_match_their_schema_files() {
-    let win = Win { family: 0, start: 1_767_225_600_000, end: 1_767_225_660_000 };
+    let win = Win {
+        family: 0,
+        start: 1_767_225_600_000,
+        end: 1_767_225_660_000,
+    };
     let agg = QualityAgg {
         count: 3,
         positives: 1,
@@ -87,28 +118,85 @@ fn output_rows_match_their_schema_files() {
         auc_positive: vec![0, 1],
         auc_negative: vec![2, 0],
     };
-    let key = QKey { win, segment: "all".into(), model: "m1".into() };
+    let key = QKey {
+        win,
+        segment: "all".into(),
+        model: "m1".into(),
+    };
     check(&[
-        QualityRow { key: key.clone(), status: Status::Provisional, agg: agg.clone(), exact: None },
-        QualityRow { key, status: Status::Final, agg, exact: Some(AucExact { positives: 1, negatives: 2, twice_concordant: 4 }) },
+        QualityRow {
+            key: key.clone(),
+            status: Status::Provisional,
+            agg: agg.clone(),
+            exact: None,
+        },
+        QualityRow {
+            key,
+            status: Status::Final,
+            agg,
+            exact: Some(AucExact {
+                positives: 1,
+                negatives: 2,
+                twice_concordant: 4,
+            }),
+        },
     ]);
-    let lkey = LKey { win, segment: "country=US".into() };
+    let lkey = LKey {
+        win,
+        segment: "country=US".into(),
+    };
     check(&[
-        LabelRow { key: lkey.clone(), status: Status::Provisional, agg: LabelAgg { events: 2, labeled: 1, within_horizon: 1, relabeled: 0, orphans: 0, latency: vec![(1000, 1)] } },
-        LabelRow { key: lkey, status: Status::Final, agg: LabelAgg::default() },
+        LabelRow {
+            key: lkey.clone(),
+            status: Status::Provisional,
+            agg: LabelAgg {
+                events: 2,
+                labeled: 1,
+                within_horizon: 1,
+                relabeled: 0,
+                orphans: 0,
+                latency: vec![(1000, 1)],
+            },
+        },
+        LabelRow {
+            key: lkey,
+            status: Status::Final,
+            agg: LabelAgg::default(),
+        },
     ]);
-    let stat = FeatureStat { n: 2, sum: 3_000_000, sum_sq: 5_000_000_000_000, min: 1_000_000, max: 2_000_000 };
+    let stat = FeatureStat {
+        n: 2,
+        sum: 3_000_000,
+        sum_sq: 5_000_000_000_000,
+        min: 1_000_000,
+        max: 2_000_000,
+    };
     check(&[FeatureRow {
-        key: FKey { win, entity: "a".into() },
+        key: FKey {
+            win,
+            entity: "a".into(),
+        },
         status: Status::Final,
-        agg: FeatureAgg { events: 2, last_time: win.start + 5, stats: vec![stat, FeatureStat::default()] },
+        agg: FeatureAgg {
+            events: 2,
+            last_time: win.start + 5,
+            stats: vec![stat, FeatureStat::default()],
+        },
     }]);
     check(&[DeadLetter {
         stream: "events".into(),
-        position: Position { source: "f.jsonl".into(), offset: 3 },
+        position: Position {
+            source: "f.jsonl".into(),
+            offset: 3,
+        },
         field: "event_time".into(),
         reason: "negative time -5".into(),
         raw: "{}".into(),
     }]);
-    check(&[IngestRow { stream: "events".into(), read: 3, accepted: 2, dead_lettered: 1 }]);
+    check(&[IngestRow {
+        stream: "events".into(),
+        read: 3,
+        accepted: 2,
+        dead_lettered: 1,
+    }]);
 }

@@ -24,7 +24,9 @@ pub struct FKey {
 }
 
 /// Exact statistics of one feature in one window of one entity (micro-units).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub struct FeatureStat {
     /// Non-null values.
     pub n: i64,
@@ -78,12 +80,19 @@ pub struct FeatureRow {
 
 impl StatusRow for FeatureRow {
     fn retired(&self) -> Self {
-        FeatureRow { status: Status::Retired, ..self.clone() }
+        FeatureRow {
+            status: Status::Retired,
+            ..self.clone()
+        }
     }
 }
 
 /// Builds the entity-feature changelog.
-pub fn features<'s>(job: &Job, windows: &Windows, joined: &Joined<'s>) -> VecCollection<'s, u64, FeatureRow> {
+pub fn features<'s>(
+    job: &Job,
+    windows: &Windows,
+    joined: &Joined<'s>,
+) -> VecCollection<'s, u64, FeatureRow> {
     let name = &job.spec.name;
     let idx = job.entity_feature_idx.clone();
     let w = windows.clone();
@@ -91,35 +100,58 @@ pub fn features<'s>(job: &Job, windows: &Windows, joined: &Joined<'s>) -> VecCol
         let values: Vec<Option<i64>> = idx.iter().map(|&i| e.numeric[i]).collect();
         w.of(e.time)
             .into_iter()
-            .map(|win| (FKey { win, entity: e.entity.clone() }, (e.time, e.id.clone(), values.clone())))
+            .map(|win| {
+                (
+                    FKey {
+                        win,
+                        entity: e.entity.clone(),
+                    },
+                    (e.time, e.id.clone(), values.clone()),
+                )
+            })
             .collect::<Vec<_>>()
     });
     let w = windows.clone();
-    let keyed = expire_at(keyed, &format!("{name}.FeaturesRetire"), move |(k, _)| w.retire_at(&k.win));
+    let keyed = expire_at(keyed, &format!("{name}.FeaturesRetire"), move |(k, _)| {
+        w.retire_at(&k.win)
+    });
     let k = job.entity_feature_idx.len();
-    let aggs = keyed.reduce_named(&format!("{name}.EntityFeatures"), move |_key, input, output| {
-        let mut a = FeatureAgg { stats: vec![FeatureStat { min: i64::MAX, max: i64::MIN, ..Default::default() }; k], ..Default::default() };
-        for ((time, _id, values), r) in input {
-            let r = *r as i64;
-            a.events += r;
-            a.last_time = a.last_time.max(*time);
-            for (s, v) in a.stats.iter_mut().zip(values) {
-                if let Some(v) = *v {
-                    s.n += r;
-                    s.sum += (v as i128) * r as i128;
-                    s.sum_sq += (v as i128) * (v as i128) * r as i128;
-                    s.min = s.min.min(v);
-                    s.max = s.max.max(v);
+    let aggs = keyed.reduce_named(
+        &format!("{name}.EntityFeatures"),
+        move |_key, input, output| {
+            let mut a = FeatureAgg {
+                stats: vec![
+                    FeatureStat {
+                        min: i64::MAX,
+                        max: i64::MIN,
+                        ..Default::default()
+                    };
+                    k
+                ],
+                ..Default::default()
+            };
+            for ((time, _id, values), r) in input {
+                let r = *r as i64;
+                a.events += r;
+                a.last_time = a.last_time.max(*time);
+                for (s, v) in a.stats.iter_mut().zip(values) {
+                    if let Some(v) = *v {
+                        s.n += r;
+                        s.sum += (v as i128) * r as i128;
+                        s.sum_sq += (v as i128) * (v as i128) * r as i128;
+                        s.min = s.min.min(v);
+                        s.max = s.max.max(v);
+                    }
                 }
             }
-        }
-        for s in &mut a.stats {
-            if s.n == 0 {
-                (s.min, s.max) = (0, 0);
+            for s in &mut a.stats {
+                if s.n == 0 {
+                    (s.min, s.max) = (0, 0);
+                }
             }
-        }
-        output.push((a, 1));
-    });
+            output.push((a, 1));
+        },
+    );
     with_status(
         &format!("{name}.Features"),
         windows,

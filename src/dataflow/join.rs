@@ -9,8 +9,8 @@
 //! State: the event and label arrangements are shared by both joins and by the orphan antijoin.
 
 use differential_dataflow::operators::arrange::Arranged;
-use differential_dataflow::trace::implementations::ValSpine;
 use differential_dataflow::operators::arrange::TraceAgent;
+use differential_dataflow::trace::implementations::ValSpine;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
@@ -48,34 +48,62 @@ pub struct Joined<'s> {
     pub orphans: VecCollection<'s, u64, (String, LabelState)>,
 }
 
-/// Builds the join stage; `ttl` is how long after its own time an event or prediction stays in
-/// state; `label_window` is the longest window (labels are windowed by their first label time).
+/// How long join state is kept, in milliseconds of event time.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// The job's tick.
+    pub tick: u64,
+    /// How long after its own time an event or prediction stays in state.
+    pub ttl: u64,
+    /// The label horizon.
+    pub horizon: u64,
+    /// The job's retention.
+    pub retention: u64,
+    /// The longest window (labels are windowed by their first label time).
+    pub label_window: u64,
+}
+
+/// Builds the join stage.
 pub fn join<'s>(
     name: &str,
     events: VecCollection<'s, u64, Event>,
     predictions: VecCollection<'s, u64, Prediction>,
     labels: VecCollection<'s, u64, Label>,
-    tick: u64,
-    ttl: u64,
-    horizon: u64,
-    retention: u64,
-    label_window: u64,
+    life: Lifetimes,
 ) -> Joined<'s> {
+    let Lifetimes {
+        tick,
+        ttl,
+        horizon,
+        retention,
+        label_window,
+    } = life;
     // Event ids outlive their events (and the labels that may refer to them), so that an
     // event's expiry never turns its labels into orphans after the fact.
     let known_ttl = ttl + label_window + retention;
-    let known = expire_at(events.clone().map(|e| (e.id, e.time)), &format!("{name}.KnownExpiry"), move |(_, t)| tick_floor(*t, tick) + known_ttl)
-        .map(|(id, _)| id)
-        .distinct();
-    let events = expire_at(events, &format!("{name}.EventExpiry"), move |e: &Event| tick_floor(e.time, tick) + ttl);
-    let predictions =
-        expire_at(predictions, &format!("{name}.PredictionExpiry"), move |p: &Prediction| tick_floor(p.time, tick) + ttl);
+    let known = expire_at(
+        events.clone().map(|e| (e.id, e.time)),
+        &format!("{name}.KnownExpiry"),
+        move |(_, t)| tick_floor(*t, tick) + known_ttl,
+    )
+    .map(|(id, _)| id)
+    .distinct();
+    let events = expire_at(events, &format!("{name}.EventExpiry"), move |e: &Event| {
+        tick_floor(e.time, tick) + ttl
+    });
+    let predictions = expire_at(
+        predictions,
+        &format!("{name}.PredictionExpiry"),
+        move |p: &Prediction| tick_floor(p.time, tick) + ttl,
+    );
     // Labels stay one retention longer than events: when an event's first label expires, its
     // remaining labels form a new state, which must land only in already retired windows (or an
     // orphan would be counted twice). Labels of one event more than `retention` apart are
     // therefore treated as separate histories.
     let label_ttl = ttl + retention;
-    let labels = expire_at(labels, &format!("{name}.LabelExpiry"), move |l: &Label| tick_floor(l.time, tick) + label_ttl);
+    let labels = expire_at(labels, &format!("{name}.LabelExpiry"), move |l: &Label| {
+        tick_floor(l.time, tick) + label_ttl
+    });
 
     let label_state = labels
         .map(|l| (l.event_id, (l.time, l.label)))
@@ -84,23 +112,48 @@ pub fn join<'s>(
             let first_time = input[0].0 .0;
             // Values arrive sorted: the last one has the latest label time (ties: larger label).
             let &(time, label) = input[input.len() - 1].0;
-            output.push((LabelState { label, time, first_time, versions: versions as u32 }, 1));
+            output.push((
+                LabelState {
+                    label,
+                    time,
+                    first_time,
+                    versions: versions as u32,
+                },
+                1,
+            ));
         });
 
-    let ev_arr: Arr<'s, Event> =
-        events.clone().map(|e| (e.id.clone(), e)).arrange_by_key_named(&format!("{name}.EventsById"));
-    let lab_arr: Arr<'s, LabelState> = label_state.clone().arrange_by_key_named(&format!("{name}.LabelsById"));
+    let ev_arr: Arr<'s, Event> = events
+        .clone()
+        .map(|e| (e.id.clone(), e))
+        .arrange_by_key_named(&format!("{name}.EventsById"));
+    let lab_arr: Arr<'s, LabelState> = label_state
+        .clone()
+        .arrange_by_key_named(&format!("{name}.LabelsById"));
 
-    let event_labels = ev_arr.clone().join_core(lab_arr.clone(), |_id, e, l| Some((e.clone(), l.clone())));
+    let event_labels = ev_arr
+        .clone()
+        .join_core(lab_arr.clone(), |_id, e, l| Some((e.clone(), l.clone())));
     let scored = predictions
         .map(|p| (p.event_id.clone(), p))
-        .join_core(ev_arr.clone(), |id, p, e| Some((id.clone(), (e.clone(), p.clone()))));
-    let labeled = scored.join_core(lab_arr, |_id, (e, p), l| Some((e.clone(), p.clone(), l.clone())));
-
-    let waited = delay_to(label_state, &format!("{name}.OrphanWait"), move |(_, l): &(String, LabelState)| {
-        tick_floor(l.first_time, tick) + horizon
+        .join_core(ev_arr.clone(), |id, p, e| {
+            Some((id.clone(), (e.clone(), p.clone())))
+        });
+    let labeled = scored.join_core(lab_arr, |_id, (e, p), l| {
+        Some((e.clone(), p.clone(), l.clone()))
     });
+
+    let waited = delay_to(
+        label_state,
+        &format!("{name}.OrphanWait"),
+        move |(_, l): &(String, LabelState)| tick_floor(l.first_time, tick) + horizon,
+    );
     let orphans = waited.antijoin(known);
 
-    Joined { events, event_labels, labeled, orphans }
+    Joined {
+        events,
+        event_labels,
+        labeled,
+        orphans,
+    }
 }

@@ -13,8 +13,8 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::join::Joined;
-use super::sums::Sums;
 use super::status::{with_status, StatusRow};
+use super::sums::Sums;
 use super::temporal::expire_at;
 use super::windows::{segments_of, Status, Win, Windows, ALL};
 use crate::config::Job;
@@ -74,7 +74,7 @@ impl LabelAgg {
         for &(v, n) in &self.latency {
             h.record_n(v, n as u64).ok()?;
         }
-        (h.len() > 0).then(|| Percentiles {
+        (!h.is_empty()).then(|| Percentiles {
             p50: h.value_at_quantile(0.5),
             p95: h.value_at_quantile(0.95),
             p99: h.value_at_quantile(0.99),
@@ -96,12 +96,19 @@ pub struct LabelRow {
 
 impl StatusRow for LabelRow {
     fn retired(&self) -> Self {
-        LabelRow { status: Status::Retired, ..self.clone() }
+        LabelRow {
+            status: Status::Retired,
+            ..self.clone()
+        }
     }
 }
 
 /// Builds the label latency and completeness changelog.
-pub fn labels<'s>(job: &Job, windows: &Windows, joined: &Joined<'s>) -> VecCollection<'s, u64, LabelRow> {
+pub fn labels<'s>(
+    job: &Job,
+    windows: &Windows,
+    joined: &Joined<'s>,
+) -> VecCollection<'s, u64, LabelRow> {
     let name = &job.spec.name;
     let horizon = job.spec.time.label_horizon_ms;
 
@@ -113,7 +120,16 @@ pub fn labels<'s>(job: &Job, windows: &Windows, joined: &Joined<'s>) -> VecColle
         let mut out = Vec::new();
         for win in w.of(e.time) {
             for segment in &segs {
-                out.push(((LKey { win, segment: segment.clone() }, None), Sums([1, 0, 0, 0, 0])));
+                out.push((
+                    (
+                        LKey {
+                            win,
+                            segment: segment.clone(),
+                        },
+                        None,
+                    ),
+                    Sums([1, 0, 0, 0, 0]),
+                ));
             }
         }
         out
@@ -123,11 +139,26 @@ pub fn labels<'s>(job: &Job, windows: &Windows, joined: &Joined<'s>) -> VecColle
     let labeled = joined.event_labels.clone().flat_map(move |(e, l)| {
         let segs = segments_of(&j, &e);
         let bucket = latency_bucket(&buckets, l.first_time.saturating_sub(e.time));
-        let sums = Sums([0, 1, (l.first_time <= e.time + horizon) as i64, (l.versions > 1) as i64, 0]);
+        let sums = Sums([
+            0,
+            1,
+            (l.first_time <= e.time + horizon) as i64,
+            (l.versions > 1) as i64,
+            0,
+        ]);
         let mut out = Vec::new();
         for win in w.of(e.time) {
             for segment in &segs {
-                out.push(((LKey { win, segment: segment.clone() }, Some(bucket)), sums));
+                out.push((
+                    (
+                        LKey {
+                            win,
+                            segment: segment.clone(),
+                        },
+                        Some(bucket),
+                    ),
+                    sums,
+                ));
             }
         }
         out
@@ -136,15 +167,30 @@ pub fn labels<'s>(job: &Job, windows: &Windows, joined: &Joined<'s>) -> VecColle
     let orphans = joined.orphans.clone().flat_map(move |(_, l)| {
         w.of(l.first_time)
             .into_iter()
-            .map(|win| ((LKey { win, segment: ALL.to_string() }, None), Sums([0, 0, 0, 0, 1])))
+            .map(|win| {
+                (
+                    (
+                        LKey {
+                            win,
+                            segment: ALL.to_string(),
+                        },
+                        None,
+                    ),
+                    Sums([0, 0, 0, 0, 1]),
+                )
+            })
             .collect::<Vec<_>>()
     });
     let keyed = events.concat(labeled).concat(orphans);
     let w = windows.clone();
-    let keyed = expire_at(keyed, &format!("{name}.LabelsRetire"), move |((k, _), _)| w.retire_at(&k.win));
-    let aggs = keyed
-        .explode(|(kb, sums)| Some((kb, sums)))
-        .reduce_named(&format!("{name}.LabelsAssemble"), |_k, input, output: &mut Vec<(LabelAgg, isize)>| {
+    let keyed = expire_at(
+        keyed,
+        &format!("{name}.LabelsRetire"),
+        move |((k, _), _)| w.retire_at(&k.win),
+    );
+    let aggs = keyed.explode(|(kb, sums)| Some((kb, sums))).reduce_named(
+        &format!("{name}.LabelsAssemble"),
+        |_k, input, output: &mut Vec<(LabelAgg, isize)>| {
             let mut a = LabelAgg::default();
             for (bucket, Sums([events, labeled, within, relabeled, orphans])) in input {
                 a.events += events;
@@ -157,7 +203,8 @@ pub fn labels<'s>(job: &Job, windows: &Windows, joined: &Joined<'s>) -> VecColle
                 }
             }
             output.push((a, 1));
-        });
+        },
+    );
     with_status(
         &format!("{name}.Labels"),
         windows,

@@ -84,7 +84,11 @@ pub struct AucExact {
 impl AucExact {
     /// Computes the exact AUC from `(score, label)` values sorted by score, with multiplicities.
     pub fn from_sorted<'a>(values: impl IntoIterator<Item = (&'a (i64, u8), isize)>) -> AucExact {
-        let mut out = AucExact { positives: 0, negatives: 0, twice_concordant: 0 };
+        let mut out = AucExact {
+            positives: 0,
+            negatives: 0,
+            twice_concordant: 0,
+        };
         let mut group: Option<i64> = None;
         let (mut gp, mut gn) = (0u64, 0u64);
         let flush = |out: &mut AucExact, gp: u64, gn: u64| {
@@ -110,8 +114,9 @@ impl AucExact {
 
     /// The AUC, if both classes are present.
     pub fn auc(&self) -> Option<f64> {
-        (self.positives > 0 && self.negatives > 0)
-            .then(|| self.twice_concordant as f64 / (2.0 * self.positives as f64 * self.negatives as f64))
+        (self.positives > 0 && self.negatives > 0).then(|| {
+            self.twice_concordant as f64 / (2.0 * self.positives as f64 * self.negatives as f64)
+        })
     }
 }
 
@@ -147,12 +152,20 @@ pub fn bin_of(score: i64, bins: u32) -> u16 {
 }
 
 /// Builds the quality changelog from labeled predictions.
-pub fn quality<'s>(job: &Job, windows: &Windows, labeled: VecCollection<'s, u64, Labeled>) -> VecCollection<'s, u64, QualityRow> {
+pub fn quality<'s>(
+    job: &Job,
+    windows: &Windows,
+    labeled: VecCollection<'s, u64, Labeled>,
+) -> VecCollection<'s, u64, QualityRow> {
     let name = &job.spec.name;
     let m = &job.spec.metrics;
     let threshold = (m.threshold * MICRO as f64).round() as i64;
     let (cal_bins, auc_bins) = (m.calibration_bins, m.auc_bins);
-    debug_assert_eq!(auc_bins % cal_bins, 0, "validated: calibration bins group AUC bins");
+    debug_assert_eq!(
+        auc_bins % cal_bins,
+        0,
+        "validated: calibration bins group AUC bins"
+    );
 
     let w = windows.clone();
     let j = job.clone();
@@ -162,13 +175,22 @@ pub fn quality<'s>(job: &Job, windows: &Windows, labeled: VecCollection<'s, u64,
         let mut out = Vec::with_capacity(segs.len() * wins.len());
         for win in wins {
             for s in &segs {
-                out.push((QKey { win, segment: s.clone(), model: p.model.clone() }, (p.score, l.label)));
+                out.push((
+                    QKey {
+                        win,
+                        segment: s.clone(),
+                        model: p.model.clone(),
+                    },
+                    (p.score, l.label),
+                ));
             }
         }
         out
     });
     let w = windows.clone();
-    let keyed = expire_at(keyed, &format!("{name}.QualityRetire"), move |(k, _)| w.retire_at(&k.win));
+    let keyed = expire_at(keyed, &format!("{name}.QualityRetire"), move |(k, _)| {
+        w.retire_at(&k.win)
+    });
 
     // One update per example and key: the score bin is the value, the sums ride in the diff
     // [count, positives, predicted positive, correct, log-loss, Brier, score].
@@ -186,51 +208,80 @@ pub fn quality<'s>(job: &Job, windows: &Windows, labeled: VecCollection<'s, u64,
         Some(((k, bin_of(score, auc_bins)), sums))
     });
     let per_cal = (auc_bins / cal_bins) as usize;
-    let aggs = binned.reduce_named(&format!("{name}.QualityAssemble"), move |_k, input, output: &mut Vec<(QualityAgg, isize)>| {
-        let mut a = QualityAgg {
-            calibration: vec![(0, 0, 0); cal_bins as usize],
-            auc_positive: vec![0; auc_bins as usize],
-            auc_negative: vec![0; auc_bins as usize],
-            ..Default::default()
-        };
-        for (bin, Sums([n, pos, pred, correct, ll, br, score])) in input {
-            let b = **bin as usize;
-            a.count += n;
-            a.positives += pos;
-            a.predicted_positive += pred;
-            a.correct += correct;
-            a.logloss_nano += ll;
-            a.brier_nano += br;
-            let c = &mut a.calibration[b / per_cal];
-            c.0 += n;
-            c.1 += score;
-            c.2 += pos;
-            a.auc_positive[b] += pos;
-            a.auc_negative[b] += n - pos;
-        }
-        if a.count > 0 {
-            output.push((a, 1));
-        }
-    });
+    let aggs = binned.reduce_named(
+        &format!("{name}.QualityAssemble"),
+        move |_k, input, output: &mut Vec<(QualityAgg, isize)>| {
+            let mut a = QualityAgg {
+                calibration: vec![(0, 0, 0); cal_bins as usize],
+                auc_positive: vec![0; auc_bins as usize],
+                auc_negative: vec![0; auc_bins as usize],
+                ..Default::default()
+            };
+            for (bin, Sums([n, pos, pred, correct, ll, br, score])) in input {
+                let b = **bin as usize;
+                a.count += n;
+                a.positives += pos;
+                a.predicted_positive += pred;
+                a.correct += correct;
+                a.logloss_nano += ll;
+                a.brier_nano += br;
+                let c = &mut a.calibration[b / per_cal];
+                c.0 += n;
+                c.1 += score;
+                c.2 += pos;
+                a.auc_positive[b] += pos;
+                a.auc_negative[b] += n - pos;
+            }
+            if a.count > 0 {
+                output.push((a, 1));
+            }
+        },
+    );
 
     let w = windows.clone();
-    let scores_final = delay_to(keyed, &format!("{name}.AucWait"), move |(k, _)| w.final_at(&k.win));
+    let scores_final = delay_to(keyed, &format!("{name}.AucWait"), move |(k, _)| {
+        w.final_at(&k.win)
+    });
     let exact = scores_final.reduce_named(&format!("{name}.AucExact"), |_k, input, output| {
-        output.push((AucExact::from_sorted(input.iter().map(|(v, r)| (*v, *r))), 1));
+        output.push((
+            AucExact::from_sorted(input.iter().map(|(v, r)| (*v, *r))),
+            1,
+        ));
     });
 
     let w = windows.clone();
-    let provisional = expire_at(aggs.clone(), &format!("{name}.QualityProvisional"), move |(k, _)| w.final_at(&k.win))
-        .map(|(key, agg)| QualityRow { key, status: Status::Provisional, agg, exact: None });
-    let w = windows.clone();
-    let final_rows = delay_to(aggs, &format!("{name}.QualityFinal"), move |(k, _)| w.final_at(&k.win))
-        .join(exact)
-        .map(|(key, (agg, exact))| QualityRow { key, status: Status::Final, agg, exact: Some(exact) });
-    let w = windows.clone();
-    let retired = retirements(final_rows.clone(), &format!("{name}.QualityRetired"), move |r: &QualityRow| w.retire_at(&r.key.win), |r| QualityRow {
-        status: Status::Retired,
-        ..r.clone()
+    let provisional = expire_at(
+        aggs.clone(),
+        &format!("{name}.QualityProvisional"),
+        move |(k, _)| w.final_at(&k.win),
+    )
+    .map(|(key, agg)| QualityRow {
+        key,
+        status: Status::Provisional,
+        agg,
+        exact: None,
     });
+    let w = windows.clone();
+    let final_rows = delay_to(aggs, &format!("{name}.QualityFinal"), move |(k, _)| {
+        w.final_at(&k.win)
+    })
+    .join(exact)
+    .map(|(key, (agg, exact))| QualityRow {
+        key,
+        status: Status::Final,
+        agg,
+        exact: Some(exact),
+    });
+    let w = windows.clone();
+    let retired = retirements(
+        final_rows.clone(),
+        &format!("{name}.QualityRetired"),
+        move |r: &QualityRow| w.retire_at(&r.key.win),
+        |r| QualityRow {
+            status: Status::Retired,
+            ..r.clone()
+        },
+    );
     provisional.concat(final_rows).concat(retired)
 }
 
@@ -242,7 +293,12 @@ mod tests {
     fn exact_auc_counts_ties_half() {
         // scores: neg 0.1, pos 0.4, neg 0.4, pos 0.8 -> pairs: (0.4p>0.1n)=1, (0.4p=0.4n)=.5,
         // (0.8p>0.1n)=1, (0.8p>0.4n)=1 -> 3.5 / 4.
-        let v = [((100_000i64, 0u8), 1isize), ((400_000, 0), 1), ((400_000, 1), 1), ((800_000, 1), 1)];
+        let v = [
+            ((100_000i64, 0u8), 1isize),
+            ((400_000, 0), 1),
+            ((400_000, 1), 1),
+            ((800_000, 1), 1),
+        ];
         let a = AucExact::from_sorted(v.iter().map(|(x, r)| (x, *r)));
         assert_eq!((a.positives, a.negatives, a.twice_concordant), (2, 2, 7));
         assert_eq!(a.auc(), Some(0.875));

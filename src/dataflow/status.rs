@@ -20,12 +20,24 @@ where
     Row: differential_dataflow::ExchangeData + differential_dataflow::Hashable + StatusRow,
 {
     let w = windows.clone();
-    let provisional = expire_at(aggs.clone(), &format!("{name}Provisional"), move |(k, _)| w.final_at(&win(k)))
-        .map(move |(k, v)| row(k, Status::Provisional, v));
+    let provisional = expire_at(
+        aggs.clone(),
+        &format!("{name}Provisional"),
+        move |(k, _)| w.final_at(&win(k)),
+    )
+    .map(move |(k, v)| row(k, Status::Provisional, v));
     let w = windows.clone();
-    let final_rows = delay_to(aggs, &format!("{name}Final"), move |(k, _)| w.final_at(&win(k))).map(move |(k, v)| row(k, Status::Final, v));
+    let final_rows = delay_to(aggs, &format!("{name}Final"), move |(k, _)| {
+        w.final_at(&win(k))
+    })
+    .map(move |(k, v)| row(k, Status::Final, v));
     let w = windows.clone();
-    let retired = retirements(final_rows.clone(), &format!("{name}Retired"), move |r| w.retire_at(&row_win(r)), |r: &Row| r.retired());
+    let retired = retirements(
+        final_rows.clone(),
+        &format!("{name}Retired"),
+        move |r| w.retire_at(&row_win(r)),
+        |r: &Row| r.retired(),
+    );
     provisional.concat(final_rows).concat(retired)
 }
 

@@ -56,6 +56,8 @@ impl<'de, const N: usize> Deserialize<'de> for Sums<N> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = Vec::<i64>::deserialize(d)?;
         let n = v.len();
-        v.try_into().map(Sums).map_err(|_| serde::de::Error::invalid_length(n, &"N sums"))
+        v.try_into()
+            .map(Sums)
+            .map_err(|_| serde::de::Error::invalid_length(n, &"N sums"))
     }
 }

@@ -14,32 +14,46 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 
 /// Moves every update of `coll` to `max(time, when(data))`.
-pub fn delay_to<'s, D, R, F>(coll: VecCollection<'s, u64, D, R>, name: &str, when: F) -> VecCollection<'s, u64, D, R>
+pub fn delay_to<'s, D, R, F>(
+    coll: VecCollection<'s, u64, D, R>,
+    name: &str,
+    when: F,
+) -> VecCollection<'s, u64, D, R>
 where
     D: Data,
     R: Data + Abelian,
     F: Fn(&D) -> u64 + 'static,
 {
     coll.inner
-        .unary::<CapacityContainerBuilder<Vec<(D, u64, R)>>, _, _, _>(Pipeline, name, move |_, _| {
-            let mut staged: BTreeMap<u64, Vec<(D, u64, R)>> = BTreeMap::new();
-            move |input, output| {
-                input.for_each(|cap, data| {
-                    for (d, t, r) in data.drain(..) {
-                        let nt = t.max(when(&d));
-                        staged.entry(nt).or_default().push((d, nt, r));
-                    }
-                    for (nt, mut batch) in std::mem::take(&mut staged) {
-                        output.session(&cap.delayed(&nt, output.output_index())).give_container(&mut batch);
-                    }
-                });
-            }
-        })
+        .unary::<CapacityContainerBuilder<Vec<(D, u64, R)>>, _, _, _>(
+            Pipeline,
+            name,
+            move |_, _| {
+                let mut staged: BTreeMap<u64, Vec<(D, u64, R)>> = BTreeMap::new();
+                move |input, output| {
+                    input.for_each(|cap, data| {
+                        for (d, t, r) in data.drain(..) {
+                            let nt = t.max(when(&d));
+                            staged.entry(nt).or_default().push((d, nt, r));
+                        }
+                        for (nt, mut batch) in std::mem::take(&mut staged) {
+                            output
+                                .session(&cap.delayed(&nt, output.output_index()))
+                                .give_container(&mut batch);
+                        }
+                    });
+                }
+            },
+        )
         .as_collection()
 }
 
 /// Keeps each record only until `until(data)`: it is retracted at that time.
-pub fn expire_at<'s, D, R, F>(coll: VecCollection<'s, u64, D, R>, name: &str, until: F) -> VecCollection<'s, u64, D, R>
+pub fn expire_at<'s, D, R, F>(
+    coll: VecCollection<'s, u64, D, R>,
+    name: &str,
+    until: F,
+) -> VecCollection<'s, u64, D, R>
 where
     D: Data,
     R: Data + Abelian,
@@ -55,7 +69,12 @@ where
 /// Counts are accumulated per row (rows are exchanged by hash) and applied in time order once a
 /// time is complete, so transient pairs that cancel within a time never produce a tombstone.
 /// State: the rows currently present.
-pub fn retirements<'s, D, D2, F, M>(coll: VecCollection<'s, u64, D, isize>, name: &str, retire_at: F, mark: M) -> VecCollection<'s, u64, D2, isize>
+pub fn retirements<'s, D, D2, F, M>(
+    coll: VecCollection<'s, u64, D, isize>,
+    name: &str,
+    retire_at: F,
+    mark: M,
+) -> VecCollection<'s, u64, D2, isize>
 where
     D: differential_dataflow::ExchangeData + differential_dataflow::Hashable,
     D2: Data,
@@ -69,14 +88,17 @@ where
             Exchange::new(|(d, _, _): &(D, u64, isize)| d.hashed().into()),
             name,
             move |_, _| {
-                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(D, isize)>)> = BTreeMap::new();
+                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(D, isize)>)> =
+                    BTreeMap::new();
                 let mut present: BTreeMap<D, isize> = BTreeMap::new();
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         for (d, t, r) in data.drain(..) {
                             pending
                                 .entry(t)
-                                .or_insert_with(|| (cap.delayed(&t, output.output_index()), Vec::new()))
+                                .or_insert_with(|| {
+                                    (cap.delayed(&t, output.output_index()), Vec::new())
+                                })
                                 .1
                                 .push((d, r));
                         }

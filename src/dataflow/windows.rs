@@ -56,7 +56,12 @@ impl Windows {
     /// The windows of `job`.
     pub fn new(job: &Job) -> Windows {
         Windows {
-            families: job.spec.windows.iter().map(|w| (w.kind, w.size_ms, w.slide_ms.unwrap_or(w.size_ms))).collect(),
+            families: job
+                .spec
+                .windows
+                .iter()
+                .map(|w| (w.kind, w.size_ms, w.slide_ms.unwrap_or(w.size_ms)))
+                .collect(),
             names: job.spec.windows.iter().map(|w| w.name.clone()).collect(),
             horizon: job.spec.time.label_horizon_ms,
             retention: job.spec.time.retention_ms,
@@ -69,7 +74,11 @@ impl Windows {
         for (family, (_, size, slide)) in self.families.iter().enumerate() {
             let mut start = t - t % slide;
             loop {
-                out.push(Win { family: family as u16, start, end: start + size });
+                out.push(Win {
+                    family: family as u16,
+                    start,
+                    end: start + size,
+                });
                 if start < *slide || start - slide + size <= t {
                     break;
                 }
@@ -115,12 +124,20 @@ mod tests {
     use super::*;
 
     fn windows(families: Vec<(WindowKind, u64, u64)>) -> Windows {
-        Windows { names: families.iter().map(|_| "w".into()).collect(), families, horizon: 10, retention: 20 }
+        Windows {
+            names: families.iter().map(|_| "w".into()).collect(),
+            families,
+            horizon: 10,
+            retention: 20,
+        }
     }
 
     #[test]
     fn tumbling_and_sliding_membership() {
-        let w = windows(vec![(WindowKind::Tumbling, 100, 100), (WindowKind::Sliding, 300, 100)]);
+        let w = windows(vec![
+            (WindowKind::Tumbling, 100, 100),
+            (WindowKind::Sliding, 300, 100),
+        ]);
         let got: Vec<(u16, u64)> = w.of(1250).iter().map(|w| (w.family, w.start)).collect();
         assert_eq!(got, vec![(0, 1200), (1, 1200), (1, 1100), (1, 1000)]);
         for win in w.of(1250) {

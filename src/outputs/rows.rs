@@ -12,7 +12,9 @@ use crate::dataflow::windows::{Status, Win, Windows};
 use crate::records::DeadLetter;
 
 /// Ingest reconciliation of one stream: records read = accepted + dead-lettered.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct IngestRow {
     /// Stream name.
     pub stream: String,
@@ -36,7 +38,10 @@ pub struct Format {
 impl Format {
     /// The formatting context of `job`.
     pub fn new(job: &crate::config::Job) -> Format {
-        Format { windows: Windows::new(job), feature_names: job.spec.metrics.entity_features.clone() }
+        Format {
+            windows: Windows::new(job),
+            feature_names: job.spec.metrics.entity_features.clone(),
+        }
     }
 }
 
@@ -56,7 +61,11 @@ pub trait OutputRow: Clone + Ord + std::fmt::Debug + 'static {
 }
 
 fn win_cols(windows: &Windows, w: &Win) -> Columns {
-    vec![("window", json!(windows.name(w))), ("window_start", json!(w.start)), ("window_end", json!(w.end))]
+    vec![
+        ("window", json!(windows.name(w))),
+        ("window_start", json!(w.start)),
+        ("window_end", json!(w.end)),
+    ]
 }
 
 fn ratio(a: i64, b: i64) -> Value {
@@ -92,16 +101,33 @@ impl OutputRow for QualityRow {
             ("count", json!(a.count)),
             ("positives", json!(a.positives)),
             ("accuracy", ratio(a.correct, a.count)),
-            ("log_loss", opt((a.count > 0).then(|| a.logloss_nano as f64 / 1e9 / a.count as f64))),
-            ("brier", opt((a.count > 0).then(|| a.brier_nano as f64 / 1e9 / a.count as f64))),
+            (
+                "log_loss",
+                opt((a.count > 0).then(|| a.logloss_nano as f64 / 1e9 / a.count as f64)),
+            ),
+            (
+                "brier",
+                opt((a.count > 0).then(|| a.brier_nano as f64 / 1e9 / a.count as f64)),
+            ),
             ("auc", opt(auc)),
             ("auc_method", json!(method)),
-            ("calibration_count", json!(a.calibration.iter().map(|b| b.0).collect::<Vec<_>>())),
+            (
+                "calibration_count",
+                json!(a.calibration.iter().map(|b| b.0).collect::<Vec<_>>()),
+            ),
             (
                 "calibration_mean_score",
-                Value::Array(a.calibration.iter().map(|b| opt((b.0 > 0).then(|| b.1 as f64 / 1e6 / b.0 as f64))).collect()),
+                Value::Array(
+                    a.calibration
+                        .iter()
+                        .map(|b| opt((b.0 > 0).then(|| b.1 as f64 / 1e6 / b.0 as f64)))
+                        .collect(),
+                ),
             ),
-            ("calibration_positive_rate", Value::Array(a.calibration.iter().map(|b| ratio(b.2, b.0)).collect())),
+            (
+                "calibration_positive_rate",
+                Value::Array(a.calibration.iter().map(|b| ratio(b.2, b.0)).collect()),
+            ),
         ]);
         out.push(c);
     }
@@ -126,7 +152,14 @@ impl OutputRow for LabelRow {
             ("labeled", json!(a.labeled)),
             ("labeled_within_horizon", json!(a.within_horizon)),
             ("labeled_fraction", ratio(a.within_horizon, a.events)),
-            ("unlabeled", if self.status == Status::Provisional { Value::Null } else { json!(a.events - a.within_horizon) }),
+            (
+                "unlabeled",
+                if self.status == Status::Provisional {
+                    Value::Null
+                } else {
+                    json!(a.events - a.within_horizon)
+                },
+            ),
             ("relabeled", json!(a.relabeled)),
             ("orphan_labels", json!(a.orphans)),
             ("latency_p50_ms", json!(p.map(|p| p.p50))),
@@ -142,7 +175,6 @@ impl OutputRow for LabelRow {
     }
 }
 
-
 impl OutputRow for FeatureRow {
     const NAME: &'static str = "entity_features";
 
@@ -157,13 +189,22 @@ impl OutputRow for FeatureRow {
                 ("feature", feature),
                 ("status", json!(self.status.name())),
                 ("events", json!(a.events)),
-                ("freshness_ms", json!(self.key.win.end.saturating_sub(a.last_time))),
+                (
+                    "freshness_ms",
+                    json!(self.key.win.end.saturating_sub(a.last_time)),
+                ),
             ]);
             c
         };
         if a.stats.is_empty() {
             let mut c = base(Value::Null);
-            c.extend([("n", json!(0)), ("mean", Value::Null), ("std", Value::Null), ("min", Value::Null), ("max", Value::Null)]);
+            c.extend([
+                ("n", json!(0)),
+                ("mean", Value::Null),
+                ("std", Value::Null),
+                ("min", Value::Null),
+                ("max", Value::Null),
+            ]);
             out.push(c);
         }
         for (s, name) in a.stats.iter().zip(names) {

@@ -34,7 +34,13 @@ pub struct SinkState<R> {
 impl<R> SinkState<R> {
     /// A sink state; `keep` decides whether current contents are tracked.
     pub fn new(writer: Option<ChangelogWriter>, keep: bool) -> Rc<RefCell<SinkState<R>>> {
-        Rc::new(RefCell::new(SinkState { current: keep.then(BTreeMap::new), lines: 0, error: None, writer, retired: 0 }))
+        Rc::new(RefCell::new(SinkState {
+            current: keep.then(BTreeMap::new),
+            lines: 0,
+            error: None,
+            writer,
+            retired: 0,
+        }))
     }
 }
 
@@ -42,63 +48,73 @@ impl<R> SinkState<R> {
 const RETIRED_KEPT: usize = 512;
 
 /// Attaches a changelog sink to `coll`; changes are reported as of the next multiple of `emit`.
-pub fn sink<'s, R>(coll: VecCollection<'s, u64, R>, job_name: &str, format: Format, emit: u64, state: Rc<RefCell<SinkState<R>>>)
-where
+pub fn sink<'s, R>(
+    coll: VecCollection<'s, u64, R>,
+    job_name: &str,
+    format: Format,
+    emit: u64,
+    state: Rc<RefCell<SinkState<R>>>,
+) where
     R: OutputRow + ExchangeData,
 {
     let name = format!("{job_name}.Sink.{}", R::NAME);
     let mut pending: BTreeMap<u64, Vec<(R, isize)>> = BTreeMap::new();
     let mut cols: Vec<Columns> = Vec::new();
-    coll.inner.sink(Exchange::new(|_| 0), &name, move |(input, frontier)| {
-        input.for_each(|_cap, data| {
-            for (r, t, d) in data.drain(..) {
-                let at = t.div_ceil(emit) * emit;
-                let batch = pending.entry(at).or_default();
-                batch.push((r, d));
-                // Keep a long interval's buffer consolidated as it grows.
-                if batch.len() >= 4096 && batch.len().is_power_of_two() {
-                    consolidate(batch);
-                }
-            }
-        });
-        let mut st = state.borrow_mut();
-        while let Some(entry) = pending.first_entry() {
-            if frontier.less_equal(entry.key()) {
-                break;
-            }
-            let ts = *entry.key();
-            let mut updates = entry.remove();
-            consolidate(&mut updates);
-            let st = &mut *st;
-            for (row, diff) in updates {
-                if let Some(cur) = st.current.as_mut() {
-                    let e = cur.entry(row.clone()).or_insert(0);
-                    *e += diff;
-                    if *e == 0 {
-                        cur.remove(&row);
+    coll.inner
+        .sink(Exchange::new(|_| 0), &name, move |(input, frontier)| {
+            input.for_each(|_cap, data| {
+                for (r, t, d) in data.drain(..) {
+                    let at = t.div_ceil(emit) * emit;
+                    let batch = pending.entry(at).or_default();
+                    batch.push((r, d));
+                    // Keep a long interval's buffer consolidated as it grows.
+                    if batch.len() >= 4096 && batch.len().is_power_of_two() {
+                        consolidate(batch);
                     }
-                    if row.status() == Some(Status::Retired) {
-                        st.retired += 1;
-                        if st.retired > RETIRED_KEPT {
-                            // Tombstones are never retracted: forget the oldest beyond a bound.
-                            if let Some(old) = cur.keys().find(|r| r.status() == Some(Status::Retired)).cloned() {
-                                cur.remove(&old);
+                }
+            });
+            let mut st = state.borrow_mut();
+            while let Some(entry) = pending.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let ts = *entry.key();
+                let mut updates = entry.remove();
+                consolidate(&mut updates);
+                let st = &mut *st;
+                for (row, diff) in updates {
+                    if let Some(cur) = st.current.as_mut() {
+                        let e = cur.entry(row.clone()).or_insert(0);
+                        *e += diff;
+                        if *e == 0 {
+                            cur.remove(&row);
+                        }
+                        if row.status() == Some(Status::Retired) {
+                            st.retired += 1;
+                            if st.retired > RETIRED_KEPT {
+                                // Tombstones are never retracted: forget the oldest beyond a bound.
+                                if let Some(old) = cur
+                                    .keys()
+                                    .find(|r| r.status() == Some(Status::Retired))
+                                    .cloned()
+                                {
+                                    cur.remove(&old);
+                                }
                             }
                         }
                     }
-                }
-                cols.clear();
-                row.columns(&format, &mut cols);
-                if let (Some(w), None) = (st.writer.as_mut(), &st.error) {
-                    for c in &cols {
-                        if let Err(e) = w.write(ts, diff, c) {
-                            st.error = Some(e);
-                            break;
+                    cols.clear();
+                    row.columns(&format, &mut cols);
+                    if let (Some(w), None) = (st.writer.as_mut(), &st.error) {
+                        for c in &cols {
+                            if let Err(e) = w.write(ts, diff, c) {
+                                st.error = Some(e);
+                                break;
+                            }
                         }
                     }
+                    st.lines += cols.len() as u64;
                 }
-                st.lines += cols.len() as u64;
             }
-        }
-    });
+        });
 }

@@ -32,8 +32,12 @@ pub fn arrow_schema(file: &SchemaFile) -> Schema {
                 FieldType::Int64 => DataType::Int64,
                 FieldType::Uint64 | FieldType::TimestampMs => DataType::UInt64,
                 FieldType::Bool => DataType::Boolean,
-                FieldType::ListInt64 => DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
-                FieldType::ListFloat64 => DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
+                FieldType::ListInt64 => {
+                    DataType::List(Arc::new(Field::new("item", DataType::Int64, true)))
+                }
+                FieldType::ListFloat64 => {
+                    DataType::List(Arc::new(Field::new("item", DataType::Float64, true)))
+                }
             };
             Field::new(&f.name, ty, f.nullable)
         })
@@ -62,16 +66,29 @@ pub struct ChangelogWriter {
 
 impl ChangelogWriter {
     /// Creates `<dir>/<name>.jsonl` and/or `<dir>/<name>.parquet` (the latter renamed into place on finish).
-    pub fn create(dir: &Path, schemas_dir: &Path, name: &str, formats: &[OutputFormat]) -> Result<ChangelogWriter> {
+    pub fn create(
+        dir: &Path,
+        schemas_dir: &Path,
+        name: &str,
+        formats: &[OutputFormat],
+    ) -> Result<ChangelogWriter> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut w = ChangelogWriter { name: name.to_string(), jsonl: None, parquet: None, lines: 0 };
+        let mut w = ChangelogWriter {
+            name: name.to_string(),
+            jsonl: None,
+            parquet: None,
+            lines: 0,
+        };
         if formats.contains(&OutputFormat::Jsonl) {
             let path = dir.join(format!("{name}.jsonl"));
             let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
             w.jsonl = Some((path, BufWriter::with_capacity(1 << 16, f)));
         }
         if formats.contains(&OutputFormat::Parquet) {
-            let schema = Arc::new(arrow_schema(&SchemaFile::load(schemas_dir, &output_schema_id(name))?));
+            let schema = Arc::new(arrow_schema(&SchemaFile::load(
+                schemas_dir,
+                &output_schema_id(name),
+            )?));
             let path = dir.join(format!("{name}.parquet"));
             let tmp = dir.join(format!(".{name}.parquet.tmp"));
             let f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -79,12 +96,19 @@ impl ChangelogWriter {
                 .set_compression(Compression::ZSTD(ZstdLevel::default()))
                 .set_created_by("tidemark".to_string())
                 .build();
-            let writer = ArrowWriter::try_new(f, schema.clone(), Some(props)).map_err(|e| Error::parquet(&tmp, e))?;
+            let writer = ArrowWriter::try_new(f, schema.clone(), Some(props))
+                .map_err(|e| Error::parquet(&tmp, e))?;
             let decoder = arrow_json::ReaderBuilder::new(schema)
                 .with_batch_size(PARQUET_BATCH)
                 .build_decoder()
                 .map_err(|e| Error::parquet(&tmp, e))?;
-            w.parquet = Some(ParquetOut { tmp, path, writer, decoder, pending: Vec::new() });
+            w.parquet = Some(ParquetOut {
+                tmp,
+                path,
+                writer,
+                decoder,
+                pending: Vec::new(),
+            });
         }
         Ok(w)
     }
@@ -94,7 +118,9 @@ impl ChangelogWriter {
         self.lines += 1;
         if let Some((path, out)) = &mut self.jsonl {
             let line = json_line(ts, diff, cols);
-            out.write_all(line.as_bytes()).and_then(|_| out.write_all(b"\n")).map_err(|e| Error::io(path.as_path(), e))?;
+            out.write_all(line.as_bytes())
+                .and_then(|_| out.write_all(b"\n"))
+                .map_err(|e| Error::io(path.as_path(), e))?;
         }
         if let Some(p) = &mut self.parquet {
             let mut m = serde_json::Map::new();
@@ -115,10 +141,14 @@ impl ChangelogWriter {
         if p.pending.is_empty() {
             return Ok(());
         }
-        p.decoder.serialize(&p.pending).map_err(|e| Error::parquet(&p.tmp, e))?;
+        p.decoder
+            .serialize(&p.pending)
+            .map_err(|e| Error::parquet(&p.tmp, e))?;
         p.pending.clear();
         if let Some(batch) = p.decoder.flush().map_err(|e| Error::parquet(&p.tmp, e))? {
-            p.writer.write(&batch).map_err(|e| Error::parquet(&p.tmp, e))?;
+            p.writer
+                .write(&batch)
+                .map_err(|e| Error::parquet(&p.tmp, e))?;
         }
         Ok(())
     }
@@ -131,7 +161,10 @@ impl ChangelogWriter {
         }
         if let Some(mut p) = self.parquet.take() {
             Self::flush_parquet(&mut p)?;
-            let f = p.writer.into_inner().map_err(|e| Error::parquet(&p.tmp, e))?;
+            let f = p
+                .writer
+                .into_inner()
+                .map_err(|e| Error::parquet(&p.tmp, e))?;
             f.sync_all().map_err(|e| Error::io(&p.tmp, e))?;
             std::fs::rename(&p.tmp, &p.path).map_err(|e| Error::io(&p.path, e))?;
         }

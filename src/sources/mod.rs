@@ -68,8 +68,17 @@ pub struct Progress {
 impl Progress {
     /// Progress for `job`'s input files.
     pub fn for_job(job: &Job) -> Progress {
-        let bytes_total = job.files.iter().flatten().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-        Progress { bytes_total, ..Default::default() }
+        let bytes_total = job
+            .files
+            .iter()
+            .flatten()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        Progress {
+            bytes_total,
+            ..Default::default()
+        }
     }
 }
 
@@ -80,8 +89,16 @@ pub fn partitions(job: &Job) -> Vec<(Stream, PartitionSpec)> {
         let src = job.spec.sources.get(stream);
         match src.kind {
             SourceKind::Generator => out.push((stream, PartitionSpec::Generator)),
-            SourceKind::Jsonl => out.extend(job.files[stream.index()].iter().map(|p: &PathBuf| (stream, PartitionSpec::Jsonl(p.clone())))),
-            SourceKind::Parquet => out.extend(job.files[stream.index()].iter().map(|p: &PathBuf| (stream, PartitionSpec::Parquet(p.clone())))),
+            SourceKind::Jsonl => out.extend(
+                job.files[stream.index()]
+                    .iter()
+                    .map(|p: &PathBuf| (stream, PartitionSpec::Jsonl(p.clone()))),
+            ),
+            SourceKind::Parquet => out.extend(
+                job.files[stream.index()]
+                    .iter()
+                    .map(|p: &PathBuf| (stream, PartitionSpec::Parquet(p.clone()))),
+            ),
         }
     }
     out
@@ -106,63 +123,85 @@ pub fn ingest<'s>(
     let index = scope.index();
     let peers = scope.peers();
     let name = format!("{}.Ingest", job.spec.name);
-    source::<_, CapacityContainerBuilder<Vec<(Ingested, u64, isize)>>, _, _>(scope, &name, move |cap, info| {
-        let activator = scope.activator_for(info.address);
-        let t = &job.spec.time;
-        let mut parts: Vec<(Partition, Stamper)> = partitions(&job)
-            .into_iter()
-            .enumerate()
-            .filter(|(g, _)| g % peers == index)
-            .map(|(_, (stream, spec))| {
-                let schema = Arc::new(job.schema(stream).clone());
-                let p = Partition::open(stream, schema, &spec, &job.spec.generator, progress.bytes_read.clone())
+    source::<_, CapacityContainerBuilder<Vec<(Ingested, u64, isize)>>, _, _>(
+        scope,
+        &name,
+        move |cap, info| {
+            let activator = scope.activator_for(info.address);
+            let t = &job.spec.time;
+            let mut parts: Vec<(Partition, Stamper)> = partitions(&job)
+                .into_iter()
+                .enumerate()
+                .filter(|(g, _)| g % peers == index)
+                .map(|(_, (stream, spec))| {
+                    let schema = Arc::new(job.schema(stream).clone());
+                    let p = Partition::open(
+                        stream,
+                        schema,
+                        &spec,
+                        &job.spec.generator,
+                        progress.bytes_read.clone(),
+                    )
                     .unwrap_or_else(|e| panic!("cannot open a source partition: {e}"));
-                (p, Stamper::new(t.tick_ms, t.allowed_disorder_ms, t.max_lateness_ms))
-            })
-            .collect();
-        let lead = lead_ms(&job);
-        let mut cap = if parts.is_empty() { None } else { Some(cap) };
-        let mut buf = Vec::with_capacity(BATCH);
-        let mut staged: BTreeMap<u64, Vec<(Ingested, u64, isize)>> = BTreeMap::new();
-        move |output| {
-            let Some(c) = cap.as_mut() else { return };
-            let limit = pace.with_frontier(|f| f.first().copied()).unwrap_or(u64::MAX).saturating_add(lead);
-            let mut paused = 0;
-            for (part, stamper) in parts.iter_mut() {
-                if stamper.frontier() > limit {
-                    paused += 1;
-                    continue;
+                    (
+                        p,
+                        Stamper::new(t.tick_ms, t.allowed_disorder_ms, t.max_lateness_ms),
+                    )
+                })
+                .collect();
+            let lead = lead_ms(&job);
+            let mut cap = if parts.is_empty() { None } else { Some(cap) };
+            let mut buf = Vec::with_capacity(BATCH);
+            let mut staged: BTreeMap<u64, Vec<(Ingested, u64, isize)>> = BTreeMap::new();
+            move |output| {
+                let Some(c) = cap.as_mut() else { return };
+                let limit = pace
+                    .with_frontier(|f| f.first().copied())
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(lead);
+                let mut paused = 0;
+                for (part, stamper) in parts.iter_mut() {
+                    if stamper.frontier() > limit {
+                        paused += 1;
+                        continue;
+                    }
+                    part.read_batch(BATCH, &mut buf)
+                        .unwrap_or_else(|e| panic!("source read failed: {e}"));
+                    progress
+                        .records
+                        .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    for (_pos, r) in buf.drain(..) {
+                        let (item, ts) = match r {
+                            Ok(rec) => match stamper.stamp(rec.time()) {
+                                Ok(ts) => (Ingested::Accepted(rec), ts),
+                                Err(late) => (
+                                    Ingested::Dead(too_late(part.stream, _pos, late.reason, &rec)),
+                                    late.ts,
+                                ),
+                            },
+                            Err(dl) => (Ingested::Dead(dl), stamper.frontier()),
+                        };
+                        staged.entry(ts).or_default().push((item, ts, 1));
+                    }
                 }
-                part.read_batch(BATCH, &mut buf).unwrap_or_else(|e| panic!("source read failed: {e}"));
-                progress.records.fetch_add(buf.len() as u64, Ordering::Relaxed);
-                for (_pos, r) in buf.drain(..) {
-                    let (item, ts) = match r {
-                        Ok(rec) => match stamper.stamp(rec.time()) {
-                            Ok(ts) => (Ingested::Accepted(rec), ts),
-                            Err(late) => (Ingested::Dead(too_late(part.stream, _pos, late.reason, &rec)), late.ts),
-                        },
-                        Err(dl) => (Ingested::Dead(dl), stamper.frontier()),
-                    };
-                    staged.entry(ts).or_default().push((item, ts, 1));
+                for (ts, mut batch) in std::mem::take(&mut staged) {
+                    output.session(&c.delayed(&ts)).give_container(&mut batch);
                 }
-            }
-            for (ts, mut batch) in std::mem::take(&mut staged) {
-                output.session(&c.delayed(&ts)).give_container(&mut batch);
-            }
-            parts.retain(|(p, _)| !p.is_done());
-            match parts.iter().map(|(_, s)| s.frontier()).min() {
-                None => cap = None,
-                Some(f) => {
-                    c.downgrade(&f);
-                    if paused == parts.len() {
-                        activator.activate_after(Duration::from_micros(200));
-                    } else {
-                        activator.activate();
+                parts.retain(|(p, _)| !p.is_done());
+                match parts.iter().map(|(_, s)| s.frontier()).min() {
+                    None => cap = None,
+                    Some(f) => {
+                        c.downgrade(&f);
+                        if paused == parts.len() {
+                            activator.activate_after(Duration::from_micros(200));
+                        } else {
+                            activator.activate();
+                        }
                     }
                 }
             }
-        }
-    })
+        },
+    )
     .as_collection()
 }
 
@@ -173,5 +212,11 @@ fn too_late(stream: Stream, position: Position, reason: String, rec: &Record) ->
         Record::Label(_) => "label_time",
     };
     let raw = serde_json::to_string(rec).unwrap_or_default();
-    DeadLetter { stream: stream.name().into(), position, field: field.into(), reason, raw: crate::records::excerpt(&raw) }
+    DeadLetter {
+        stream: stream.name().into(),
+        position,
+        field: field.into(),
+        reason,
+        raw: crate::records::excerpt(&raw),
+    }
 }

@@ -31,9 +31,21 @@ pub enum PartitionSpec {
 }
 
 enum Reader {
-    Jsonl { path: String, lines: BufReader<File>, line_no: u64, buf: Vec<u8> },
-    Parquet { path: String, reader: Option<ParquetRecordBatchReader>, row: u64 },
-    Generator { name: String, inner: GeneratorStream },
+    Jsonl {
+        path: String,
+        lines: BufReader<File>,
+        line_no: u64,
+        buf: Vec<u8>,
+    },
+    Parquet {
+        path: String,
+        reader: Option<ParquetRecordBatchReader>,
+        row: u64,
+    },
+    Generator {
+        name: String,
+        inner: GeneratorStream,
+    },
 }
 
 /// An open partition of one stream.
@@ -46,8 +58,20 @@ pub struct Partition {
     done: bool,
 }
 
-fn dead(stream: Stream, position: Position, field: String, reason: String, raw: &str) -> DeadLetter {
-    DeadLetter { stream: stream.name().to_string(), position, field, reason, raw: excerpt(raw) }
+fn dead(
+    stream: Stream,
+    position: Position,
+    field: String,
+    reason: String,
+    raw: &str,
+) -> DeadLetter {
+    DeadLetter {
+        stream: stream.name().to_string(),
+        position,
+        field,
+        reason,
+        raw: excerpt(raw),
+    }
 }
 
 impl Partition {
@@ -62,21 +86,36 @@ impl Partition {
         let reader = match spec {
             PartitionSpec::Jsonl(p) => {
                 let f = File::open(p).map_err(|e| Error::io(p, e))?;
-                Reader::Jsonl { path: p.display().to_string(), lines: BufReader::with_capacity(1 << 16, f), line_no: 0, buf: Vec::new() }
+                Reader::Jsonl {
+                    path: p.display().to_string(),
+                    lines: BufReader::with_capacity(1 << 16, f),
+                    line_no: 0,
+                    buf: Vec::new(),
+                }
             }
             PartitionSpec::Parquet(p) => {
                 let f = File::open(p).map_err(|e| Error::io(p, e))?;
                 let reader = ParquetRecordBatchReaderBuilder::try_new(f)
                     .and_then(|b| b.with_batch_size(4096).build())
                     .map_err(|e| Error::parquet(p, e))?;
-                Reader::Parquet { path: p.display().to_string(), reader: Some(reader), row: 0 }
+                Reader::Parquet {
+                    path: p.display().to_string(),
+                    reader: Some(reader),
+                    row: 0,
+                }
             }
             PartitionSpec::Generator => Reader::Generator {
                 name: format!("generator:{stream}"),
                 inner: GeneratorStream::new(generator.clone(), stream, false),
             },
         };
-        Ok(Partition { stream, schema, reader, bytes_read, done: false })
+        Ok(Partition {
+            stream,
+            schema,
+            reader,
+            bytes_read,
+            done: false,
+        })
     }
 
     /// Whether the partition has delivered everything.
@@ -89,22 +128,41 @@ impl Partition {
         let stream = self.stream;
         let schema = &*self.schema;
         match &mut self.reader {
-            Reader::Jsonl { path, lines, line_no, buf } => {
+            Reader::Jsonl {
+                path,
+                lines,
+                line_no,
+                buf,
+            } => {
                 for _ in 0..max {
                     buf.clear();
-                    let n = lines.read_until(b'\n', buf).map_err(|e| Error::io(path.as_str(), e))?;
+                    let n = lines
+                        .read_until(b'\n', buf)
+                        .map_err(|e| Error::io(path.as_str(), e))?;
                     if n == 0 {
                         self.done = true;
                         break;
                     }
                     self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
                     *line_no += 1;
-                    let pos = Position { source: path.clone(), offset: *line_no };
+                    let pos = Position {
+                        source: path.clone(),
+                        offset: *line_no,
+                    };
                     let text = match std::str::from_utf8(buf) {
                         Ok(t) => t.trim_end_matches(['\n', '\r']),
                         Err(e) => {
                             let raw = String::from_utf8_lossy(buf).to_string();
-                            out.push((pos.clone(), Err(dead(stream, pos, String::new(), format!("invalid UTF-8: {e}"), &raw))));
+                            out.push((
+                                pos.clone(),
+                                Err(dead(
+                                    stream,
+                                    pos,
+                                    String::new(),
+                                    format!("invalid UTF-8: {e}"),
+                                    &raw,
+                                )),
+                            ));
                             continue;
                         }
                     };
@@ -112,7 +170,8 @@ impl Partition {
                         // Blank lines are separators, not records.
                         continue;
                     }
-                    let r = decode_json_line(schema, text).map_err(|(field, reason)| dead(stream, pos.clone(), field, reason, text));
+                    let r = decode_json_line(schema, text)
+                        .map_err(|(field, reason)| dead(stream, pos.clone(), field, reason, text));
                     out.push((pos, r));
                 }
             }
@@ -127,14 +186,21 @@ impl Partition {
                         *reader = None;
                     }
                     Some(Err(e)) => {
-                        let pos = Position { source: path.clone(), offset: *row };
+                        let pos = Position {
+                            source: path.clone(),
+                            offset: *row,
+                        };
                         let reason = format!("unreadable Parquet from this row on: {e}");
-                        out.push((pos.clone(), Err(dead(stream, pos, String::new(), reason, ""))));
+                        out.push((
+                            pos.clone(),
+                            Err(dead(stream, pos, String::new(), reason, "")),
+                        ));
                         self.done = true;
                         *reader = None;
                     }
                     Some(Ok(batch)) => {
-                        self.bytes_read.fetch_add(batch.get_array_memory_size() as u64 / 4, Ordering::Relaxed);
+                        self.bytes_read
+                            .fetch_add(batch.get_array_memory_size() as u64 / 4, Ordering::Relaxed);
                         decode_batch(stream, schema, path, *row, &batch, out);
                         *row += batch.num_rows() as u64;
                     }
@@ -147,8 +213,12 @@ impl Partition {
                         break;
                     };
                     let line = rec.to_json_line();
-                    let pos = Position { source: name.clone(), offset: rec.seq };
-                    let r = decode_json_line(schema, &line).map_err(|(field, reason)| dead(stream, pos.clone(), field, reason, &line));
+                    let pos = Position {
+                        source: name.clone(),
+                        offset: rec.seq,
+                    };
+                    let r = decode_json_line(schema, &line)
+                        .map_err(|(field, reason)| dead(stream, pos.clone(), field, reason, &line));
                     out.push((pos, r));
                 }
             }
@@ -175,16 +245,31 @@ fn cell(col: Option<&ArrayRef>, row: usize) -> Value<'_> {
         DataType::UInt64 => Value::U64(col.as_primitive::<UInt64Type>().value(row)),
         DataType::UInt32 => Value::U64(col.as_primitive::<UInt32Type>().value(row) as u64),
         DataType::Boolean => Value::Bool(col.as_boolean().value(row)),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => Value::I64(col.as_primitive::<TimestampMillisecondType>().value(row)),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            Value::I64(col.as_primitive::<TimestampMillisecondType>().value(row))
+        }
         _ => Value::Other("an unsupported column type"),
     }
 }
 
-fn decode_batch(stream: Stream, schema: &InputSchema, path: &str, first_row: u64, batch: &RecordBatch, out: &mut Vec<Decoded>) {
-    let cols: Vec<(&str, Option<&ArrayRef>)> =
-        schema.fields.iter().map(|f| (f.name.as_str(), batch.column_by_name(&f.name))).collect();
+fn decode_batch(
+    stream: Stream,
+    schema: &InputSchema,
+    path: &str,
+    first_row: u64,
+    batch: &RecordBatch,
+    out: &mut Vec<Decoded>,
+) {
+    let cols: Vec<(&str, Option<&ArrayRef>)> = schema
+        .fields
+        .iter()
+        .map(|f| (f.name.as_str(), batch.column_by_name(&f.name)))
+        .collect();
     for row in 0..batch.num_rows() {
-        let pos = Position { source: path.to_string(), offset: first_row + row as u64 };
+        let pos = Position {
+            source: path.to_string(),
+            offset: first_row + row as u64,
+        };
         let r = decode(schema, |name| {
             let col = cols.iter().find(|(n, _)| *n == name).and_then(|(_, c)| *c);
             cell(col, row)

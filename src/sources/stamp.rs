@@ -32,12 +32,19 @@ pub struct TooLate {
 impl Stamper {
     /// A partition that has seen nothing yet.
     pub fn new(tick: u64, disorder: u64, max_lateness: u64) -> Self {
-        Stamper { tick, disorder, max_lateness, max_seen: None }
+        Stamper {
+            tick,
+            disorder,
+            max_lateness,
+            max_seen: None,
+        }
     }
 
     /// The partition's watermark (not rounded); 0 before its first record.
     pub fn watermark(&self) -> u64 {
-        self.max_seen.map(|m| m.saturating_sub(self.disorder)).unwrap_or(0)
+        self.max_seen
+            .map(|m| m.saturating_sub(self.disorder))
+            .unwrap_or(0)
     }
 
     /// The timely time the partition's capability may be held at.
@@ -81,7 +88,11 @@ mod tests {
         // Past max lateness.
         let e = s.stamp(13_999).unwrap_err();
         assert_eq!(e.ts, 19_000);
-        assert!(e.reason.contains("past max_lateness_ms 5000"), "{}", e.reason);
+        assert!(
+            e.reason.contains("past max_lateness_ms 5000"),
+            "{}",
+            e.reason
+        );
         assert_eq!(s.stamp(14_000), Ok(19_000));
     }
 }

@@ -23,7 +23,13 @@ pub struct Times {
 
 impl Default for Times {
     fn default() -> Self {
-        Times { tick: 1000, disorder: 2000, max_lateness: 60_000, horizon: 120_000, retention: 600_000 }
+        Times {
+            tick: 1000,
+            disorder: 2000,
+            max_lateness: 60_000,
+            horizon: 120_000,
+            retention: 600_000,
+        }
     }
 }
 
@@ -98,14 +104,22 @@ pub fn label(id: &str, label: u8, t: u64) -> String {
 /// Runs a job file on `workers` threads with outputs in `out`.
 pub fn run_job(job: &Path, workers: usize, out: &Path) -> RunSummary {
     let job = Job::load(job).unwrap_or_else(|e| panic!("job invalid: {e}"));
-    let opts = RunOptions { workers, out_dir: Some(out.to_path_buf()), ..Default::default() };
-    run(job, &opts).expect("run succeeds").expect("worker 0 summary")
+    let opts = RunOptions {
+        workers,
+        out_dir: Some(out.to_path_buf()),
+        ..Default::default()
+    };
+    run(job, &opts)
+        .expect("run succeeds")
+        .expect("worker 0 summary")
 }
 
 /// Reads a JSONL changelog.
 pub fn changelog(out: &Path, name: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(out.join(format!("{name}.jsonl"))).unwrap();
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// The last value of every window row (the retired tombstones), keyed by the given columns.
@@ -114,7 +128,10 @@ pub fn retired(rows: &[Value], key: &[&str]) -> std::collections::BTreeMap<Strin
     for r in rows {
         if r["status"] == "retired" && r["diff"] == 1 {
             let k: Vec<String> = key.iter().map(|c| r[*c].to_string()).collect();
-            assert!(out.insert(k.join("|"), r.clone()).is_none(), "one retirement per key: {r}");
+            assert!(
+                out.insert(k.join("|"), r.clone()).is_none(),
+                "one retirement per key: {r}"
+            );
         }
     }
     out

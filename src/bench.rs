@@ -1,0 +1,132 @@
+//! `tidemark bench`: the demo pipeline over generated Parquet files, measured end to end.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::config::Job;
+use crate::error::{Error, Result};
+use crate::generate::{write_dataset, DataFormat};
+use crate::generator::GeneratorParams;
+use crate::runtime::{run, RunOptions};
+
+/// What a benchmark run measured.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    /// Events in the input.
+    pub events: u64,
+    /// Records read (all streams).
+    pub records: u64,
+    /// Worker threads.
+    pub workers: usize,
+    /// Seconds spent generating the input (not part of the throughput).
+    pub generate_secs: f64,
+    /// Seconds the job ran.
+    pub run_secs: f64,
+    /// Peak resident set size of this process, in bytes (Linux only).
+    pub peak_rss_bytes: Option<u64>,
+    /// Peak records in differential state.
+    pub peak_state_records: i64,
+}
+
+impl BenchReport {
+    /// Events per second of job run time.
+    pub fn events_per_sec(&self) -> f64 {
+        self.events as f64 / self.run_secs
+    }
+}
+
+/// Peak RSS of this process from `/proc/self/status`.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Generates `events` events as Parquet under `dir` (reused if present) and runs the demo job over them.
+pub fn bench(dir: &Path, events: u64, workers: usize, schemas_dir: &Path) -> Result<BenchReport> {
+    let data = dir.join(format!("data-{events}"));
+    let params = GeneratorParams {
+        events,
+        seed: 7,
+        ..Default::default()
+    };
+    let start = Instant::now();
+    if !data.join("metadata.json").exists() {
+        write_dataset(&params, &data, DataFormat::Parquet)?;
+    }
+    let generate_secs = start.elapsed().as_secs_f64();
+    let job_path = dir.join("bench.toml");
+    let schemas = std::fs::canonicalize(schemas_dir).map_err(|e| Error::io(schemas_dir, e))?;
+    let text = format!(
+        r#"name = "bench"
+schemas_dir = "{schemas}"
+[time]
+tick_ms = 1000
+allowed_disorder_ms = 2000
+idle_timeout_ms = 10000
+max_lateness_ms = 120000
+label_horizon_ms = 300000
+retention_ms = 900000
+[sources.events]
+schema = "events.v1"
+kind = "parquet"
+path = "{data}/events.parquet"
+[sources.predictions]
+schema = "predictions.v1"
+kind = "parquet"
+path = "{data}/predictions.parquet"
+[sources.labels]
+schema = "labels.v1"
+kind = "parquet"
+path = "{data}/labels.parquet"
+[[windows]]
+name = "5m"
+kind = "tumbling"
+size_ms = 300000
+[[windows]]
+name = "15m_sliding"
+kind = "sliding"
+size_ms = 900000
+slide_ms = 300000
+[metrics]
+segments = ["country", "device"]
+entity_features = ["amount", "velocity"]
+[outputs]
+dir = "{out}"
+formats = ["jsonl"]
+emit_interval_ms = 60000
+summary = false
+"#,
+        schemas = schemas.display(),
+        data = std::fs::canonicalize(&data)
+            .map_err(|e| Error::io(&data, e))?
+            .display(),
+        out = dir.join("out").display(),
+    );
+    std::fs::write(&job_path, text).map_err(|e| Error::io(&job_path, e))?;
+    let job = Job::load(&job_path)?;
+    let opts = RunOptions {
+        workers,
+        out_dir: Some(dir.join("out")),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let summary =
+        run(job, &opts)?.ok_or_else(|| Error::Runtime("no summary from worker 0".into()))?;
+    let run_secs = started.elapsed().as_secs_f64();
+    Ok(BenchReport {
+        events,
+        records: summary.records_read,
+        workers,
+        generate_secs,
+        run_secs,
+        peak_rss_bytes: peak_rss_bytes(),
+        peak_state_records: summary.state_samples.iter().map(|s| s.1).max().unwrap_or(0),
+    })
+}
+
+/// The default benchmark directory.
+pub fn default_dir() -> PathBuf {
+    PathBuf::from("out/bench")
+}
