@@ -16,7 +16,7 @@ allowed_disorder_ms = 1000
 idle_timeout_ms = 10000
 max_lateness_ms = 5000
 label_horizon_ms = 5000
-retention_ms = 10000
+retention_ms = 15000
 [sources.events]
 schema = "events.v1"
 kind = "generator"
@@ -55,7 +55,7 @@ emit_interval_ms = 5000
 
 #[test]
 fn state_is_flat_after_warm_up() {
-    // 60 000 events at 200/s: 300 s of event time against 10 s of retention.
+    // 60 000 events at 200/s: 300 s of event time against 15 s of retention.
     let samples = run(60_000);
     eprintln!("{samples:?}");
     assert!(

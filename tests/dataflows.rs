@@ -63,11 +63,6 @@ fn invalid_jobs_name_file_key_and_reason() {
     );
     let e = demo_with(|t| t.replace("schema = \"labels.v1\"", "schema = \"labels.v9\""));
     assert!(e.contains("labels.v9.json"), "{e}");
-    let e = demo_with(|t| {
-        t.replace(
-            "events = 200000",
-            "events = 200000\nmalformed_fraction = 2.0",
-        )
-    });
+    let e = demo_with(|t| t.replace("seed = 7", "seed = 7\nmalformed_fraction = 2.0"));
     assert!(e.contains("generator.malformed_fraction"), "{e}");
 }
