@@ -7,33 +7,17 @@ use common::*;
 
 fn run(events: u64) -> Vec<(u64, i64)> {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"name = "bounded"
-schemas_dir = "{schemas}"
-[time]
-tick_ms = 1000
-allowed_disorder_ms = 1000
-idle_timeout_ms = 10000
-max_lateness_ms = 5000
-label_horizon_ms = 5000
-retention_ms = 15000
-[sources.events]
-schema = "events.v1"
-kind = "generator"
-[sources.predictions]
-schema = "predictions.v1"
-kind = "generator"
-[sources.labels]
-schema = "labels.v1"
-kind = "generator"
-[generator]
-events = {events}
-seed = 9
-rate_per_s = 200.0
-entities = 200
-latency_median_ms = 1000.0
-latency_sigma = 0.5
-very_late_ms = 60000
+    let times = Times {
+        tick: 1000,
+        disorder: 1000,
+        max_lateness: 5000,
+        horizon: 5000,
+        retention: 15_000,
+    };
+    let generator = format!(
+        "events = {events}\nseed = 9\nrate_per_s = 200.0\nentities = 200\nlatency_median_ms = 1000.0\nlatency_sigma = 0.5\nvery_late_ms = 60000"
+    );
+    let rest = r#"
 [[windows]]
 name = "5s"
 kind = "tumbling"
@@ -45,11 +29,8 @@ entity_features = ["amount"]
 dir = "unused"
 formats = ["jsonl"]
 emit_interval_ms = 5000
-"#,
-        schemas = schemas_dir().display()
-    );
-    let job = dir.path().join("job.toml");
-    std::fs::write(&job, text).unwrap();
+"#;
+    let job = generator_job(dir.path(), &times, &generator, rest);
     run_job(&job, 1, &dir.path().join("out")).state_samples
 }
 

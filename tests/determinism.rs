@@ -109,41 +109,17 @@ fn generated_files_give_identical_outputs_on_one_and_two_workers() {
 fn the_built_in_generator_gives_identical_outputs_on_one_and_two_workers() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let text = format!(
-        r#"name = "gen"
-schemas_dir = "{schemas}"
-[time]
-tick_ms = 1000
-allowed_disorder_ms = 2000
-idle_timeout_ms = 10000
-max_lateness_ms = 60000
-label_horizon_ms = 60000
-retention_ms = 300000
-[sources.events]
-schema = "events.v1"
-kind = "generator"
-[sources.predictions]
-schema = "predictions.v1"
-kind = "generator"
-[sources.labels]
-schema = "labels.v1"
-kind = "generator"
-[generator]
-events = 3000
-seed = 5
-malformed_fraction = 0.01
-latency_median_ms = 5000.0
-{WINDOWS}
-{METRICS}
-[outputs]
-dir = "unused"
-formats = ["jsonl", "parquet"]
-emit_interval_ms = 10000
-"#,
-        schemas = schemas_dir().display()
-    );
-    let job = d.join("gen.toml");
-    std::fs::write(&job, text).unwrap();
+    let times = Times {
+        tick: 1000,
+        disorder: 2000,
+        max_lateness: 60_000,
+        horizon: 60_000,
+        retention: 300_000,
+    };
+    let generator =
+        "events = 3000\nseed = 5\nmalformed_fraction = 0.01\nlatency_median_ms = 5000.0";
+    let rest = format!("{WINDOWS}\n{METRICS}\n[outputs]\ndir = \"unused\"\nformats = [\"jsonl\", \"parquet\"]\nemit_interval_ms = 10000\n");
+    let job = generator_job(d, &times, generator, &rest);
     let (one, two) = (d.join("out1"), d.join("out2"));
     run_job(&job, 1, &one);
     run_job(&job, 2, &two);

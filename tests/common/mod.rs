@@ -77,6 +77,43 @@ summary = false
     path
 }
 
+/// Writes a job whose three sources are the built-in generator.
+pub fn generator_job(dir: &Path, times: &Times, generator: &str, rest: &str) -> PathBuf {
+    let text = format!(
+        r#"name = "gen"
+schemas_dir = "{schemas}"
+[time]
+tick_ms = {tick}
+allowed_disorder_ms = {disorder}
+idle_timeout_ms = 10000
+max_lateness_ms = {lateness}
+label_horizon_ms = {horizon}
+retention_ms = {retention}
+[sources.events]
+schema = "events.v1"
+kind = "generator"
+[sources.predictions]
+schema = "predictions.v1"
+kind = "generator"
+[sources.labels]
+schema = "labels.v1"
+kind = "generator"
+[generator]
+{generator}
+{rest}
+"#,
+        schemas = schemas_dir().display(),
+        tick = times.tick,
+        disorder = times.disorder,
+        lateness = times.max_lateness,
+        horizon = times.horizon,
+        retention = times.retention,
+    );
+    let path = dir.join("gen.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// Writes lines to `dir/name`.
 pub fn write_lines(dir: &Path, name: &str, lines: &[String]) {
     let mut text = lines.join("\n");
