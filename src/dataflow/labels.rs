@@ -16,7 +16,7 @@ use super::join::Joined;
 use super::status::{with_status, StatusRow};
 use super::sums::Sums;
 use super::temporal::expire_at;
-use super::windows::{segments_of, Status, Win, Windows, ALL};
+use super::windows::{window_segments, Status, Win, Windows, ALL};
 use crate::config::Job;
 
 /// Key of a label row.
@@ -116,52 +116,21 @@ pub fn labels<'s>(
     // ride in the diff [events, labeled, labeled within horizon, relabeled, orphans].
     let (w, j) = (windows.clone(), job.clone());
     let events = joined.events.clone().flat_map(move |e| {
-        let segs = segments_of(&j, &e);
-        let mut out = Vec::new();
-        for win in w.of(e.time) {
-            for segment in &segs {
-                out.push((
-                    (
-                        LKey {
-                            win,
-                            segment: segment.clone(),
-                        },
-                        None,
-                    ),
-                    Sums([1, 0, 0, 0, 0]),
-                ));
-            }
-        }
-        out
+        window_segments(&w, &j, &e)
+            .into_iter()
+            .map(|(win, segment)| ((LKey { win, segment }, None), Sums([1, 0, 0, 0, 0])))
+            .collect::<Vec<_>>()
     });
     let (w, j) = (windows.clone(), job.clone());
     let buckets = histogram();
     let labeled = joined.event_labels.clone().flat_map(move |(e, l)| {
-        let segs = segments_of(&j, &e);
         let bucket = latency_bucket(&buckets, l.first_time.saturating_sub(e.time));
-        let sums = Sums([
-            0,
-            1,
-            (l.first_time <= e.time + horizon) as i64,
-            (l.versions > 1) as i64,
-            0,
-        ]);
-        let mut out = Vec::new();
-        for win in w.of(e.time) {
-            for segment in &segs {
-                out.push((
-                    (
-                        LKey {
-                            win,
-                            segment: segment.clone(),
-                        },
-                        Some(bucket),
-                    ),
-                    sums,
-                ));
-            }
-        }
-        out
+        let within = (l.first_time <= e.time + horizon) as i64;
+        let sums = Sums([0, 1, within, (l.versions > 1) as i64, 0]);
+        window_segments(&w, &j, &e)
+            .into_iter()
+            .map(|(win, segment)| ((LKey { win, segment }, Some(bucket)), sums))
+            .collect::<Vec<_>>()
     });
     let w = windows.clone();
     let orphans = joined.orphans.clone().flat_map(move |(_, l)| {

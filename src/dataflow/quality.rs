@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::join::Labeled;
 use super::sums::Sums;
 use super::temporal::{delay_to, expire_at, retirements};
-use super::windows::{segments_of, Status, Win, Windows};
+use super::windows::{window_segments, Status, Win, Windows};
 use crate::config::Job;
 use crate::records::MICRO;
 
@@ -170,22 +170,19 @@ pub fn quality<'s>(
     let w = windows.clone();
     let j = job.clone();
     let keyed = labeled.flat_map(move |(e, p, l)| {
-        let segs = segments_of(&j, &e);
-        let wins = w.of(e.time);
-        let mut out = Vec::with_capacity(segs.len() * wins.len());
-        for win in wins {
-            for s in &segs {
-                out.push((
+        window_segments(&w, &j, &e)
+            .into_iter()
+            .map(|(win, segment)| {
+                (
                     QKey {
                         win,
-                        segment: s.clone(),
+                        segment,
                         model: p.model.clone(),
                     },
                     (p.score, l.label),
-                ));
-            }
-        }
-        out
+                )
+            })
+            .collect::<Vec<_>>()
     });
     let w = windows.clone();
     let keyed = expire_at(keyed, &format!("{name}.QualityRetire"), move |(k, _)| {

@@ -119,6 +119,17 @@ pub fn segments_of(job: &Job, e: &Event) -> Vec<String> {
     out
 }
 
+/// Every (window, segment) pair an event contributes to, windows outermost.
+pub fn window_segments(windows: &Windows, job: &Job, e: &Event) -> Vec<(Win, String)> {
+    let segs = segments_of(job, e);
+    let wins = windows.of(e.time);
+    let mut out = Vec::with_capacity(segs.len() * wins.len());
+    for win in wins {
+        out.extend(segs.iter().map(|s| (win, s.clone())));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
