@@ -33,18 +33,24 @@ impl Default for Times {
     }
 }
 
+/// The schema directory and `[time]` table of a test job.
+fn head(times: &Times) -> String {
+    format!(
+        "schemas_dir = \"{}\"\n[time]\ntick_ms = {}\nallowed_disorder_ms = {}\nidle_timeout_ms = 10000\nmax_lateness_ms = {}\nlabel_horizon_ms = {}\nretention_ms = {}",
+        schemas_dir().display(),
+        times.tick,
+        times.disorder,
+        times.max_lateness,
+        times.horizon,
+        times.retention
+    )
+}
+
 /// Writes a job over `events.jsonl`, `predictions.jsonl`, `labels.jsonl` in `dir`.
 pub fn file_job(dir: &Path, times: &Times, windows: &str, extra: &str) -> PathBuf {
     let text = format!(
         r#"name = "test"
-schemas_dir = "{schemas}"
-[time]
-tick_ms = {tick}
-allowed_disorder_ms = {disorder}
-idle_timeout_ms = 10000
-max_lateness_ms = {lateness}
-label_horizon_ms = {horizon}
-retention_ms = {retention}
+{head}
 [sources.events]
 schema = "events.v1"
 kind = "jsonl"
@@ -64,12 +70,7 @@ formats = ["jsonl", "parquet"]
 summary = false
 {extra}
 "#,
-        schemas = schemas_dir().display(),
-        tick = times.tick,
-        disorder = times.disorder,
-        lateness = times.max_lateness,
-        horizon = times.horizon,
-        retention = times.retention,
+        head = head(times),
         out = dir.join("out").display(),
     );
     let path = dir.join("job.toml");
@@ -81,14 +82,7 @@ summary = false
 pub fn generator_job(dir: &Path, times: &Times, generator: &str, rest: &str) -> PathBuf {
     let text = format!(
         r#"name = "gen"
-schemas_dir = "{schemas}"
-[time]
-tick_ms = {tick}
-allowed_disorder_ms = {disorder}
-idle_timeout_ms = 10000
-max_lateness_ms = {lateness}
-label_horizon_ms = {horizon}
-retention_ms = {retention}
+{head}
 [sources.events]
 schema = "events.v1"
 kind = "generator"
@@ -102,12 +96,7 @@ kind = "generator"
 {generator}
 {rest}
 "#,
-        schemas = schemas_dir().display(),
-        tick = times.tick,
-        disorder = times.disorder,
-        lateness = times.max_lateness,
-        horizon = times.horizon,
-        retention = times.retention,
+        head = head(times),
     );
     let path = dir.join("gen.toml");
     std::fs::write(&path, text).unwrap();
