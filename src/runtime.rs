@@ -176,13 +176,20 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
     let job = Arc::new(job);
     let expected_records = expected_records(&job);
 
+    let gauge = Arc::new(StateGauge::default());
     let done = Arc::new(AtomicBool::new(false));
     let bar = opts.progress.then(|| {
-        let (progress, done, watermark) = (progress.clone(), done.clone(), watermark.clone());
-        std::thread::spawn(move || draw_progress(&progress, &done, &watermark, expected_records))
+        let (progress, done, watermark, gauge) = (
+            progress.clone(),
+            done.clone(),
+            watermark.clone(),
+            gauge.clone(),
+        );
+        std::thread::spawn(move || {
+            draw_progress(&progress, &done, &watermark, &gauge, expected_records)
+        })
     });
 
-    let gauge = Arc::new(StateGauge::default());
     let (p, wm, dir, g) = (
         progress.clone(),
         watermark.clone(),
@@ -287,19 +294,23 @@ fn expected_records(job: &Job) -> u64 {
         .sum()
 }
 
+/// Shows progress on stderr: a bar on a terminal, otherwise a status line every 10 s.
 fn draw_progress(
     progress: &Progress,
     done: &AtomicBool,
     watermark: &AtomicU64,
+    gauge: &StateGauge,
     expected_records: u64,
 ) {
     use indicatif::{ProgressBar, ProgressStyle};
+    use std::io::IsTerminal;
     let by_bytes = progress.bytes_total > 0;
     let total = if by_bytes {
         progress.bytes_total
     } else {
         expected_records.max(1)
     };
+    let terminal = std::io::stderr().is_terminal();
     let bar = ProgressBar::new(total);
     let template = if by_bytes {
         "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta}) {msg}"
@@ -310,6 +321,7 @@ fn draw_progress(
         ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let start = Instant::now();
+    let mut last_line = Instant::now();
     while !done.load(Ordering::Relaxed) {
         let records = progress.records.load(Ordering::Relaxed);
         bar.set_position(if by_bytes {
@@ -318,11 +330,17 @@ fn draw_progress(
             records.min(total)
         });
         let rate = records as f64 / start.elapsed().as_secs_f64().max(1e-3);
-        bar.set_message(format!(
-            "{:.0} rec/s, watermark {}",
-            rate,
-            iso_time(watermark.load(Ordering::Relaxed))
-        ));
+        let status = format!(
+            "{records} records, {rate:.0} rec/s, watermark {}, state {} records",
+            iso_time(watermark.load(Ordering::Relaxed)),
+            gauge.records()
+        );
+        if terminal {
+            bar.set_message(status);
+        } else if last_line.elapsed() >= Duration::from_secs(10) {
+            eprintln!("tidemark: {status}");
+            last_line = Instant::now();
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     bar.finish_and_clear();
