@@ -300,13 +300,11 @@ impl Job {
                 format!("must exceed time.max_lateness_ms ({}), or accepted late records would land in retired windows", t.max_lateness_ms),
             ));
         }
-        if t.retention_ms < t.label_horizon_ms {
+        if t.retention_ms <= t.label_horizon_ms {
+            // Equal would retire windows at the instant they become final: no final value.
             return Err(err(
                 "time.retention_ms",
-                format!(
-                    "must be at least time.label_horizon_ms ({})",
-                    t.label_horizon_ms
-                ),
+                format!("must exceed time.label_horizon_ms ({})", t.label_horizon_ms),
             ));
         }
         if spec.windows.is_empty() {

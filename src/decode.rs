@@ -132,8 +132,9 @@ pub fn decode<'a>(
                             if f.ty == FieldType::Int64 && x.fract() != 0.0 {
                                 return Err(fail(f, format!("expected an integer, found {x}")));
                             }
-                            if x.abs() > 9.0e12 {
-                                return Err(fail(f, format!("value {x} is outside ±9e12")));
+                            // Keeps squares of micro-units and their window sums within i128.
+                            if x.abs() > 1.0e9 {
+                                return Err(fail(f, format!("value {x} is outside ±1e9")));
                             }
                             Some(to_micro(x))
                         }

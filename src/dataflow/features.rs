@@ -49,9 +49,21 @@ impl FeatureStat {
     /// Population standard deviation, if any value is present.
     pub fn std(&self) -> Option<f64> {
         (self.n > 0).then(|| {
-            // n·Σx² − (Σx)² is exact in i128 for our value bounds; divide once at the end.
-            let num = self.n as i128 * self.sum_sq - self.sum * self.sum;
-            ((num.max(0) as f64) / (self.n as f64 * self.n as f64)).sqrt() / 1e6
+            let n = self.n as f64;
+            // n·Σx² − (Σx)² exactly in i128 when it fits (values are within ±1e9, so it does
+            // up to about 1e4 maximal values per window and entity); otherwise in f64.
+            let exact = (self.n as i128)
+                .checked_mul(self.sum_sq)
+                .zip(self.sum.checked_mul(self.sum))
+                .and_then(|(a, b)| a.checked_sub(b));
+            let var_micro2 = match exact {
+                Some(num) => num.max(0) as f64 / (n * n),
+                None => {
+                    let mean = self.sum as f64 / n;
+                    (self.sum_sq as f64 / n - mean * mean).max(0.0)
+                }
+            };
+            var_micro2.sqrt() / 1e6
         })
     }
 }
@@ -138,7 +150,9 @@ pub fn features<'s>(
                     if let Some(v) = *v {
                         s.n += r;
                         s.sum += (v as i128) * r as i128;
-                        s.sum_sq += (v as i128) * (v as i128) * r as i128;
+                        s.sum_sq = s
+                            .sum_sq
+                            .saturating_add((v as i128) * (v as i128) * r as i128);
                         s.min = s.min.min(v);
                         s.max = s.max.max(v);
                     }
@@ -160,4 +174,33 @@ pub fn features<'s>(
         |key, status, agg| FeatureRow { key, status, agg },
         |r| r.key.win,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FeatureStat;
+
+    #[test]
+    fn std_is_exact_when_it_fits_and_falls_back_when_it_does_not() {
+        // Values 1, 2, 3: population std sqrt(2/3).
+        let s = FeatureStat {
+            n: 3,
+            sum: 6_000_000,
+            sum_sq: 14_000_000_000_000,
+            min: 1_000_000,
+            max: 3_000_000,
+        };
+        assert!((s.std().unwrap() - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        // 20 000 values of 1e9: n·Σx² overflows i128; the f64 path still gives 0.
+        let v: i128 = 1_000_000_000_000_000;
+        let s = FeatureStat {
+            n: 20_000,
+            sum: 20_000 * v,
+            sum_sq: 20_000 * v * v,
+            min: v as i64,
+            max: v as i64,
+        };
+        assert_eq!(s.std(), Some(0.0));
+        assert_eq!(s.mean(), Some(1e9));
+    }
 }

@@ -27,8 +27,8 @@ pub struct SinkState<R> {
     pub error: Option<crate::Error>,
     /// The writer, taken on finish.
     pub writer: Option<ChangelogWriter>,
-    /// Retired rows seen.
-    pub retired: usize,
+    /// Retired rows kept in `current`, oldest first.
+    pub retired: std::collections::VecDeque<R>,
 }
 
 impl<R> SinkState<R> {
@@ -39,7 +39,7 @@ impl<R> SinkState<R> {
             lines: 0,
             error: None,
             writer,
-            retired: 0,
+            retired: Default::default(),
         }))
     }
 }
@@ -90,14 +90,10 @@ pub fn sink<'s, R>(
                             cur.remove(&row);
                         }
                         if row.status() == Some(Status::Retired) {
-                            st.retired += 1;
-                            if st.retired > RETIRED_KEPT {
-                                // Tombstones are never retracted: forget the oldest beyond a bound.
-                                if let Some(old) = cur
-                                    .keys()
-                                    .find(|r| r.status() == Some(Status::Retired))
-                                    .cloned()
-                                {
+                            // Tombstones are never retracted: keep only the most recent ones.
+                            st.retired.push_back(row.clone());
+                            if st.retired.len() > RETIRED_KEPT {
+                                if let Some(old) = st.retired.pop_front() {
                                     cur.remove(&old);
                                 }
                             }
