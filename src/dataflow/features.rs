@@ -118,7 +118,7 @@ pub fn features<'s>(
                         win,
                         entity: e.entity.clone(),
                     },
-                    (e.time, e.id.clone(), values.clone()),
+                    (e.time, values.clone()),
                 )
             })
             .collect::<Vec<_>>()
@@ -142,7 +142,7 @@ pub fn features<'s>(
                 ],
                 ..Default::default()
             };
-            for ((time, _id, values), r) in input {
+            for ((time, values), r) in input {
                 let r = *r as i64;
                 a.events += r;
                 a.last_time = a.last_time.max(*time);

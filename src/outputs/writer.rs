@@ -57,7 +57,6 @@ struct ParquetOut {
 
 /// Writes one changelog in every configured format.
 pub struct ChangelogWriter {
-    name: String,
     jsonl: Option<(PathBuf, BufWriter<File>)>,
     parquet: Option<ParquetOut>,
     /// Lines written so far.
@@ -74,7 +73,6 @@ impl ChangelogWriter {
     ) -> Result<ChangelogWriter> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let mut w = ChangelogWriter {
-            name: name.to_string(),
             jsonl: None,
             parquet: None,
             lines: 0,
@@ -168,7 +166,6 @@ impl ChangelogWriter {
             f.sync_all().map_err(|e| Error::io(&p.tmp, e))?;
             std::fs::rename(&p.tmp, &p.path).map_err(|e| Error::io(&p.path, e))?;
         }
-        let _ = &self.name;
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ use timely::dataflow::Scope;
 
 use crate::config::{Job, SourceKind};
 use crate::records::{DeadLetter, Position, Record};
-use crate::schema::Stream;
+use crate::schema::{Role, Stream};
 use partition::{Partition, PartitionSpec};
 use stamp::Stamper;
 
@@ -150,6 +150,10 @@ pub fn ingest<'s>(
                 })
                 .collect();
             let lead = lead_ms(&job);
+            let time_fields: Vec<String> = Stream::ALL
+                .iter()
+                .map(|s| job.schema(*s).field(Role::Time).name.clone())
+                .collect();
             let mut cap = if parts.is_empty() { None } else { Some(cap) };
             let mut buf = Vec::with_capacity(BATCH);
             let mut staged: BTreeMap<u64, Vec<(Ingested, u64, isize)>> = BTreeMap::new();
@@ -170,12 +174,18 @@ pub fn ingest<'s>(
                     progress
                         .records
                         .fetch_add(buf.len() as u64, Ordering::Relaxed);
-                    for (_pos, r) in buf.drain(..) {
+                    for (pos, r) in buf.drain(..) {
                         let (item, ts) = match r {
                             Ok(rec) => match stamper.stamp(rec.time()) {
                                 Ok(ts) => (Ingested::Accepted(rec), ts),
                                 Err(late) => (
-                                    Ingested::Dead(too_late(part.stream, _pos, late.reason, &rec)),
+                                    Ingested::Dead(too_late(
+                                        part.stream,
+                                        &time_fields[part.stream.index()],
+                                        pos,
+                                        late.reason,
+                                        &rec,
+                                    )),
                                     late.ts,
                                 ),
                             },
@@ -205,17 +215,18 @@ pub fn ingest<'s>(
     .as_collection()
 }
 
-fn too_late(stream: Stream, position: Position, reason: String, rec: &Record) -> DeadLetter {
-    let field = match rec {
-        Record::Event(_) => "event_time",
-        Record::Prediction(_) => "prediction_time",
-        Record::Label(_) => "label_time",
-    };
+fn too_late(
+    stream: Stream,
+    time_field: &str,
+    position: Position,
+    reason: String,
+    rec: &Record,
+) -> DeadLetter {
     let raw = serde_json::to_string(rec).unwrap_or_default();
     DeadLetter {
         stream: stream.name().into(),
         position,
-        field: field.into(),
+        field: time_field.into(),
         reason,
         raw: crate::records::excerpt(&raw),
     }
