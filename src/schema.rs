@@ -31,6 +31,11 @@ impl Stream {
         }
     }
 
+    /// The stream named `name`, if any.
+    pub fn parse(name: &str) -> Option<Stream> {
+        Stream::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// The stream's index in [`Stream::ALL`].
     pub fn index(self) -> usize {
         self as usize

@@ -96,18 +96,19 @@ pub fn build(
         // Records are processed at emit boundaries: outputs are reported only there, and the
         // changelog at every boundary is the same as with per-tick processing, at a fraction of
         // the work (fewer distinct times for every arrangement and reduce).
-        let ingested = ingest(scope, job.clone(), probe.clone(), progress)
+        let ingested = ingest(scope, job.clone(), probe.clone(), progress, None)
+            .filter(Ingested::is_record)
             .delay(move |t| t.div_ceil(emit) * emit);
         let events = ingested.clone().flat_map(|i| match i {
-            Ingested::Accepted(Record::Event(e)) => Some(e),
+            Ingested::Accepted(Record::Event(e), _) => Some(e),
             _ => None,
         });
         let predictions = ingested.clone().flat_map(|i| match i {
-            Ingested::Accepted(Record::Prediction(p)) => Some(p),
+            Ingested::Accepted(Record::Prediction(p), _) => Some(p),
             _ => None,
         });
         let labels_in = ingested.clone().flat_map(|i| match i {
-            Ingested::Accepted(Record::Label(l)) => Some(l),
+            Ingested::Accepted(Record::Label(l), _) => Some(l),
             _ => None,
         });
         let dead = ingested.clone().flat_map(|i| match i {
@@ -117,7 +118,7 @@ pub fn build(
         let ingest_rows = ingested
             .explode(|i| {
                 let s = i.stream();
-                let kind = if matches!(i, Ingested::Accepted(_)) {
+                let kind = if matches!(i, Ingested::Accepted(..)) {
                     1u8
                 } else {
                     2

@@ -26,31 +26,67 @@ use timely::dataflow::Scope;
 use crate::config::{Job, SourceKind};
 use crate::records::{DeadLetter, Position, Record};
 use crate::schema::{Role, Stream};
-use partition::{Partition, PartitionSpec};
+use partition::{Cursor, Partition, PartitionSpec};
 use stamp::Stamper;
 
-/// A record as it leaves the source: accepted, or refused with its reason.
+/// What leaves a source: an accepted record, a refused one, or a partition's resume point.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Ingested {
-    /// Decoded and on time.
-    Accepted(Record),
+    /// Decoded and on time, with where it was read.
+    Accepted(Record, Position),
     /// Refused; goes to dead letters.
     Dead(DeadLetter),
+    /// Partition `.0` (global index) may resume from `.1` once everything before its
+    /// timestamp is committed; it carries no data.
+    Mark(u32, PartitionState),
 }
 
 impl Ingested {
     /// The stream the record was read from.
     pub fn stream(&self) -> Stream {
         match self {
-            Ingested::Accepted(Record::Event(_)) => Stream::Events,
-            Ingested::Accepted(Record::Prediction(_)) => Stream::Predictions,
-            Ingested::Accepted(Record::Label(_)) => Stream::Labels,
-            Ingested::Dead(d) => match d.stream.as_str() {
-                "events" => Stream::Events,
-                "predictions" => Stream::Predictions,
-                _ => Stream::Labels,
-            },
+            Ingested::Accepted(Record::Event(_), _) => Stream::Events,
+            Ingested::Accepted(Record::Prediction(_), _) => Stream::Predictions,
+            Ingested::Accepted(Record::Label(_), _) => Stream::Labels,
+            Ingested::Dead(d) => Stream::parse(&d.stream).unwrap_or(Stream::Labels),
+            Ingested::Mark(..) => Stream::Events,
         }
+    }
+
+    /// Whether this is a record (accepted or refused) rather than a mark.
+    pub fn is_record(&self) -> bool {
+        !matches!(self, Ingested::Mark(..))
+    }
+}
+
+/// Where a partition stands after a batch: what a restart needs to continue it exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// The next record to read.
+    pub cursor: Cursor,
+    /// The largest own time delivered (the watermark's basis).
+    pub max_seen: Option<u64>,
+    /// The largest timestamp given to any record read so far.
+    pub hi: u64,
+    /// Whether the partition was read to its end.
+    pub done: bool,
+}
+
+/// Where sources continue after a restart: partitions by key, and the committed timestamp
+/// below which every record is already in the replay buffer (and is skipped when re-read).
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// Records stamped below this are not emitted again.
+    pub below: u64,
+    /// Partition states by [`partition_key`].
+    pub partitions: BTreeMap<String, PartitionState>,
+}
+
+/// The stable name of a partition, as the replay manifest records it.
+pub fn partition_key(stream: Stream, spec: &PartitionSpec) -> String {
+    match spec {
+        PartitionSpec::Jsonl(p) | PartitionSpec::Parquet(p) => format!("{stream}:{}", p.display()),
+        PartitionSpec::Generator => format!("{stream}:generator"),
     }
 }
 
@@ -113,12 +149,14 @@ fn lead_ms(job: &Job) -> u64 {
     (20 * t.tick_ms).max(2 * t.allowed_disorder_ms).max(5_000)
 }
 
-/// Builds the source operator of this worker; `pace` is the probe on the job's outputs.
+/// Builds the source operator of this worker; `pace` is the probe on the job's outputs and
+/// `resume` where a restarted job continues.
 pub fn ingest<'s>(
     scope: Scope<'s, u64>,
     job: Arc<Job>,
     pace: ProbeHandle<u64>,
     progress: Arc<Progress>,
+    resume: Option<Arc<Resume>>,
 ) -> VecCollection<'s, u64, Ingested> {
     let index = scope.index();
     let peers = scope.peers();
@@ -129,11 +167,20 @@ pub fn ingest<'s>(
         move |cap, info| {
             let activator = scope.activator_for(info.address);
             let t = &job.spec.time;
-            let mut parts: Vec<(Partition, Stamper)> = partitions(&job)
+            let below = resume.as_ref().map_or(0, |r| r.below);
+            let mut parts: Vec<Part> = partitions(&job)
                 .into_iter()
                 .enumerate()
                 .filter(|(g, _)| g % peers == index)
-                .map(|(_, (stream, spec))| {
+                .filter_map(|(g, (stream, spec))| {
+                    let state = resume
+                        .as_ref()
+                        .and_then(|r| r.partitions.get(&partition_key(stream, &spec)))
+                        .cloned()
+                        .unwrap_or_default();
+                    if state.done {
+                        return None;
+                    }
                     let schema = Arc::new(job.schema(stream).clone());
                     let p = Partition::open(
                         stream,
@@ -141,12 +188,17 @@ pub fn ingest<'s>(
                         &spec,
                         &job.spec.generator,
                         progress.bytes_read.clone(),
+                        Some(state.cursor),
                     )
                     .unwrap_or_else(|e| panic!("cannot open a source partition: {e}"));
-                    (
-                        p,
-                        Stamper::new(t.tick_ms, t.allowed_disorder_ms, t.max_lateness_ms),
-                    )
+                    let stamper = Stamper::new(t.tick_ms, t.allowed_disorder_ms, t.max_lateness_ms)
+                        .restored(state.max_seen);
+                    Some(Part {
+                        index: g as u32,
+                        part: p,
+                        stamper,
+                        hi: state.hi,
+                    })
                 })
                 .collect();
             let lead = lead_ms(&job);
@@ -164,7 +216,13 @@ pub fn ingest<'s>(
                     .unwrap_or(u64::MAX)
                     .saturating_add(lead);
                 let mut paused = 0;
-                for (part, stamper) in parts.iter_mut() {
+                for Part {
+                    index,
+                    part,
+                    stamper,
+                    hi,
+                } in parts.iter_mut()
+                {
                     if stamper.frontier() > limit {
                         paused += 1;
                         continue;
@@ -174,10 +232,11 @@ pub fn ingest<'s>(
                     progress
                         .records
                         .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    let read = !buf.is_empty();
                     for (pos, r) in buf.drain(..) {
                         let (item, ts) = match r {
                             Ok(rec) => match stamper.stamp(rec.time()) {
-                                Ok(ts) => (Ingested::Accepted(rec), ts),
+                                Ok(ts) => (Ingested::Accepted(rec, pos), ts),
                                 Err(late) => (
                                     Ingested::Dead(too_late(
                                         part.stream,
@@ -191,14 +250,33 @@ pub fn ingest<'s>(
                             },
                             Err(dl) => (Ingested::Dead(dl), stamper.frontier()),
                         };
-                        staged.entry(ts).or_default().push((item, ts, 1));
+                        *hi = (*hi).max(ts);
+                        // Stamping is deterministic, so a restarted partition gives its
+                        // already committed records the same timestamps: skip them.
+                        if ts >= below {
+                            staged.entry(ts).or_default().push((item, ts, 1));
+                        }
+                    }
+                    if read || part.is_done() {
+                        let state = PartitionState {
+                            cursor: part.cursor(),
+                            max_seen: stamper.max_seen(),
+                            hi: *hi,
+                            done: part.is_done(),
+                        };
+                        // `hi` is at or above the partition's frontier, hence the capability.
+                        let at = (*hi).max(c.time().to_owned());
+                        staged
+                            .entry(at)
+                            .or_default()
+                            .push((Ingested::Mark(*index, state), at, 1));
                     }
                 }
                 for (ts, mut batch) in std::mem::take(&mut staged) {
                     output.session(&c.delayed(&ts)).give_container(&mut batch);
                 }
-                parts.retain(|(p, _)| !p.is_done());
-                match parts.iter().map(|(_, s)| s.frontier()).min() {
+                parts.retain(|p| !p.part.is_done());
+                match parts.iter().map(|p| p.stamper.frontier()).min() {
                     None => cap = None,
                     Some(f) => {
                         c.downgrade(&f);
@@ -213,6 +291,14 @@ pub fn ingest<'s>(
         },
     )
     .as_collection()
+}
+
+/// A partition being read by this worker.
+struct Part {
+    index: u32,
+    part: Partition,
+    stamper: Stamper,
+    hi: u64,
 }
 
 fn too_late(

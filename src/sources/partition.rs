@@ -1,12 +1,13 @@
 //! Source partitions: one input file, or one generated stream, read in order.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, RecordBatch};
+use serde::{Deserialize, Serialize};
 use arrow_schema::{DataType, TimeUnit};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
@@ -30,11 +31,21 @@ pub enum PartitionSpec {
     Generator,
 }
 
+/// How far a partition has been read: enough to reopen it at the next record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Lines (JSON Lines), rows (Parquet) or records (generator) consumed.
+    pub offset: u64,
+    /// Bytes consumed (JSON Lines only).
+    pub byte: u64,
+}
+
 enum Reader {
     Jsonl {
         path: String,
         lines: BufReader<File>,
         line_no: u64,
+        byte: u64,
         buf: Vec<u8>,
     },
     Parquet {
@@ -45,6 +56,7 @@ enum Reader {
     Generator {
         name: String,
         inner: GeneratorStream,
+        seq: u64,
     },
 }
 
@@ -75,39 +87,53 @@ fn dead(
 }
 
 impl Partition {
-    /// Opens a partition; `bytes_read` is advanced as file bytes are consumed (for progress).
+    /// Opens a partition at `at` (its start if `None`); `bytes_read` is advanced as file bytes
+    /// are consumed (for progress).
     pub fn open(
         stream: Stream,
         schema: Arc<InputSchema>,
         spec: &PartitionSpec,
         generator: &GeneratorParams,
         bytes_read: Arc<AtomicU64>,
+        at: Option<Cursor>,
     ) -> Result<Partition> {
+        let at = at.unwrap_or_default();
         let reader = match spec {
             PartitionSpec::Jsonl(p) => {
-                let f = File::open(p).map_err(|e| Error::io(p, e))?;
+                let mut f = File::open(p).map_err(|e| Error::io(p, e))?;
+                f.seek(SeekFrom::Start(at.byte))
+                    .map_err(|e| Error::io(p, e))?;
+                bytes_read.fetch_add(at.byte, Ordering::Relaxed);
                 Reader::Jsonl {
                     path: p.display().to_string(),
                     lines: BufReader::with_capacity(1 << 16, f),
-                    line_no: 0,
+                    line_no: at.offset,
+                    byte: at.byte,
                     buf: Vec::new(),
                 }
             }
             PartitionSpec::Parquet(p) => {
                 let f = File::open(p).map_err(|e| Error::io(p, e))?;
                 let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-                    .and_then(|b| b.with_batch_size(4096).build())
+                    .and_then(|b| b.with_batch_size(4096).with_offset(at.offset as usize).build())
                     .map_err(|e| Error::parquet(p, e))?;
                 Reader::Parquet {
                     path: p.display().to_string(),
                     reader: Some(reader),
-                    row: 0,
+                    row: at.offset,
                 }
             }
-            PartitionSpec::Generator => Reader::Generator {
-                name: format!("generator:{stream}"),
-                inner: GeneratorStream::new(generator.clone(), stream, false),
-            },
+            PartitionSpec::Generator => {
+                let mut inner = GeneratorStream::new(generator.clone(), stream, false);
+                for _ in 0..at.offset {
+                    inner.next();
+                }
+                Reader::Generator {
+                    name: format!("generator:{stream}"),
+                    inner,
+                    seq: at.offset,
+                }
+            }
         };
         Ok(Partition {
             stream,
@@ -123,6 +149,24 @@ impl Partition {
         self.done
     }
 
+    /// How far the partition has been read.
+    pub fn cursor(&self) -> Cursor {
+        match &self.reader {
+            Reader::Jsonl { line_no, byte, .. } => Cursor {
+                offset: *line_no,
+                byte: *byte,
+            },
+            Reader::Parquet { row, .. } => Cursor {
+                offset: *row,
+                byte: 0,
+            },
+            Reader::Generator { seq, .. } => Cursor {
+                offset: *seq,
+                byte: 0,
+            },
+        }
+    }
+
     /// Reads up to about `max` records into `out`; marks the partition done at its end.
     pub fn read_batch(&mut self, max: usize, out: &mut Vec<Decoded>) -> Result<()> {
         let stream = self.stream;
@@ -132,6 +176,7 @@ impl Partition {
                 path,
                 lines,
                 line_no,
+                byte,
                 buf,
             } => {
                 for _ in 0..max {
@@ -144,6 +189,7 @@ impl Partition {
                         break;
                     }
                     self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                    *byte += n as u64;
                     *line_no += 1;
                     let pos = Position {
                         source: path.clone(),
@@ -206,12 +252,13 @@ impl Partition {
                     }
                 }
             }
-            Reader::Generator { name, inner } => {
+            Reader::Generator { name, inner, seq } => {
                 for _ in 0..max {
                     let Some(rec) = inner.next() else {
                         self.done = true;
                         break;
                     };
+                    *seq += 1;
                     let line = rec.to_json_line();
                     let pos = Position {
                         source: name.clone(),

@@ -40,6 +40,17 @@ impl Stamper {
         }
     }
 
+    /// Restores a partition's bookkeeping from the largest own time it had delivered.
+    pub fn restored(mut self, max_seen: Option<u64>) -> Self {
+        self.max_seen = max_seen;
+        self
+    }
+
+    /// The largest own time delivered so far.
+    pub fn max_seen(&self) -> Option<u64> {
+        self.max_seen
+    }
+
     /// The partition's watermark (not rounded); 0 before its first record.
     pub fn watermark(&self) -> u64 {
         self.max_seen
