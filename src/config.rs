@@ -32,6 +32,23 @@ pub struct JobSpec {
     pub metrics: MetricsSpec,
     /// Where results go.
     pub outputs: OutputsSpec,
+    /// The replay buffer every accepted record is written to.
+    #[serde(default)]
+    pub replay: ReplaySpec,
+}
+
+/// The replay buffer (`<outputs.dir>/replay`): segment length and retention.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaySpec {
+    /// Timestamp range of one segment, and so the commit interval. Defaults to 60 s, rounded
+    /// up to a multiple of the emit interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_ms: Option<u64>,
+    /// Segments older than this (behind the committed timestamp) are deleted. Must cover the
+    /// job's state horizon, or a restart could not rebuild state. Unset keeps everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_ms: Option<u64>,
 }
 
 fn default_schemas_dir() -> PathBuf {
@@ -413,8 +430,11 @@ impl Job {
                 ),
             ));
         }
-        if spec.outputs.formats.is_empty() {
-            return Err(err("outputs.formats", "name at least one format".into()));
+        if !spec.outputs.formats.contains(&OutputFormat::Jsonl) {
+            return Err(err(
+                "outputs.formats",
+                "must include \"jsonl\": the JSON Lines changelog is what a restart resumes".into(),
+            ));
         }
         let schemas_dir = base.join(&spec.schemas_dir);
         let mut schemas = Vec::new();
@@ -471,14 +491,78 @@ impl Job {
             crate::generator::check_events_schema(ev)
                 .map_err(|r| err("sources.events.schema", r))?;
         }
-        Ok(Job {
+        let job = Job {
             spec,
             file: path.to_path_buf(),
             schemas,
             files,
             entity_feature_idx,
             segment_idx,
-        })
+        };
+        let r = &job.spec.replay;
+        let emit = job.spec.outputs.emit_interval(job.spec.time.tick_ms);
+        if let Some(s) = r.segment_ms {
+            if s == 0 || s % emit != 0 {
+                return Err(err(
+                    "replay.segment_ms",
+                    format!("must be a positive multiple of the emit interval ({emit})"),
+                ));
+            }
+        }
+        if let Some(keep) = r.retention_ms {
+            let need = job.state_horizon_ms() + job.segment_ms();
+            if keep < need {
+                return Err(err(
+                    "replay.retention_ms",
+                    format!(
+                        "{keep} is shorter than the job's state horizon plus one segment ({need} ms): \
+                         a restart must replay that much to rebuild state"
+                    ),
+                ));
+            }
+        }
+        Ok(job)
+    }
+
+    /// The replay buffer's segment length.
+    pub fn segment_ms(&self) -> u64 {
+        let emit = self.spec.outputs.emit_interval(self.spec.time.tick_ms);
+        self.spec
+            .replay
+            .segment_ms
+            .unwrap_or_else(|| 60_000u64.div_ceil(emit) * emit)
+    }
+
+    /// How far back (in timestamp ms) a record can still change any output: replaying from
+    /// `t - horizon` rebuilds the exact state at `t`. Every expiry in the dataflow is at most
+    /// `2 retention + 2 longest window + tick` after a record's own time, its own time is at
+    /// most `max_lateness` behind its timestamp, and outputs are rounded to emit boundaries.
+    pub fn state_horizon_ms(&self) -> u64 {
+        let t = &self.spec.time;
+        let emit = self.spec.outputs.emit_interval(t.tick_ms);
+        2 * t.retention_ms
+            + 2 * self.max_window_ms()
+            + 2 * t.tick_ms
+            + t.max_lateness_ms
+            + t.label_horizon_ms
+            + 2 * emit
+    }
+
+    /// Fingerprint of everything that decides timestamps and outputs (not paths of outputs).
+    pub fn fingerprint(&self) -> String {
+        let s = &self.spec;
+        let text = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{:?}",
+            s.time,
+            s.sources,
+            s.generator,
+            s.windows,
+            s.metrics,
+            self.schemas,
+            s.outputs.emit_interval(s.time.tick_ms),
+            s.name
+        );
+        crate::replay::segment::sha256_hex(text.as_bytes())
     }
 
     /// The input schema of `stream`.

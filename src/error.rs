@@ -35,6 +35,14 @@ pub enum Error {
         /// The underlying error message.
         reason: String,
     },
+    /// A replay buffer (segment or manifest) is damaged or does not belong to the job.
+    #[error("{path}: {reason}")]
+    Replay {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The timely runtime failed (a worker panicked or could not start).
     #[error("runtime: {0}")]
     Runtime(String),
@@ -59,6 +67,14 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// Builds a replay-buffer error.
+    pub fn replay(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Replay {
+            path: path.into(),
+            reason: reason.into(),
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`dataflow`]: the three-way join, windows, label latency, quality metrics and entity features
 //!   as differential collections with fixed-point values;
 //! - [`outputs`]: changelogs consolidated per timestamp and written in a canonical order;
+//! - [`replay`]: the Parquet replay buffer, replays of any range, and recovery;
 //! - [`runtime`]: timely execution across workers and processes.
 #![deny(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod generate;
 pub mod generator;
 pub mod outputs;
 pub mod records;
+pub mod replay;
 pub mod runtime;
 pub mod schema;
 pub mod sources;

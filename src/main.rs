@@ -38,6 +38,28 @@ enum Command {
         #[arg(long, default_value = "schemas")]
         schemas: PathBuf,
     },
+    /// Feed a range of a job's replay buffer back through the job and write its outputs.
+    Replay(ReplayArgs),
+    /// Run a job over historical files at full speed, into its own output directory.
+    Backfill(BackfillArgs),
+    /// Compare the changelogs of two output directories; say where they first differ.
+    Verify {
+        /// First output directory.
+        a: PathBuf,
+        /// Second output directory.
+        b: PathBuf,
+        /// Compare lines from this timestamp on (epoch ms or ISO-8601 UTC).
+        #[arg(long, value_parser = parse_ts)]
+        from: Option<u64>,
+        /// Compare lines below this timestamp (epoch ms or ISO-8601 UTC).
+        #[arg(long, value_parser = parse_ts)]
+        to: Option<u64>,
+    },
+    /// Summarize a replay buffer and verify the checksum of every segment.
+    Inspect {
+        /// The buffer directory (`<outputs.dir>/replay`).
+        dir: PathBuf,
+    },
     /// Check job files and their schemas; report every problem with file, key and reason.
     Validate {
         /// Job files (TOML).
@@ -68,6 +90,65 @@ struct RunArgs {
     /// Do not draw the progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Discard the replay buffer and outputs of an interrupted run instead of resuming it.
+    #[arg(long)]
+    fresh: bool,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The job file (TOML) that wrote the buffer.
+    job: PathBuf,
+    /// First timestamp whose outputs are written (epoch ms or ISO-8601 UTC).
+    #[arg(long, value_parser = parse_ts)]
+    from: u64,
+    /// Outputs are written below this timestamp (default: everything committed).
+    #[arg(long, value_parser = parse_ts)]
+    to: Option<u64>,
+    /// Output directory of the replay.
+    #[arg(long)]
+    out: PathBuf,
+    /// The buffer (default: the job's `<outputs.dir>/replay`).
+    #[arg(long)]
+    buffer: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(short = 'w', long = "workers", default_value_t = 1)]
+    workers: usize,
+}
+
+#[derive(Args)]
+struct BackfillArgs {
+    /// The job file (TOML).
+    job: PathBuf,
+    /// Input for one stream as STREAM=PATH (a .jsonl or .parquet file, a directory or a
+    /// glob); streams not given keep the job's source.
+    #[arg(long = "input", required = true, value_parser = parse_input)]
+    inputs: Vec<(String, String)>,
+    /// Output directory (its own; never the live job's).
+    #[arg(long)]
+    out: PathBuf,
+    /// Worker threads.
+    #[arg(short = 'w', long = "workers", default_value_t = 1)]
+    workers: usize,
+    /// Do not draw the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn parse_ts(s: &str) -> Result<u64, String> {
+    tidemark::runtime::parse_time(s)
+}
+
+fn parse_input(s: &str) -> Result<(String, String), String> {
+    let (stream, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not STREAM=PATH"))?;
+    if tidemark::schema::Stream::parse(stream).is_none() {
+        return Err(format!(
+            "{stream:?} is not a stream (events, predictions, labels)"
+        ));
+    }
+    Ok((stream.to_string(), path.to_string()))
 }
 
 #[derive(Args)]
@@ -114,6 +195,10 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd_run(a),
         Command::Generate(a) => cmd_generate(a),
         Command::Validate { jobs } => cmd_validate(&jobs),
+        Command::Replay(a) => cmd_replay(a),
+        Command::Backfill(a) => cmd_backfill(a),
+        Command::Verify { a, b, from, to } => cmd_verify(&a, &b, from, to),
+        Command::Inspect { dir } => cmd_inspect(&dir),
         Command::Bench {
             events,
             workers,
@@ -236,11 +321,220 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         hostfile: a.hostfile,
         out_dir: a.out,
         progress: !a.no_progress,
+        fresh: a.fresh,
     };
     let summary = run(job, &opts).map_err(|e| e.to_string())?;
     if let (Some(s), true) = (summary, summary_wanted) {
         print_summary(&s);
     }
+    Ok(())
+}
+
+fn cmd_replay(a: ReplayArgs) -> Result<(), String> {
+    let job = Job::load(&a.job).map_err(|e| e.to_string())?;
+    let buffer = a
+        .buffer
+        .unwrap_or_else(|| tidemark::replay::buffer_dir(&job.spec.outputs.dir));
+    let to = match a.to {
+        Some(t) => t,
+        None => tidemark::replay::manifest::Manifest::load(&buffer)
+            .map_err(|e| e.to_string())?
+            .map(|m| m.committed)
+            .ok_or_else(|| format!("{}: no manifest", buffer.display()))?,
+    };
+    let opts = RunOptions {
+        workers: a.workers,
+        out_dir: Some(a.out.clone()),
+        ..RunOptions::default()
+    };
+    let s =
+        tidemark::runtime::replay(job, &buffer, a.from..to, &opts).map_err(|e| e.to_string())?;
+    let digests =
+        tidemark::replay::verify::digest(&a.out, a.from..to).map_err(|e| e.to_string())?;
+    if let Some(s) = s {
+        println!(
+            "replayed ts {}..{} ({} .. {}) in {:.2} s into {}",
+            a.from,
+            to,
+            iso_time(a.from),
+            iso_time(to),
+            s.elapsed.as_secs_f64(),
+            a.out.display()
+        );
+    }
+    for (name, d) in &digests {
+        println!("  {name:<24} {:>8} lines  sha256 {}", d.lines, d.sha256);
+    }
+    println!("digest {}", tidemark::replay::verify::combined(&digests));
+    Ok(())
+}
+
+fn cmd_backfill(a: BackfillArgs) -> Result<(), String> {
+    let mut job = Job::load(&a.job).map_err(|e| e.to_string())?;
+    let live_out = std::path::absolute(&job.spec.outputs.dir).map_err(|e| e.to_string())?;
+    let out = std::path::absolute(&a.out).map_err(|e| e.to_string())?;
+    if out == live_out {
+        return Err(format!(
+            "--out {} is the job's own output directory; a backfill needs its own",
+            a.out.display()
+        ));
+    }
+    for (stream, path) in &a.inputs {
+        let stream = tidemark::schema::Stream::parse(stream).expect("checked by clap");
+        let src = job.spec.sources.get_mut(stream);
+        src.kind = input_kind(path);
+        let abs = std::path::absolute(path).map_err(|e| e.to_string())?;
+        src.path = Some(abs.display().to_string());
+    }
+    let job = Job::validate(&a.job, job.spec).map_err(|e| e.to_string())?;
+    let summary_wanted = job.spec.outputs.summary;
+    let opts = RunOptions {
+        workers: a.workers,
+        out_dir: Some(a.out),
+        progress: !a.no_progress,
+        fresh: true,
+        ..RunOptions::default()
+    };
+    let summary = run(job, &opts).map_err(|e| e.to_string())?;
+    if let (Some(s), true) = (summary, summary_wanted) {
+        print_summary(&s);
+    }
+    Ok(())
+}
+
+/// Parquet for `.parquet` paths and directories holding Parquet files, JSON Lines otherwise.
+fn input_kind(path: &str) -> tidemark::config::SourceKind {
+    use tidemark::config::SourceKind;
+    let p = std::path::Path::new(path);
+    let parquet = if p.is_dir() {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+            })
+            .unwrap_or(false)
+    } else {
+        path.ends_with(".parquet")
+    };
+    if parquet {
+        SourceKind::Parquet
+    } else {
+        SourceKind::Jsonl
+    }
+}
+
+fn cmd_verify(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<(), String> {
+    use tidemark::replay::verify;
+    let range = from.unwrap_or(0)..to.unwrap_or(u64::MAX);
+    let da = verify::digest(a, range.clone()).map_err(|e| e.to_string())?;
+    let db = verify::digest(b, range.clone()).map_err(|e| e.to_string())?;
+    println!("{}  {}", verify::combined(&da), a.display());
+    println!("{}  {}", verify::combined(&db), b.display());
+    match verify::compare(a, b, range).map_err(|e| e.to_string())? {
+        None => {
+            println!("identical");
+            Ok(())
+        }
+        Some(d) => {
+            println!(
+                "first difference: {} line {} (within the range)",
+                d.file, d.line
+            );
+            println!("  {}: {}", a.display(), d.a.as_deref().unwrap_or("(none)"));
+            println!("  {}: {}", b.display(), d.b.as_deref().unwrap_or("(none)"));
+            Err("the outputs differ".into())
+        }
+    }
+}
+
+fn cmd_inspect(dir: &std::path::Path) -> Result<(), String> {
+    use tidemark::replay::manifest::Manifest;
+    use tidemark::replay::segment::BufferStream;
+    let m = Manifest::load(dir)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "{}: no MANIFEST.json (not a replay buffer, or nothing committed yet)",
+                dir.display()
+            )
+        })?;
+    println!("buffer     {}", dir.display());
+    println!(
+        "job        {} (fingerprint {})",
+        m.job,
+        &m.fingerprint[..16.min(m.fingerprint.len())]
+    );
+    let committed = if m.committed == u64::MAX {
+        "end of input".to_string()
+    } else {
+        format!("{} ({})", m.committed, iso_time(m.committed))
+    };
+    println!(
+        "committed  {committed}{}",
+        if m.complete { ", complete" } else { "" }
+    );
+    println!("segments   {} of {} ms", m.segments.len(), m.segment_ms);
+    println!();
+    println!(
+        "{:<13} {:>8} {:>10} {:>12}  ts range",
+        "stream", "segments", "rows", "bytes"
+    );
+    for stream in BufferStream::ALL {
+        let segs: Vec<_> = m.segments_of(stream).collect();
+        let rows: u64 = segs.iter().map(|s| s.rows).sum();
+        let bytes: u64 = segs.iter().map(|s| s.bytes).sum();
+        let range = match (segs.first(), segs.last()) {
+            (Some(a), Some(b)) => format!(
+                "{} .. {}",
+                iso_time(a.ts_start),
+                iso_time(b.ts_end.min(u64::MAX / 2))
+            ),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<13} {:>8} {:>10} {:>12}  {range}",
+            stream.name(),
+            segs.len(),
+            rows,
+            bytes
+        );
+    }
+    for (stream, c) in &m.base {
+        println!(
+            "(removed by retention: {stream} {} accepted, {} dead-lettered)",
+            c.accepted, c.dead_lettered
+        );
+    }
+    println!();
+    println!("partitions (resume points):");
+    for (key, p) in &m.partitions {
+        println!(
+            "  {key}: offset {}{}, watermark {}",
+            p.cursor.offset,
+            if p.done { " (done)" } else { "" },
+            p.max_seen.map(iso_time).unwrap_or_else(|| "-".into())
+        );
+    }
+    let mut bad = 0;
+    for s in &m.segments {
+        if let Err(e) = tidemark::replay::segment::verify_segment(dir, s) {
+            println!("BAD {e}");
+            bad += 1;
+        }
+    }
+    if bad > 0 {
+        return Err(format!(
+            "{bad} of {} segments failed verification",
+            m.segments.len()
+        ));
+    }
+    println!();
+    println!("all {} segment checksums verified", m.segments.len());
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Running a job: timely execution across worker threads and processes, and the run summary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub out_dir: Option<PathBuf>,
     /// Draw a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
+    /// Discard an existing replay buffer and outputs instead of resuming from them.
+    pub fresh: bool,
 }
 
 impl Default for RunOptions {
@@ -38,6 +40,7 @@ impl Default for RunOptions {
             hostfile: None,
             out_dir: None,
             progress: false,
+            fresh: false,
         }
     }
 }
@@ -64,6 +67,10 @@ pub struct RunSummary {
     /// Records held in arrangements and batchers (all workers of this process), sampled as the
     /// watermark advanced: (watermark, records).
     pub state_samples: Vec<(u64, i64)>,
+    /// The committed timestamp the run resumed from, if it continued an interrupted run.
+    pub resumed_from: Option<u64>,
+    /// Replay-buffer commits made by this run.
+    pub commits: u64,
 }
 
 /// Records held in differential state across this process's workers, from differential's
@@ -160,13 +167,167 @@ fn communication(opts: &RunOptions) -> Result<timely::CommunicationConfig> {
     })
 }
 
-/// Runs `job` to completion; returns the summary in the process that writes outputs.
+/// The output files a run writes, by name.
+const OUTPUTS: [&str; 5] = [
+    "quality",
+    "label_health",
+    "entity_features",
+    "dead_letters",
+    "ingest",
+];
+
+/// Runs `job` to completion, recording its replay buffer; resumes an interrupted run from its
+/// buffer. Returns the summary in the process that writes outputs.
 pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
-    let start = Instant::now();
     let out_dir = opts
         .out_dir
         .clone()
         .unwrap_or_else(|| job.spec.outputs.dir.clone());
+    let dir = crate::replay::buffer_dir(&out_dir);
+    let writes = opts.process == 0;
+    // Only the process that writes outputs holds the buffer; the others read its manifest.
+    let _lock = if writes {
+        Some(crate::replay::lock(&dir)?)
+    } else {
+        None
+    };
+    let mut manifest = crate::replay::load_for(&job, &dir)?;
+    if opts.fresh || manifest.as_ref().is_some_and(|m| m.complete) {
+        manifest = None;
+    }
+    let plan = match manifest {
+        None => {
+            if writes {
+                start_over(&out_dir, &dir)?;
+            }
+            let m = crate::replay::manifest::Manifest::new(
+                &job.spec.name,
+                &job.fingerprint(),
+                job.segment_ms(),
+            );
+            crate::dataflow::Plan {
+                record: Some((dir, m)),
+                ..crate::dataflow::Plan::live()
+            }
+        }
+        Some(m) => {
+            if writes {
+                crate::replay::clean(&dir, Some(&m))?;
+            }
+            let below = m.committed;
+            let (segments, base) = crate::replay::plan(&job, &m, below, below);
+            crate::replay::verify_all(&dir, &segments)?;
+            tracing::info!(committed = below, segments = segments.len(), "resuming");
+            crate::dataflow::Plan {
+                live: Some(Arc::new(crate::sources::Resume {
+                    below,
+                    partitions: m.partitions.clone(),
+                })),
+                feed: Some(Arc::new(crate::replay::source::ReplayFeed::new(
+                    dir.clone(),
+                    &segments,
+                    below,
+                ))),
+                base: crate::replay::base_counts(&base),
+                write: below..u64::MAX,
+                resume_outputs: Some(m.outputs.clone()),
+                record: Some((dir, m)),
+            }
+        }
+    };
+    execute(job, opts, plan, out_dir)
+}
+
+/// Removes a previous run's buffer and outputs.
+fn start_over(out_dir: &Path, dir: &Path) -> Result<()> {
+    if let Some(m) = crate::replay::manifest::Manifest::load(dir).ok().flatten() {
+        for f in m.files(dir) {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+    crate::replay::clean(dir, None)?;
+    let manifest = dir.join(crate::replay::manifest::MANIFEST);
+    if manifest.exists() {
+        std::fs::remove_file(&manifest).map_err(|e| Error::io(&manifest, e))?;
+    }
+    for name in OUTPUTS {
+        for ext in ["jsonl", "parquet"] {
+            let p = out_dir.join(format!("{name}.{ext}"));
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replays the buffer in `buffer` for timestamps `[from, to)` into `opts.out_dir`: state is
+/// rebuilt from one state horizon before `from` with outputs muted.
+pub fn replay(
+    job: Job,
+    buffer: &Path,
+    range: std::ops::Range<u64>,
+    opts: &RunOptions,
+) -> Result<Option<RunSummary>> {
+    let out_dir = opts
+        .out_dir
+        .clone()
+        .ok_or_else(|| Error::Runtime("a replay needs an output directory".into()))?;
+    let m = crate::replay::load_for(&job, buffer)?.ok_or_else(|| {
+        Error::replay(
+            buffer.join(crate::replay::manifest::MANIFEST),
+            "no manifest: not a replay buffer, or nothing was committed yet",
+        )
+    })?;
+    if range.end > m.committed {
+        return Err(Error::replay(
+            buffer.join(crate::replay::manifest::MANIFEST),
+            format!(
+                "the buffer is committed up to ts {}, the replay asks up to {}",
+                m.committed, range.end
+            ),
+        ));
+    }
+    if let Some(first) = crate::replay::missing_history(&job, &m, range.start) {
+        return Err(Error::replay(
+            buffer.join(crate::replay::manifest::MANIFEST),
+            format!(
+                "retention removed the state history a replay from ts {} needs (the buffer starts at {first}, the job's state horizon is {} ms)",
+                range.start,
+                job.state_horizon_ms()
+            ),
+        ));
+    }
+    let (segments, base) = crate::replay::plan(&job, &m, range.start, range.end);
+    crate::replay::verify_all(buffer, &segments)?;
+    if opts.process == 0 {
+        start_over(&out_dir, &crate::replay::buffer_dir(&out_dir))?;
+    }
+    let plan = crate::dataflow::Plan {
+        live: None,
+        feed: Some(Arc::new(crate::replay::source::ReplayFeed::new(
+            buffer.to_path_buf(),
+            &segments,
+            range.end,
+        ))),
+        base: crate::replay::base_counts(&base),
+        write: range,
+        record: None,
+        resume_outputs: None,
+    };
+    execute(job, opts, plan, out_dir)
+}
+
+/// Runs the dataflow of `plan` to completion.
+fn execute(
+    job: Job,
+    opts: &RunOptions,
+    plan: crate::dataflow::Plan,
+    out_dir: PathBuf,
+) -> Result<Option<RunSummary>> {
+    let start = Instant::now();
+    let resumed_from = plan.live.as_ref().map(|r| r.below).filter(|b| *b > 0);
+    let plan = Arc::new(plan);
     let config = timely::Config {
         communication: communication(opts)?,
         worker: timely::WorkerConfig::default(),
@@ -202,20 +363,24 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
         Vec<LabelRow>,
         Vec<(&'static str, u64)>,
         Vec<(u64, i64)>,
+        u64,
     )>;
     let guards = timely::execute(config, move |worker| -> Result<WorkerResult> {
         let writes = worker.index() == 0;
         g.register(worker);
         let mut samples = Vec::new();
-        let (probe, sinks) = crate::dataflow::build(
+        let built = crate::dataflow::build(
             worker,
             job.clone(),
             p.clone(),
             writes.then_some(dir.as_path()),
+            &plan,
         )?;
+        let (probe, sinks, checkpointer) = (built.probe, built.sinks, built.checkpointer);
         let _span = tracing::info_span!("worker", index = worker.index()).entered();
         // Step until the dataflow has completed, not merely until the probe is done: the probe
         // sits before the sinks' exchange, so data may still be in flight to worker 0.
+        let mut failed = None;
         while worker.step_or_park(Some(Duration::from_millis(5))) {
             if writes {
                 if let Some(t) = probe.with_frontier(|f| f.first().copied()) {
@@ -224,8 +389,34 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
                     }
                 }
             }
+            if let (Some(cp), None) = (&checkpointer, &failed) {
+                // The final commit waits for the finished files, after the loop.
+                let below = sinks.written_below().min(u64::MAX - 1);
+                let mut cp = cp.borrow_mut();
+                let r = match cp.error.take() {
+                    Some(e) => Err(e),
+                    None => cp.try_commit(below, |t| sinks.cuts(t)),
+                };
+                if let Err(e) = r {
+                    // Keep stepping so the other workers can finish; report at the end.
+                    tracing::error!("replay buffer: {e}");
+                    failed = Some(e);
+                }
+            }
         }
         sinks.finish()?;
+        let mut commits = 0;
+        if let Some(cp) = &checkpointer {
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            let mut cp = cp.borrow_mut();
+            if let Some(e) = cp.error.take() {
+                return Err(e);
+            }
+            cp.try_commit(u64::MAX, |t| sinks.cuts(t))?;
+            commits = cp.commits;
+        }
         if !writes {
             return Ok(None);
         }
@@ -239,7 +430,7 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
             ("dead_letters", sinks.dead_letters.borrow().lines),
             ("ingest", sinks.ingest.borrow().lines),
         ];
-        Ok(Some((ingest, quality, labels, lines, samples)))
+        Ok(Some((ingest, quality, labels, lines, samples, commits)))
     })
     .map_err(Error::Runtime)?;
     let results = guards.join();
@@ -249,7 +440,7 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
     }
     let mut summary = None;
     for r in results {
-        if let Some((ingest, quality, labels, lines, state_samples)) =
+        if let Some((ingest, quality, labels, lines, state_samples, commits)) =
             r.map_err(Error::Runtime)??
         {
             summary = Some(RunSummary {
@@ -262,6 +453,8 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
                 elapsed: start.elapsed(),
                 workers: opts.workers,
                 state_samples,
+                resumed_from,
+                commits,
             })
         }
     }
@@ -370,8 +563,64 @@ pub fn iso_time(ms: u64) -> String {
     )
 }
 
+/// Parses a timestamp given as epoch milliseconds or as ISO-8601 UTC
+/// (`2026-01-01T00:05:00Z`, optionally with `.mmm` milliseconds).
+pub fn parse_time(s: &str) -> std::result::Result<u64, String> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(ms);
+    }
+    let bad = || format!("{s:?} is neither epoch milliseconds nor YYYY-MM-DDTHH:MM:SS[.mmm]Z");
+    let body = s.strip_suffix('Z').ok_or_else(bad)?;
+    let (date, time) = body.split_once('T').ok_or_else(bad)?;
+    let num = |x: &str| x.parse::<i64>().map_err(|_| bad());
+    let d: Vec<&str> = date.split('-').collect();
+    let (secs, ms) = match time.split_once('.') {
+        Some((a, b)) if b.len() == 3 => (a, num(b)?),
+        Some(_) => return Err(bad()),
+        None => (time, 0),
+    };
+    let t: Vec<&str> = secs.split(':').collect();
+    if d.len() != 3 || t.len() != 3 {
+        return Err(bad());
+    }
+    let (y, m, day) = (num(d[0])?, num(d[1])?, num(d[2])?);
+    let (hh, mm, ss) = (num(t[0])?, num(t[1])?, num(t[2])?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 59 {
+        return Err(bad());
+    }
+    // Days-from-civil, after H. Hinnant.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let total = ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000 + ms).max(0);
+    Ok(total as u64)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parse_time_inverts_iso_time() {
+        for ms in [
+            0u64,
+            951_782_400_000 + 3_723_000,
+            1_767_225_600_000,
+            4_102_444_799_000,
+        ] {
+            assert_eq!(super::parse_time(&super::iso_time(ms)), Ok(ms));
+        }
+        assert_eq!(super::parse_time("1767225600123"), Ok(1_767_225_600_123));
+        assert_eq!(
+            super::parse_time("2026-01-01T00:00:00.250Z"),
+            Ok(1_767_225_600_250)
+        );
+        assert!(super::parse_time("2026-13-01T00:00:00Z").is_err());
+        assert!(super::parse_time("yesterday").is_err());
+    }
+
     #[test]
     fn iso_time_known_values() {
         assert_eq!(super::iso_time(0), "1970-01-01T00:00:00Z");

@@ -9,20 +9,59 @@ pub mod temporal;
 pub mod windows;
 
 use std::cell::RefCell;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use differential_dataflow::collection::AsCollection;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::vec::ToStream;
 use timely::worker::Worker;
 
 use crate::config::Job;
 use crate::error::Result;
-use crate::outputs::rows::{Format, IngestRow};
+use crate::outputs::rows::{Format, IngestRow, OutputRow};
 use crate::outputs::sink::{sink, SinkState};
 use crate::outputs::writer::ChangelogWriter;
 use crate::records::{DeadLetter, Record};
-use crate::sources::{ingest, Ingested, Progress};
+use crate::replay::manifest::Manifest;
+use crate::replay::recorder::{record, Checkpointer};
+use crate::replay::source::{replay, ReplayFeed};
+use crate::schema::Stream;
+use crate::sources::{ingest, lead_ms, partition_key, partitions, Ingested, Progress, Resume};
+
+/// What a run feeds, records and writes.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Read the job's sources, continuing where `Resume` says (`None`: a pure replay).
+    pub live: Option<Arc<Resume>>,
+    /// Replay-buffer segments fed before (and beside) the live sources.
+    pub feed: Option<Arc<ReplayFeed>>,
+    /// Ingest counts of records older than the feed, as `(stream, kind, n)`.
+    pub base: Vec<(Stream, u8, isize)>,
+    /// Output lines are written only for timestamps in this range.
+    pub write: Range<u64>,
+    /// Record live records into this buffer directory, continuing this manifest.
+    pub record: Option<(PathBuf, Manifest)>,
+    /// JSON Lines lengths the outputs resume at (the committed part of an interrupted run).
+    pub resume_outputs: Option<BTreeMap<String, u64>>,
+}
+
+impl Plan {
+    /// A plain run of the job's sources, without a replay buffer.
+    pub fn live() -> Plan {
+        Plan {
+            live: Some(Arc::new(Resume::default())),
+            feed: None,
+            base: Vec::new(),
+            write: 0..u64::MAX,
+            record: None,
+            resume_outputs: None,
+        }
+    }
+}
 
 /// The sink states of one worker, for the summary (only worker 0's hold data).
 pub struct Sinks {
@@ -47,7 +86,10 @@ impl Sinks {
                 return Err(e);
             }
             match st.writer.take() {
-                Some(w) => w.finish(),
+                Some(w) => {
+                    st.finished_len = Some(w.jsonl_bytes);
+                    w.finish()
+                }
                 None => Ok(()),
             }
         }
@@ -57,6 +99,52 @@ impl Sinks {
         one(&self.dead_letters)?;
         one(&self.ingest)
     }
+
+    /// Every sink has written all of its lines below this timestamp.
+    pub fn written_below(&self) -> u64 {
+        [
+            self.quality.borrow().written_below,
+            self.labels.borrow().written_below,
+            self.features.borrow().written_below,
+            self.dead_letters.borrow().written_below,
+            self.ingest.borrow().written_below,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(0)
+    }
+
+    /// Each output file's durable length holding exactly its lines below `ts`.
+    pub fn cuts(&self, ts: u64) -> Result<BTreeMap<String, u64>> {
+        fn one<R: OutputRow>(
+            s: &Rc<RefCell<SinkState<R>>>,
+            ts: u64,
+            out: &mut BTreeMap<String, u64>,
+        ) -> Result<()> {
+            if let Some(len) = s.borrow_mut().commit_cut(ts)? {
+                out.insert(format!("{}.jsonl", R::NAME), len);
+            }
+            Ok(())
+        }
+        let mut out = BTreeMap::new();
+        one(&self.quality, ts, &mut out)?;
+        one(&self.labels, ts, &mut out)?;
+        one(&self.features, ts, &mut out)?;
+        one(&self.dead_letters, ts, &mut out)?;
+        one(&self.ingest, ts, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// The dataflow of one worker: its probe, its sinks and (worker 0 of a recording run) the
+/// replay buffer's checkpointer.
+pub struct Built {
+    /// The probe on every output.
+    pub probe: ProbeHandle<u64>,
+    /// The output sinks.
+    pub sinks: Sinks,
+    /// Commits the replay buffer (worker 0 of a recording run).
+    pub checkpointer: Option<Rc<RefCell<Checkpointer>>>,
 }
 
 /// Builds the job's dataflow on `worker`; `out_dir` is given to the worker that writes outputs.
@@ -65,7 +153,8 @@ pub fn build(
     job: Arc<Job>,
     progress: Arc<Progress>,
     out_dir: Option<&Path>,
-) -> Result<(ProbeHandle<u64>, Sinks)> {
+    plan: &Plan,
+) -> Result<Built> {
     let schemas_dir = job
         .file
         .parent()
@@ -74,8 +163,12 @@ pub fn build(
         .join(&job.spec.schemas_dir);
     let formats = job.spec.outputs.formats.clone();
     let writer = |name: &str| -> Result<Option<ChangelogWriter>> {
+        let resume_at = plan
+            .resume_outputs
+            .as_ref()
+            .map(|m| m.get(&format!("{name}.jsonl")).copied().unwrap_or(0));
         out_dir
-            .map(|d| ChangelogWriter::create(d, &schemas_dir, name, &formats))
+            .map(|d| ChangelogWriter::create(d, &schemas_dir, name, &formats, resume_at))
             .transpose()
     };
     let keep = out_dir.is_some();
@@ -86,6 +179,26 @@ pub fn build(
         dead_letters: SinkState::new(writer("dead_letters")?, false),
         ingest: SinkState::new(writer("ingest")?, keep),
     };
+    sinks.quality.borrow_mut().write = plan.write.clone();
+    sinks.labels.borrow_mut().write = plan.write.clone();
+    sinks.features.borrow_mut().write = plan.write.clone();
+    sinks.dead_letters.borrow_mut().write = plan.write.clone();
+    sinks.ingest.borrow_mut().write = plan.write.clone();
+    let index = worker.index();
+    let checkpointer = match (&plan.record, index) {
+        (Some((dir, manifest)), 0) => Some(Checkpointer::new(
+            dir.clone(),
+            manifest.clone(),
+            job.spec.replay.retention_ms,
+            job.spec.time.allowed_disorder_ms,
+        )),
+        _ => None,
+    };
+    let keys: Vec<String> = partitions(&job)
+        .iter()
+        .map(|(s, spec)| partition_key(*s, spec))
+        .collect();
+    let segment_ms = job.segment_ms();
     let probe = ProbeHandle::new();
     let name = job.spec.name.clone();
     let format = Format::new(&job);
@@ -96,9 +209,36 @@ pub fn build(
         // Records are processed at emit boundaries: outputs are reported only there, and the
         // changelog at every boundary is the same as with per-tick processing, at a fraction of
         // the work (fewer distinct times for every arrangement and reduce).
-        let ingested = ingest(scope, job.clone(), probe.clone(), progress, None)
-            .filter(Ingested::is_record)
+        let mut ingested = Vec::new();
+        if let Some(resume) = &plan.live {
+            let live = ingest(
+                scope,
+                job.clone(),
+                probe.clone(),
+                progress,
+                Some(resume.clone()),
+            );
+            if plan.record.is_some() {
+                record(live.clone(), &name, segment_ms, keys, checkpointer.clone());
+            }
+            ingested.push(live.filter(Ingested::is_record));
+        }
+        if let Some(feed) = &plan.feed {
+            let lead = lead_ms(&job) + 2 * segment_ms;
+            ingested.push(replay(scope, &name, feed.clone(), probe.clone(), lead));
+        }
+        let ingested = differential_dataflow::collection::concatenate(scope, ingested)
             .delay(move |t| t.div_ceil(emit) * emit);
+        // Counts of records older than the replayed ones, so that totals match the live run.
+        let base: Vec<(((Stream, u8), ()), u64, isize)> = if index == 0 {
+            plan.base
+                .iter()
+                .flat_map(|&(s, kind, n)| [(((s, 0u8), ()), 0, n), (((s, kind), ()), 0, n)])
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let base = base.to_stream(scope).as_collection().map(|(k, ())| k);
         let events = ingested.clone().flat_map(|i| match i {
             Ingested::Accepted(Record::Event(e), _) => Some(e),
             _ => None,
@@ -125,6 +265,7 @@ pub fn build(
                 };
                 [((s, 0u8), 1isize), ((s, kind), 1)]
             })
+            .concat(base)
             .count()
             .map(|((s, c), n)| (s, (c, n as i64)))
             .reduce_named(&format!("{name}.IngestCounts"), |s, input, output| {
@@ -194,6 +335,10 @@ pub fn build(
             sinks.ingest.clone(),
         );
     });
-    Ok((probe, sinks))
+    Ok(Built {
+        probe,
+        sinks,
+        checkpointer,
+    })
 }
 pub mod sums;

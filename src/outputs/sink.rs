@@ -29,6 +29,14 @@ pub struct SinkState<R> {
     pub writer: Option<ChangelogWriter>,
     /// Retired rows kept in `current`, oldest first.
     pub retired: std::collections::VecDeque<R>,
+    /// Every line below this timestamp has been handed to the writer.
+    pub written_below: u64,
+    /// `(ts, JSON Lines length before ts's first line)` for timestamps not yet committed.
+    pub cuts: std::collections::VecDeque<(u64, u64)>,
+    /// Lines are written only for timestamps in this range (others update `current` only).
+    pub write: std::ops::Range<u64>,
+    /// The JSON Lines length once the writer finished.
+    pub finished_len: Option<u64>,
 }
 
 impl<R> SinkState<R> {
@@ -40,7 +48,24 @@ impl<R> SinkState<R> {
             error: None,
             writer,
             retired: Default::default(),
+            written_below: 0,
+            cuts: Default::default(),
+            write: 0..u64::MAX,
+            finished_len: None,
         }))
+    }
+
+    /// The JSON Lines length holding exactly the lines below `ts`, made durable; forgets cuts
+    /// below `ts`.
+    pub fn commit_cut(&mut self, ts: u64) -> crate::Result<Option<u64>> {
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(self.finished_len);
+        };
+        let len = w.sync()?;
+        while self.cuts.front().is_some_and(|(t, _)| *t < ts) {
+            self.cuts.pop_front();
+        }
+        Ok(Some(self.cuts.front().map_or(len, |(_, before)| *before)))
     }
 }
 
@@ -82,6 +107,10 @@ pub fn sink<'s, R>(
                 let mut updates = entry.remove();
                 consolidate(&mut updates);
                 let st = &mut *st;
+                let write = st.write.contains(&ts);
+                if let (true, Some(w)) = (write && !updates.is_empty(), st.writer.as_ref()) {
+                    st.cuts.push_back((ts, w.jsonl_bytes));
+                }
                 for (row, diff) in updates {
                     if let Some(cur) = st.current.as_mut() {
                         let e = cur.entry(row.clone()).or_insert(0);
@@ -99,6 +128,9 @@ pub fn sink<'s, R>(
                             }
                         }
                     }
+                    if !write {
+                        continue;
+                    }
                     cols.clear();
                     row.columns(&format, &mut cols);
                     if let (Some(w), None) = (st.writer.as_mut(), &st.error) {
@@ -112,5 +144,6 @@ pub fn sink<'s, R>(
                     st.lines += cols.len() as u64;
                 }
             }
+            st.written_below = frontier.frontier().first().copied().unwrap_or(u64::MAX);
         });
 }

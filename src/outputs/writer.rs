@@ -61,26 +61,61 @@ pub struct ChangelogWriter {
     parquet: Option<ParquetOut>,
     /// Lines written so far.
     pub lines: u64,
+    /// Length of the JSON Lines file so far.
+    pub jsonl_bytes: u64,
 }
 
 impl ChangelogWriter {
-    /// Creates `<dir>/<name>.jsonl` and/or `<dir>/<name>.parquet` (the latter renamed into place on finish).
+    /// Creates `<dir>/<name>.jsonl` and/or `<dir>/<name>.parquet` (the latter renamed into
+    /// place on finish). With `resume_at`, the JSON Lines file is kept up to that length (the
+    /// committed part of an interrupted run), the rest cut off, and the Parquet file rebuilt
+    /// from it.
     pub fn create(
         dir: &Path,
         schemas_dir: &Path,
         name: &str,
         formats: &[OutputFormat],
+        resume_at: Option<u64>,
     ) -> Result<ChangelogWriter> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let mut w = ChangelogWriter {
             jsonl: None,
             parquet: None,
             lines: 0,
+            jsonl_bytes: 0,
         };
+        let jsonl_path = dir.join(format!("{name}.jsonl"));
+        let mut committed = Vec::new();
+        if let Some(len) = resume_at {
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&jsonl_path)
+                .map_err(|e| Error::io(&jsonl_path, e))?;
+            let have = f.metadata().map_err(|e| Error::io(&jsonl_path, e))?.len();
+            if have < len {
+                return Err(Error::replay(
+                    &jsonl_path,
+                    format!("output is {have} bytes, shorter than its committed {len}"),
+                ));
+            }
+            f.set_len(len).map_err(|e| Error::io(&jsonl_path, e))?;
+            f.sync_all().map_err(|e| Error::io(&jsonl_path, e))?;
+            if formats.contains(&OutputFormat::Parquet) {
+                use std::io::Read;
+                f.read_to_end(&mut committed)
+                    .map_err(|e| Error::io(&jsonl_path, e))?;
+            }
+            w.jsonl_bytes = len;
+        }
         if formats.contains(&OutputFormat::Jsonl) {
-            let path = dir.join(format!("{name}.jsonl"));
-            let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
-            w.jsonl = Some((path, BufWriter::with_capacity(1 << 16, f)));
+            let f = if resume_at.is_some() {
+                std::fs::OpenOptions::new().append(true).open(&jsonl_path)
+            } else {
+                File::create(&jsonl_path)
+            }
+            .map_err(|e| Error::io(&jsonl_path, e))?;
+            w.jsonl = Some((jsonl_path.clone(), BufWriter::with_capacity(1 << 16, f)));
         }
         if formats.contains(&OutputFormat::Parquet) {
             let schema = Arc::new(arrow_schema(&SchemaFile::load(
@@ -100,15 +135,35 @@ impl ChangelogWriter {
                 .with_batch_size(PARQUET_BATCH)
                 .build_decoder()
                 .map_err(|e| Error::parquet(&tmp, e))?;
-            w.parquet = Some(ParquetOut {
+            let mut out = ParquetOut {
                 tmp,
                 path,
                 writer,
                 decoder,
                 pending: Vec::new(),
-            });
+            };
+            for line in committed.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let m: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(line)
+                    .map_err(|e| Error::replay(&jsonl_path, format!("committed line: {e}")))?;
+                out.pending.push(m);
+                if out.pending.len() >= PARQUET_BATCH {
+                    Self::flush_parquet(&mut out)?;
+                }
+            }
+            w.parquet = Some(out);
         }
         Ok(w)
+    }
+
+    /// Flushes the JSON Lines file and makes it durable; returns its length.
+    pub fn sync(&mut self) -> Result<u64> {
+        if let Some((path, out)) = &mut self.jsonl {
+            out.flush().map_err(|e| Error::io(path.as_path(), e))?;
+            out.get_ref()
+                .sync_data()
+                .map_err(|e| Error::io(path.as_path(), e))?;
+        }
+        Ok(self.jsonl_bytes)
     }
 
     /// Appends one changelog line.
@@ -119,6 +174,7 @@ impl ChangelogWriter {
             out.write_all(line.as_bytes())
                 .and_then(|_| out.write_all(b"\n"))
                 .map_err(|e| Error::io(path.as_path(), e))?;
+            self.jsonl_bytes += line.len() as u64 + 1;
         }
         if let Some(p) = &mut self.parquet {
             let mut m = serde_json::Map::new();

@@ -144,7 +144,7 @@ pub fn partitions(job: &Job) -> Vec<(Stream, PartitionSpec)> {
 const BATCH: usize = 1024;
 
 /// How far (event time) a partition may read ahead of the output frontier.
-fn lead_ms(job: &Job) -> u64 {
+pub fn lead_ms(job: &Job) -> u64 {
     let t = &job.spec.time;
     (20 * t.tick_ms).max(2 * t.allowed_disorder_ms).max(5_000)
 }

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use serde::{Deserialize, Serialize};
 use arrow_schema::{DataType, TimeUnit};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use serde::{Deserialize, Serialize};
 
 use crate::decode::{decode, decode_json_line, Value};
 use crate::error::{Error, Result};
@@ -32,7 +32,9 @@ pub enum PartitionSpec {
 }
 
 /// How far a partition has been read: enough to reopen it at the next record.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Cursor {
     /// Lines (JSON Lines), rows (Parquet) or records (generator) consumed.
     pub offset: u64,
@@ -115,7 +117,11 @@ impl Partition {
             PartitionSpec::Parquet(p) => {
                 let f = File::open(p).map_err(|e| Error::io(p, e))?;
                 let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-                    .and_then(|b| b.with_batch_size(4096).with_offset(at.offset as usize).build())
+                    .and_then(|b| {
+                        b.with_batch_size(4096)
+                            .with_offset(at.offset as usize)
+                            .build()
+                    })
                     .map_err(|e| Error::parquet(p, e))?;
                 Reader::Parquet {
                     path: p.display().to_string(),

@@ -1,0 +1,172 @@
+//! Replay buffers: every record a job accepts or refuses, in Parquet segments with a manifest,
+//! so that any range can be fed through the same dataflow again and a killed job can resume.
+//!
+//! - [`segment`]: one buffer stream over one timestamp range, checksummed;
+//! - [`manifest`]: the committed segments, source resume points and output lengths;
+//! - [`recorder`]: the operator that cuts segments and the commit protocol;
+//! - [`source`]: the operator that feeds segments back at their recorded timestamps;
+//! - [`verify`]: digests of output directories and where two differ.
+//!
+//! A buffer lives at `<outputs.dir>/replay`, beside the outputs whose lengths its manifest
+//! records; a `LOCK` file keeps two jobs from writing one buffer.
+
+pub mod manifest;
+pub mod recorder;
+pub mod segment;
+pub mod source;
+pub mod verify;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::config::Job;
+use crate::error::{Error, Result};
+use crate::schema::Stream;
+use manifest::{Counts, Manifest, MANIFEST};
+use segment::{verify_segment, BufferStream, SegmentMeta};
+
+/// The buffer directory of an output directory.
+pub fn buffer_dir(out_dir: &Path) -> PathBuf {
+    out_dir.join("replay")
+}
+
+/// An exclusive hold on a buffer directory, released when dropped.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// Takes the buffer's lock, creating the directory; fails if another job holds it.
+pub fn lock(dir: &Path) -> Result<Lock> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join("LOCK");
+    let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Lock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::replay(
+            &path,
+            "another tidemark job is writing this replay buffer (and its outputs); give this run its own output directory",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
+/// Removes what a crash can leave in a buffer: temporary files, and segment files that the
+/// manifest does not name (written after the last commit). Returns how many were removed.
+pub fn clean(dir: &Path, manifest: Option<&Manifest>) -> Result<usize> {
+    let named: std::collections::BTreeSet<PathBuf> = manifest
+        .map(|m| m.files(dir).into_iter().collect())
+        .unwrap_or_default();
+    let mut removed = 0;
+    let mut remove = |p: &Path| -> Result<()> {
+        std::fs::remove_file(p).map_err(|e| Error::io(p, e))?;
+        removed += 1;
+        Ok(())
+    };
+    for entry in read_dir(dir)? {
+        if entry.file_name().to_string_lossy().ends_with(".tmp") {
+            remove(&entry.path())?;
+        }
+    }
+    for stream in BufferStream::ALL {
+        let sub = dir.join(stream.name());
+        if !sub.is_dir() {
+            continue;
+        }
+        for entry in read_dir(&sub)? {
+            let p = entry.path();
+            if !named.contains(&p) {
+                remove(&p)?;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut out = Vec::new();
+    for e in rd {
+        out.push(e.map_err(|e| Error::io(dir, e))?);
+    }
+    out.sort_by_key(|e| e.file_name());
+    Ok(out)
+}
+
+/// Loads a buffer's manifest for `job`, refusing one written by a different job definition.
+pub fn load_for(job: &Job, dir: &Path) -> Result<Option<Manifest>> {
+    let Some(m) = Manifest::load(dir)? else {
+        return Ok(None);
+    };
+    let fp = job.fingerprint();
+    if m.fingerprint != fp {
+        return Err(Error::replay(
+            dir.join(MANIFEST),
+            format!(
+                "written by a different definition of the job (fingerprint {}, the job's is {fp}): \
+                 time, sources, windows, metrics or schemas changed; replay it with the job file \
+                 that wrote it, or start over with --fresh",
+                m.fingerprint
+            ),
+        ));
+    }
+    Ok(Some(m))
+}
+
+/// What to feed to rebuild state and produce outputs for timestamps in `[from, to)`: the
+/// segments from one state horizon before `from`, and the counts of all records before them.
+pub fn plan(
+    job: &Job,
+    m: &Manifest,
+    from: u64,
+    to: u64,
+) -> (Vec<SegmentMeta>, BTreeMap<String, Counts>) {
+    let start = from.saturating_sub(job.state_horizon_ms());
+    let mut base = m.base.clone();
+    let mut feed = Vec::new();
+    for s in &m.segments {
+        if s.ts_end <= start {
+            for (stream, n) in &s.rows_by_stream {
+                let c = base.entry(stream.clone()).or_default();
+                if s.stream == BufferStream::DeadLetters {
+                    c.dead_lettered += n;
+                } else {
+                    c.accepted += n;
+                }
+            }
+        } else if s.ts_start < to {
+            feed.push(s.clone());
+        }
+    }
+    (feed, base)
+}
+
+/// Checks every segment of `segments` against its recorded length and checksum.
+pub fn verify_all(dir: &Path, segments: &[SegmentMeta]) -> Result<()> {
+    for s in segments {
+        verify_segment(dir, s)?;
+    }
+    Ok(())
+}
+
+/// Whether the buffer holds records from before `from - horizon` that retention removed,
+/// which a replay starting at `from` would need.
+pub fn missing_history(job: &Job, m: &Manifest, from: u64) -> Option<u64> {
+    let start = from.saturating_sub(job.state_horizon_ms());
+    let first = m.segments.iter().map(|s| s.ts_start).min()?;
+    let dropped = m.base.values().any(|c| c.accepted + c.dead_lettered > 0);
+    (dropped && first > start).then_some(first)
+}
+
+/// Base ingest counts as `(stream, kind, n)` with kind 1 accepted, 2 dead-lettered.
+pub fn base_counts(base: &BTreeMap<String, Counts>) -> Vec<(Stream, u8, isize)> {
+    let mut out = Vec::new();
+    for (name, c) in base {
+        if let Some(s) = Stream::parse(name) {
+            out.push((s, 1, c.accepted as isize));
+            out.push((s, 2, c.dead_lettered as isize));
+        }
+    }
+    out
+}

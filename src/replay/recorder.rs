@@ -1,0 +1,246 @@
+//! Recording: the dataflow operator that writes ingested records into segments, and the commit
+//! that makes segments, source positions and output lengths durable together.
+//!
+//! All records are exchanged to worker 0, which cuts them into segments at multiples of the
+//! segment length (so segment files are the same on every worker count) once the frontier has
+//! passed a boundary. A commit at boundary `T` needs two things: every segment below `T` is
+//! written, and every output sink has written its lines below `T`. Then the manifest is
+//! replaced, naming the segments, the partitions' resume points valid at `T` (marks stamped
+//! below `T`), and each output file's length holding exactly its lines below `T`.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use differential_dataflow::VecCollection;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+
+use super::manifest::{Counts, Manifest, WatermarkPoint, WATERMARKS_KEPT};
+use super::segment::{write_segment, BufferStream, SegmentMeta};
+use crate::error::{Error, Result};
+use crate::sources::{Ingested, PartitionState};
+
+/// Segments written and partition states captured up to a boundary, awaiting the outputs.
+#[derive(Debug)]
+struct Staged {
+    end: u64,
+    segments: Vec<SegmentMeta>,
+    partitions: BTreeMap<String, PartitionState>,
+}
+
+/// The commit state of a recording job (worker 0 only).
+pub struct Checkpointer {
+    dir: PathBuf,
+    manifest: Manifest,
+    staged: VecDeque<Staged>,
+    retention: Option<u64>,
+    disorder: u64,
+    /// The first failure of the recorder, which stops the run.
+    pub error: Option<Error>,
+    /// Commits made in this run.
+    pub commits: u64,
+}
+
+impl Checkpointer {
+    /// A checkpointer continuing `manifest` in buffer `dir`.
+    pub fn new(
+        dir: PathBuf,
+        manifest: Manifest,
+        retention: Option<u64>,
+        disorder: u64,
+    ) -> Rc<RefCell<Checkpointer>> {
+        Rc::new(RefCell::new(Checkpointer {
+            dir,
+            manifest,
+            staged: VecDeque::new(),
+            retention,
+            disorder,
+            error: None,
+            commits: 0,
+        }))
+    }
+
+    /// The boundary the next commit would reach, if any is staged.
+    pub fn staged_end(&self) -> Option<u64> {
+        self.staged.back().map(|s| s.end)
+    }
+
+    /// Commits the latest staged boundary at or below `outputs_below`; `cut(T)` gives each
+    /// output file's durable length holding exactly its lines below `T`.
+    pub fn try_commit(
+        &mut self,
+        outputs_below: u64,
+        cut: impl FnOnce(u64) -> Result<BTreeMap<String, u64>>,
+    ) -> Result<bool> {
+        let mut last = None;
+        while self.staged.front().is_some_and(|s| s.end <= outputs_below) {
+            let s = self.staged.pop_front().expect("checked");
+            self.manifest.segments.extend(s.segments);
+            last = Some((s.end, s.partitions));
+        }
+        let Some((end, partitions)) = last else {
+            return Ok(false);
+        };
+        let m = &mut self.manifest;
+        m.segments
+            .sort_by(|a, b| (a.ts_start, a.stream).cmp(&(b.ts_start, b.stream)));
+        m.committed = end;
+        m.complete = end == u64::MAX;
+        m.watermarks.push(WatermarkPoint {
+            ts: end,
+            partitions: partitions
+                .iter()
+                .map(|(k, p)| {
+                    (
+                        k.clone(),
+                        p.max_seen.map_or(0, |t| t.saturating_sub(self.disorder)),
+                    )
+                })
+                .collect(),
+        });
+        if m.watermarks.len() > WATERMARKS_KEPT {
+            let excess = m.watermarks.len() - WATERMARKS_KEPT;
+            m.watermarks.drain(..excess);
+        }
+        m.partitions.extend(partitions);
+        m.outputs = cut(end)?;
+        let expired = self.expire(end);
+        self.manifest.store(&self.dir)?;
+        // Only after the manifest stops naming them may expired segments go.
+        for s in expired {
+            let path = self.dir.join(&s.file);
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(Error::io(path, e));
+                }
+            }
+        }
+        self.commits += 1;
+        Ok(true)
+    }
+
+    /// Drops segments older than retention from the manifest, adding them to the base counts.
+    fn expire(&mut self, end: u64) -> Vec<SegmentMeta> {
+        let (Some(keep), false) = (self.retention, end == u64::MAX) else {
+            return Vec::new();
+        };
+        let cutoff = end.saturating_sub(keep);
+        let m = &mut self.manifest;
+        let (old, kept): (Vec<_>, Vec<_>) = m.segments.drain(..).partition(|s| s.ts_end <= cutoff);
+        m.segments = kept;
+        for s in &old {
+            for (stream, n) in &s.rows_by_stream {
+                let c = m.base.entry(stream.clone()).or_insert(Counts::default());
+                if s.stream == BufferStream::DeadLetters {
+                    c.dead_lettered += n;
+                } else {
+                    c.accepted += n;
+                }
+            }
+        }
+        old
+    }
+
+    /// The manifest as last committed or being built.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+}
+
+/// Records `ingested` (live records and marks, at their own timestamps) into the buffer;
+/// `keys` names partitions by global index.
+pub fn record<'s>(
+    ingested: VecCollection<'s, u64, Ingested>,
+    job_name: &str,
+    segment_ms: u64,
+    keys: Vec<String>,
+    checkpointer: Option<Rc<RefCell<Checkpointer>>>,
+) {
+    let mut pending: BTreeMap<u64, Vec<Ingested>> = BTreeMap::new();
+    let mut open: BTreeMap<u64, BTreeMap<BufferStream, Vec<(u64, Ingested)>>> = BTreeMap::new();
+    let mut marks: BTreeMap<u32, PartitionState> = BTreeMap::new();
+    let mut staged_to = checkpointer
+        .as_ref()
+        .map_or(0, |c| c.borrow().manifest.committed);
+    ingested.inner.sink(
+        Exchange::new(|_| 0),
+        &format!("{job_name}.ReplayRecorder"),
+        move |(input, frontier)| {
+            input.for_each(|_cap, data| {
+                for (item, t, _) in data.drain(..) {
+                    pending.entry(t).or_default().push(item);
+                }
+            });
+            let Some(cp) = checkpointer.as_ref() else {
+                pending.clear();
+                return;
+            };
+            let f = frontier.frontier().first().copied();
+            let end = match f {
+                None => u64::MAX,
+                Some(f) => f - f % segment_ms,
+            };
+            if end <= staged_to {
+                return;
+            }
+            // Everything stamped below `end` is here: file it, and note the resume points.
+            while let Some(entry) = pending.first_entry() {
+                if *entry.key() >= end {
+                    break;
+                }
+                let t = *entry.key();
+                for item in entry.remove() {
+                    match item {
+                        Ingested::Mark(p, state) => {
+                            let newer = marks.get(&p).is_none_or(|old| {
+                                (old.hi, old.cursor, old.done)
+                                    <= (state.hi, state.cursor, state.done)
+                            });
+                            if newer {
+                                marks.insert(p, state);
+                            }
+                        }
+                        item => {
+                            let stream = BufferStream::of(&item).expect("a record");
+                            open.entry(t / segment_ms)
+                                .or_default()
+                                .entry(stream)
+                                .or_default()
+                                .push((t, item));
+                        }
+                    }
+                }
+            }
+            let mut cp = cp.borrow_mut();
+            let mut segments = Vec::new();
+            while let Some(entry) = open.first_entry() {
+                let k = *entry.key();
+                if end != u64::MAX && (k + 1) * segment_ms > end {
+                    break;
+                }
+                for (stream, mut rows) in entry.remove() {
+                    rows.sort();
+                    let start = k * segment_ms;
+                    match write_segment(&cp.dir, stream, start, start + segment_ms, &rows) {
+                        Ok(meta) => segments.push(meta),
+                        Err(e) => {
+                            cp.error.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+            let partitions = marks
+                .iter()
+                .map(|(p, s)| (keys[*p as usize].clone(), s.clone()))
+                .collect();
+            cp.staged.push_back(Staged {
+                end,
+                segments,
+                partitions,
+            });
+            staged_to = end;
+        },
+    );
+}
