@@ -58,6 +58,9 @@ pub fn clean(dir: &Path, manifest: Option<&Manifest>) -> Result<usize> {
     let named: std::collections::BTreeSet<PathBuf> = manifest
         .map(|m| m.files(dir).into_iter().collect())
         .unwrap_or_default();
+    if !dir.is_dir() {
+        return Ok(0);
+    }
     let mut removed = 0;
     let mut remove = |p: &Path| -> Result<()> {
         std::fs::remove_file(p).map_err(|e| Error::io(p, e))?;

@@ -1,0 +1,190 @@
+//! The replay buffer: a replayed range equals the live run's outputs for it, on any worker
+//! count; damaged buffers are refused with an error naming the file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use tidemark::config::Job;
+use tidemark::replay::manifest::Manifest;
+use tidemark::replay::verify::{compare, digest};
+use tidemark::runtime::{replay, RunOptions};
+
+const REST: &str = r#"
+[[windows]]
+name = "30s"
+kind = "tumbling"
+size_ms = 30000
+[metrics]
+segments = ["country"]
+entity_features = ["amount"]
+[outputs]
+dir = "unused"
+formats = ["jsonl", "parquet"]
+emit_interval_ms = 5000
+[replay]
+segment_ms = 20000
+"#;
+
+fn times() -> Times {
+    Times {
+        tick: 1000,
+        disorder: 2000,
+        max_lateness: 20_000,
+        horizon: 30_000,
+        retention: 60_000,
+    }
+}
+
+/// A generated job longer than its state horizon, run live once into `<dir>/live`.
+fn live_run(dir: &Path) -> (PathBuf, PathBuf) {
+    let generator = "events = 12000\nseed = 11\nrate_per_s = 20.0\nmalformed_fraction = 0.01\nlatency_median_ms = 4000.0\nvery_late_fraction = 0.002";
+    let job = generator_job(dir, &times(), generator, REST);
+    let live = dir.join("live");
+    run_job(&job, 1, &live);
+    (job, live)
+}
+
+fn replay_into(job: &Path, buffer: &Path, range: std::ops::Range<u64>, out: &Path, workers: usize) {
+    let job = Job::load(job).unwrap();
+    let opts = RunOptions {
+        workers,
+        out_dir: Some(out.to_path_buf()),
+        ..Default::default()
+    };
+    replay(job, buffer, range, &opts).expect("replay succeeds");
+}
+
+fn replay_err(job: &Path, buffer: &Path, out: &Path) -> String {
+    let job = Job::load(job).unwrap();
+    let opts = RunOptions {
+        out_dir: Some(out.to_path_buf()),
+        ..Default::default()
+    };
+    replay(job, buffer, 0..u64::MAX, &opts)
+        .err()
+        .expect("replay refuses the buffer")
+        .to_string()
+}
+
+#[test]
+fn a_replayed_range_equals_the_live_run_on_one_and_two_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (job, live) = live_run(d);
+    let buffer = live.join("replay");
+    let m = Manifest::load(&buffer).unwrap().expect("a manifest");
+    assert!(m.complete, "a finished run commits everything");
+    let first = m.segments.iter().map(|s| s.ts_start).min().unwrap();
+    let last = m.segments.iter().map(|s| s.ts_end).max().unwrap();
+    let horizon = Job::load(&job).unwrap().state_horizon_ms();
+    // A range that starts well after one state horizon, so that replay must rebuild state
+    // from earlier segments, and that does not start on a segment or emit boundary.
+    let (from, to) = (first + horizon + 61_500, first + horizon + 243_700);
+    assert!(to < last, "the stream is long enough for the test");
+
+    for workers in [1, 2] {
+        let out = d.join(format!("replay{workers}"));
+        replay_into(&job, &buffer, from..to, &out, workers);
+        let digests = digest(&out, 0..u64::MAX).unwrap();
+        assert!(
+            digests["quality.jsonl"].lines > 100,
+            "the range has outputs: {digests:?}"
+        );
+        assert_eq!(
+            digest(&out, from..to).unwrap(),
+            digests,
+            "nothing outside the range is written"
+        );
+        assert_eq!(compare(&live, &out, from..to).unwrap(), None);
+    }
+    // The whole buffer replays to the whole live run, Parquet outputs included.
+    let all = d.join("all");
+    replay_into(&job, &buffer, 0..u64::MAX, &all, 2);
+    for name in ["quality", "label_health", "ingest", "dead_letters", "entity_features"] {
+        for ext in ["jsonl", "parquet"] {
+            let f = format!("{name}.{ext}");
+            assert!(
+                std::fs::read(live.join(&f)).unwrap() == std::fs::read(all.join(&f)).unwrap(),
+                "{f} differs between the live run and its full replay"
+            );
+        }
+    }
+}
+
+#[test]
+fn damaged_buffers_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let generator = "events = 1500\nseed = 3\nrate_per_s = 20.0";
+    let job = generator_job(d, &times(), generator, REST);
+    let live = d.join("live");
+    run_job(&job, 1, &live);
+    let buffer = live.join("replay");
+    let m = Manifest::load(&buffer).unwrap().unwrap();
+    let seg = &m.segments[m.segments.len() / 2];
+    let seg_path = buffer.join(&seg.file);
+    let fresh_copy = |name: &str| -> PathBuf {
+        let to = d.join(name);
+        copy_dir(&buffer, &to);
+        to
+    };
+    let out = d.join("out");
+
+    // A flipped byte.
+    let b = fresh_copy("flipped");
+    let mut bytes = std::fs::read(b.join(&seg.file)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(b.join(&seg.file), &bytes).unwrap();
+    let e = replay_err(&job, &b, &out);
+    assert!(e.contains(&seg.file) && e.contains("checksum mismatch"), "{e}");
+
+    // A truncated segment.
+    let b = fresh_copy("truncated");
+    let bytes = std::fs::read(&seg_path).unwrap();
+    std::fs::write(b.join(&seg.file), &bytes[..bytes.len() / 3]).unwrap();
+    let e = replay_err(&job, &b, &out);
+    assert!(e.contains(&seg.file) && e.contains("truncated"), "{e}");
+
+    // A missing segment.
+    let b = fresh_copy("missing");
+    std::fs::remove_file(b.join(&seg.file)).unwrap();
+    let e = replay_err(&job, &b, &out);
+    assert!(e.contains(&seg.file), "{e}");
+
+    // A damaged manifest.
+    let b = fresh_copy("manifest");
+    let mpath = b.join("MANIFEST.json");
+    let text = std::fs::read_to_string(&mpath).unwrap();
+    std::fs::write(&mpath, text.replacen("\"rows\": ", "\"rows\": 1", 1)).unwrap();
+    let e = replay_err(&job, &b, &out);
+    assert!(e.contains("MANIFEST.json") && e.contains("checksum"), "{e}");
+    std::fs::write(&mpath, &text[..text.len() - 40]).unwrap();
+    let e = replay_err(&job, &b, &out);
+    assert!(e.contains("MANIFEST.json") && e.contains("not a readable manifest"), "{e}");
+
+    // A manifest (with a valid checksum) naming a segment outside the buffer.
+    let b = fresh_copy("escape");
+    let mut bad = m.clone();
+    bad.segments[0].file = format!("../../{}", bad.segments[0].file);
+    bad.store(&b).unwrap();
+    let e = replay_err(&job, &b, &out);
+    assert!(e.contains("inside the buffer directory"), "{e}");
+
+    // A buffer written by another definition of the job.
+    let other = d.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let other_job = generator_job(&other, &times(), "events = 1500\nseed = 4", REST);
+    let e = replay_err(&other_job, &buffer, &out);
+    assert!(e.contains("different definition of the job"), "{e}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for (rel, bytes) in tree(from) {
+        let p = to.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+}
