@@ -102,7 +102,13 @@ fn a_replayed_range_equals_the_live_run_on_one_and_two_workers() {
     // The whole buffer replays to the whole live run, Parquet outputs included.
     let all = d.join("all");
     replay_into(&job, &buffer, 0..u64::MAX, &all, 2);
-    for name in ["quality", "label_health", "ingest", "dead_letters", "entity_features"] {
+    for name in [
+        "quality",
+        "label_health",
+        "ingest",
+        "dead_letters",
+        "entity_features",
+    ] {
         for ext in ["jsonl", "parquet"] {
             let f = format!("{name}.{ext}");
             assert!(
@@ -139,7 +145,10 @@ fn damaged_buffers_are_refused_naming_the_file() {
     bytes[mid] ^= 0xff;
     std::fs::write(b.join(&seg.file), &bytes).unwrap();
     let e = replay_err(&job, &b, &out);
-    assert!(e.contains(&seg.file) && e.contains("checksum mismatch"), "{e}");
+    assert!(
+        e.contains(&seg.file) && e.contains("checksum mismatch"),
+        "{e}"
+    );
 
     // A truncated segment.
     let b = fresh_copy("truncated");
@@ -163,7 +172,10 @@ fn damaged_buffers_are_refused_naming_the_file() {
     assert!(e.contains("MANIFEST.json") && e.contains("checksum"), "{e}");
     std::fs::write(&mpath, &text[..text.len() - 40]).unwrap();
     let e = replay_err(&job, &b, &out);
-    assert!(e.contains("MANIFEST.json") && e.contains("not a readable manifest"), "{e}");
+    assert!(
+        e.contains("MANIFEST.json") && e.contains("not a readable manifest"),
+        "{e}"
+    );
 
     // A manifest (with a valid checksum) naming a segment outside the buffer.
     let b = fresh_copy("escape");
