@@ -1,0 +1,152 @@
+//! Timely's cluster mode: one job across two processes on 127.0.0.1 writes the same outputs and
+//! replay segments as one process.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tidemark::generate::{write_dataset, DataFormat};
+use tidemark::generator::GeneratorParams;
+
+const REST: &str = r#"
+[[windows]]
+name = "1m"
+kind = "tumbling"
+size_ms = 60000
+[[windows]]
+name = "3m"
+kind = "sliding"
+size_ms = 180000
+slide_ms = 60000
+[metrics]
+segments = ["country", "device"]
+entity_features = ["amount"]
+[replay]
+segment_ms = 30000
+"#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(job: &Path, out: &Path, extra: &[String]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .arg("run")
+        .arg(job)
+        .arg("--out")
+        .arg(out)
+        .arg("--no-progress")
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for every child, killing all of them if any takes longer than `limit`.
+fn wait_all(mut children: Vec<Child>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut done = vec![false; children.len()];
+    while done.iter().any(|d| !d) {
+        for (i, c) in children.iter_mut().enumerate() {
+            if !done[i] && c.try_wait().unwrap().is_some() {
+                done[i] = true;
+            }
+        }
+        if Instant::now() > deadline {
+            for c in children.iter_mut() {
+                let _ = c.kill();
+            }
+            panic!("the cluster did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a process failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn two_processes_write_what_one_process_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let params = GeneratorParams {
+        events: 3000,
+        seed: 9,
+        malformed_fraction: 0.01,
+        ..GeneratorParams::default()
+    };
+    write_dataset(&params, d, DataFormat::Jsonl).unwrap();
+    // Split every stream into two files so that both processes read partitions.
+    for s in ["events", "predictions", "labels"] {
+        let text = std::fs::read_to_string(d.join(format!("{s}.jsonl"))).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let half = lines.len() / 2;
+        std::fs::create_dir_all(d.join(s)).unwrap();
+        std::fs::write(d.join(s).join("a.jsonl"), lines[..half].join("\n") + "\n").unwrap();
+        std::fs::write(d.join(s).join("b.jsonl"), lines[half..].join("\n") + "\n").unwrap();
+    }
+    let job = file_job(d, &Times::default(), REST, "emit_interval_ms = 10000");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("path = \"events.jsonl\"", "path = \"events\"")
+        .replace("path = \"predictions.jsonl\"", "path = \"predictions\"")
+        .replace("path = \"labels.jsonl\"", "path = \"labels\"");
+    std::fs::write(&job, text).unwrap();
+
+    let single = d.join("single");
+    wait_all(vec![spawn(&job, &single, &[])], Duration::from_secs(120));
+
+    let hostfile = d.join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let cluster = d.join("cluster");
+    let procs = (0..2)
+        .map(|p| {
+            let args: Vec<String> = [
+                "-n",
+                "2",
+                "-p",
+                &p.to_string(),
+                "--hostfile",
+                &hostfile.display().to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            spawn(&job, &cluster, &args)
+        })
+        .collect();
+    wait_all(procs, Duration::from_secs(120));
+
+    let keep = |files: Vec<(String, Vec<u8>)>| -> Vec<(String, Vec<u8>)> {
+        files
+            .into_iter()
+            .filter(|(n, _)| !n.ends_with("MANIFEST.json") && !n.ends_with("LOCK"))
+            .collect()
+    };
+    let (a, b) = (keep(tree(&single)), keep(tree(&cluster)));
+    assert_eq!(
+        a.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        b.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    assert!(a.len() > 10, "outputs and segments: {}", a.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x == y, "{name} differs between one and two processes");
+    }
+}
