@@ -266,7 +266,17 @@ impl Job {
 
     /// Parses and validates job text that claims to come from `path`.
     pub fn from_toml(path: &Path, text: &str) -> Result<Job> {
-        let spec: JobSpec = toml::from_str(text).map_err(|e| {
+        Job::validate(path, Job::parse(path, text)?)
+    }
+
+    /// Reads and parses a job file without validating it (to edit it first).
+    pub fn read_spec(path: &Path) -> Result<JobSpec> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Job::parse(path, &text)
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<JobSpec> {
+        toml::from_str(text).map_err(|e| {
             let key = match e.span() {
                 Some(span) => {
                     let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
@@ -275,8 +285,7 @@ impl Job {
                 None => "(document)".to_string(),
             };
             Error::config(path, key, e.message().to_string())
-        })?;
-        Job::validate(path, spec)
+        })
     }
 
     /// Validates a parsed spec.
@@ -548,21 +557,24 @@ impl Job {
             + 2 * emit
     }
 
-    /// Fingerprint of everything that decides timestamps and outputs (not paths of outputs).
+    /// Fingerprint of everything that decides timestamps and outputs from given records.
     pub fn fingerprint(&self) -> String {
         let s = &self.spec;
         let text = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{:?}",
+            "{:?}|{:?}|{:?}|{:?}|{}",
             s.time,
-            s.sources,
-            s.generator,
             s.windows,
             s.metrics,
             self.schemas,
             s.outputs.emit_interval(s.time.tick_ms),
-            s.name
         );
         crate::replay::segment::sha256_hex(text.as_bytes())
+    }
+
+    /// Fingerprint of where records come from: sources and generator parameters.
+    pub fn sources_fingerprint(&self) -> String {
+        let s = &self.spec;
+        crate::replay::segment::sha256_hex(format!("{:?}|{:?}", s.sources, s.generator).as_bytes())
     }
 
     /// The input schema of `stream`.

@@ -370,8 +370,8 @@ fn cmd_replay(a: ReplayArgs) -> Result<(), String> {
 }
 
 fn cmd_backfill(a: BackfillArgs) -> Result<(), String> {
-    let mut job = Job::load(&a.job).map_err(|e| e.to_string())?;
-    let live_out = std::path::absolute(&job.spec.outputs.dir).map_err(|e| e.to_string())?;
+    let mut spec = Job::read_spec(&a.job).map_err(|e| e.to_string())?;
+    let live_out = std::path::absolute(&spec.outputs.dir).map_err(|e| e.to_string())?;
     let out = std::path::absolute(&a.out).map_err(|e| e.to_string())?;
     if out == live_out {
         return Err(format!(
@@ -381,12 +381,12 @@ fn cmd_backfill(a: BackfillArgs) -> Result<(), String> {
     }
     for (stream, path) in &a.inputs {
         let stream = tidemark::schema::Stream::parse(stream).expect("checked by clap");
-        let src = job.spec.sources.get_mut(stream);
+        let src = spec.sources.get_mut(stream);
         src.kind = input_kind(path);
         let abs = std::path::absolute(path).map_err(|e| e.to_string())?;
         src.path = Some(abs.display().to_string());
     }
-    let job = Job::validate(&a.job, job.spec).map_err(|e| e.to_string())?;
+    let job = Job::validate(&a.job, spec).map_err(|e| e.to_string())?;
     let summary_wanted = job.spec.outputs.summary;
     let opts = RunOptions {
         workers: a.workers,

@@ -203,6 +203,7 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
             let m = crate::replay::manifest::Manifest::new(
                 &job.spec.name,
                 &job.fingerprint(),
+                &job.sources_fingerprint(),
                 job.segment_ms(),
             );
             crate::dataflow::Plan {
@@ -211,6 +212,13 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
             }
         }
         Some(m) => {
+            if m.sources != job.sources_fingerprint() {
+                return Err(Error::replay(
+                    dir.join(crate::replay::manifest::MANIFEST),
+                    "the interrupted run read other sources (paths, kinds or generator parameters changed); \
+                     restore them to resume, or start over with --fresh",
+                ));
+            }
             if writes {
                 crate::replay::clean(&dir, Some(&m))?;
             }

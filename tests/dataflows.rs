@@ -65,4 +65,21 @@ fn invalid_jobs_name_file_key_and_reason() {
     assert!(e.contains("labels.v9.json"), "{e}");
     let e = demo_with(|t| t.replace("seed = 7", "seed = 7\nmalformed_fraction = 2.0"));
     assert!(e.contains("generator.malformed_fraction"), "{e}");
+    let e = demo_with(|t| t + "\n[replay]\nretention_ms = 600000\n");
+    assert!(
+        e.contains("replay.retention_ms") && e.contains("state horizon"),
+        "{e}"
+    );
+    let e = demo_with(|t| t + "\n[replay]\nsegment_ms = 90000\n");
+    assert!(
+        e.contains("replay.segment_ms") && e.contains("emit interval (60000)"),
+        "{e}"
+    );
+    let e = demo_with(|t| {
+        t.replace(
+            "formats = [\"jsonl\", \"parquet\"]",
+            "formats = [\"parquet\"]",
+        )
+    });
+    assert!(e.contains("outputs.formats") && e.contains("jsonl"), "{e}");
 }

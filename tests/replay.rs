@@ -188,7 +188,12 @@ fn damaged_buffers_are_refused_naming_the_file() {
     // A buffer written by another definition of the job.
     let other = d.join("other");
     std::fs::create_dir_all(&other).unwrap();
-    let other_job = generator_job(&other, &times(), "events = 1500\nseed = 4", REST);
+    let other_job = generator_job(
+        &other,
+        &times(),
+        "events = 1500\nseed = 3",
+        &REST.replace("size_ms = 30000", "size_ms = 60000"),
+    );
     let e = replay_err(&other_job, &buffer, &out);
     assert!(e.contains("different definition of the job"), "{e}");
 }

@@ -48,6 +48,8 @@ pub struct Manifest {
     pub job: String,
     /// Fingerprint of everything in the job that decides timestamps and outputs.
     pub fingerprint: String,
+    /// Fingerprint of the job's sources (a restart must read the same ones).
+    pub sources: String,
     /// Every record stamped below this timestamp is in a committed segment, and every output
     /// line below it is in the output files within `outputs`' lengths.
     pub committed: u64,
@@ -72,11 +74,12 @@ pub const WATERMARKS_KEPT: usize = 1024;
 
 impl Manifest {
     /// An empty manifest for a new buffer.
-    pub fn new(job: &str, fingerprint: &str, segment_ms: u64) -> Manifest {
+    pub fn new(job: &str, fingerprint: &str, sources: &str, segment_ms: u64) -> Manifest {
         Manifest {
             format: FORMAT.into(),
             job: job.into(),
             fingerprint: fingerprint.into(),
+            sources: sources.into(),
             committed: 0,
             complete: false,
             segment_ms,
@@ -185,7 +188,7 @@ mod tests {
     #[test]
     fn round_trips_and_detects_damage() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = Manifest::new("j", "fp", 1000);
+        let mut m = Manifest::new("j", "fp", "src", 1000);
         m.committed = 5000;
         m.outputs.insert("quality.jsonl".into(), 42);
         m.store(dir.path()).unwrap();
