@@ -26,6 +26,13 @@ pub struct BenchReport {
     pub peak_rss_bytes: Option<u64>,
     /// Peak records in differential state.
     pub peak_state_records: i64,
+    /// Seconds to replay the whole buffer (every record, outputs written), if measured.
+    pub replay_secs: Option<f64>,
+    /// Seconds to rebuild state at the end of the buffer (one state horizon replayed, outputs
+    /// muted): what a restart costs, if measured.
+    pub rebuild_secs: Option<f64>,
+    /// The job's state horizon in milliseconds.
+    pub horizon_ms: u64,
 }
 
 impl BenchReport {
@@ -44,7 +51,14 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// Generates `events` events as Parquet under `dir` (reused if present) and runs the demo job over them.
-pub fn bench(dir: &Path, events: u64, workers: usize, schemas_dir: &Path) -> Result<BenchReport> {
+pub fn bench(
+    dir: &Path,
+    events: u64,
+    workers: usize,
+    schemas_dir: &Path,
+    retention_ms: u64,
+    replay: bool,
+) -> Result<BenchReport> {
     let data = dir.join(format!("data-{events}"));
     let params = GeneratorParams {
         events,
@@ -67,7 +81,7 @@ allowed_disorder_ms = 2000
 idle_timeout_ms = 10000
 max_lateness_ms = 120000
 label_horizon_ms = 300000
-retention_ms = 900000
+retention_ms = {retention_ms}
 [sources.events]
 schema = "events.v1"
 kind = "parquet"
@@ -109,12 +123,32 @@ summary = false
     let opts = RunOptions {
         workers,
         out_dir: Some(dir.join("out")),
+        fresh: true,
         ..Default::default()
     };
+    let horizon_ms = job.state_horizon_ms();
     let started = Instant::now();
-    let summary =
-        run(job, &opts)?.ok_or_else(|| Error::Runtime("no summary from worker 0".into()))?;
+    let summary = run(job.clone(), &opts)?
+        .ok_or_else(|| Error::Runtime("no summary from worker 0".into()))?;
     let run_secs = started.elapsed().as_secs_f64();
+    let (mut replay_secs, mut rebuild_secs) = (None, None);
+    if replay {
+        let buffer = crate::replay::buffer_dir(&dir.join("out"));
+        let end = crate::replay::manifest::Manifest::load(&buffer)?
+            .map(|m| m.segments.iter().map(|s| s.ts_end).max().unwrap_or(0))
+            .unwrap_or(0);
+        let opts = RunOptions {
+            workers,
+            out_dir: Some(dir.join("replay-out")),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        crate::runtime::replay(job.clone(), &buffer, 0..u64::MAX, &opts)?;
+        replay_secs = Some(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        crate::runtime::replay(job, &buffer, end..end, &opts)?;
+        rebuild_secs = Some(t.elapsed().as_secs_f64());
+    }
     Ok(BenchReport {
         events,
         records: summary.records_read,
@@ -123,6 +157,9 @@ summary = false
         run_secs,
         peak_rss_bytes: peak_rss_bytes(),
         peak_state_records: summary.state_samples.iter().map(|s| s.1).max().unwrap_or(0),
+        replay_secs,
+        rebuild_secs,
+        horizon_ms,
     })
 }
 

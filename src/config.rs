@@ -414,7 +414,7 @@ impl Job {
                     ));
                 }
             }
-            if t.label_horizon_ms % e != 0 || t.retention_ms % e != 0 {
+            if !t.label_horizon_ms.is_multiple_of(e) || !t.retention_ms.is_multiple_of(e) {
                 return Err(err(
                     key,
                     format!("{e} must divide time.label_horizon_ms and time.retention_ms"),
@@ -430,7 +430,7 @@ impl Job {
                 ));
             }
         }
-        if m.auc_bins % m.calibration_bins != 0 {
+        if !m.auc_bins.is_multiple_of(m.calibration_bins) {
             return Err(err(
                 "metrics.auc_bins",
                 format!(

@@ -37,6 +37,12 @@ enum Command {
         /// Schema directory.
         #[arg(long, default_value = "schemas")]
         schemas: PathBuf,
+        /// The job's time.retention_ms.
+        #[arg(long, default_value_t = 900_000)]
+        retention_ms: u64,
+        /// Also replay the whole buffer, and time a restart's state rebuild at its end.
+        #[arg(long)]
+        replay: bool,
     },
     /// Feed a range of a job's replay buffer back through the job and write its outputs.
     Replay(ReplayArgs),
@@ -204,7 +210,9 @@ fn main() -> ExitCode {
             workers,
             dir,
             schemas,
-        } => cmd_bench(&dir, events, workers, &schemas),
+            retention_ms,
+            replay,
+        } => cmd_bench(&dir, events, workers, &schemas, retention_ms, replay),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -220,8 +228,11 @@ fn cmd_bench(
     events: u64,
     workers: usize,
     schemas: &std::path::Path,
+    retention_ms: u64,
+    replay: bool,
 ) -> Result<(), String> {
-    let r = tidemark::bench::bench(dir, events, workers, schemas).map_err(|e| e.to_string())?;
+    let r = tidemark::bench::bench(dir, events, workers, schemas, retention_ms, replay)
+        .map_err(|e| e.to_string())?;
     println!("events            {}", r.events);
     println!(
         "records read      {} (events, predictions, labels)",
@@ -242,6 +253,18 @@ fn cmd_bench(
             .unwrap_or_else(|| "n/a".into())
     );
     println!("peak state        {} records", r.peak_state_records);
+    println!(
+        "state horizon     {:.0} min (retention {:.0} min)",
+        r.horizon_ms as f64 / 60_000.0,
+        retention_ms as f64 / 60_000.0
+    );
+    if let (Some(rep), Some(reb)) = (r.replay_secs, r.rebuild_secs) {
+        println!(
+            "replay (all)      {rep:.1} s, {:.0} events/s",
+            r.events as f64 / rep
+        );
+        println!("restart rebuild   {reb:.1} s (one state horizon, outputs muted)");
+    }
     Ok(())
 }
 

@@ -63,8 +63,7 @@ fn replay_err(job: &Path, buffer: &Path, out: &Path) -> String {
         ..Default::default()
     };
     replay(job, buffer, 0..u64::MAX, &opts)
-        .err()
-        .expect("replay refuses the buffer")
+        .expect_err("replay refuses the buffer")
         .to_string()
 }
 
@@ -248,8 +247,7 @@ fn retention_deletes_old_segments_and_late_ranges_still_replay_exactly() {
             ..Default::default()
         };
         replay(Job::load(&job).unwrap(), &buffer, first..to, &opts)
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string()
     };
     assert!(e.contains("retention removed the state history"), "{e}");

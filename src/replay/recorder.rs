@@ -17,7 +17,7 @@ use differential_dataflow::VecCollection;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 
-use super::manifest::{Counts, Manifest, WatermarkPoint, WATERMARKS_KEPT};
+use super::manifest::{Manifest, WatermarkPoint, WATERMARKS_KEPT};
 use super::segment::{write_segment, BufferStream, SegmentMeta};
 use crate::error::{Error, Result};
 use crate::sources::{Ingested, PartitionState};
@@ -84,8 +84,7 @@ impl Checkpointer {
             return Ok(false);
         };
         let m = &mut self.manifest;
-        m.segments
-            .sort_by(|a, b| (a.ts_start, a.stream).cmp(&(b.ts_start, b.stream)));
+        m.segments.sort_by_key(|s| (s.ts_start, s.stream));
         m.committed = end;
         m.complete = end == u64::MAX;
         m.watermarks.push(WatermarkPoint {
@@ -132,7 +131,7 @@ impl Checkpointer {
         m.segments = kept;
         for s in &old {
             for (stream, n) in &s.rows_by_stream {
-                let c = m.base.entry(stream.clone()).or_insert(Counts::default());
+                let c = m.base.entry(stream.clone()).or_default();
                 if s.stream == BufferStream::DeadLetters {
                     c.dead_lettered += n;
                 } else {
