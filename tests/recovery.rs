@@ -140,8 +140,16 @@ fn twenty_kills_lose_and_double_nothing() {
         assert!(x == y, "{name} differs after the crash loop");
     }
 
-    // Every input record is in the buffer exactly once (accepted or dead-lettered).
+    // Temporary files left by the kills are gone.
     let buffer = crashed.join("replay");
+    for sub in ["", "events", "predictions", "labels", "dead_letters"] {
+        for e in std::fs::read_dir(buffer.join(sub)).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            assert!(!name.ends_with(".tmp"), "{sub}/{name} left behind");
+        }
+    }
+
+    // Every input record is in the buffer exactly once (accepted or dead-lettered).
     let m = Manifest::load(&buffer).unwrap().unwrap();
     assert!(m.complete);
     let mut seen = BTreeSet::new();
