@@ -184,6 +184,14 @@ pub fn build(
     sinks.features.borrow_mut().write = plan.write.clone();
     sinks.dead_letters.borrow_mut().write = plan.write.clone();
     sinks.ingest.borrow_mut().write = plan.write.clone();
+    if plan.record.is_some() {
+        // Commits need each changelog's length at every timestamp not yet committed.
+        sinks.quality.borrow_mut().cuts = Some(Default::default());
+        sinks.labels.borrow_mut().cuts = Some(Default::default());
+        sinks.features.borrow_mut().cuts = Some(Default::default());
+        sinks.dead_letters.borrow_mut().cuts = Some(Default::default());
+        sinks.ingest.borrow_mut().cuts = Some(Default::default());
+    }
     let index = worker.index();
     let checkpointer = match (&plan.record, index) {
         (Some((dir, manifest)), 0) => Some(Checkpointer::new(

@@ -31,8 +31,9 @@ pub struct SinkState<R> {
     pub retired: std::collections::VecDeque<R>,
     /// Every line below this timestamp has been handed to the writer.
     pub written_below: u64,
-    /// `(ts, JSON Lines length before ts's first line)` for timestamps not yet committed.
-    pub cuts: std::collections::VecDeque<(u64, u64)>,
+    /// `(ts, JSON Lines length before ts's first line)` for timestamps not yet committed;
+    /// `None` when nothing commits (a replay).
+    pub cuts: Option<std::collections::VecDeque<(u64, u64)>>,
     /// Lines are written only for timestamps in this range (others update `current` only).
     pub write: std::ops::Range<u64>,
     /// The JSON Lines length once the writer finished.
@@ -49,7 +50,7 @@ impl<R> SinkState<R> {
             writer,
             retired: Default::default(),
             written_below: 0,
-            cuts: Default::default(),
+            cuts: None,
             write: 0..u64::MAX,
             finished_len: None,
         }))
@@ -62,10 +63,11 @@ impl<R> SinkState<R> {
             return Ok(self.finished_len);
         };
         let len = w.sync()?;
-        while self.cuts.front().is_some_and(|(t, _)| *t < ts) {
-            self.cuts.pop_front();
+        let cuts = self.cuts.get_or_insert_with(Default::default);
+        while cuts.front().is_some_and(|(t, _)| *t < ts) {
+            cuts.pop_front();
         }
-        Ok(Some(self.cuts.front().map_or(len, |(_, before)| *before)))
+        Ok(Some(cuts.front().map_or(len, |(_, before)| *before)))
     }
 }
 
@@ -108,8 +110,12 @@ pub fn sink<'s, R>(
                 consolidate(&mut updates);
                 let st = &mut *st;
                 let write = st.write.contains(&ts);
-                if let (true, Some(w)) = (write && !updates.is_empty(), st.writer.as_ref()) {
-                    st.cuts.push_back((ts, w.jsonl_bytes));
+                if let (true, Some(w), Some(cuts)) = (
+                    write && !updates.is_empty(),
+                    st.writer.as_ref(),
+                    st.cuts.as_mut(),
+                ) {
+                    cuts.push_back((ts, w.jsonl_bytes));
                 }
                 for (row, diff) in updates {
                     if let Some(cur) = st.current.as_mut() {
