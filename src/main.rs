@@ -568,6 +568,17 @@ fn print_summary(s: &RunSummary) {
         s.workers,
         s.records_read as f64 / secs.max(1e-9)
     );
+    if let Some(t) = s.resumed_from {
+        println!(
+            "resumed an interrupted run from its replay buffer, committed up to {} ({t})",
+            iso_time(t)
+        );
+    }
+    println!(
+        "replay buffer: {} commits, in {}",
+        s.commits,
+        tidemark::replay::buffer_dir(&s.out_dir).display()
+    );
     println!();
     println!(
         "{:<12} {:>10} {:>10} {:>14}  reconciles",

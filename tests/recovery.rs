@@ -125,20 +125,7 @@ fn twenty_kills_lose_and_double_nothing() {
     );
 
     // Outputs (both formats) and replay segments are byte-identical to the clean run's.
-    let keep = |files: Vec<(String, Vec<u8>)>| -> Vec<(String, Vec<u8>)> {
-        files
-            .into_iter()
-            .filter(|(n, _)| !n.ends_with("MANIFEST.json") && !n.ends_with("LOCK"))
-            .collect()
-    };
-    let (a, b) = (keep(tree(&clean)), keep(tree(&crashed)));
-    assert_eq!(
-        a.iter().map(|f| &f.0).collect::<Vec<_>>(),
-        b.iter().map(|f| &f.0).collect::<Vec<_>>()
-    );
-    for ((name, x), (_, y)) in a.iter().zip(&b) {
-        assert!(x == y, "{name} differs after the crash loop");
-    }
+    assert_same_outputs(&clean, &crashed, "after the crash loop");
 
     // Temporary files left by the kills are gone.
     let buffer = crashed.join("replay");

@@ -252,3 +252,30 @@ fn retention_deletes_old_segments_and_late_ranges_still_replay_exactly() {
     };
     assert!(e.contains("retention removed the state history"), "{e}");
 }
+
+#[test]
+fn a_restart_refuses_a_buffer_whose_sources_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let job = generator_job(d, &times(), "events = 1500\nseed = 3", REST);
+    let live = d.join("live");
+    run_job(&job, 1, &live);
+    // Make the finished buffer look interrupted half-way.
+    let buffer = live.join("replay");
+    let mut m = Manifest::load(&buffer).unwrap().unwrap();
+    m.complete = false;
+    m.committed = m.segments[m.segments.len() / 2].ts_end;
+    m.store(&buffer).unwrap();
+    let other = generator_job(d, &times(), "events = 1500\nseed = 4", REST);
+    let opts = RunOptions {
+        out_dir: Some(live.clone()),
+        ..Default::default()
+    };
+    let e = tidemark::runtime::run(Job::load(&other).unwrap(), &opts)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        e.contains("MANIFEST.json") && e.contains("other sources"),
+        "{e}"
+    );
+}

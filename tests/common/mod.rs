@@ -185,3 +185,24 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Asserts that two output directories hold byte-identical outputs and replay segments (the
+/// manifest's commit history and the lock file are left out); returns how many files matched.
+#[allow(dead_code)]
+pub fn assert_same_outputs(a: &Path, b: &Path, what: &str) -> usize {
+    let keep = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        tree(dir)
+            .into_iter()
+            .filter(|(n, _)| !n.ends_with("MANIFEST.json") && !n.ends_with("LOCK"))
+            .collect()
+    };
+    let (fa, fb) = (keep(a), keep(b));
+    assert_eq!(
+        fa.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        fb.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for ((name, x), (_, y)) in fa.iter().zip(&fb) {
+        assert!(x == y, "{name} differs {what}");
+    }
+    fa.len()
+}
