@@ -235,6 +235,7 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
                     dir.clone(),
                     &segments,
                     below,
+                    settle_time(&job, below),
                 ))),
                 base: crate::replay::base_counts(&base),
                 write: below..u64::MAX,
@@ -244,6 +245,15 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
         }
     };
     execute(job, opts, plan, out_dir)
+}
+
+/// The time replayed records below it are collapsed to, for outputs written from `first`:
+/// every collection of the dataflow is a function of its input collection at each time, so
+/// moving earlier records to one time at least an emit interval before `first` leaves every
+/// collection, and so every output diff, from there on unchanged.
+fn settle_time(job: &Job, first: u64) -> u64 {
+    let emit = job.spec.outputs.emit_interval(job.spec.time.tick_ms);
+    (first - first % emit).saturating_sub(emit)
 }
 
 /// Removes a previous run's buffer and outputs.
@@ -317,6 +327,7 @@ pub fn replay(
             buffer.to_path_buf(),
             &segments,
             range.end,
+            settle_time(&job, range.start),
         ))),
         base: crate::replay::base_counts(&base),
         write: range,

@@ -30,11 +30,15 @@ pub struct ReplayFeed {
     pub ranges: Vec<Vec<SegmentMeta>>,
     /// Records stamped at or above this are not fed.
     pub below: u64,
+    /// Records stamped below this are fed at this time instead: the state they build is the
+    /// same from this time on, with far fewer distinct times to process (outputs before it
+    /// must be muted).
+    pub settle_at: u64,
 }
 
 impl ReplayFeed {
     /// Groups `segments` by their range.
-    pub fn new(dir: PathBuf, segments: &[SegmentMeta], below: u64) -> ReplayFeed {
+    pub fn new(dir: PathBuf, segments: &[SegmentMeta], below: u64, settle_at: u64) -> ReplayFeed {
         let mut by_start: BTreeMap<u64, Vec<SegmentMeta>> = BTreeMap::new();
         for s in segments.iter().filter(|s| s.ts_start < below) {
             by_start.entry(s.ts_start).or_default().push(s.clone());
@@ -43,6 +47,7 @@ impl ReplayFeed {
             dir,
             ranges: by_start.into_values().collect(),
             below,
+            settle_at,
         }
     }
 
@@ -99,6 +104,7 @@ pub fn replay<'s>(
                     let rows = read_segment(&feed.dir, seg)
                         .unwrap_or_else(|e| panic!("replay segment changed while replaying: {e}"));
                     for (t, item) in rows.into_iter().filter(|(t, _)| *t < feed.below) {
+                        let t = t.max(feed.settle_at);
                         by_ts.entry(t).or_default().push((item, t, 1));
                     }
                 }
