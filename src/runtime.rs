@@ -191,8 +191,13 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
     } else {
         None
     };
-    let mut manifest = crate::replay::load_for(&job, &dir)?;
-    if opts.fresh || manifest.as_ref().is_some_and(|m| m.complete) {
+    // `--fresh` must work on a buffer that no longer loads (damaged, or another job's).
+    let mut manifest = if opts.fresh {
+        None
+    } else {
+        crate::replay::load_for(&job, &dir)?
+    };
+    if manifest.as_ref().is_some_and(|m| m.complete) {
         manifest = None;
     }
     let plan = match manifest {
@@ -212,6 +217,17 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
             }
         }
         Some(m) => {
+            if m.segment_ms != job.segment_ms() {
+                return Err(Error::replay(
+                    dir.join(crate::replay::manifest::MANIFEST),
+                    format!(
+                        "the interrupted run cut segments of {} ms, the job now says {} ms; \
+                         restore replay.segment_ms to resume, or start over with --fresh",
+                        m.segment_ms,
+                        job.segment_ms()
+                    ),
+                ));
+            }
             if m.sources != job.sources_fingerprint() {
                 return Err(Error::replay(
                     dir.join(crate::replay::manifest::MANIFEST),
@@ -258,16 +274,13 @@ fn settle_time(job: &Job, first: u64) -> u64 {
 
 /// Removes a previous run's buffer and outputs.
 fn start_over(out_dir: &Path, dir: &Path) -> Result<()> {
-    if let Some(m) = crate::replay::manifest::Manifest::load(dir).ok().flatten() {
-        for f in m.files(dir) {
-            let _ = std::fs::remove_file(f);
-        }
-    }
-    crate::replay::clean(dir, None)?;
+    // The manifest goes first: a crash part-way must not leave it naming deleted segments.
     let manifest = dir.join(crate::replay::manifest::MANIFEST);
     if manifest.exists() {
         std::fs::remove_file(&manifest).map_err(|e| Error::io(&manifest, e))?;
+        crate::replay::segment::sync_dir(dir)?;
     }
+    crate::replay::clean(dir, None)?;
     for name in OUTPUTS {
         for ext in ["jsonl", "parquet"] {
             let p = out_dir.join(format!("{name}.{ext}"));
@@ -318,9 +331,16 @@ pub fn replay(
     }
     let (segments, base) = crate::replay::plan(&job, &m, range.start, range.end);
     crate::replay::verify_all(buffer, &segments)?;
-    if opts.process == 0 {
-        start_over(&out_dir, &crate::replay::buffer_dir(&out_dir))?;
+    let own = crate::replay::buffer_dir(&out_dir);
+    if same_dir(&own, buffer) {
+        return Err(Error::replay(
+            buffer,
+            "a replay would overwrite the outputs and buffer it replays; give it its own --out",
+        ));
     }
+    // Holding the output directory's lock keeps a replay off a running job's outputs.
+    let _lock = crate::replay::lock(&own)?;
+    start_over(&out_dir, &own)?;
     let plan = crate::dataflow::Plan {
         live: None,
         feed: Some(Arc::new(crate::replay::source::ReplayFeed::new(
@@ -335,6 +355,13 @@ pub fn replay(
         resume_outputs: None,
     };
     execute(job, opts, plan, out_dir)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
 }
 
 /// Runs the dataflow of `plan` to completion.

@@ -184,6 +184,39 @@ fn damaged_buffers_are_refused_naming_the_file() {
     let e = replay_err(&job, &b, &out);
     assert!(e.contains("inside the buffer directory"), "{e}");
 
+    // A replay into the directory whose buffer it replays.
+    let e = replay_err(&job, &buffer, &live);
+    assert!(e.contains("give it its own --out"), "{e}");
+    assert!(
+        buffer.join("MANIFEST.json").exists(),
+        "the buffer is untouched"
+    );
+
+    // `--fresh` starts over even where the manifest no longer loads.
+    let damaged = d.join("damaged");
+    copy_dir(&live, &damaged);
+    let mpath = damaged.join("replay/MANIFEST.json");
+    std::fs::write(&mpath, "{").unwrap();
+    let opts = RunOptions {
+        out_dir: Some(damaged.clone()),
+        ..Default::default()
+    };
+    let e = tidemark::runtime::run(Job::load(&job).unwrap(), &opts)
+        .expect_err("a damaged manifest stops a resume")
+        .to_string();
+    assert!(e.contains("MANIFEST.json"), "{e}");
+    let opts = RunOptions {
+        fresh: true,
+        ..opts
+    };
+    tidemark::runtime::run(Job::load(&job).unwrap(), &opts).expect("--fresh starts over");
+    assert!(
+        Manifest::load(&damaged.join("replay"))
+            .unwrap()
+            .unwrap()
+            .complete
+    );
+
     // A buffer written by another definition of the job.
     let other = d.join("other");
     std::fs::create_dir_all(&other).unwrap();

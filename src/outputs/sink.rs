@@ -59,6 +59,12 @@ impl<R> SinkState<R> {
     /// The JSON Lines length holding exactly the lines below `ts`, made durable; forgets cuts
     /// below `ts`.
     pub fn commit_cut(&mut self, ts: u64) -> crate::Result<Option<u64>> {
+        // A failed write leaves a hole: nothing after it may be committed.
+        if let Some(e) = &self.error {
+            return Err(crate::Error::Runtime(format!(
+                "an output write failed: {e}"
+            )));
+        }
         let Some(w) = self.writer.as_mut() else {
             return Ok(self.finished_len);
         };

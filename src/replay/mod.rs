@@ -24,7 +24,7 @@ use crate::config::Job;
 use crate::error::{Error, Result};
 use crate::schema::Stream;
 use manifest::{Counts, Manifest, MANIFEST};
-use segment::{verify_segment, BufferStream, SegmentMeta};
+use segment::{BufferStream, SegmentMeta};
 
 /// The buffer directory of an output directory.
 pub fn buffer_dir(out_dir: &Path) -> PathBuf {
@@ -145,10 +145,11 @@ pub fn plan(
     (feed, base)
 }
 
-/// Checks every segment of `segments` against its recorded length and checksum.
+/// Checks every segment of `segments` against its recorded length and checksum, and that it
+/// decodes to rows within its range, before anything is fed.
 pub fn verify_all(dir: &Path, segments: &[SegmentMeta]) -> Result<()> {
     for s in segments {
-        verify_segment(dir, s)?;
+        segment::read_segment(dir, s)?;
     }
     Ok(())
 }

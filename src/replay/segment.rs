@@ -224,7 +224,22 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 pub fn read_segment(dir: &Path, meta: &SegmentMeta) -> Result<Vec<(u64, Ingested)>> {
     let path = dir.join(&meta.file);
     let bytes = verify_segment(dir, meta)?;
-    decode(meta.stream, &path, bytes)
+    let rows = decode(meta.stream, &path, bytes)?;
+    // A checksum proves the file is the one the manifest names, not that its rows are in
+    // range; a replay source relies on that.
+    if let Some((t, _)) = rows
+        .iter()
+        .find(|(t, _)| !(meta.ts_start..meta.ts_end).contains(t))
+    {
+        return Err(Error::replay(
+            &path,
+            format!(
+                "holds a record at ts {t}, outside its range {}..{}",
+                meta.ts_start, meta.ts_end
+            ),
+        ));
+    }
+    Ok(rows)
 }
 
 /// Checks that a segment file exists with the recorded length and checksum; returns its bytes.
