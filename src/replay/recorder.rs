@@ -62,11 +62,6 @@ impl Checkpointer {
         }))
     }
 
-    /// The boundary the next commit would reach, if any is staged.
-    pub fn staged_end(&self) -> Option<u64> {
-        self.staged.back().map(|s| s.end)
-    }
-
     /// Commits the latest staged boundary at or below `outputs_below`; `cut(T)` gives each
     /// output file's durable length holding exactly its lines below `T`.
     pub fn try_commit(
@@ -141,11 +136,6 @@ impl Checkpointer {
         }
         old
     }
-
-    /// The manifest as last committed or being built.
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
-    }
 }
 
 /// Records `ingested` (live records and marks, at their own timestamps) into the buffer;
@@ -158,7 +148,6 @@ pub fn record<'s>(
     checkpointer: Option<Rc<RefCell<Checkpointer>>>,
 ) {
     let mut pending: BTreeMap<u64, Vec<Ingested>> = BTreeMap::new();
-    let mut open: BTreeMap<u64, BTreeMap<BufferStream, Vec<(u64, Ingested)>>> = BTreeMap::new();
     let mut marks: BTreeMap<u32, PartitionState> = BTreeMap::new();
     let mut staged_to = checkpointer
         .as_ref()
@@ -184,7 +173,10 @@ pub fn record<'s>(
             if end <= staged_to {
                 return;
             }
-            // Everything stamped below `end` is here: file it, and note the resume points.
+            // Everything stamped below `end` is here: file it by segment (all of them close,
+            // since `end` is a boundary), and note the resume points.
+            let mut closing: BTreeMap<u64, BTreeMap<BufferStream, Vec<(u64, Ingested)>>> =
+                BTreeMap::new();
             while let Some(entry) = pending.first_entry() {
                 if *entry.key() >= end {
                     break;
@@ -203,7 +195,8 @@ pub fn record<'s>(
                         }
                         item => {
                             let stream = BufferStream::of(&item).expect("a record");
-                            open.entry(t / segment_ms)
+                            closing
+                                .entry(t / segment_ms)
                                 .or_default()
                                 .entry(stream)
                                 .or_default()
@@ -214,12 +207,8 @@ pub fn record<'s>(
             }
             let mut cp = cp.borrow_mut();
             let mut segments = Vec::new();
-            while let Some(entry) = open.first_entry() {
-                let k = *entry.key();
-                if end != u64::MAX && (k + 1) * segment_ms > end {
-                    break;
-                }
-                for (stream, mut rows) in entry.remove() {
+            for (k, streams) in closing {
+                for (stream, mut rows) in streams {
                     rows.sort();
                     let start = k * segment_ms;
                     match write_segment(&cp.dir, stream, start, start + segment_ms, &rows) {

@@ -169,14 +169,14 @@ pub fn write_segment(
     w.write(&batch).map_err(|e| Error::parquet(&path, e))?;
     w.close().map_err(|e| Error::parquet(&path, e))?;
     write_atomic(&path, &bytes)?;
-    let mut rows_by_stream = std::collections::BTreeMap::new();
+    let mut by_stream: std::collections::BTreeMap<&str, u64> = Default::default();
     let (mut time_min, mut time_max) = (u64::MAX, 0);
     for (_, item) in rows {
         let name = match item {
-            Ingested::Dead(d) => d.stream.clone(),
-            other => other.stream().name().to_string(),
+            Ingested::Dead(d) => d.stream.as_str(),
+            other => other.stream().name(),
         };
-        *rows_by_stream.entry(name).or_insert(0) += 1;
+        *by_stream.entry(name).or_insert(0) += 1;
         if let Ingested::Accepted(r, _) = item {
             time_min = time_min.min(r.time());
             time_max = time_max.max(r.time());
@@ -190,7 +190,10 @@ pub fn write_segment(
         time_min: if time_min == u64::MAX { 0 } else { time_min },
         time_max,
         rows: rows.len() as u64,
-        rows_by_stream,
+        rows_by_stream: by_stream
+            .into_iter()
+            .map(|(k, n)| (k.to_string(), n))
+            .collect(),
         bytes: bytes.len() as u64,
         sha256: sha256_hex(&bytes),
     })

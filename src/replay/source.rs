@@ -50,11 +50,6 @@ impl ReplayFeed {
             settle_at,
         }
     }
-
-    /// Records the feed holds (counting whole segments).
-    pub fn rows(&self) -> u64 {
-        self.ranges.iter().flatten().map(|s| s.rows).sum()
-    }
 }
 
 /// Builds this worker's replay source; `pace` is the probe on the job's outputs.
