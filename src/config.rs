@@ -35,6 +35,9 @@ pub struct JobSpec {
     /// The replay buffer every accepted record is written to.
     #[serde(default)]
     pub replay: ReplaySpec,
+    /// Drift monitoring against a reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::drift::spec::DriftSpec>,
 }
 
 /// The replay buffer (`<outputs.dir>/replay`): segment length and retention.
@@ -255,6 +258,8 @@ pub struct Job {
     pub entity_feature_idx: Vec<usize>,
     /// Positions (in the events schema's categorical features) of `metrics.segments`.
     pub segment_idx: Vec<usize>,
+    /// Drift monitoring with its resolved reference, if the job has a `[drift]` section.
+    pub drift: Option<std::sync::Arc<crate::drift::Drift>>,
 }
 
 impl Job {
@@ -507,6 +512,7 @@ impl Job {
             files,
             entity_feature_idx,
             segment_idx,
+            drift: None,
         };
         let r = &job.spec.replay;
         let emit = job.spec.outputs.emit_interval(job.spec.time.tick_ms);
@@ -529,6 +535,10 @@ impl Job {
                     ),
                 ));
             }
+        }
+        let mut job = job;
+        if let Some(d) = &job.spec.drift {
+            job.drift = Some(std::sync::Arc::new(crate::drift::resolve(&job, d)?));
         }
         Ok(job)
     }
@@ -561,12 +571,14 @@ impl Job {
     pub fn fingerprint(&self) -> String {
         let s = &self.spec;
         let text = format!(
-            "{:?}|{:?}|{:?}|{:?}|{}",
+            "{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}",
             s.time,
             s.windows,
             s.metrics,
             self.schemas,
             s.outputs.emit_interval(s.time.tick_ms),
+            s.drift,
+            self.drift.as_ref().map(|d| d.profile.digest()),
         );
         crate::replay::segment::sha256_hex(text.as_bytes())
     }

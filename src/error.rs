@@ -43,12 +43,28 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A drift reference profile is damaged or does not fit the job.
+    #[error("{path}: {reason}")]
+    Profile {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The timely runtime failed (a worker panicked or could not start).
     #[error("runtime: {0}")]
     Runtime(String),
 }
 
 impl Error {
+    /// Builds a profile error.
+    pub fn profile(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Profile {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// Builds a configuration error.
     pub fn config(
         file: impl Into<PathBuf>,

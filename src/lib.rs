@@ -17,6 +17,7 @@ pub mod bench;
 pub mod config;
 pub mod dataflow;
 pub mod decode;
+pub mod drift;
 pub mod error;
 pub mod generate;
 pub mod generator;

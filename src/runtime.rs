@@ -168,12 +168,14 @@ fn communication(opts: &RunOptions) -> Result<timely::CommunicationConfig> {
 }
 
 /// The output files a run writes, by name.
-const OUTPUTS: [&str; 5] = [
+const OUTPUTS: [&str; 7] = [
     "quality",
     "label_health",
     "entity_features",
     "dead_letters",
     "ingest",
+    "drift",
+    "drift_alerts",
 ];
 
 /// Runs `job` to completion, recording its replay buffer; resumes an interrupted run from its

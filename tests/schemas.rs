@@ -4,10 +4,11 @@
 mod common;
 
 use serde_json::Value;
+use tidemark::dataflow::drift::{AlertRow, DKey, DriftAgg, DriftRow, ExactNumeric, Method};
 use tidemark::dataflow::features::{FKey, FeatureAgg, FeatureRow, FeatureStat};
 use tidemark::dataflow::labels::{LKey, LabelAgg, LabelRow};
 use tidemark::dataflow::quality::{AucExact, QKey, QualityAgg, QualityRow};
-use tidemark::dataflow::windows::{Status, Win, Windows};
+use tidemark::dataflow::windows::{Status, Win};
 use tidemark::outputs::rows::{Columns, Format, IngestRow, OutputRow};
 use tidemark::outputs::writer::{arrow_schema, output_schema_id};
 use tidemark::records::{DeadLetter, Position};
@@ -15,20 +16,35 @@ use tidemark::schema::{FieldType, InputSchema, SchemaFile, Stream};
 
 fn format() -> Format {
     let dir = tempfile::tempdir().unwrap();
-    for s in ["events", "predictions", "labels"] {
-        common::write_lines(dir.path(), &format!("{s}.jsonl"), &[String::new()]);
-    }
+    let t = 1_767_225_600_000;
+    let events: Vec<String> = (0..20)
+        .map(|i| {
+            common::event(
+                &format!("e{i}"),
+                "a",
+                t + i,
+                i as f64,
+                ["US", "DE"][i as usize % 2],
+            )
+        })
+        .collect();
+    let predictions: Vec<String> = (0..20)
+        .map(|i| common::prediction(&format!("e{i}"), i as f64 / 20.0, t + i))
+        .collect();
+    common::write_lines(dir.path(), "events.jsonl", &events);
+    common::write_lines(dir.path(), "predictions.jsonl", &predictions);
+    common::write_lines(dir.path(), "labels.jsonl", &[String::new()]);
     let job = common::file_job(
         dir.path(),
         &common::Times::default(),
         "[[windows]]\nname = \"1m\"\nkind = \"tumbling\"\nsize_ms = 60000\n",
-        "[metrics]\nentity_features = [\"amount\", \"velocity\"]\n",
+        "[metrics]\nentity_features = [\"amount\", \"velocity\"]\n\
+         [drift]\nfeatures = [\"amount\", \"country\"]\n\
+         reference = { events = [\"events.jsonl\"], predictions = [\"predictions.jsonl\"] }\n\
+         [[drift.alerts]]\nstatistic = \"psi\"\nabove = 0.2\nseverity = \"P2\"\n",
     );
     let job = tidemark::config::Job::load(&job).unwrap();
-    Format {
-        windows: Windows::new(&job),
-        feature_names: job.spec.metrics.entity_features.clone(),
-    }
+    Format::new(&job)
 }
 
 fn type_fits(ty: FieldType, v: &Value, nullable: bool) -> bool {
@@ -192,6 +208,61 @@ fn output_rows_match_their_schema_files() {
         field: "event_time".into(),
         reason: "negative time -5".into(),
         raw: "{}".into(),
+    }]);
+    let dkey = |feature: u16, model: &str| DKey {
+        win,
+        segment: "all".into(),
+        feature,
+        model: model.into(),
+    };
+    let numeric = DriftAgg {
+        nulls: 1,
+        cells: (0..100).map(|i| (i % 3 == 0) as u64).collect(),
+        cats: Vec::new(),
+    };
+    let drift_rows = [
+        DriftRow {
+            key: dkey(0, ""),
+            status: Status::Provisional,
+            agg: numeric.clone(),
+            exact: None,
+        },
+        DriftRow {
+            key: dkey(0, ""),
+            status: Status::Final,
+            agg: numeric.clone(),
+            exact: Some(ExactNumeric {
+                n: 34,
+                distinct: 30,
+                ks: 100,
+                wasserstein: 5_000_000,
+            }),
+        },
+        DriftRow {
+            key: dkey(1, ""),
+            status: Status::Final,
+            agg: DriftAgg {
+                nulls: 0,
+                cells: Vec::new(),
+                cats: vec![("FR".into(), 3), ("US".into(), 40)],
+            },
+            exact: None,
+        },
+        DriftRow {
+            key: dkey(2, "m1"),
+            status: Status::Retired,
+            agg: numeric,
+            exact: None,
+        },
+    ];
+    check(&drift_rows);
+    check(&[AlertRow {
+        key: dkey(1, ""),
+        status: Status::Final,
+        rule: 0,
+        value: 0.7f64.to_bits(),
+        count: 43,
+        method: Method::Exact,
     }]);
     check(&[IngestRow {
         stream: "events".into(),

@@ -42,6 +42,8 @@ pub struct Joined<'s> {
     pub events: VecCollection<'s, u64, Event>,
     /// Events that have a label, with it.
     pub event_labels: VecCollection<'s, u64, (Event, LabelState)>,
+    /// Predictions with their event.
+    pub scored: VecCollection<'s, u64, (Event, Prediction)>,
     /// Predictions with their event and label.
     pub labeled: VecCollection<'s, u64, Labeled>,
     /// Effective labels whose event is unknown after the label horizon.
@@ -139,7 +141,7 @@ pub fn join<'s>(
         .join_core(ev_arr.clone(), |id, p, e| {
             Some((id.clone(), (e.clone(), p.clone())))
         });
-    let labeled = scored.join_core(lab_arr, |_id, (e, p), l| {
+    let labeled = scored.clone().join_core(lab_arr, |_id, (e, p), l| {
         Some((e.clone(), p.clone(), l.clone()))
     });
 
@@ -152,6 +154,7 @@ pub fn join<'s>(
 
     Joined {
         events,
+        scored: scored.map(|(_, ep)| ep),
         event_labels,
         labeled,
         orphans,

@@ -1,5 +1,6 @@
 //! The dataflow: join, windows, label latency, quality metrics and entity features.
 
+pub mod drift;
 pub mod features;
 pub mod join;
 pub mod labels;
@@ -75,6 +76,23 @@ pub struct Sinks {
     pub dead_letters: Rc<RefCell<SinkState<DeadLetter>>>,
     /// Ingest reconciliation.
     pub ingest: Rc<RefCell<SinkState<IngestRow>>>,
+    /// Drift (written only when the job has `[drift]`).
+    pub drift: Rc<RefCell<SinkState<drift::DriftRow>>>,
+    /// Drift alerts (likewise).
+    pub drift_alerts: Rc<RefCell<SinkState<drift::AlertRow>>>,
+}
+
+/// Applies `f` to every sink state, whatever its row type.
+macro_rules! each_sink {
+    ($sinks:expr, $f:ident $(, $arg:expr)*) => {{
+        $f(&$sinks.quality $(, $arg)*)?;
+        $f(&$sinks.labels $(, $arg)*)?;
+        $f(&$sinks.features $(, $arg)*)?;
+        $f(&$sinks.dead_letters $(, $arg)*)?;
+        $f(&$sinks.ingest $(, $arg)*)?;
+        $f(&$sinks.drift $(, $arg)*)?;
+        $f(&$sinks.drift_alerts $(, $arg)*)?;
+    }};
 }
 
 impl Sinks {
@@ -93,11 +111,8 @@ impl Sinks {
                 None => Ok(()),
             }
         }
-        one(&self.quality)?;
-        one(&self.labels)?;
-        one(&self.features)?;
-        one(&self.dead_letters)?;
-        one(&self.ingest)
+        each_sink!(self, one);
+        Ok(())
     }
 
     /// Every sink has written all of its lines below this timestamp.
@@ -108,6 +123,8 @@ impl Sinks {
             self.features.borrow().written_below,
             self.dead_letters.borrow().written_below,
             self.ingest.borrow().written_below,
+            self.drift.borrow().written_below,
+            self.drift_alerts.borrow().written_below,
         ]
         .into_iter()
         .min()
@@ -127,11 +144,7 @@ impl Sinks {
             Ok(())
         }
         let mut out = BTreeMap::new();
-        one(&self.quality, ts, &mut out)?;
-        one(&self.labels, ts, &mut out)?;
-        one(&self.features, ts, &mut out)?;
-        one(&self.dead_letters, ts, &mut out)?;
-        one(&self.ingest, ts, &mut out)?;
+        each_sink!(self, one, ts, &mut out);
         Ok(out)
     }
 }
@@ -178,20 +191,33 @@ pub fn build(
         features: SinkState::new(writer("entity_features")?, false),
         dead_letters: SinkState::new(writer("dead_letters")?, false),
         ingest: SinkState::new(writer("ingest")?, keep),
+        drift: SinkState::new(
+            job.drift
+                .as_ref()
+                .map(|_| writer("drift"))
+                .transpose()?
+                .flatten(),
+            false,
+        ),
+        drift_alerts: SinkState::new(
+            job.drift
+                .as_ref()
+                .map(|_| writer("drift_alerts"))
+                .transpose()?
+                .flatten(),
+            keep,
+        ),
     };
-    sinks.quality.borrow_mut().write = plan.write.clone();
-    sinks.labels.borrow_mut().write = plan.write.clone();
-    sinks.features.borrow_mut().write = plan.write.clone();
-    sinks.dead_letters.borrow_mut().write = plan.write.clone();
-    sinks.ingest.borrow_mut().write = plan.write.clone();
-    if plan.record.is_some() {
-        // Commits need each changelog's length at every timestamp not yet committed.
-        sinks.quality.borrow_mut().cuts = Some(Default::default());
-        sinks.labels.borrow_mut().cuts = Some(Default::default());
-        sinks.features.borrow_mut().cuts = Some(Default::default());
-        sinks.dead_letters.borrow_mut().cuts = Some(Default::default());
-        sinks.ingest.borrow_mut().cuts = Some(Default::default());
+    fn setup<R>(s: &Rc<RefCell<SinkState<R>>>, plan: &Plan) -> Result<()> {
+        let mut s = s.borrow_mut();
+        s.write = plan.write.clone();
+        if plan.record.is_some() {
+            // Commits need each changelog's length at every timestamp not yet committed.
+            s.cuts = Some(Default::default());
+        }
+        Ok(())
     }
+    each_sink!(sinks, setup, plan);
     let index = worker.index();
     let checkpointer = match (&plan.record, index) {
         (Some((dir, manifest)), 0) => Some(Checkpointer::new(
@@ -306,6 +332,16 @@ pub fn build(
         let q = quality::quality(&job, &win, joined.labeled.clone());
         let l = labels::labels(&job, &win, &joined);
         let f = features::features(&job, &win, &joined);
+        let (drift_rows, drift_alerts) = match &job.drift {
+            Some(d) => {
+                let o = drift::drift(&name, &job, d.clone(), &win, &joined);
+                (o.rows, o.alerts)
+            }
+            None => (
+                Vec::new().to_stream(scope).as_collection(),
+                Vec::new().to_stream(scope).as_collection(),
+            ),
+        };
 
         sink(
             q.probe_with(&probe),
@@ -341,6 +377,20 @@ pub fn build(
             format.clone(),
             emit,
             sinks.ingest.clone(),
+        );
+        sink(
+            drift_rows.probe_with(&probe),
+            &name,
+            format.clone(),
+            emit,
+            sinks.drift.clone(),
+        );
+        sink(
+            drift_alerts.probe_with(&probe),
+            &name,
+            format.clone(),
+            emit,
+            sinks.drift_alerts.clone(),
         );
     });
     Ok(Built {

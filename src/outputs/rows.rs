@@ -5,10 +5,12 @@
 
 use serde_json::{json, Value};
 
+use crate::dataflow::drift::{AlertRow, DKey, DriftRow};
 use crate::dataflow::features::FeatureRow;
 use crate::dataflow::labels::LabelRow;
 use crate::dataflow::quality::QualityRow;
 use crate::dataflow::windows::{Status, Win, Windows};
+use crate::drift::FeatureKind;
 use crate::records::DeadLetter;
 
 /// Ingest reconciliation of one stream: records read = accepted + dead-lettered.
@@ -33,6 +35,8 @@ pub struct Format {
     pub windows: Windows,
     /// Names of the entity features, in `FeatureAgg::stats` order.
     pub feature_names: Vec<String>,
+    /// Drift monitoring, if the job has it.
+    pub drift: Option<std::sync::Arc<crate::drift::Drift>>,
 }
 
 impl Format {
@@ -41,6 +45,7 @@ impl Format {
         Format {
             windows: Windows::new(job),
             feature_names: job.spec.metrics.entity_features.clone(),
+            drift: job.drift.clone(),
         }
     }
 }
@@ -219,6 +224,98 @@ impl OutputRow for FeatureRow {
             ]);
             out.push(c);
         }
+    }
+
+    fn status(&self) -> Option<Status> {
+        Some(self.status)
+    }
+}
+
+fn drift_key_cols(ctx: &Format, k: &DKey) -> Columns {
+    let drift = ctx
+        .drift
+        .as_ref()
+        .expect("drift rows only exist with [drift]");
+    let f = &drift.features[k.feature as usize];
+    let mut c = win_cols(&ctx.windows, &k.win);
+    c.extend([
+        ("segment", json!(k.segment)),
+        ("feature", json!(f.name)),
+        (
+            "model_version",
+            if f.kind == FeatureKind::Score {
+                json!(k.model)
+            } else {
+                Value::Null
+            },
+        ),
+    ]);
+    c
+}
+
+impl OutputRow for DriftRow {
+    const NAME: &'static str = "drift";
+
+    fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
+        let drift = ctx
+            .drift
+            .as_ref()
+            .expect("drift rows only exist with [drift]");
+        let s = self.stats(drift);
+        let kind = match drift.features[self.key.feature as usize].kind {
+            FeatureKind::Categorical(_) => "categorical",
+            FeatureKind::Numeric(_) | FeatureKind::Score => "numeric",
+        };
+        let mut c = drift_key_cols(ctx, &self.key);
+        c.extend([
+            ("kind", json!(kind)),
+            ("status", json!(self.status.name())),
+            ("method", json!(self.method(drift).name())),
+            ("count", json!(s.count)),
+            ("nulls", json!(s.nulls)),
+            ("null_rate", opt(s.null_rate)),
+            ("constant", json!(s.constant)),
+            ("psi", opt(s.psi)),
+            ("js_distance", opt(s.js_distance)),
+            ("ks", opt(s.ks)),
+            ("ks_p_value", opt(s.ks_p_value)),
+            ("wasserstein", opt(s.wasserstein)),
+            ("chi2", opt(s.chi2)),
+            ("chi2_dof", json!(s.chi2_dof)),
+            ("chi2_p_value", opt(s.chi2_p_value)),
+            ("unseen_rate", opt(s.unseen_rate)),
+        ]);
+        out.push(c);
+    }
+
+    fn status(&self) -> Option<Status> {
+        Some(self.status)
+    }
+}
+
+impl OutputRow for AlertRow {
+    const NAME: &'static str = "drift_alerts";
+
+    fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
+        let drift = ctx.drift.as_ref().expect("alerts only exist with [drift]");
+        let rule = self.rule(drift);
+        let (direction, threshold) = match (rule.above, rule.below) {
+            (Some(a), _) => ("above", a),
+            (None, Some(b)) => ("below", b),
+            (None, None) => unreachable!("validated: one of above or below"),
+        };
+        let mut c = drift_key_cols(ctx, &self.key);
+        c.extend([
+            ("status", json!(self.status.name())),
+            ("statistic", json!(rule.statistic.name())),
+            ("value", opt(Some(f64::from_bits(self.value)))),
+            ("direction", json!(direction)),
+            ("threshold", json!(threshold)),
+            ("severity", json!(format!("{:?}", rule.severity))),
+            ("count", json!(self.count)),
+            ("method", json!(self.method.name())),
+        ]);
+        out.push(c);
     }
 
     fn status(&self) -> Option<Status> {

@@ -1,0 +1,532 @@
+//! Drift per window × segment × feature against the job's reference profile.
+//!
+//! Semantics: every monitored event feature (and the production score, per model version) of
+//! the events in a window (by event time) is compared with the reference: PSI and
+//! Jensen–Shannon over the reference's quantile bins, KS and Wasserstein-1 for numeric values,
+//! chi-square, PSI and the unseen-category rate for categorical ones, null rate and a
+//! constant-feature flag for all. Time: while a window is open, each record adds one count to
+//! its feature's fine reference bin (one update per record, window, segment and feature) and the
+//! statistics come from those counts (`binned`); when the window becomes final, KS and
+//! Wasserstein are computed once from the window's sorted values (`exact`, or `sketch` when the
+//! reference itself is a sketch), and again only if a late record amends the window. State: bin
+//! counts per key until retirement; the values of final windows until retirement.
+
+use std::sync::Arc;
+
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+
+use super::join::Joined;
+use super::temporal::{delay_to, expire_at, retirements};
+use super::windows::{segments_of, Status, Win, Windows, ALL};
+use crate::drift::profile::NumericRef;
+use crate::drift::spec::{Severity, Statistic};
+use crate::drift::stats::{
+    chi2_homogeneity, js_distance, ks_from_numerator, ks_numerator, psi,
+    wasserstein_from_numerator, wasserstein_numerator,
+};
+use crate::drift::{Drift, FeatureKind};
+
+/// Key of a drift row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DKey {
+    /// The window (by event time).
+    pub win: Win,
+    /// `all` or `column=value`.
+    pub segment: String,
+    /// Index into the job's monitored features.
+    pub feature: u16,
+    /// Model version (the score only; empty for event features).
+    pub model: String,
+}
+
+/// What one value of a feature counts towards.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Cell {
+    /// A null.
+    Null,
+    /// A numeric value in this fine reference bin.
+    Bin(u32),
+    /// A categorical value.
+    Cat(String),
+}
+
+/// Counts of one drift key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct DriftAgg {
+    /// Null values.
+    pub nulls: u64,
+    /// Numeric: values per fine reference bin (empty for categorical features).
+    pub cells: Vec<u64>,
+    /// Categorical: values per category, by name.
+    pub cats: Vec<(String, u64)>,
+}
+
+impl DriftAgg {
+    /// Non-null values.
+    pub fn n(&self) -> u64 {
+        self.cells.iter().sum::<u64>() + self.cats.iter().map(|c| c.1).sum::<u64>()
+    }
+}
+
+/// KS and Wasserstein of a final window's numeric values against the reference, as exact
+/// integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ExactNumeric {
+    /// Non-null values.
+    pub n: u64,
+    /// Distinct non-null values.
+    pub distinct: u64,
+    /// KS statistic × n × reference n.
+    pub ks: u128,
+    /// Wasserstein-1 (micro-units) × n × reference n.
+    pub wasserstein: u128,
+}
+
+/// One value of the drift changelog.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DriftRow {
+    /// Which window, segment, feature and model.
+    pub key: DKey,
+    /// Window status.
+    pub status: Status,
+    /// The counts.
+    pub agg: DriftAgg,
+    /// Exact numeric statistics, once the window is final.
+    pub exact: Option<ExactNumeric>,
+}
+
+/// How a row's statistics were computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Method {
+    /// From bin counts (an open window).
+    Binned,
+    /// From the window's values against every reference value.
+    Exact,
+    /// From the window's values against a sketch of the reference.
+    Sketch,
+}
+
+impl Method {
+    /// The name written to outputs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Binned => "binned",
+            Method::Exact => "exact",
+            Method::Sketch => "sketch",
+        }
+    }
+}
+
+/// The statistics of one drift row; `None` where a statistic does not apply or has no data.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DriftStats {
+    /// Non-null values.
+    pub count: u64,
+    /// Null values.
+    pub nulls: u64,
+    /// Share of nulls.
+    pub null_rate: Option<f64>,
+    /// All values equal while the reference's are not.
+    pub constant: Option<bool>,
+    /// Population stability index.
+    pub psi: Option<f64>,
+    /// Jensen–Shannon distance.
+    pub js_distance: Option<f64>,
+    /// KS statistic.
+    pub ks: Option<f64>,
+    /// KS p-value.
+    pub ks_p_value: Option<f64>,
+    /// Wasserstein-1 distance.
+    pub wasserstein: Option<f64>,
+    /// Chi-square statistic.
+    pub chi2: Option<f64>,
+    /// Chi-square degrees of freedom.
+    pub chi2_dof: Option<u64>,
+    /// Chi-square p-value.
+    pub chi2_p_value: Option<f64>,
+    /// Share of values in categories the reference never saw.
+    pub unseen_rate: Option<f64>,
+}
+
+impl DriftStats {
+    /// The value of `s`, if present.
+    pub fn get(&self, s: Statistic) -> Option<f64> {
+        match s {
+            Statistic::Psi => self.psi,
+            Statistic::Ks => self.ks,
+            Statistic::KsPValue => self.ks_p_value,
+            Statistic::Wasserstein => self.wasserstein,
+            Statistic::JsDistance => self.js_distance,
+            Statistic::Chi2 => self.chi2,
+            Statistic::Chi2PValue => self.chi2_p_value,
+            Statistic::UnseenRate => self.unseen_rate,
+            Statistic::NullRate => self.null_rate,
+            Statistic::Constant => self.constant.map(|c| c as u8 as f64),
+        }
+    }
+}
+
+/// Sums consecutive groups of `fine` counts into `groups` coarse bins.
+fn coarse(fine: &[u64], groups: usize) -> Vec<u64> {
+    let per = fine.len().div_ceil(groups).max(1);
+    fine.chunks(per).map(|c| c.iter().sum()).collect()
+}
+
+/// The reference of a numeric or score feature.
+fn numeric_ref<'a>(drift: &'a Drift, feature: u16) -> Option<&'a NumericRef> {
+    let f = &drift.features[feature as usize];
+    match f.kind {
+        FeatureKind::Numeric(_) => drift.profile.numeric.get(&f.name),
+        FeatureKind::Score => drift.profile.score.as_ref(),
+        FeatureKind::Categorical(_) => None,
+    }
+}
+
+impl DriftRow {
+    /// How its statistics are computed.
+    pub fn method(&self, drift: &Drift) -> Method {
+        match (&self.exact, numeric_ref(drift, self.key.feature)) {
+            (Some(_), Some(r)) if !r.exact => Method::Sketch,
+            (Some(_), _) => Method::Exact,
+            (None, Some(_)) => Method::Binned,
+            // Categorical statistics are exact from the counts.
+            (None, None) => Method::Exact,
+        }
+    }
+
+    /// Its statistics against `drift`'s reference.
+    pub fn stats(&self, drift: &Drift) -> DriftStats {
+        let a = &self.agg;
+        let n = a.n();
+        let mut s = DriftStats {
+            count: n,
+            nulls: a.nulls,
+            null_rate: (n + a.nulls > 0).then(|| a.nulls as f64 / (n + a.nulls) as f64),
+            ..Default::default()
+        };
+        let bins = drift.spec.bins as usize;
+        let f = &drift.features[self.key.feature as usize];
+        if let Some(r) = numeric_ref(drift, self.key.feature) {
+            let (rc, wc) = (coarse(&r.cells, bins), coarse(&a.cells, bins));
+            s.psi = psi(&rc, &wc);
+            s.js_distance = js_distance(&rc, &wc);
+            if n == 0 || r.n == 0 {
+                return s;
+            }
+            let ref_constant = r.values.len() == 1;
+            match &self.exact {
+                Some(e) => {
+                    let d = ks_from_numerator(e.ks, e.n, r.n);
+                    s.ks = Some(d);
+                    s.ks_p_value =
+                        Some(crate::drift::kolmogorov::ks_2samp_asymp_pvalue(d, e.n, r.n));
+                    s.wasserstein = Some(wasserstein_from_numerator(e.wasserstein, e.n, r.n));
+                    s.constant = Some(e.n >= 2 && e.distinct == 1 && !ref_constant);
+                }
+                None => {
+                    // The empirical CDFs compared at the fine bin edges: a lower bound of KS, and
+                    // Wasserstein with each bin's CDF difference held over the next bin's width.
+                    let (mut cr, mut cw, mut best, mut w) = (0u64, 0u64, 0u128, 0u128);
+                    for k in 0..r.edges.len() {
+                        cr += r.cells[k];
+                        cw += a.cells[k];
+                        let diff = (cr as u128 * n as u128).abs_diff(cw as u128 * r.n as u128);
+                        best = best.max(diff);
+                        if let Some(next) = r.edges.get(k + 1) {
+                            w += diff * (next - r.edges[k]) as u128;
+                        }
+                    }
+                    let d = ks_from_numerator(best, r.n, n);
+                    s.ks = Some(d);
+                    s.ks_p_value = Some(crate::drift::kolmogorov::ks_2samp_asymp_pvalue(d, n, r.n));
+                    s.wasserstein = Some(wasserstein_from_numerator(w, r.n, n));
+                    let occupied = a.cells.iter().filter(|c| **c > 0).count();
+                    s.constant = Some(n >= 2 && occupied == 1 && !ref_constant);
+                }
+            }
+        } else if let Some(r) = drift.profile.categorical.get(&f.name) {
+            // The union of categories, in name order: reference ones, then unseen ones.
+            let mut names: Vec<&str> = r.counts.keys().map(String::as_str).collect();
+            names.extend(
+                a.cats
+                    .iter()
+                    .map(|c| c.0.as_str())
+                    .filter(|c| !r.counts.contains_key(*c)),
+            );
+            names.sort_unstable();
+            let window = |c: &str| {
+                a.cats
+                    .binary_search_by(|x| x.0.as_str().cmp(c))
+                    .map_or(0, |i| a.cats[i].1)
+            };
+            let rc: Vec<u64> = names
+                .iter()
+                .map(|c| r.counts.get(*c).copied().unwrap_or(0))
+                .collect();
+            let wc: Vec<u64> = names.iter().map(|c| window(c)).collect();
+            s.psi = psi(&rc, &wc);
+            s.js_distance = js_distance(&rc, &wc);
+            if let Some(c) = chi2_homogeneity(&rc, &wc) {
+                s.chi2 = Some(c.statistic);
+                s.chi2_dof = Some(c.dof);
+                s.chi2_p_value = Some(c.p_value);
+            }
+            if n > 0 {
+                let unseen: u64 = a
+                    .cats
+                    .iter()
+                    .filter(|c| !r.counts.contains_key(&c.0))
+                    .map(|c| c.1)
+                    .sum();
+                s.unseen_rate = Some(unseen as f64 / n as f64);
+                s.constant = Some(n >= 2 && a.cats.len() == 1 && r.counts.len() > 1);
+            }
+        }
+        s
+    }
+}
+
+/// One firing alert: a rule breached by a drift row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AlertRow {
+    /// The drift row's key.
+    pub key: DKey,
+    /// The drift row's window status.
+    pub status: Status,
+    /// Index of the rule in `drift.alerts`.
+    pub rule: u16,
+    /// The statistic's value, as `f64` bits.
+    pub value: u64,
+    /// Values in the window.
+    pub count: u64,
+    /// Whether the statistic was binned, exact or against a sketch.
+    pub method: Method,
+}
+
+impl AlertRow {
+    /// The rule's statistic and severity.
+    pub fn rule<'a>(&self, drift: &'a Drift) -> &'a crate::drift::spec::AlertRule {
+        &drift.spec.alerts[self.rule as usize]
+    }
+
+    /// The severity.
+    pub fn severity(&self, drift: &Drift) -> Severity {
+        self.rule(drift).severity
+    }
+}
+
+/// The alerts one drift row fires.
+pub fn alerts_of(drift: &Drift, row: &DriftRow) -> Vec<AlertRow> {
+    let stats = row.stats(drift);
+    let name = &drift.features[row.key.feature as usize].name;
+    let method = row.method(drift);
+    let mut out = Vec::new();
+    for (i, rule) in drift.spec.alerts.iter().enumerate() {
+        if !rule.features.is_empty() && !rule.features.contains(name) {
+            continue;
+        }
+        if stats.count < rule.min_count {
+            continue;
+        }
+        if let Some(v) = stats.get(rule.statistic).filter(|v| rule.breached(*v)) {
+            out.push(AlertRow {
+                key: row.key.clone(),
+                status: row.status,
+                rule: i as u16,
+                value: v.to_bits(),
+                count: stats.count,
+                method,
+            });
+        }
+    }
+    out
+}
+
+/// The drift changelog and its alerts.
+pub struct DriftOutputs<'s> {
+    /// Drift rows.
+    pub rows: VecCollection<'s, u64, DriftRow>,
+    /// Firing alerts.
+    pub alerts: VecCollection<'s, u64, AlertRow>,
+}
+
+/// Builds the drift changelog and its alerts.
+pub fn drift<'s>(
+    name: &str,
+    job: &crate::config::Job,
+    drift: Arc<Drift>,
+    windows: &Windows,
+    joined: &Joined<'s>,
+) -> DriftOutputs<'s> {
+    let segments = drift.spec.segments;
+    let keys_of = {
+        let (w, j) = (windows.clone(), job.clone());
+        move |e: &crate::records::Event| -> Vec<(Win, String)> {
+            let segs = if segments {
+                segments_of(&j, e)
+            } else {
+                vec![ALL.to_string()]
+            };
+            let mut out = Vec::new();
+            for win in w.of(e.time) {
+                out.extend(segs.iter().map(|s| (win, s.clone())));
+            }
+            out
+        }
+    };
+    // One cell and one raw value (numeric features only) per record, window, segment, feature.
+    let d = drift.clone();
+    let k = keys_of.clone();
+    let event_cells = joined.events.clone().flat_map(move |e| {
+        let mut out = Vec::new();
+        for (win, segment) in k(&e) {
+            for (i, f) in d.features.iter().enumerate() {
+                let (cell, value) = match f.kind {
+                    FeatureKind::Numeric(x) => match e.numeric[x] {
+                        Some(v) => (Cell::Bin(d.profile.numeric[&f.name].cell(v)), Some(Some(v))),
+                        None => (Cell::Null, Some(None)),
+                    },
+                    FeatureKind::Categorical(x) => match &e.categorical[x] {
+                        Some(c) => (Cell::Cat(c.clone()), None),
+                        None => (Cell::Null, None),
+                    },
+                    FeatureKind::Score => continue,
+                };
+                let key = DKey {
+                    win,
+                    segment: segment.clone(),
+                    feature: i as u16,
+                    model: String::new(),
+                };
+                out.push((key, cell, value));
+            }
+        }
+        out
+    });
+    let score_feature = drift
+        .features
+        .iter()
+        .position(|f| f.kind == FeatureKind::Score);
+    let mut cells = event_cells;
+    if let (Some(i), Some(r)) = (score_feature, drift.profile.score.clone()) {
+        let k = keys_of.clone();
+        let scores = joined.scored.clone().flat_map(move |(e, p)| {
+            k(&e)
+                .into_iter()
+                .map(|(win, segment)| {
+                    let key = DKey {
+                        win,
+                        segment,
+                        feature: i as u16,
+                        model: p.model.clone(),
+                    };
+                    (key, Cell::Bin(r.cell(p.score)), Some(Some(p.score)))
+                })
+                .collect::<Vec<_>>()
+        });
+        cells = cells.concat(scores);
+    }
+    let w = windows.clone();
+    let cells = expire_at(cells, &format!("{name}.DriftRetire"), move |(k, _, _)| {
+        w.retire_at(&k.win)
+    });
+
+    let d = drift.clone();
+    let aggs = cells.clone().map(|(k, c, _)| (k, c)).reduce_named(
+        &format!("{name}.DriftBins"),
+        move |key, input, output| {
+            let mut a = DriftAgg::default();
+            if let Some(r) = numeric_ref(&d, key.feature) {
+                a.cells = vec![0; r.cells.len()];
+            }
+            for (cell, count) in input {
+                let c = *count as u64;
+                match cell {
+                    Cell::Null => a.nulls += c,
+                    Cell::Bin(b) => a.cells[*b as usize] += c,
+                    Cell::Cat(s) => a.cats.push((s.clone(), c)),
+                }
+            }
+            output.push((a, 1));
+        },
+    );
+
+    // Exact numeric statistics, once per final window (and per amendment after that).
+    let w = windows.clone();
+    let values = cells.flat_map(|(k, _, v)| v.map(|v| (k, v)));
+    let values = delay_to(values, &format!("{name}.DriftWait"), move |(k, _)| {
+        w.final_at(&k.win)
+    });
+    let d = drift.clone();
+    let exact = values.reduce_named(&format!("{name}.DriftExact"), move |key, input, output| {
+        let window: Vec<(i64, u64)> = input
+            .iter()
+            .filter_map(|(v, c)| v.map(|v| (v, *c as u64)))
+            .collect();
+        let r = numeric_ref(&d, key.feature).expect("numeric key");
+        let n = window.iter().map(|v| v.1).sum();
+        output.push((
+            ExactNumeric {
+                n,
+                distinct: window.len() as u64,
+                ks: ks_numerator(&window, &r.values),
+                wasserstein: wasserstein_numerator(&window, &r.values),
+            },
+            1,
+        ));
+    });
+
+    let w = windows.clone();
+    let provisional = expire_at(
+        aggs.clone(),
+        &format!("{name}.DriftProvisional"),
+        move |(k, _)| w.final_at(&k.win),
+    )
+    .map(|(key, agg)| DriftRow {
+        key,
+        status: Status::Provisional,
+        agg,
+        exact: None,
+    });
+    let w = windows.clone();
+    let final_aggs = delay_to(aggs, &format!("{name}.DriftFinal"), move |(k, _)| {
+        w.final_at(&k.win)
+    });
+    let d = drift.clone();
+    let is_numeric = move |k: &DKey| numeric_ref(&d, k.feature).is_some();
+    let f2 = is_numeric.clone();
+    let final_numeric = final_aggs
+        .clone()
+        .filter(move |(k, _)| f2(k))
+        .join(exact)
+        .map(|(key, (agg, exact))| DriftRow {
+            key,
+            status: Status::Final,
+            agg,
+            exact: Some(exact),
+        });
+    let final_categorical = final_aggs
+        .filter(move |(k, _)| !is_numeric(k))
+        .map(|(key, agg)| DriftRow {
+            key,
+            status: Status::Final,
+            agg,
+            exact: None,
+        });
+    let final_rows = final_numeric.concat(final_categorical);
+    let w = windows.clone();
+    let retired = retirements(
+        final_rows.clone(),
+        &format!("{name}.DriftRetired"),
+        move |r: &DriftRow| w.retire_at(&r.key.win),
+        |r| DriftRow {
+            status: Status::Retired,
+            ..r.clone()
+        },
+    );
+    let rows = provisional.concat(final_rows).concat(retired);
+    let d = drift.clone();
+    let alerts = rows.clone().flat_map(move |r| alerts_of(&d, &r));
+    DriftOutputs { rows, alerts }
+}

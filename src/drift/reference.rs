@@ -1,0 +1,167 @@
+//! Builds a reference profile from files or from a range of a job's own sources.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use super::profile::{Profile, ProfileBuilder};
+use crate::config::Job;
+use crate::error::{Error, Result};
+use crate::records::Record;
+use crate::schema::Stream;
+use crate::sources::partition::{Partition, PartitionSpec};
+
+/// Records read and refused while building a profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileCounts {
+    /// Records read.
+    pub read: u64,
+    /// Records profiled.
+    pub used: u64,
+    /// Records outside the time range.
+    pub outside: u64,
+    /// Records refused by their schema, with the first refusal's description.
+    pub refused: u64,
+    /// The first refusal: where and why.
+    pub first_refusal: Option<String>,
+}
+
+/// The partition a reference file is read as, by extension.
+pub fn file_partition(path: &Path) -> Result<PartitionSpec> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => Ok(PartitionSpec::Parquet(path.to_path_buf())),
+        Some("jsonl") | Some("json") | Some("ndjson") => {
+            Ok(PartitionSpec::Jsonl(path.to_path_buf()))
+        }
+        _ => Err(Error::profile(
+            path,
+            "reference files must end in .parquet or .jsonl",
+        )),
+    }
+}
+
+/// Profiles `inputs` (stream, partition) read with `job`'s schemas, keeping records whose own
+/// time lies in `range`.
+pub fn build(
+    job: &Job,
+    inputs: &[(Stream, PartitionSpec)],
+    range: std::ops::Range<u64>,
+    source: &str,
+    fine_bins: u32,
+    max_values: usize,
+) -> Result<(Profile, ProfileCounts)> {
+    let ev = job.schema(Stream::Events);
+    let mut b = ProfileBuilder::new(&ev.numeric, &ev.categorical);
+    let mut counts = ProfileCounts::default();
+    let mut batch = Vec::new();
+    for (stream, spec) in inputs {
+        let schema = Arc::new(job.schema(*stream).clone());
+        let mut p = Partition::open(
+            *stream,
+            schema,
+            spec,
+            &job.spec.generator,
+            Arc::new(AtomicU64::new(0)),
+            None,
+        )?;
+        while !p.is_done() {
+            batch.clear();
+            p.read_batch(4096, &mut batch)?;
+            for (pos, r) in batch.drain(..) {
+                counts.read += 1;
+                let r = match r {
+                    Ok(r) => r,
+                    Err(d) => {
+                        counts.refused += 1;
+                        counts
+                            .first_refusal
+                            .get_or_insert_with(|| format!("{pos}: {}: {}", d.field, d.reason));
+                        continue;
+                    }
+                };
+                if !range.contains(&r.time()) {
+                    counts.outside += 1;
+                    continue;
+                }
+                counts.used += 1;
+                match &r {
+                    Record::Event(e) => b.event(e),
+                    Record::Prediction(p) => b.prediction(p),
+                    Record::Label(_) => {}
+                }
+            }
+        }
+    }
+    Ok((b.finish(source, fine_bins, max_values), counts))
+}
+
+/// Resolves the reference of `job`'s `[drift]` section (paths relative to the job file).
+pub fn resolve(job: &Job, spec: &super::spec::DriftSpec) -> Result<Profile> {
+    let base = job.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let r = &spec.reference;
+    let err = |reason: String| Error::config(&job.file, "drift.reference", reason);
+    let kinds = [
+        r.profile.is_some(),
+        !r.events.is_empty() || !r.predictions.is_empty(),
+        r.from.is_some() || r.to.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err(err(
+            "give exactly one of: profile, events (+ predictions) files, or from + to".into(),
+        ));
+    }
+    let (fine, max) = (spec.fine_bins, spec.max_reference_values as usize);
+    if let Some(p) = &r.profile {
+        let path = base.join(p);
+        let profile = Profile::load(&path)?;
+        if profile.fine_bins != fine {
+            return Err(Error::profile(
+                &path,
+                format!(
+                    "has {} fine bins, drift.fine_bins says {fine}; rebuild it with --fine-bins {fine}",
+                    profile.fine_bins
+                ),
+            ));
+        }
+        return Ok(profile);
+    }
+    if r.from.is_some() || r.to.is_some() {
+        let (Some(from), Some(to)) = (&r.from, &r.to) else {
+            return Err(err("a range needs both from and to".into()));
+        };
+        let from = crate::runtime::parse_time(from).map_err(|e| err(format!("from: {e}")))?;
+        let to = crate::runtime::parse_time(to).map_err(|e| err(format!("to: {e}")))?;
+        if from >= to {
+            return Err(err("from must be before to".into()));
+        }
+        let inputs: Vec<(Stream, PartitionSpec)> = crate::sources::partitions(job)
+            .into_iter()
+            .filter(|(s, _)| *s != Stream::Labels)
+            .collect();
+        let source = format!("the job's sources over [{from}, {to})");
+        let (p, _) = build(job, &inputs, from..to, &source, fine, max)?;
+        if p.events == 0 {
+            return Err(err(format!("no events in [{from}, {to})")));
+        }
+        return Ok(p);
+    }
+    let mut inputs = Vec::new();
+    let mut names: Vec<PathBuf> = Vec::new();
+    for (stream, files) in [
+        (Stream::Events, &r.events),
+        (Stream::Predictions, &r.predictions),
+    ] {
+        for f in files {
+            let path = base.join(f);
+            inputs.push((stream, file_partition(&path)?));
+            names.push(path);
+        }
+    }
+    let source = names
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (p, _) = build(job, &inputs, 0..u64::MAX, &source, fine, max)?;
+    Ok(p)
+}
