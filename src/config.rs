@@ -570,16 +570,22 @@ impl Job {
     /// Fingerprint of everything that decides timestamps and outputs from given records.
     pub fn fingerprint(&self) -> String {
         let s = &self.spec;
-        let text = format!(
-            "{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}",
+        let mut text = format!(
+            "{:?}|{:?}|{:?}|{:?}|{}",
             s.time,
             s.windows,
             s.metrics,
             self.schemas,
             s.outputs.emit_interval(s.time.tick_ms),
-            s.drift,
-            self.drift.as_ref().map(|d| d.profile.digest()),
         );
+        // Appended only when present, so buffers of jobs without drift keep their fingerprint.
+        // A reference read from the job's own sources is covered by the sources' fingerprint.
+        if let Some(d) = &self.drift {
+            text.push_str(&format!("|{:?}", d.spec));
+            if d.spec.reference.from.is_none() {
+                text.push_str(&format!("|{}", d.profile.digest()));
+            }
+        }
         crate::replay::segment::sha256_hex(text.as_bytes())
     }
 

@@ -168,7 +168,7 @@ fn communication(opts: &RunOptions) -> Result<timely::CommunicationConfig> {
 }
 
 /// The output files a run writes, by name.
-const OUTPUTS: [&str; 7] = [
+const OUTPUTS: [&str; 8] = [
     "quality",
     "label_health",
     "entity_features",
@@ -176,6 +176,7 @@ const OUTPUTS: [&str; 7] = [
     "ingest",
     "drift",
     "drift_alerts",
+    "drift_detections",
 ];
 
 /// Runs `job` to completion, recording its replay buffer; resumes an interrupted run from its
@@ -244,7 +245,9 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
             let (segments, base) = crate::replay::plan(&job, &m, below, below);
             crate::replay::verify_all(&dir, &segments)?;
             tracing::info!(committed = below, segments = segments.len(), "resuming");
+            let detect = detect_start(&job, &dir, &m, below)?;
             crate::dataflow::Plan {
+                detect,
                 live: Some(Arc::new(crate::sources::Resume {
                     below,
                     partitions: m.partitions.clone(),
@@ -272,6 +275,28 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
 fn settle_time(job: &Job, first: u64) -> u64 {
     let emit = job.spec.outputs.emit_interval(job.spec.time.tick_ms);
     (first - first % emit).saturating_sub(emit)
+}
+
+/// Where the drift detectors of a run resuming at `below` start: the committed snapshot there.
+fn detect_start(
+    job: &Job,
+    dir: &Path,
+    m: &crate::replay::manifest::Manifest,
+    below: u64,
+) -> Result<crate::dataflow::detect::DetectStart> {
+    if job.drift.is_none() || below == 0 {
+        return Ok(Default::default());
+    }
+    match m.states.last().filter(|s| s.at == below) {
+        Some(st) => Ok(crate::dataflow::detect::DetectStart {
+            state: Some(crate::replay::read_state(dir, st)?),
+            at: below,
+        }),
+        None => Err(Error::replay(
+            dir.join(crate::replay::manifest::MANIFEST),
+            format!("the buffer holds no drift detector state at its commit point {below}"),
+        )),
+    }
 }
 
 /// Removes a previous run's buffer and outputs.
@@ -331,7 +356,30 @@ pub fn replay(
             ),
         ));
     }
-    let (segments, base) = crate::replay::plan(&job, &m, range.start, range.end);
+    // History-dependent detectors continue from the latest snapshot at or before the range;
+    // records from there on are fed at their own timestamps.
+    let (from, detect) = match (&job.drift, m.state_before(range.start)) {
+        (None, _) => (range.start, Default::default()),
+        (Some(_), Some(st)) => (
+            st.at.min(range.start),
+            crate::dataflow::detect::DetectStart {
+                state: Some(crate::replay::read_state(buffer, st)?),
+                at: st.at,
+            },
+        ),
+        (Some(_), None) if m.base.is_empty() => (0, Default::default()),
+        (Some(_), None) => {
+            return Err(Error::replay(
+                buffer.join(crate::replay::manifest::MANIFEST),
+                format!(
+                    "no drift detector state at or before ts {} is kept (retention removed it)",
+                    range.start
+                ),
+            ))
+        }
+    };
+    let settle = settle_time(&job, range.start).min(settle_time(&job, from));
+    let (segments, base) = crate::replay::plan(&job, &m, from, range.end);
     crate::replay::verify_all(buffer, &segments)?;
     let own = crate::replay::buffer_dir(&out_dir);
     if same_dir(&own, buffer) {
@@ -349,12 +397,13 @@ pub fn replay(
             buffer.to_path_buf(),
             &segments,
             range.end,
-            settle_time(&job, range.start),
+            settle,
         ))),
         base: crate::replay::base_counts(&base),
         write: range,
         record: None,
         resume_outputs: None,
+        detect,
     };
     execute(job, opts, plan, out_dir)
 }

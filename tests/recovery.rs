@@ -23,6 +23,13 @@ size_ms = 60000
 [metrics]
 segments = ["country"]
 entity_features = ["amount"]
+[drift]
+reference = { from = "1767225600000", to = "1767225630000" }
+[[drift.alerts]]
+statistic = "psi"
+above = 0.1
+severity = "P2"
+min_count = 20
 [replay]
 segment_ms = 5000
 "#;

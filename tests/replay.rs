@@ -23,6 +23,13 @@ entity_features = ["amount"]
 dir = "unused"
 formats = ["jsonl", "parquet"]
 emit_interval_ms = 5000
+[drift]
+reference = { from = "1767225600000", to = "1767225660000" }
+[[drift.alerts]]
+statistic = "psi"
+above = 0.1
+severity = "P2"
+min_count = 20
 [replay]
 segment_ms = 20000
 "#;
@@ -242,7 +249,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn retention_deletes_old_segments_and_late_ranges_still_replay_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let probe = generator_job(d, &times(), "events = 10", REST);
+    let probe = generator_job(d, &times(), "events = 2000", REST);
     let need = {
         let j = Job::load(&probe).unwrap();
         j.state_horizon_ms() + j.segment_ms()

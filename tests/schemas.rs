@@ -4,6 +4,7 @@
 mod common;
 
 use serde_json::Value;
+use tidemark::dataflow::detect::DetectionRow;
 use tidemark::dataflow::drift::{AlertRow, DKey, DriftAgg, DriftRow, ExactNumeric, Method};
 use tidemark::dataflow::features::{FKey, FeatureAgg, FeatureRow, FeatureStat};
 use tidemark::dataflow::labels::{LKey, LabelAgg, LabelRow};
@@ -263,6 +264,14 @@ fn output_rows_match_their_schema_files() {
         value: 0.7f64.to_bits(),
         count: 43,
         method: Method::Exact,
+    }]);
+    check(&[DetectionRow {
+        model: "m1".into(),
+        detector: 2,
+        position: 120,
+        event_id: "e7".into(),
+        event_time: win.start + 9,
+        detail: "ddm drift: …".into(),
     }]);
     check(&[IngestRow {
         stream: "events".into(),

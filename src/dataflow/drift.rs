@@ -174,7 +174,7 @@ fn coarse(fine: &[u64], groups: usize) -> Vec<u64> {
 }
 
 /// The reference of a numeric or score feature.
-fn numeric_ref<'a>(drift: &'a Drift, feature: u16) -> Option<&'a NumericRef> {
+fn numeric_ref(drift: &Drift, feature: u16) -> Option<&NumericRef> {
     let f = &drift.features[feature as usize];
     match f.kind {
         FeatureKind::Numeric(_) => drift.profile.numeric.get(&f.name),

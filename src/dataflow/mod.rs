@@ -1,5 +1,6 @@
 //! The dataflow: join, windows, label latency, quality metrics and entity features.
 
+pub mod detect;
 pub mod drift;
 pub mod features;
 pub mod join;
@@ -48,6 +49,8 @@ pub struct Plan {
     pub record: Option<(PathBuf, Manifest)>,
     /// JSON Lines lengths the outputs resume at (the committed part of an interrupted run).
     pub resume_outputs: Option<BTreeMap<String, u64>>,
+    /// Where the drift detectors start.
+    pub detect: detect::DetectStart,
 }
 
 impl Plan {
@@ -60,6 +63,7 @@ impl Plan {
             write: 0..u64::MAX,
             record: None,
             resume_outputs: None,
+            detect: Default::default(),
         }
     }
 }
@@ -80,6 +84,8 @@ pub struct Sinks {
     pub drift: Rc<RefCell<SinkState<drift::DriftRow>>>,
     /// Drift alerts (likewise).
     pub drift_alerts: Rc<RefCell<SinkState<drift::AlertRow>>>,
+    /// Concept-drift detections (likewise).
+    pub detections: Rc<RefCell<SinkState<detect::DetectionRow>>>,
 }
 
 /// Applies `f` to every sink state, whatever its row type.
@@ -92,6 +98,7 @@ macro_rules! each_sink {
         $f(&$sinks.ingest $(, $arg)*)?;
         $f(&$sinks.drift $(, $arg)*)?;
         $f(&$sinks.drift_alerts $(, $arg)*)?;
+        $f(&$sinks.detections $(, $arg)*)?;
     }};
 }
 
@@ -125,6 +132,7 @@ impl Sinks {
             self.ingest.borrow().written_below,
             self.drift.borrow().written_below,
             self.drift_alerts.borrow().written_below,
+            self.detections.borrow().written_below,
         ]
         .into_iter()
         .min()
@@ -207,6 +215,14 @@ pub fn build(
                 .flatten(),
             keep,
         ),
+        detections: SinkState::new(
+            job.drift
+                .as_ref()
+                .map(|_| writer("drift_detections"))
+                .transpose()?
+                .flatten(),
+            keep,
+        ),
     };
     fn setup<R>(s: &Rc<RefCell<SinkState<R>>>, plan: &Plan) -> Result<()> {
         let mut s = s.borrow_mut();
@@ -228,6 +244,14 @@ pub fn build(
         )),
         _ => None,
     };
+    let snapshots: Option<detect::Snapshots> = match (&checkpointer, &job.drift) {
+        (Some(cp), Some(_)) => {
+            let s = detect::Snapshots::default();
+            cp.borrow_mut().snapshots = Some(s.clone());
+            Some(s)
+        }
+        _ => None,
+    };
     let keys: Vec<String> = partitions(&job)
         .iter()
         .map(|(s, spec)| partition_key(*s, spec))
@@ -239,7 +263,7 @@ pub fn build(
     let win = windows::Windows::new(&job);
     let t = job.spec.time.clone();
     let emit = job.spec.outputs.emit_interval(t.tick_ms);
-    worker.dataflow_named(&format!("tidemark.{name}"), |scope| {
+    worker.dataflow_named(&format!("tidemark.{name}"), |scope| -> Result<()> {
         // Records are processed at emit boundaries: outputs are reported only there, and the
         // changelog at every boundary is the same as with per-tick processing, at a fraction of
         // the work (fewer distinct times for every arrangement and reduce).
@@ -332,12 +356,22 @@ pub fn build(
         let q = quality::quality(&job, &win, joined.labeled.clone());
         let l = labels::labels(&job, &win, &joined);
         let f = features::features(&job, &win, &joined);
-        let (drift_rows, drift_alerts) = match &job.drift {
+        let (drift_rows, drift_alerts, detections) = match &job.drift {
             Some(d) => {
                 let o = drift::drift(&name, &job, d.clone(), &win, &joined);
-                (o.rows, o.alerts)
+                let found = detect::detect(
+                    &name,
+                    joined.labeled.clone(),
+                    detect::specs(&d.spec),
+                    job.spec.metrics.threshold,
+                    segment_ms,
+                    plan.detect.clone(),
+                    snapshots.clone(),
+                )?;
+                (o.rows, o.alerts, found)
             }
             None => (
+                Vec::new().to_stream(scope).as_collection(),
                 Vec::new().to_stream(scope).as_collection(),
                 Vec::new().to_stream(scope).as_collection(),
             ),
@@ -392,7 +426,15 @@ pub fn build(
             emit,
             sinks.drift_alerts.clone(),
         );
-    });
+        sink(
+            detections.probe_with(&probe),
+            &name,
+            format.clone(),
+            emit,
+            sinks.detections.clone(),
+        );
+        Ok(())
+    })?;
     Ok(Built {
         probe,
         sinks,

@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 
+use crate::dataflow::detect::DetectionRow;
 use crate::dataflow::drift::{AlertRow, DKey, DriftRow};
 use crate::dataflow::features::FeatureRow;
 use crate::dataflow::labels::LabelRow;
@@ -320,6 +321,30 @@ impl OutputRow for AlertRow {
 
     fn status(&self) -> Option<Status> {
         Some(self.status)
+    }
+}
+
+impl OutputRow for DetectionRow {
+    const NAME: &'static str = "drift_detections";
+
+    fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
+        let drift = ctx
+            .drift
+            .as_ref()
+            .expect("detections only exist with [drift]");
+        let spec = &crate::dataflow::detect::specs(&drift.spec)[self.detector as usize];
+        out.push(vec![
+            ("model_version", json!(self.model)),
+            (
+                "detector",
+                json!(crate::drift::detectors::Detector::new(spec).name()),
+            ),
+            ("detector_index", json!(self.detector)),
+            ("position", json!(self.position)),
+            ("event_id", json!(self.event_id)),
+            ("event_time", json!(self.event_time)),
+            ("detail", json!(self.detail)),
+        ]);
     }
 }
 

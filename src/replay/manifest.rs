@@ -67,7 +67,32 @@ pub struct Manifest {
     pub watermarks: Vec<WatermarkPoint>,
     /// Output file (relative to the output directory) → committed length in bytes.
     pub outputs: BTreeMap<String, u64>,
+    /// Snapshots of history-dependent operator state (drift detectors) at commits, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<StateMeta>,
 }
+
+/// A committed operator-state snapshot: the state once every timestamp below `at` is processed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateMeta {
+    /// The timestamp it holds the state at.
+    pub at: u64,
+    /// Path relative to the buffer directory.
+    pub file: String,
+    /// File length in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+}
+
+/// The file name of the state snapshot at `at`, relative to the buffer.
+pub fn state_file(at: u64) -> String {
+    format!("{STATE_DIR}/{at:020}.json")
+}
+
+/// The buffer subdirectory of state snapshots.
+pub const STATE_DIR: &str = "state";
 
 /// How many watermark points the manifest keeps.
 pub const WATERMARKS_KEPT: usize = 1024;
@@ -88,6 +113,7 @@ impl Manifest {
             partitions: BTreeMap::new(),
             watermarks: Vec::new(),
             outputs: BTreeMap::new(),
+            states: Vec::new(),
         }
     }
 
@@ -123,6 +149,15 @@ impl Manifest {
             check_relative(&s.file, s.stream)
                 .map_err(|r| bad(format!("segment {:?}: {r}", s.file)))?;
         }
+        for st in &m.states {
+            if st.file != state_file(st.at) {
+                return Err(bad(format!(
+                    "state {:?} must be {:?}",
+                    st.file,
+                    state_file(st.at)
+                )));
+            }
+        }
         for f in m.outputs.keys() {
             if !is_plain_name(f) {
                 return Err(bad(format!("output {f:?} is not a plain file name")));
@@ -153,7 +188,16 @@ impl Manifest {
 
     /// The files a committed buffer should hold besides the manifest.
     pub fn files(&self, dir: &Path) -> Vec<PathBuf> {
-        self.segments.iter().map(|s| dir.join(&s.file)).collect()
+        self.segments
+            .iter()
+            .map(|s| dir.join(&s.file))
+            .chain(self.states.iter().map(|s| dir.join(&s.file)))
+            .collect()
+    }
+
+    /// The latest state snapshot at or before `at`.
+    pub fn state_before(&self, at: u64) -> Option<&StateMeta> {
+        self.states.iter().rev().find(|s| s.at <= at)
     }
 }
 

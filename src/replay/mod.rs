@@ -72,8 +72,12 @@ pub fn clean(dir: &Path, manifest: Option<&Manifest>) -> Result<usize> {
             remove(&entry.path())?;
         }
     }
-    for stream in BufferStream::ALL {
-        let sub = dir.join(stream.name());
+    let subdirs = BufferStream::ALL
+        .iter()
+        .map(|s| s.name())
+        .chain([manifest::STATE_DIR]);
+    for name in subdirs {
+        let sub = dir.join(name);
         if !sub.is_dir() {
             continue;
         }
@@ -173,4 +177,23 @@ pub fn base_counts(base: &BTreeMap<String, Counts>) -> Vec<(Stream, u8, isize)> 
         }
     }
     out
+}
+
+/// Reads and verifies the state snapshot `meta` of the buffer in `dir`.
+pub fn read_state(dir: &Path, meta: &manifest::StateMeta) -> Result<Vec<u8>> {
+    let path = dir.join(&meta.file);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let sum = segment::sha256_hex(&bytes);
+    if bytes.len() as u64 != meta.bytes || sum != meta.sha256 {
+        return Err(Error::replay(
+            &path,
+            format!(
+                "state snapshot damaged: {} bytes with SHA-256 {sum}, the manifest says {} bytes with {}",
+                bytes.len(),
+                meta.bytes,
+                meta.sha256
+            ),
+        ));
+    }
+    Ok(bytes)
 }

@@ -41,6 +41,8 @@ pub struct Checkpointer {
     pub error: Option<Error>,
     /// Commits made in this run.
     pub commits: u64,
+    /// Operator-state snapshots at segment boundaries, committed with them (drift detectors).
+    pub snapshots: Option<crate::dataflow::detect::Snapshots>,
 }
 
 impl Checkpointer {
@@ -59,6 +61,7 @@ impl Checkpointer {
             disorder,
             error: None,
             commits: 0,
+            snapshots: None,
         }))
     }
 
@@ -100,11 +103,43 @@ impl Checkpointer {
         }
         m.partitions.extend(partitions);
         m.outputs = cut(end)?;
-        let expired = self.expire(end);
+        if let (Some(snaps), false) = (&self.snapshots, end == u64::MAX) {
+            let mut snaps = snaps.borrow_mut();
+            let Some(bytes) = crate::dataflow::detect::snapshot_at(&snaps, end) else {
+                return Err(Error::replay(
+                    &self.dir,
+                    format!("no detector state at the commit point {end}"),
+                ));
+            };
+            let file = super::manifest::state_file(end);
+            let path = self.dir.join(&file);
+            let parent = path.parent().expect("state files are in a subdirectory");
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            super::segment::write_atomic(&path, bytes)?;
+            self.manifest.states.push(super::manifest::StateMeta {
+                at: end,
+                file,
+                bytes: bytes.len() as u64,
+                sha256: super::segment::sha256_hex(bytes),
+            });
+            snaps.retain(|_, (last, _)| *last > end);
+        }
+        let mut expired: Vec<String> = self.expire(end).into_iter().map(|s| s.file).collect();
+        if let (Some(keep), false) = (self.retention, end == u64::MAX) {
+            let cutoff = end.saturating_sub(keep);
+            let states = &mut self.manifest.states;
+            expired.extend(
+                states
+                    .iter()
+                    .filter(|s| s.at <= cutoff)
+                    .map(|s| s.file.clone()),
+            );
+            states.retain(|s| s.at > cutoff);
+        }
         self.manifest.store(&self.dir)?;
         // Only after the manifest stops naming them may expired segments go.
-        for s in expired {
-            let path = self.dir.join(&s.file);
+        for file in expired {
+            let path = self.dir.join(&file);
             if let Err(e) = std::fs::remove_file(&path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     return Err(Error::io(path, e));

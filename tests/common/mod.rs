@@ -187,13 +187,31 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Asserts that two output directories hold byte-identical outputs and replay segments (the
-/// manifest's commit history and the lock file are left out); returns how many files matched.
+/// manifest's commit history and the lock file are left out; detector state snapshots exist
+/// only at the commits a run happened to make, so those both runs have must be equal); returns
+/// how many files matched.
 #[allow(dead_code)]
 pub fn assert_same_outputs(a: &Path, b: &Path, what: &str) -> usize {
+    let states = |dir: &Path| -> std::collections::BTreeMap<String, Vec<u8>> {
+        tree(dir)
+            .into_iter()
+            .filter(|(n, _)| n.contains("replay/state/"))
+            .collect()
+    };
+    let sb = states(b);
+    for (name, x) in states(a) {
+        if let Some(y) = sb.get(&name) {
+            assert!(&x == y, "{name} differs {what}");
+        }
+    }
     let keep = |dir: &Path| -> Vec<(String, Vec<u8>)> {
         tree(dir)
             .into_iter()
-            .filter(|(n, _)| !n.ends_with("MANIFEST.json") && !n.ends_with("LOCK"))
+            .filter(|(n, _)| {
+                !n.ends_with("MANIFEST.json")
+                    && !n.ends_with("LOCK")
+                    && !n.contains("replay/state/")
+            })
             .collect()
     };
     let (fa, fb) = (keep(a), keep(b));
