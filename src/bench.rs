@@ -58,6 +58,7 @@ pub fn bench(
     schemas_dir: &Path,
     retention_ms: u64,
     replay: bool,
+    drift: bool,
 ) -> Result<BenchReport> {
     let data = dir.join(format!("data-{events}"));
     let params = GeneratorParams {
@@ -111,7 +112,18 @@ dir = "{out}"
 formats = ["jsonl"]
 emit_interval_ms = 60000
 summary = false
-"#,
+{drift}"#,
+        drift = if drift {
+            // Against the stream's first ten minutes, read from the job's own files.
+            let from = params.start_ms;
+            format!(
+                "[drift]\nreference = {{ from = \"{from}\", to = \"{}\" }}\n\
+                 [[drift.alerts]]\nstatistic = \"psi\"\nabove = 0.2\nseverity = \"P2\"\n",
+                from + 600_000
+            )
+        } else {
+            String::new()
+        },
         schemas = schemas.display(),
         data = std::fs::canonicalize(&data)
             .map_err(|e| Error::io(&data, e))?

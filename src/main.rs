@@ -43,6 +43,9 @@ enum Command {
         /// Also replay the whole buffer, and time a restart's state rebuild at its end.
         #[arg(long)]
         replay: bool,
+        /// Monitor drift of every feature and the score against the stream's first ten minutes.
+        #[arg(long)]
+        drift: bool,
     },
     /// Feed a range of a job's replay buffer back through the job and write its outputs.
     Replay(ReplayArgs),
@@ -66,6 +69,8 @@ enum Command {
         /// The buffer directory (`<outputs.dir>/replay`).
         dir: PathBuf,
     },
+    /// Compute a drift reference profile from files or a range of a job's own sources.
+    Profile(ProfileArgs),
     /// Check job files and their schemas; report every problem with file, key and reason.
     Validate {
         /// Job files (TOML).
@@ -158,6 +163,32 @@ fn parse_input(s: &str) -> Result<(String, String), String> {
 }
 
 #[derive(Args)]
+struct ProfileArgs {
+    /// The job whose schemas decode the records (its [drift] section gives the defaults).
+    job: PathBuf,
+    /// Reference files as STREAM=PATH (events or predictions; .jsonl or .parquet); without
+    /// any, the job's own sources over --from/--to.
+    #[arg(long = "input", value_parser = parse_input)]
+    inputs: Vec<(String, String)>,
+    /// Keep records whose own time is at or after this (epoch ms or ISO-8601 UTC).
+    #[arg(long, value_parser = parse_ts)]
+    from: Option<u64>,
+    /// Keep records whose own time is before this.
+    #[arg(long, value_parser = parse_ts)]
+    to: Option<u64>,
+    /// Where to write the profile (JSON).
+    #[arg(long)]
+    out: PathBuf,
+    /// Fine quantile bins per numeric feature (default: the job's drift.fine_bins, or 100).
+    #[arg(long)]
+    fine_bins: Option<u32>,
+    /// Distinct values kept per feature before the profile keeps a sketch (default: the job's
+    /// drift.max_reference_values, or 100000).
+    #[arg(long)]
+    max_values: Option<u64>,
+}
+
+#[derive(Args)]
 struct GenerateArgs {
     /// Output directory.
     #[arg(long)]
@@ -205,6 +236,7 @@ fn main() -> ExitCode {
         Command::Backfill(a) => cmd_backfill(a),
         Command::Verify { a, b, from, to } => cmd_verify(&a, &b, from, to),
         Command::Inspect { dir } => cmd_inspect(&dir),
+        Command::Profile(a) => cmd_profile(a),
         Command::Bench {
             events,
             workers,
@@ -212,7 +244,8 @@ fn main() -> ExitCode {
             schemas,
             retention_ms,
             replay,
-        } => cmd_bench(&dir, events, workers, &schemas, retention_ms, replay),
+            drift,
+        } => cmd_bench(&dir, events, workers, &schemas, retention_ms, replay, drift),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -223,6 +256,101 @@ fn main() -> ExitCode {
     }
 }
 
+fn cmd_profile(a: ProfileArgs) -> Result<(), String> {
+    use tidemark::drift::reference::{build, file_partition};
+    use tidemark::schema::Stream;
+    // The job's own reference may be the profile being written: load it without [drift].
+    let mut spec = tidemark::config::Job::read_spec(&a.job).map_err(|e| e.to_string())?;
+    let drift = spec.drift.take();
+    let job = tidemark::config::Job::validate(&a.job, spec).map_err(|e| e.to_string())?;
+    let fine = a
+        .fine_bins
+        .or(drift.as_ref().map(|d| d.fine_bins))
+        .unwrap_or(100);
+    let max = a
+        .max_values
+        .or(drift.as_ref().map(|d| d.max_reference_values))
+        .unwrap_or(100_000);
+    if fine < 2 || max == 0 {
+        return Err("--fine-bins must be at least 2 and --max-values positive".into());
+    }
+    let range = a.from.unwrap_or(0)..a.to.unwrap_or(u64::MAX);
+    let (inputs, source) = if a.inputs.is_empty() {
+        if a.from.is_none() || a.to.is_none() {
+            return Err(
+                "without --input, give --from and --to: the range of the job's sources".into(),
+            );
+        }
+        let inputs: Vec<_> = tidemark::sources::partitions(&job)
+            .into_iter()
+            .filter(|(s, _)| *s != Stream::Labels)
+            .collect();
+        let source = format!(
+            "{}'s sources over [{}, {})",
+            job.spec.name, range.start, range.end
+        );
+        (inputs, source)
+    } else {
+        let mut inputs = Vec::new();
+        for (stream, path) in &a.inputs {
+            let stream = Stream::parse(stream).expect("checked by the parser");
+            if stream == Stream::Labels {
+                return Err("labels are not profiled: give events and predictions".into());
+            }
+            inputs.push((
+                stream,
+                file_partition(std::path::Path::new(path)).map_err(|e| e.to_string())?,
+            ));
+        }
+        let names: Vec<&str> = a.inputs.iter().map(|(_, p)| p.as_str()).collect();
+        (inputs, names.join(", "))
+    };
+    let (profile, counts) =
+        build(&job, &inputs, range, &source, fine, max as usize).map_err(|e| e.to_string())?;
+    if profile.events == 0 {
+        return Err(format!("no events in {source}: nothing to profile"));
+    }
+    profile.save(&a.out).map_err(|e| e.to_string())?;
+    println!(
+        "profiled {} events and {} predictions from {source}",
+        profile.events, profile.predictions
+    );
+    println!(
+        "records read {}, used {}, outside the range {}, refused by the schema {}",
+        counts.read, counts.used, counts.outside, counts.refused
+    );
+    if let Some(first) = &counts.first_refusal {
+        println!("first refusal: {first}");
+    }
+    println!(
+        "{:<14} {:>10} {:>8}  reference",
+        "feature", "values", "nulls"
+    );
+    let numeric = profile
+        .numeric
+        .iter()
+        .map(|(k, r)| (k.as_str(), r))
+        .chain(profile.score.iter().map(|r| ("score", r)));
+    for (name, r) in numeric {
+        let kind = if r.exact {
+            format!("exact, {} distinct values", r.values.len())
+        } else {
+            format!("sketch of {} values", r.values.len())
+        };
+        println!("{name:<14} {:>10} {:>8}  {kind}", r.n, r.nulls);
+    }
+    for (name, r) in &profile.categorical {
+        println!(
+            "{name:<14} {:>10} {:>8}  {} categories",
+            r.n,
+            r.nulls,
+            r.counts.len()
+        );
+    }
+    println!("written to {}", a.out.display());
+    Ok(())
+}
+
 fn cmd_bench(
     dir: &std::path::Path,
     events: u64,
@@ -230,8 +358,9 @@ fn cmd_bench(
     schemas: &std::path::Path,
     retention_ms: u64,
     replay: bool,
+    drift: bool,
 ) -> Result<(), String> {
-    let r = tidemark::bench::bench(dir, events, workers, schemas, retention_ms, replay)
+    let r = tidemark::bench::bench(dir, events, workers, schemas, retention_ms, replay, drift)
         .map_err(|e| e.to_string())?;
     println!("events            {}", r.events);
     println!(
@@ -653,6 +782,43 @@ fn print_summary(s: &RunSummary) {
                 p.map(|p| p.p50.to_string()).unwrap_or_else(|| "-".into()),
                 p.map(|p| p.p95.to_string()).unwrap_or_else(|| "-".into()),
                 l.status.name()
+            );
+        }
+    }
+    let alerts: Vec<_> = s
+        .drift_alerts
+        .iter()
+        .filter(|a| a.4 == "retired" || a.4 == "final")
+        .collect();
+    if !alerts.is_empty() {
+        // Per feature and rule: how many windows fired, and the first one.
+        let mut by: std::collections::BTreeMap<(&str, &str, &str), (usize, u64)> =
+            Default::default();
+        for (start, feature, stat, sev, _) in &alerts {
+            let e = by.entry((feature, stat, sev)).or_insert((0, u64::MAX));
+            e.0 += 1;
+            e.1 = e.1.min(*start);
+        }
+        println!();
+        println!("drift alerts in final windows (all window families):");
+        println!(
+            "{:<14} {:<14} {:<8} {:>8}  first window",
+            "feature", "statistic", "severity", "windows"
+        );
+        for ((feature, stat, sev), (n, first)) in by {
+            println!(
+                "{feature:<14} {stat:<14} {sev:<8} {n:>8}  {}",
+                iso_time(first)
+            );
+        }
+    }
+    if !s.detections.is_empty() {
+        println!();
+        println!("concept-drift detections (first 12):");
+        for (t, model, detector, position) in s.detections.iter().take(12) {
+            println!(
+                "{:<22} {model:<12} {detector:<13} example {position}",
+                iso_time(*t)
             );
         }
     }

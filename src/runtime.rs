@@ -71,6 +71,10 @@ pub struct RunSummary {
     pub resumed_from: Option<u64>,
     /// Replay-buffer commits made by this run.
     pub commits: u64,
+    /// Drift alerts firing at the end, as (window start, feature, statistic, severity, status).
+    pub drift_alerts: Vec<(u64, String, String, String, String)>,
+    /// Concept-drift detections, as (event time, model, detector, position).
+    pub detections: Vec<(u64, String, String, u64)>,
 }
 
 /// Records held in differential state across this process's workers, from differential's
@@ -461,6 +465,8 @@ fn execute(
         Vec<(&'static str, u64)>,
         Vec<(u64, i64)>,
         u64,
+        Vec<(u64, String, String, String, String)>,
+        Vec<(u64, String, String, u64)>,
     )>;
     let guards = timely::execute(config, move |worker| -> Result<WorkerResult> {
         let writes = worker.index() == 0;
@@ -520,14 +526,41 @@ fn execute(
         let ingest = current_rows(&sinks.ingest.borrow().current);
         let quality = current_rows(&sinks.quality.borrow().current);
         let labels = current_rows(&sinks.labels.borrow().current);
-        let lines = vec![
+        let mut lines = vec![
             ("quality", sinks.quality.borrow().lines),
             ("label_health", sinks.labels.borrow().lines),
             ("entity_features", sinks.features.borrow().lines),
             ("dead_letters", sinks.dead_letters.borrow().lines),
             ("ingest", sinks.ingest.borrow().lines),
         ];
-        Ok(Some((ingest, quality, labels, lines, samples, commits)))
+        let (mut alerts, mut detections) = (Vec::new(), Vec::new());
+        if let Some(d) = &job.drift {
+            lines.extend([
+                ("drift", sinks.drift.borrow().lines),
+                ("drift_alerts", sinks.drift_alerts.borrow().lines),
+                ("drift_detections", sinks.detections.borrow().lines),
+            ]);
+            for a in current_rows(&sinks.drift_alerts.borrow().current) {
+                let rule = a.rule(d);
+                alerts.push((
+                    a.key.win.start,
+                    d.features[a.key.feature as usize].name.clone(),
+                    rule.statistic.name().to_string(),
+                    format!("{:?}", rule.severity),
+                    a.status.name().to_string(),
+                ));
+            }
+            let specs = crate::dataflow::detect::specs(&d.spec);
+            for r in current_rows(&sinks.detections.borrow().current) {
+                let name =
+                    crate::drift::detectors::Detector::new(&specs[r.detector as usize]).name();
+                detections.push((r.event_time, r.model, name.to_string(), r.position));
+            }
+            detections.sort();
+        }
+        Ok(Some((
+            ingest, quality, labels, lines, samples, commits, alerts, detections,
+        )))
     })
     .map_err(Error::Runtime)?;
     let results = guards.join();
@@ -537,7 +570,7 @@ fn execute(
     }
     let mut summary = None;
     for r in results {
-        if let Some((ingest, quality, labels, lines, state_samples, commits)) =
+        if let Some((ingest, quality, labels, lines, state_samples, commits, alerts, detections)) =
             r.map_err(Error::Runtime)??
         {
             summary = Some(RunSummary {
@@ -552,6 +585,8 @@ fn execute(
                 state_samples,
                 resumed_from,
                 commits,
+                drift_alerts: alerts,
+                detections,
             })
         }
     }
