@@ -286,6 +286,16 @@ impl Profile {
             {
                 return bad("values are not sorted or do not add up to n");
             }
+            if r.exact {
+                // Binned and exact statistics must describe the same reference.
+                let mut cells = vec![0u64; r.cells.len()];
+                for &(v, c) in &r.values {
+                    cells[r.cell(v) as usize] += c;
+                }
+                if cells != r.cells {
+                    return bad("bin counts disagree with the values");
+                }
+            }
         }
         for (name, r) in &self.categorical {
             if r.counts.values().sum::<u64>() != r.n {
