@@ -1130,35 +1130,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn timing_is_sane() {
-        // Rough cost of one call in the most expensive corner of each method; printed only
-        // (run with --nocapture).
-        let cases: &[(&str, f64, u64)] = &[
-            ("Pomeranz, n = 140", 0.169, 140),
-            ("Durbin matrix, n = 10^4", 0.00269, 10_000),
-            ("Pelz-Good, n = 10^6", 0.001, 1_000_000),
-            ("Birnbaum-Tingey sum, n = 1999", 0.034, 1_999),
-            ("Birnbaum-Tingey integral, n = 10^6", 0.0015, 1_000_000),
-            (
-                "Birnbaum-Tingey integral, n = 10^6, p ~ 1e-300",
-                0.0185,
-                1_000_000,
-            ),
-            ("2*smirnov, d >= 0.5, n = 1400", 0.5, 1_400),
-        ];
-        for &(name, d, n) in cases {
-            // Best of several short batches, so a busy machine does not inflate the figure.
-            let mut per_call = f64::INFINITY;
-            let mut sf = 0.0;
-            for _ in 0..7 {
-                let start = std::time::Instant::now();
-                for _ in 0..5 {
-                    sf = kstwo_sf(std::hint::black_box(d), n);
-                }
-                per_call = per_call.min(start.elapsed().as_secs_f64() / 5.0);
-            }
-            println!("{name:48} {:9.1} us/call (sf = {sf:e})", per_call * 1e6);
-        }
-    }
 }
