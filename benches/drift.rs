@@ -40,7 +40,11 @@ fn main() {
         println!("  {name:<38} {:>10.1} µs", t * 1e6);
     }
     println!("exact KS + Wasserstein of a window against a reference (distinct values):");
-    for (window, reference) in [(1_000usize, 10_000usize), (10_000, 100_000), (100_000, 100_000)] {
+    for (window, reference) in [
+        (1_000usize, 10_000usize),
+        (10_000, 100_000),
+        (100_000, 100_000),
+    ] {
         let w: Vec<(i64, u64)> = (0..window as i64).map(|i| (i * 7, 1)).collect();
         let r: Vec<(i64, u64)> = (0..reference as i64).map(|i| (i * 5 + 3, 2)).collect();
         let t = best_of(5, || {

@@ -579,12 +579,10 @@ impl Job {
             s.outputs.emit_interval(s.time.tick_ms),
         );
         // Appended only when present, so buffers of jobs without drift keep their fingerprint.
-        // A reference read from the job's own sources is covered by the sources' fingerprint.
+        // The reference's content counts, wherever it was read from: a restart or replay
+        // against another reference would compute other drift.
         if let Some(d) = &self.drift {
-            text.push_str(&format!("|{:?}", d.spec));
-            if d.spec.reference.from.is_none() {
-                text.push_str(&format!("|{}", d.profile.digest()));
-            }
+            text.push_str(&format!("|{:?}|{}", d.spec, d.profile.digest()));
         }
         crate::replay::segment::sha256_hex(text.as_bytes())
     }

@@ -382,6 +382,15 @@ pub fn replay(
             ))
         }
     };
+    if let Some(first) = crate::replay::missing_history(&job, &m, from) {
+        return Err(Error::replay(
+            buffer.join(crate::replay::manifest::MANIFEST),
+            format!(
+                "retention removed the history the drift detectors need: they continue from their snapshot at ts {from}, \
+                 whose state horizon starts before the buffer ({first})"
+            ),
+        ));
+    }
     let settle = settle_time(&job, range.start).min(settle_time(&job, from));
     let (segments, base) = crate::replay::plan(&job, &m, from, range.end);
     crate::replay::verify_all(buffer, &segments)?;

@@ -117,13 +117,13 @@ pub fn detect<'s>(
             &format!("{name}.DriftDetectors"),
             move |cap, _| {
                 let mut pending: BTreeMap<u64, (Capability<u64>, Vec<_>)> = BTreeMap::new();
-                // The next segment boundary whose snapshot is due. A capability held there keeps
-                // the outputs (and so the commit of that boundary) from passing it before the
-                // snapshot is taken.
+                // The next segment boundary whose snapshot is due. A capability held just below
+                // it keeps the outputs (and so the commit of that boundary) from reaching it
+                // before the snapshot is taken.
                 let mut next_snapshot = first.div_ceil(segment_ms) * segment_ms;
                 let mut hold = Some(cap);
                 if let Some(h) = hold.as_mut() {
-                    h.downgrade(&next_snapshot);
+                    h.downgrade(&next_snapshot.saturating_sub(1));
                 }
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
@@ -143,12 +143,16 @@ pub fn detect<'s>(
                         if *next > upto {
                             return;
                         }
-                        let last = upto - upto % segment_ms;
+                        let last = if upto == u64::MAX {
+                            u64::MAX
+                        } else {
+                            upto - upto % segment_ms
+                        };
                         if let Some(s) = &snapshots {
                             let bytes = serde_json::to_vec(state).expect("state serializes");
                             s.borrow_mut().insert(*next, (last, bytes));
                         }
-                        *next = last + segment_ms;
+                        *next = last.saturating_add(segment_ms);
                     };
                     while let Some(entry) = pending.first_entry() {
                         if frontier.less_equal(entry.key()) {
@@ -192,10 +196,17 @@ pub fn detect<'s>(
                         Some(f) => {
                             snap(&state, *f, &mut next_snapshot);
                             if let Some(h) = hold.as_mut() {
-                                h.downgrade(&next_snapshot);
+                                // Below the boundary: the outputs (and so a commit) cannot reach
+                                // it until its snapshot exists.
+                                h.downgrade(&next_snapshot.saturating_sub(1));
                             }
                         }
-                        None => hold = None,
+                        None => {
+                            // Input complete: this state holds at every later boundary.
+                            if hold.take().is_some() {
+                                snap(&state, u64::MAX, &mut next_snapshot);
+                            }
+                        }
                     }
                 }
             },

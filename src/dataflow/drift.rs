@@ -225,24 +225,30 @@ impl DriftRow {
                     s.constant = Some(e.n >= 2 && e.distinct == 1 && !ref_constant);
                 }
                 None => {
-                    // The empirical CDFs compared at the fine bin edges: a lower bound of KS, and
-                    // Wasserstein with each bin's CDF difference held over the next bin's width.
+                    // The empirical CDFs compared at the fine bin edges: a lower bound of KS.
+                    // Wasserstein: between two edges the CDFs move from their values below the
+                    // lower edge to those below the upper one; the trapezoid of the two
+                    // differences approximates the integral (tails beyond the outer edges are
+                    // left out).
                     let (mut cr, mut cw, mut best, mut w) = (0u64, 0u64, 0u128, 0u128);
+                    let mut below: Option<u128> = None;
                     for k in 0..r.edges.len() {
                         cr += r.cells[k];
                         cw += a.cells[k];
                         let diff = (cr as u128 * n as u128).abs_diff(cw as u128 * r.n as u128);
                         best = best.max(diff);
-                        if let Some(next) = r.edges.get(k + 1) {
-                            w += diff * (next - r.edges[k]) as u128;
+                        if let Some(prev) = below {
+                            let width = (r.edges[k] as i128 - r.edges[k - 1] as i128) as u128;
+                            w += (prev + diff) * width / 2;
                         }
+                        below = Some(diff);
                     }
                     let d = ks_from_numerator(best, r.n, n);
                     s.ks = Some(d);
                     s.ks_p_value = Some(crate::drift::kolmogorov::ks_2samp_asymp_pvalue(d, n, r.n));
                     s.wasserstein = Some(wasserstein_from_numerator(w, r.n, n));
-                    let occupied = a.cells.iter().filter(|c| **c > 0).count();
-                    s.constant = Some(n >= 2 && occupied == 1 && !ref_constant);
+                    // Bin counts cannot tell equal values from close ones: known once final.
+                    s.constant = None;
                 }
             }
         } else if let Some(r) = drift.profile.categorical.get(&f.name) {

@@ -1129,5 +1129,4 @@ mod tests {
             assert!(kstwo_sf(d, n) >= 1.0 - 1e-15);
         }
     }
-
 }

@@ -55,7 +55,10 @@ pub fn resolve(job: &crate::config::Job, spec: &DriftSpec) -> crate::error::Resu
     if !(2..=1000).contains(&spec.bins) {
         return Err(err("drift.bins", "must be in 2..=1000".into()));
     }
-    if spec.fine_bins > 100_000 || !spec.fine_bins.is_multiple_of(spec.bins) {
+    if spec.fine_bins < spec.bins
+        || spec.fine_bins > 100_000
+        || !spec.fine_bins.is_multiple_of(spec.bins)
+    {
         return Err(err(
             "drift.fine_bins",
             format!(
@@ -120,27 +123,56 @@ pub fn resolve(job: &crate::config::Job, spec: &DriftSpec) -> crate::error::Resu
             return Err(err(&key, "thresholds must be finite".into()));
         }
         for f in &a.features {
-            if !features.iter().any(|x| &x.name == f) {
+            let Some(feature) = features.iter().find(|x| &x.name == f) else {
                 return Err(err(
                     &format!("{key}.features"),
                     format!("{f:?} is not a monitored feature"),
                 ));
+            };
+            if !applies(a.statistic, feature.kind) {
+                return Err(err(
+                    &format!("{key}.features"),
+                    format!(
+                        "{} does not apply to {f:?} ({})",
+                        a.statistic.name(),
+                        if matches!(feature.kind, FeatureKind::Categorical(_)) {
+                            "categorical"
+                        } else {
+                            "numeric"
+                        }
+                    ),
+                ));
             }
         }
+        if a.features.is_empty() && !features.iter().any(|f| applies(a.statistic, f.kind)) {
+            return Err(err(
+                &key,
+                format!(
+                    "{} applies to none of the monitored features",
+                    a.statistic.name()
+                ),
+            ));
+        }
+    }
+    if features.len() > u16::MAX as usize || spec.alerts.len() > u16::MAX as usize {
+        return Err(err("drift", "too many features or alert rules".into()));
     }
     let profile = reference::resolve(job, spec)?;
     let source = profile.source.clone();
     for f in &features {
+        // A feature the reference never saw a value of has nothing to compare with.
         let present = match f.kind {
-            FeatureKind::Numeric(_) => profile.numeric.contains_key(&f.name),
-            FeatureKind::Categorical(_) => profile.categorical.contains_key(&f.name),
-            FeatureKind::Score => profile.score.is_some(),
+            FeatureKind::Numeric(_) => profile.numeric.get(&f.name).is_some_and(|r| r.n > 0),
+            FeatureKind::Categorical(_) => {
+                profile.categorical.get(&f.name).is_some_and(|r| r.n > 0)
+            }
+            FeatureKind::Score => profile.score.as_ref().is_some_and(|r| r.n > 0),
         };
         if !present {
             return Err(err(
                 "drift.reference",
                 format!(
-                    "the reference ({source}) has no {:?}{}",
+                    "the reference ({source}) has no values of {:?}{}",
                     f.name,
                     if f.kind == FeatureKind::Score {
                         " (give reference predictions, or set drift.score = false)"
@@ -156,4 +188,15 @@ pub fn resolve(job: &crate::config::Job, spec: &DriftSpec) -> crate::error::Resu
         features,
         profile: Arc::new(profile),
     })
+}
+
+/// Whether `statistic` is computed for features of `kind`.
+fn applies(statistic: spec::Statistic, kind: FeatureKind) -> bool {
+    use spec::Statistic::*;
+    let categorical = matches!(kind, FeatureKind::Categorical(_));
+    match statistic {
+        Psi | JsDistance | NullRate | Constant => true,
+        Ks | KsPValue | Wasserstein => !categorical,
+        Chi2 | Chi2PValue | UnseenRate => categorical,
+    }
 }

@@ -249,9 +249,16 @@ impl Profile {
         crate::replay::segment::write_atomic(path, &text)
     }
 
-    /// A digest of the profile's content, for the job fingerprint.
+    /// A digest of the profile's statistical content (not where it came from), for the job
+    /// fingerprint.
     pub fn digest(&self) -> String {
-        crate::replay::segment::sha256_hex(&serde_json::to_vec(self).expect("profiles serialize"))
+        let content = Profile {
+            source: String::new(),
+            ..self.clone()
+        };
+        crate::replay::segment::sha256_hex(
+            &serde_json::to_vec(&content).expect("profiles serialize"),
+        )
     }
 
     /// Checks the invariants the statistics rely on; the reason names the feature.
@@ -270,8 +277,17 @@ impl Profile {
             .iter()
             .map(|(k, v)| (k.as_str(), v))
             .chain(self.score.iter().map(|s| ("score", s)));
+        // Decoded values are within ±1e9 (±1e15 micro-units); the statistics rely on it.
+        const BOUND: i64 = 1_000_000_000_000_000;
         for (name, r) in numeric {
             let bad = |what: &str| Err(format!("feature {name:?}: {what}"));
+            if r.edges
+                .iter()
+                .chain(r.values.iter().map(|v| &v.0))
+                .any(|x| x.abs() > BOUND)
+            {
+                return bad("a value is beyond ±1e9");
+            }
             if r.n > 0 && r.edges.len() + 1 != self.fine_bins as usize {
                 return bad("edge count does not match fine_bins");
             }

@@ -162,6 +162,17 @@ pub fn resolve(job: &Job, spec: &super::spec::DriftSpec) -> Result<Profile> {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let (p, _) = build(job, &inputs, 0..u64::MAX, &source, fine, max)?;
+    let (p, counts) = build(job, &inputs, 0..u64::MAX, &source, fine, max)?;
+    if p.events == 0 {
+        return Err(err(format!(
+            "no usable events in {source} ({} records read, {} refused{})",
+            counts.read,
+            counts.refused,
+            counts
+                .first_refusal
+                .map(|f| format!("; first: {f}"))
+                .unwrap_or_default()
+        )));
+    }
     Ok(p)
 }

@@ -108,12 +108,18 @@ pub fn load_for(job: &Job, dir: &Path) -> Result<Option<Manifest>> {
     };
     let fp = job.fingerprint();
     if m.fingerprint != fp {
+        // A drift reference read from the sources changes with them: say the root cause.
+        let cause = if m.sources != job.sources_fingerprint() {
+            "it read other sources (paths, kinds or generator parameters), and what depends on \
+             them (a drift reference read from them) changed"
+        } else {
+            "time, windows, metrics, schemas, drift settings or the drift reference changed"
+        };
         return Err(Error::replay(
             dir.join(MANIFEST),
             format!(
                 "written by a different definition of the job (fingerprint {}, the job's is {fp}): \
-                 time, sources, windows, metrics or schemas changed; replay it with the job file \
-                 that wrote it, or start over with --fresh",
+                 {cause}; replay it with the job file that wrote it, or start over with --fresh",
                 m.fingerprint
             ),
         ));
@@ -194,6 +200,9 @@ pub fn read_state(dir: &Path, meta: &manifest::StateMeta) -> Result<Vec<u8>> {
                 meta.sha256
             ),
         ));
+    }
+    if let Err(e) = serde_json::from_slice::<crate::dataflow::detect::DetectorState>(&bytes) {
+        return Err(Error::replay(&path, format!("not a detector state: {e}")));
     }
     Ok(bytes)
 }
