@@ -32,12 +32,12 @@ use crate::drift::{Drift, FeatureKind};
 pub struct DKey {
     /// The window (by event time).
     pub win: Win,
-    /// `all` or `column=value`.
-    pub segment: String,
+    /// `all` or `column=value` (shared: every key of a record holds the same few names).
+    pub segment: Arc<str>,
     /// Index into the job's monitored features.
     pub feature: u16,
     /// Model version (the score only; empty for event features).
-    pub model: String,
+    pub model: Arc<str>,
 }
 
 /// What one value of a feature counts towards.
@@ -48,7 +48,7 @@ pub enum Cell {
     /// A numeric value in this fine reference bin.
     Bin(u32),
     /// A categorical value.
-    Cat(String),
+    Cat(Arc<str>),
 }
 
 /// Counts of one drift key.
@@ -366,13 +366,14 @@ pub fn drift<'s>(
     joined: &Joined<'s>,
 ) -> DriftOutputs<'s> {
     let segments = drift.spec.segments;
+    let all: Arc<str> = Arc::from(ALL);
     let keys_of = {
         let (w, j) = (windows.clone(), job.clone());
-        move |e: &crate::records::Event| -> Vec<(Win, String)> {
-            let segs = if segments {
-                segments_of(&j, e)
+        move |e: &crate::records::Event| -> Vec<(Win, Arc<str>)> {
+            let segs: Vec<Arc<str>> = if segments {
+                segments_of(&j, e).into_iter().map(Arc::from).collect()
             } else {
-                vec![ALL.to_string()]
+                vec![all.clone()]
             };
             let mut out = Vec::new();
             for win in w.of(e.time) {
@@ -381,31 +382,48 @@ pub fn drift<'s>(
             out
         }
     };
-    // One cell and one raw value (numeric features only) per record, window, segment, feature.
+    // Each feature's fine bin edges, by feature index (None for categorical features).
+    let refs: Vec<Option<NumericRef>> = (0..drift.features.len())
+        .map(|i| numeric_ref(&drift, i as u16).cloned())
+        .collect();
+    // One cell and one raw value (numeric features only) per record, window, segment, feature;
+    // the cells are computed once per record.
     let d = drift.clone();
     let k = keys_of.clone();
+    let none: Arc<str> = Arc::from("");
     let event_cells = joined.events.clone().flat_map(move |e| {
-        let mut out = Vec::new();
-        for (win, segment) in k(&e) {
-            for (i, f) in d.features.iter().enumerate() {
+        let per_feature: Vec<(u16, Cell, Option<Option<i64>>)> = d
+            .features
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
                 let (cell, value) = match f.kind {
                     FeatureKind::Numeric(x) => match e.numeric[x] {
-                        Some(v) => (Cell::Bin(d.profile.numeric[&f.name].cell(v)), Some(Some(v))),
+                        Some(v) => {
+                            let r = refs[i].as_ref().expect("numeric features have a reference");
+                            (Cell::Bin(r.cell(v)), Some(Some(v)))
+                        }
                         None => (Cell::Null, Some(None)),
                     },
                     FeatureKind::Categorical(x) => match &e.categorical[x] {
-                        Some(c) => (Cell::Cat(c.clone()), None),
+                        Some(c) => (Cell::Cat(Arc::from(c.as_str())), None),
                         None => (Cell::Null, None),
                     },
-                    FeatureKind::Score => continue,
+                    FeatureKind::Score => return None,
                 };
+                Some((i as u16, cell, value))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (win, segment) in k(&e) {
+            for (feature, cell, value) in &per_feature {
                 let key = DKey {
                     win,
                     segment: segment.clone(),
-                    feature: i as u16,
-                    model: String::new(),
+                    feature: *feature,
+                    model: none.clone(),
                 };
-                out.push((key, cell, value));
+                out.push((key, cell.clone(), *value));
             }
         }
         out
@@ -418,6 +436,8 @@ pub fn drift<'s>(
     if let (Some(i), Some(r)) = (score_feature, drift.profile.score.clone()) {
         let k = keys_of.clone();
         let scores = joined.scored.clone().flat_map(move |(e, p)| {
+            let model: Arc<str> = Arc::from(p.model.as_str());
+            let cell = Cell::Bin(r.cell(p.score));
             k(&e)
                 .into_iter()
                 .map(|(win, segment)| {
@@ -425,9 +445,9 @@ pub fn drift<'s>(
                         win,
                         segment,
                         feature: i as u16,
-                        model: p.model.clone(),
+                        model: model.clone(),
                     };
-                    (key, Cell::Bin(r.cell(p.score)), Some(Some(p.score)))
+                    (key, cell.clone(), Some(Some(p.score)))
                 })
                 .collect::<Vec<_>>()
         });
@@ -451,7 +471,7 @@ pub fn drift<'s>(
                 match cell {
                     Cell::Null => a.nulls += c,
                     Cell::Bin(b) => a.cells[*b as usize] += c,
-                    Cell::Cat(s) => a.cats.push((s.clone(), c)),
+                    Cell::Cat(s) => a.cats.push((s.to_string(), c)),
                 }
             }
             output.push((a, 1));
