@@ -559,10 +559,8 @@ fn execute(
                     a.status.name().to_string(),
                 ));
             }
-            let specs = crate::dataflow::detect::specs(&d.spec);
             for r in current_rows(&sinks.detections.borrow().current) {
-                let name =
-                    crate::drift::detectors::Detector::new(&specs[r.detector as usize]).name();
+                let name = d.detectors[r.detector as usize].name();
                 detections.push((r.event_time, r.model, name.to_string(), r.position));
             }
             detections.sort();

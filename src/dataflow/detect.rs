@@ -70,21 +70,10 @@ pub fn snapshot_at(snapshots: &BTreeMap<u64, (u64, Vec<u8>)>, at: u64) -> Option
 /// Where the detectors start: their state and the first timestamp they process.
 #[derive(Debug, Clone, Default)]
 pub struct DetectStart {
-    /// The state as of `at` (JSON); empty state if `None`.
-    pub state: Option<Vec<u8>>,
+    /// The state as of `at`; empty state if `None`.
+    pub state: Option<DetectorState>,
     /// Examples labeled before this timestamp are already in the state.
     pub at: u64,
-}
-
-/// The detectors in effect: the job's, or ADWIN, Page–Hinkley and DDM with their defaults.
-pub fn specs(spec: &crate::drift::spec::DriftSpec) -> Vec<DetectorSpec> {
-    spec.detectors.clone().unwrap_or_else(|| {
-        vec![
-            DetectorSpec::adwin(),
-            DetectorSpec::page_hinkley(),
-            DetectorSpec::ddm(),
-        ]
-    })
 }
 
 /// Runs the detectors over `labeled`; `snapshots` (worker 0 of a recording run) receives the
@@ -97,14 +86,9 @@ pub fn detect<'s>(
     segment_ms: u64,
     start: DetectStart,
     snapshots: Option<Snapshots>,
-) -> crate::error::Result<VecCollection<'s, u64, DetectionRow>> {
+) -> VecCollection<'s, u64, DetectionRow> {
     let threshold = (threshold * MICRO as f64).round() as i64;
-    let mut state: DetectorState = match &start.state {
-        Some(bytes) => serde_json::from_slice(bytes).map_err(|e| {
-            crate::Error::Runtime(format!("the committed detector state does not load: {e}"))
-        })?,
-        None => DetectorState::default(),
-    };
+    let mut state = start.state.unwrap_or_default();
     let examples = labeled.map(move |(e, p, l)| {
         let error = ((p.score >= threshold) as u8 != l.label) as u8;
         (e.time, e.id, p.model, error)
@@ -211,5 +195,5 @@ pub fn detect<'s>(
                 }
             },
         );
-    Ok(stream.as_collection())
+    stream.as_collection()
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::join::Joined;
 use super::temporal::{delay_to, expire_at, retirements};
 use super::windows::{segments_of, Status, Win, Windows, ALL};
-use crate::drift::profile::NumericRef;
+use crate::drift::profile::{cell_of, NumericRef};
 use crate::drift::spec::{Severity, Statistic};
 use crate::drift::stats::{
     chi2_homogeneity, js_distance, ks_from_numerator, ks_numerator, psi,
@@ -324,6 +324,9 @@ impl AlertRow {
 
 /// The alerts one drift row fires.
 pub fn alerts_of(drift: &Drift, row: &DriftRow) -> Vec<AlertRow> {
+    if drift.spec.alerts.is_empty() {
+        return Vec::new();
+    }
     let stats = row.stats(drift);
     let name = &drift.features[row.key.feature as usize].name;
     let method = row.method(drift);
@@ -383,8 +386,8 @@ pub fn drift<'s>(
         }
     };
     // Each feature's fine bin edges, by feature index (None for categorical features).
-    let refs: Vec<Option<NumericRef>> = (0..drift.features.len())
-        .map(|i| numeric_ref(&drift, i as u16).cloned())
+    let edges: Vec<Option<Vec<i64>>> = (0..drift.features.len())
+        .map(|i| numeric_ref(&drift, i as u16).map(|r| r.edges.clone()))
         .collect();
     // One cell and one raw value (numeric features only) per record, window, segment, feature;
     // the cells are computed once per record.
@@ -400,8 +403,10 @@ pub fn drift<'s>(
                 let (cell, value) = match f.kind {
                     FeatureKind::Numeric(x) => match e.numeric[x] {
                         Some(v) => {
-                            let r = refs[i].as_ref().expect("numeric features have a reference");
-                            (Cell::Bin(r.cell(v)), Some(Some(v)))
+                            let e = edges[i]
+                                .as_ref()
+                                .expect("numeric features have a reference");
+                            (Cell::Bin(cell_of(e, v)), Some(Some(v)))
                         }
                         None => (Cell::Null, Some(None)),
                     },
@@ -433,11 +438,12 @@ pub fn drift<'s>(
         .iter()
         .position(|f| f.kind == FeatureKind::Score);
     let mut cells = event_cells;
-    if let (Some(i), Some(r)) = (score_feature, drift.profile.score.clone()) {
+    if let (Some(i), Some(r)) = (score_feature, &drift.profile.score) {
+        let score_edges = r.edges.clone();
         let k = keys_of.clone();
         let scores = joined.scored.clone().flat_map(move |(e, p)| {
             let model: Arc<str> = Arc::from(p.model.as_str());
-            let cell = Cell::Bin(r.cell(p.score));
+            let cell = Cell::Bin(cell_of(&score_edges, p.score));
             k(&e)
                 .into_iter()
                 .map(|(win, segment)| {

@@ -263,7 +263,7 @@ pub fn build(
     let win = windows::Windows::new(&job);
     let t = job.spec.time.clone();
     let emit = job.spec.outputs.emit_interval(t.tick_ms);
-    worker.dataflow_named(&format!("tidemark.{name}"), |scope| -> Result<()> {
+    worker.dataflow_named(&format!("tidemark.{name}"), |scope| {
         // Records are processed at emit boundaries: outputs are reported only there, and the
         // changelog at every boundary is the same as with per-tick processing, at a fraction of
         // the work (fewer distinct times for every arrangement and reduce).
@@ -362,12 +362,12 @@ pub fn build(
                 let found = detect::detect(
                     &name,
                     joined.labeled.clone(),
-                    detect::specs(&d.spec),
+                    d.detectors.clone(),
                     job.spec.metrics.threshold,
                     segment_ms,
                     plan.detect.clone(),
                     snapshots.clone(),
-                )?;
+                );
                 (o.rows, o.alerts, found)
             }
             None => (
@@ -433,8 +433,7 @@ pub fn build(
             emit,
             sinks.detections.clone(),
         );
-        Ok(())
-    })?;
+    });
     Ok(Built {
         probe,
         sinks,

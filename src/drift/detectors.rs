@@ -178,6 +178,15 @@ impl DetectorSpec {
         }
     }
 
+    /// Short name: `adwin`, `page_hinkley` or `ddm`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DetectorSpec::Adwin { .. } => "adwin",
+            DetectorSpec::PageHinkley { .. } => "page_hinkley",
+            DetectorSpec::Ddm { .. } => "ddm",
+        }
+    }
+
     /// Checks the parameters; the error names the offending field.
     pub fn check(&self) -> Result<(), String> {
         fn positive(field: &str, v: u64) -> Result<(), String> {
@@ -1091,6 +1100,7 @@ mod tests {
         ];
         for (spec, quiet_from, bound) in cases {
             let name = Detector::new(&spec).name();
+            assert_eq!(spec.name(), name);
             let mut delays = Vec::new();
             for seed in 1..=50u64 {
                 let xs = bernoulli(seed, &[(0.1, CHANGE), (0.4, 5000)]);

@@ -42,6 +42,8 @@ pub struct Drift {
     pub features: Vec<Feature>,
     /// The reference.
     pub profile: Arc<Profile>,
+    /// The concept-drift detectors in effect: the job's, or ADWIN, Page–Hinkley and DDM.
+    pub detectors: Vec<detectors::DetectorSpec>,
 }
 
 /// The name the prediction score is monitored under.
@@ -183,10 +185,18 @@ pub fn resolve(job: &crate::config::Job, spec: &DriftSpec) -> crate::error::Resu
             ));
         }
     }
+    let detectors = spec.detectors.clone().unwrap_or_else(|| {
+        vec![
+            detectors::DetectorSpec::adwin(),
+            detectors::DetectorSpec::page_hinkley(),
+            detectors::DetectorSpec::ddm(),
+        ]
+    });
     Ok(Drift {
         spec: spec.clone(),
         features,
         profile: Arc::new(profile),
+        detectors,
     })
 }
 

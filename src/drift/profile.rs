@@ -35,10 +35,15 @@ pub struct NumericRef {
 }
 
 impl NumericRef {
-    /// The fine bin of `v`: how many edges are at or below it.
+    /// The fine bin of `v`.
     pub fn cell(&self, v: i64) -> u32 {
-        self.edges.partition_point(|e| *e <= v) as u32
+        cell_of(&self.edges, v)
     }
+}
+
+/// The fine bin of `v` among sorted `edges`: how many edges are at or below it.
+pub fn cell_of(edges: &[i64], v: i64) -> u32 {
+    edges.partition_point(|e| *e <= v) as u32
 }
 
 /// The reference distribution of one categorical feature.

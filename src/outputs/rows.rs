@@ -332,12 +332,11 @@ impl OutputRow for DetectionRow {
             .drift
             .as_ref()
             .expect("detections only exist with [drift]");
-        let spec = &crate::dataflow::detect::specs(&drift.spec)[self.detector as usize];
         out.push(vec![
             ("model_version", json!(self.model)),
             (
                 "detector",
-                json!(crate::drift::detectors::Detector::new(spec).name()),
+                json!(drift.detectors[self.detector as usize].name()),
             ),
             ("detector_index", json!(self.detector)),
             ("position", json!(self.position)),

@@ -186,7 +186,10 @@ pub fn base_counts(base: &BTreeMap<String, Counts>) -> Vec<(Stream, u8, isize)> 
 }
 
 /// Reads and verifies the state snapshot `meta` of the buffer in `dir`.
-pub fn read_state(dir: &Path, meta: &manifest::StateMeta) -> Result<Vec<u8>> {
+pub fn read_state(
+    dir: &Path,
+    meta: &manifest::StateMeta,
+) -> Result<crate::dataflow::detect::DetectorState> {
     let path = dir.join(&meta.file);
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let sum = segment::sha256_hex(&bytes);
@@ -201,8 +204,6 @@ pub fn read_state(dir: &Path, meta: &manifest::StateMeta) -> Result<Vec<u8>> {
             ),
         ));
     }
-    if let Err(e) = serde_json::from_slice::<crate::dataflow::detect::DetectorState>(&bytes) {
-        return Err(Error::replay(&path, format!("not a detector state: {e}")));
-    }
-    Ok(bytes)
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::replay(&path, format!("not a detector state: {e}")))
 }
