@@ -38,6 +38,9 @@ pub struct JobSpec {
     /// Drift monitoring against a reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<crate::drift::spec::DriftSpec>,
+    /// Online learning.
+    #[serde(default)]
+    pub learn: Option<crate::learn::spec::LearnSpec>,
 }
 
 /// The replay buffer (`<outputs.dir>/replay`): segment length and retention.
@@ -260,6 +263,8 @@ pub struct Job {
     pub segment_idx: Vec<usize>,
     /// Drift monitoring with its resolved reference, if the job has a `[drift]` section.
     pub drift: Option<std::sync::Arc<crate::drift::Drift>>,
+    /// Online learning, if the job has a `[learn]` section.
+    pub learn: Option<std::sync::Arc<crate::learn::Learn>>,
 }
 
 impl Job {
@@ -513,6 +518,7 @@ impl Job {
             entity_feature_idx,
             segment_idx,
             drift: None,
+            learn: None,
         };
         let r = &job.spec.replay;
         let emit = job.spec.outputs.emit_interval(job.spec.time.tick_ms);
@@ -540,7 +546,16 @@ impl Job {
         if let Some(d) = &job.spec.drift {
             job.drift = Some(std::sync::Arc::new(crate::drift::resolve(&job, d)?));
         }
+        if let Some(l) = &job.spec.learn {
+            job.learn = Some(std::sync::Arc::new(crate::learn::resolve(&job, l)?));
+        }
         Ok(job)
+    }
+
+    /// The job has operators whose state depends on the whole history (drift detectors, the
+    /// learner): their state is snapshotted with the replay buffer.
+    pub fn has_operator_state(&self) -> bool {
+        self.drift.is_some() || self.learn.is_some()
     }
 
     /// The replay buffer's segment length.
@@ -583,6 +598,14 @@ impl Job {
         // against another reference would compute other drift.
         if let Some(d) = &self.drift {
             text.push_str(&format!("|{:?}|{}", d.spec, d.profile.digest()));
+        }
+        // Where versions are published does not change any output.
+        if let Some(l) = &self.spec.learn {
+            let spec = crate::learn::spec::LearnSpec {
+                registry: None,
+                ..l.clone()
+            };
+            text.push_str(&format!("|learn|{spec:?}"));
         }
         crate::replay::segment::sha256_hex(text.as_bytes())
     }

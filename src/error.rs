@@ -51,6 +51,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A model registry or version file is damaged or refused.
+    #[error("{path}: {reason}")]
+    Registry {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The timely runtime failed (a worker panicked or could not start).
     #[error("runtime: {0}")]
     Runtime(String),
@@ -83,6 +91,14 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// Builds a registry error.
+    pub fn registry(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Registry {
+            path: path.into(),
+            reason: reason.into(),
         }
     }
 

@@ -538,6 +538,10 @@ fn cmd_backfill(a: BackfillArgs) -> Result<(), String> {
         let abs = std::path::absolute(path).map_err(|e| e.to_string())?;
         src.path = Some(abs.display().to_string());
     }
+    // A backfill publishes model versions into its own directory, never the live registry.
+    if let Some(l) = spec.learn.as_mut().filter(|l| l.registry.is_some()) {
+        l.registry = Some(out.join("registry"));
+    }
     let job = Job::validate(&a.job, spec).map_err(|e| e.to_string())?;
     let summary_wanted = job.spec.outputs.summary;
     let opts = RunOptions {

@@ -172,7 +172,7 @@ fn communication(opts: &RunOptions) -> Result<timely::CommunicationConfig> {
 }
 
 /// The output files a run writes, by name.
-const OUTPUTS: [&str; 8] = [
+const OUTPUTS: [&str; 12] = [
     "quality",
     "label_health",
     "entity_features",
@@ -181,6 +181,10 @@ const OUTPUTS: [&str; 8] = [
     "drift",
     "drift_alerts",
     "drift_detections",
+    "model_versions",
+    "model_decisions",
+    "quarantine",
+    "shadow",
 ];
 
 /// Runs `job` to completion, recording its replay buffer; resumes an interrupted run from its
@@ -249,9 +253,12 @@ pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
             let (segments, base) = crate::replay::plan(&job, &m, below, below);
             crate::replay::verify_all(&dir, &segments)?;
             tracing::info!(committed = below, segments = segments.len(), "resuming");
-            let detect = detect_start(&job, &dir, &m, below)?;
+            let state = state_start(&job, &dir, &m, below)?;
+            let resume_updates = resumed_in_registry(&job, &state)?;
             crate::dataflow::Plan {
-                detect,
+                state,
+                resume_updates,
+                publish: true,
                 live: Some(Arc::new(crate::sources::Resume {
                     below,
                     partitions: m.partitions.clone(),
@@ -281,26 +288,44 @@ fn settle_time(job: &Job, first: u64) -> u64 {
     (first - first % emit).saturating_sub(emit)
 }
 
-/// Where the drift detectors of a run resuming at `below` start: the committed snapshot there.
-fn detect_start(
+/// Where the history-dependent operators of a run resuming at `below` start: the committed
+/// snapshot there.
+fn state_start(
     job: &Job,
     dir: &Path,
     m: &crate::replay::manifest::Manifest,
     below: u64,
-) -> Result<crate::dataflow::detect::DetectStart> {
-    if job.drift.is_none() || below == 0 {
+) -> Result<crate::dataflow::ordered::StateStart> {
+    if !job.has_operator_state() || below == 0 {
         return Ok(Default::default());
     }
     match m.states.last().filter(|s| s.at == below) {
-        Some(st) => Ok(crate::dataflow::detect::DetectStart {
+        Some(st) => Ok(crate::dataflow::ordered::StateStart {
             state: Some(crate::replay::read_state(dir, st)?),
             at: below,
         }),
         None => Err(Error::replay(
             dir.join(crate::replay::manifest::MANIFEST),
-            format!("the buffer holds no drift detector state at its commit point {below}"),
+            format!("the buffer holds no operator state (drift detectors, learner) at its commit point {below}"),
         )),
     }
+}
+
+/// The learner's updates are paused in its committed state and an operator has since resumed
+/// them in the registry (`tidemark models resume`).
+fn resumed_in_registry(job: &Job, start: &crate::dataflow::ordered::StateStart) -> Result<bool> {
+    let paused = start
+        .state
+        .as_ref()
+        .and_then(|s| s.learner.as_ref())
+        .is_some_and(|l| l.paused());
+    let Some(dir) = job.learn.as_ref().and_then(|l| l.registry.as_ref()) else {
+        return Ok(false);
+    };
+    if !paused || !dir.join(crate::registry::REGISTRY).exists() {
+        return Ok(false);
+    }
+    Ok(!crate::registry::Registry::existing(dir)?.read()?.paused)
 }
 
 /// Removes a previous run's buffer and outputs.
@@ -360,23 +385,23 @@ pub fn replay(
             ),
         ));
     }
-    // History-dependent detectors continue from the latest snapshot at or before the range;
+    // History-dependent operators continue from the latest snapshot at or before the range;
     // records from there on are fed at their own timestamps.
-    let (from, detect) = match (&job.drift, m.state_before(range.start)) {
-        (None, _) => (range.start, Default::default()),
-        (Some(_), Some(st)) => (
+    let (from, state) = match (job.has_operator_state(), m.state_before(range.start)) {
+        (false, _) => (range.start, Default::default()),
+        (true, Some(st)) => (
             st.at.min(range.start),
-            crate::dataflow::detect::DetectStart {
+            crate::dataflow::ordered::StateStart {
                 state: Some(crate::replay::read_state(buffer, st)?),
                 at: st.at,
             },
         ),
-        (Some(_), None) if m.base.is_empty() => (0, Default::default()),
-        (Some(_), None) => {
+        (true, None) if m.base.is_empty() => (0, Default::default()),
+        (true, None) => {
             return Err(Error::replay(
                 buffer.join(crate::replay::manifest::MANIFEST),
                 format!(
-                    "no drift detector state at or before ts {} is kept (retention removed it)",
+                    "no operator state (drift detectors, learner) at or before ts {} is kept (retention removed it)",
                     range.start
                 ),
             ))
@@ -386,7 +411,7 @@ pub fn replay(
         return Err(Error::replay(
             buffer.join(crate::replay::manifest::MANIFEST),
             format!(
-                "retention removed the history the drift detectors need: they continue from their snapshot at ts {from}, \
+                "retention removed the history the drift detectors and learner need: they continue from their snapshot at ts {from}, \
                  whose state horizon starts before the buffer ({first})"
             ),
         ));
@@ -416,7 +441,9 @@ pub fn replay(
         write: range,
         record: None,
         resume_outputs: None,
-        detect,
+        state,
+        resume_updates: false,
+        publish: false,
     };
     execute(job, opts, plan, out_dir)
 }
@@ -489,6 +516,7 @@ fn execute(
             &plan,
         )?;
         let (probe, sinks, checkpointer) = (built.probe, built.sinks, built.checkpointer);
+        let publish_error = built.publish_error;
         let _span = tracing::info_span!("worker", index = worker.index()).entered();
         // Step until the dataflow has completed, not merely until the probe is done: the probe
         // sits before the sinks' exchange, so data may still be in flight to worker 0.
@@ -517,6 +545,9 @@ fn execute(
             }
         }
         sinks.finish()?;
+        if let Some(e) = publish_error.borrow_mut().take() {
+            return Err(e);
+        }
         let mut commits = 0;
         if let Some(cp) = &checkpointer {
             if let Some(e) = failed {

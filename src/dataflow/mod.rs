@@ -5,6 +5,8 @@ pub mod drift;
 pub mod features;
 pub mod join;
 pub mod labels;
+pub mod learn;
+pub mod ordered;
 pub mod quality;
 pub mod status;
 pub mod temporal;
@@ -49,8 +51,12 @@ pub struct Plan {
     pub record: Option<(PathBuf, Manifest)>,
     /// JSON Lines lengths the outputs resume at (the committed part of an interrupted run).
     pub resume_outputs: Option<BTreeMap<String, u64>>,
-    /// Where the drift detectors start.
-    pub detect: detect::DetectStart,
+    /// Where the history-dependent operators (detectors, learner) start.
+    pub state: ordered::StateStart,
+    /// Resume the learner's paused updates (an operator resumed them in the registry).
+    pub resume_updates: bool,
+    /// Publish model versions and decisions to the job's registry (live runs only).
+    pub publish: bool,
 }
 
 impl Plan {
@@ -63,7 +69,9 @@ impl Plan {
             write: 0..u64::MAX,
             record: None,
             resume_outputs: None,
-            detect: Default::default(),
+            state: Default::default(),
+            resume_updates: false,
+            publish: true,
         }
     }
 }
@@ -86,6 +94,14 @@ pub struct Sinks {
     pub drift_alerts: Rc<RefCell<SinkState<drift::AlertRow>>>,
     /// Concept-drift detections (likewise).
     pub detections: Rc<RefCell<SinkState<detect::DetectionRow>>>,
+    /// Model versions (written only when the job has `[learn]`).
+    pub versions: Rc<RefCell<SinkState<crate::learn::learner::VersionRow>>>,
+    /// Learner decisions (likewise).
+    pub decisions: Rc<RefCell<SinkState<crate::learn::learner::DecisionRow>>>,
+    /// Quarantined examples (likewise).
+    pub quarantine: Rc<RefCell<SinkState<crate::learn::learner::QuarantineRow>>>,
+    /// Shadow comparison (likewise).
+    pub shadow: Rc<RefCell<SinkState<learn::ShadowRow>>>,
 }
 
 /// Applies `f` to every sink state, whatever its row type.
@@ -99,6 +115,10 @@ macro_rules! each_sink {
         $f(&$sinks.drift $(, $arg)*)?;
         $f(&$sinks.drift_alerts $(, $arg)*)?;
         $f(&$sinks.detections $(, $arg)*)?;
+        $f(&$sinks.versions $(, $arg)*)?;
+        $f(&$sinks.decisions $(, $arg)*)?;
+        $f(&$sinks.quarantine $(, $arg)*)?;
+        $f(&$sinks.shadow $(, $arg)*)?;
     }};
 }
 
@@ -133,6 +153,10 @@ impl Sinks {
             self.drift.borrow().written_below,
             self.drift_alerts.borrow().written_below,
             self.detections.borrow().written_below,
+            self.versions.borrow().written_below,
+            self.decisions.borrow().written_below,
+            self.quarantine.borrow().written_below,
+            self.shadow.borrow().written_below,
         ]
         .into_iter()
         .min()
@@ -166,6 +190,8 @@ pub struct Built {
     pub sinks: Sinks,
     /// Commits the replay buffer (worker 0 of a recording run).
     pub checkpointer: Option<Rc<RefCell<Checkpointer>>>,
+    /// The first failure to publish to the model registry.
+    pub publish_error: Rc<RefCell<Option<crate::error::Error>>>,
 }
 
 /// Builds the job's dataflow on `worker`; `out_dir` is given to the worker that writes outputs.
@@ -193,6 +219,15 @@ pub fn build(
             .transpose()
     };
     let keep = out_dir.is_some();
+    fn sink_if<R>(
+        on: bool,
+        writer: impl Fn(&str) -> Result<Option<ChangelogWriter>>,
+        name: &str,
+        keep: bool,
+    ) -> Result<Rc<RefCell<SinkState<R>>>> {
+        let w = if on { writer(name)? } else { None };
+        Ok(SinkState::new(w, keep))
+    }
     let sinks = Sinks {
         quality: SinkState::new(writer("quality")?, keep),
         labels: SinkState::new(writer("label_health")?, keep),
@@ -223,6 +258,10 @@ pub fn build(
                 .flatten(),
             keep,
         ),
+        versions: sink_if(job.learn.is_some(), &writer, "model_versions", keep)?,
+        decisions: sink_if(job.learn.is_some(), &writer, "model_decisions", keep)?,
+        quarantine: sink_if(job.learn.is_some(), &writer, "quarantine", false)?,
+        shadow: sink_if(job.learn.is_some(), &writer, "shadow", false)?,
     };
     fn setup<R>(s: &Rc<RefCell<SinkState<R>>>, plan: &Plan) -> Result<()> {
         let mut s = s.borrow_mut();
@@ -244,14 +283,27 @@ pub fn build(
         )),
         _ => None,
     };
-    let snapshots: Option<detect::Snapshots> = match (&checkpointer, &job.drift) {
-        (Some(cp), Some(_)) => {
-            let s = detect::Snapshots::default();
-            cp.borrow_mut().snapshots = Some(s.clone());
-            Some(s)
-        }
+    let snapshots = |on: bool, name: &'static str| -> Option<ordered::Snapshots> {
+        let cp = checkpointer.as_ref().filter(|_| on)?;
+        let s = ordered::Snapshots::default();
+        cp.borrow_mut().snapshots.push((name, s.clone()));
+        Some(s)
+    };
+    let detect_snapshots = snapshots(job.drift.is_some(), "detectors");
+    let learn_snapshots = snapshots(job.learn.is_some(), "learner");
+    let publish_error = Rc::new(RefCell::new(None));
+    let publisher = match (&job.learn, plan.publish && index == 0) {
+        (Some(l), true) => match &l.registry {
+            Some(dir) => Some(learn::Publisher {
+                registry: crate::registry::Registry::open(dir)?,
+                write: plan.write.clone(),
+                error: publish_error.clone(),
+            }),
+            None => None,
+        },
         _ => None,
     };
+    let mut publisher = publisher;
     let keys: Vec<String> = partitions(&job)
         .iter()
         .map(|(s, spec)| partition_key(*s, spec))
@@ -353,7 +405,29 @@ pub fn build(
             label_window: job.max_window_ms(),
         };
         let joined = join::join(&name, events, predictions, labels_in, life);
-        let q = quality::quality(&job, &win, joined.labeled.clone());
+        let learned = job.learn.as_ref().map(|l| {
+            let state = plan.state.state.as_ref();
+            learn::learn(
+                &job,
+                l.clone(),
+                &win,
+                &joined,
+                ttl,
+                learn::LearnStart {
+                    state: state.and_then(|s| s.learner.clone()).map(|b| *b),
+                    first: plan.state.at,
+                    resume: plan.resume_updates,
+                },
+                segment_ms,
+                learn_snapshots.clone(),
+                publisher.take(),
+            )
+        });
+        let quality_input = match &learned {
+            Some(o) => joined.labeled.clone().concat(o.labeled.clone()),
+            None => joined.labeled.clone(),
+        };
+        let q = quality::quality(&job, &win, quality_input);
         let l = labels::labels(&job, &win, &joined);
         let f = features::features(&job, &win, &joined);
         let (drift_rows, drift_alerts, detections) = match &job.drift {
@@ -365,8 +439,9 @@ pub fn build(
                     d.detectors.clone(),
                     job.spec.metrics.threshold,
                     segment_ms,
-                    plan.detect.clone(),
-                    snapshots.clone(),
+                    plan.state.state.as_ref().and_then(|s| s.detectors.clone()),
+                    plan.state.at,
+                    detect_snapshots.clone(),
                 );
                 (o.rows, o.alerts, found)
             }
@@ -433,11 +508,49 @@ pub fn build(
             emit,
             sinks.detections.clone(),
         );
+        let (versions, decisions, quarantine, shadow) = match learned {
+            Some(o) => (o.versions, o.decisions, o.quarantine, o.shadow),
+            None => (
+                Vec::new().to_stream(scope).as_collection(),
+                Vec::new().to_stream(scope).as_collection(),
+                Vec::new().to_stream(scope).as_collection(),
+                Vec::new().to_stream(scope).as_collection(),
+            ),
+        };
+        sink(
+            versions.probe_with(&probe),
+            &name,
+            format.clone(),
+            emit,
+            sinks.versions.clone(),
+        );
+        sink(
+            decisions.probe_with(&probe),
+            &name,
+            format.clone(),
+            emit,
+            sinks.decisions.clone(),
+        );
+        sink(
+            quarantine.probe_with(&probe),
+            &name,
+            format.clone(),
+            emit,
+            sinks.quarantine.clone(),
+        );
+        sink(
+            shadow.probe_with(&probe),
+            &name,
+            format.clone(),
+            emit,
+            sinks.shadow.clone(),
+        );
     });
     Ok(Built {
         probe,
         sinks,
         checkpointer,
+        publish_error,
     })
 }
 pub mod sums;

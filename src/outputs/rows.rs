@@ -9,10 +9,12 @@ use crate::dataflow::detect::DetectionRow;
 use crate::dataflow::drift::{AlertRow, DKey, DriftRow};
 use crate::dataflow::features::FeatureRow;
 use crate::dataflow::labels::LabelRow;
+use crate::dataflow::learn::ShadowRow;
 use crate::dataflow::quality::QualityRow;
 use crate::dataflow::windows::{Status, Win, Windows};
 use crate::drift::FeatureKind;
-use crate::records::DeadLetter;
+use crate::learn::learner::{DecisionRow, QuarantineRow, VersionRow, WindowStats};
+use crate::records::{DeadLetter, MICRO};
 
 /// Ingest reconciliation of one stream: records read = accepted + dead-lettered.
 #[derive(
@@ -390,4 +392,82 @@ pub fn json_line(ts: u64, diff: isize, cols: &Columns) -> String {
     }
     s.push('}');
     s
+}
+
+fn window_stat_cols(w: &WindowStats) -> Columns {
+    vec![
+        ("window_examples", json!(w.n)),
+        ("online_log_loss", opt(w.online_loss())),
+        ("online_accuracy", opt(w.online_accuracy())),
+        ("champion_examples", json!(w.champion_n)),
+        ("champion_log_loss", opt(w.champion_loss())),
+        ("champion_accuracy", opt(w.champion_accuracy())),
+    ]
+}
+
+impl OutputRow for VersionRow {
+    const NAME: &'static str = "model_versions";
+
+    fn columns(&self, _: &Format, out: &mut Vec<Columns>) {
+        let mut c = vec![
+            ("version", json!(self.version)),
+            ("parent", json!(self.parent)),
+            ("trained_from_ts", json!(self.trained_from_ts)),
+            ("trained_through_ts", json!(self.trained_through_ts)),
+            ("examples", json!(self.examples)),
+            ("checksum", json!(self.checksum)),
+            ("weight_norm", opt(Some(f64::from_bits(self.norm_bits)))),
+        ];
+        c.extend(window_stat_cols(&self.window));
+        out.push(c);
+    }
+}
+
+impl OutputRow for DecisionRow {
+    const NAME: &'static str = "model_decisions";
+
+    fn columns(&self, _: &Format, out: &mut Vec<Columns>) {
+        let mut c = vec![
+            ("seq", json!(self.seq)),
+            ("action", json!(self.action.name())),
+            ("version", json!(self.version)),
+            ("champion", json!(self.champion)),
+            ("reason", json!(self.reason)),
+            ("score_psi", opt(self.psi_bits.map(f64::from_bits))),
+        ];
+        c.extend(window_stat_cols(&self.window));
+        out.push(c);
+    }
+}
+
+impl OutputRow for QuarantineRow {
+    const NAME: &'static str = "quarantine";
+
+    fn columns(&self, _: &Format, out: &mut Vec<Columns>) {
+        out.push(vec![
+            ("event_id", json!(self.event_id)),
+            ("entity", json!(self.entity)),
+            ("event_time", json!(self.event_time)),
+            ("reason", json!(self.reason)),
+        ]);
+    }
+}
+
+impl OutputRow for ShadowRow {
+    const NAME: &'static str = "shadow";
+
+    fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
+        let m = MICRO as f64;
+        let mean = |x: i64| opt((self.count > 0).then(|| x as f64 / m / self.count as f64));
+        let mut c = win_cols(&ctx.windows, &self.key.win);
+        c.extend([
+            ("segment", json!(self.key.segment)),
+            ("model_version", json!(self.key.model)),
+            ("count", json!(self.count)),
+            ("agreement", ratio(self.agree, self.count)),
+            ("mean_abs_score_diff", mean(self.abs_diff)),
+            ("mean_score_diff", mean(self.diff)),
+        ]);
+        out.push(c);
+    }
 }

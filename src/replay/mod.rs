@@ -189,7 +189,7 @@ pub fn base_counts(base: &BTreeMap<String, Counts>) -> Vec<(Stream, u8, isize)> 
 pub fn read_state(
     dir: &Path,
     meta: &manifest::StateMeta,
-) -> Result<crate::dataflow::detect::DetectorState> {
+) -> Result<crate::dataflow::ordered::OpState> {
     let path = dir.join(&meta.file);
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let sum = segment::sha256_hex(&bytes);
@@ -205,5 +205,5 @@ pub fn read_state(
         ));
     }
     serde_json::from_slice(&bytes)
-        .map_err(|e| Error::replay(&path, format!("not a detector state: {e}")))
+        .map_err(|e| Error::replay(&path, format!("not an operator state file: {e}")))
 }

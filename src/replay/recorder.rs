@@ -42,7 +42,7 @@ pub struct Checkpointer {
     /// Commits made in this run.
     pub commits: u64,
     /// Operator-state snapshots at segment boundaries, committed with them (drift detectors).
-    pub snapshots: Option<crate::dataflow::detect::Snapshots>,
+    pub snapshots: Vec<(&'static str, crate::dataflow::ordered::Snapshots)>,
 }
 
 impl Checkpointer {
@@ -61,7 +61,7 @@ impl Checkpointer {
             disorder,
             error: None,
             commits: 0,
-            snapshots: None,
+            snapshots: Vec::new(),
         }))
     }
 
@@ -103,14 +103,25 @@ impl Checkpointer {
         }
         m.partitions.extend(partitions);
         m.outputs = cut(end)?;
-        if let (Some(snaps), false) = (&self.snapshots, end == u64::MAX) {
-            let mut snaps = snaps.borrow_mut();
-            let Some(bytes) = crate::dataflow::detect::snapshot_at(&snaps, end) else {
-                return Err(Error::replay(
-                    &self.dir,
-                    format!("no detector state at the commit point {end}"),
-                ));
-            };
+        if !self.snapshots.is_empty() && end != u64::MAX {
+            // One state file holds every operator's snapshot: `{"name": state, …}`.
+            let mut bytes = b"{".to_vec();
+            for (i, (name, snaps)) in self.snapshots.iter().enumerate() {
+                let snaps = snaps.borrow();
+                let Some(state) = crate::dataflow::ordered::snapshot_at(&snaps, end) else {
+                    return Err(Error::replay(
+                        &self.dir,
+                        format!("no {name} state at the commit point {end}"),
+                    ));
+                };
+                if i > 0 {
+                    bytes.push(b',');
+                }
+                bytes.extend_from_slice(format!("\"{name}\":").as_bytes());
+                bytes.extend_from_slice(state);
+            }
+            bytes.push(b'}');
+            let bytes = &bytes;
             let file = super::manifest::state_file(end);
             let path = self.dir.join(&file);
             let parent = path.parent().expect("state files are in a subdirectory");
@@ -122,7 +133,9 @@ impl Checkpointer {
                 bytes: bytes.len() as u64,
                 sha256: super::segment::sha256_hex(bytes),
             });
-            snaps.retain(|_, (last, _)| *last > end);
+            for (_, snaps) in &self.snapshots {
+                snaps.borrow_mut().retain(|_, (last, _)| *last > end);
+            }
         }
         let mut expired: Vec<String> = self.expire(end).into_iter().map(|s| s.file).collect();
         if let (Some(keep), false) = (self.retention, end == u64::MAX) {

@@ -1,0 +1,307 @@
+//! Online learning in the dataflow: the learner over labeled events, its prequential scores
+//! joined back for quality metrics and the shadow comparison with the production model.
+//!
+//! Semantics: an event becomes an example at the timestamp its first effective label appears
+//! (a correction or duplicate label is not learned again); examples are learned in
+//! (timestamp, event id) order on one worker. The online score of an example is the one the
+//! model gave it before learning from it; joined with the *current* label, a later correction
+//! amends the online model's quality as it amends the production model's. Model versions,
+//! decisions and quarantined records are outputs at the timestamp they happened; a live run
+//! also writes versions and decisions to the registry.
+
+use std::cell::RefCell;
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+
+use super::join::{Joined, Labeled};
+use super::ordered::{in_order, Snapshots};
+use super::quality::QKey;
+use super::sums::Sums;
+use super::temporal::expire_at;
+use super::windows::{window_segments, Windows};
+use crate::config::Job;
+use crate::error::Error;
+use crate::learn::learner::{
+    Action, DecisionRow, Example, Learner, LearnerState, Out, QuarantineRow, VersionRow,
+};
+use crate::learn::Learn;
+use crate::records::Prediction;
+use crate::registry::{HistoryEntry, Registry};
+
+/// The model name the online model's scores carry in the quality output.
+pub const ONLINE: &str = "online";
+
+/// One output of the learner at a timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LearnOut {
+    /// Prequential score of an example: (event id, event time, score in micro-units).
+    Score(String, u64, i64),
+    /// A published version.
+    Version(VersionRow),
+    /// A decision.
+    Decision(DecisionRow),
+    /// A quarantined example.
+    Quarantine(QuarantineRow),
+}
+
+/// Online and production scores of the same events, per window × segment × production model.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ShadowRow {
+    /// Window, segment and production model version.
+    pub key: QKey,
+    /// Events scored by both.
+    pub count: i64,
+    /// Of which both classify alike at the threshold.
+    pub agree: i64,
+    /// Sum of |online − production| scores, micro-units.
+    pub abs_diff: i64,
+    /// Sum of (online − production) scores, micro-units.
+    pub diff: i64,
+}
+
+/// Writes a live run's versions and decisions to the registry.
+pub struct Publisher {
+    /// The registry.
+    pub registry: Registry,
+    /// Only timestamps in this range are published (outputs below it were published before).
+    pub write: Range<u64>,
+    /// The first failure; the run reports it when it ends.
+    pub error: Rc<RefCell<Option<Error>>>,
+}
+
+impl Publisher {
+    fn apply(&self, t: u64, out: &Out) {
+        if !self.write.contains(&t) || self.error.borrow().is_some() {
+            return;
+        }
+        let r = match out {
+            Out::Version(_, file) => self.registry.publish(file),
+            Out::Decision(d) => {
+                let entry = HistoryEntry {
+                    seq: Some(d.seq),
+                    ts: Some(t),
+                    action: d.action.name().to_string(),
+                    version: d.version.clone(),
+                    champion: d.champion.clone(),
+                    reason: d.reason.clone(),
+                    by: "job".into(),
+                };
+                self.registry.apply(d.seq, entry, |f| {
+                    f.champion = d.champion.clone();
+                    match d.action {
+                        Action::Promote => f.challenger = None,
+                        Action::Block => f.challenger = d.version.clone(),
+                        Action::Rollback | Action::Pause => f.paused = true,
+                        Action::Resume => f.paused = false,
+                        _ => {}
+                    }
+                })
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            tracing::error!(error = %e, "publishing to the model registry failed");
+            *self.error.borrow_mut() = Some(e);
+        }
+    }
+}
+
+/// What the learning stage produces.
+pub struct LearnOutputs<'s> {
+    /// Published versions.
+    pub versions: VecCollection<'s, u64, VersionRow>,
+    /// Gate, rollback and schedule decisions.
+    pub decisions: VecCollection<'s, u64, DecisionRow>,
+    /// Examples kept out of learning.
+    pub quarantine: VecCollection<'s, u64, QuarantineRow>,
+    /// The online model's prequential predictions with their current labels, as quality input.
+    pub labeled: VecCollection<'s, u64, Labeled>,
+    /// The shadow comparison with the production model.
+    pub shadow: VecCollection<'s, u64, ShadowRow>,
+}
+
+/// Where the learner starts.
+#[derive(Debug, Clone, Default)]
+pub struct LearnStart {
+    /// Its state as of `first`.
+    pub state: Option<LearnerState>,
+    /// Examples labeled before this timestamp are already in the state.
+    pub first: u64,
+    /// Resume paused updates at the first timestamp (an operator resumed them in the registry).
+    pub resume: bool,
+}
+
+/// Builds the learning stage over the joined streams; `ttl` is how long an event stays in the
+/// join's state.
+#[allow(clippy::too_many_arguments)]
+pub fn learn<'s>(
+    job: &Job,
+    learn: Arc<Learn>,
+    windows: &Windows,
+    joined: &Joined<'s>,
+    ttl: u64,
+    start: LearnStart,
+    segment_ms: u64,
+    snapshots: Option<Snapshots>,
+    publisher: Option<Publisher>,
+) -> LearnOutputs<'s> {
+    let name = job.spec.name.clone();
+    let learner = Learner::new(
+        learn.spec.clone(),
+        learn.features.clone(),
+        &name,
+        &job.fingerprint(),
+        job.spec.metrics.threshold,
+        ttl,
+        start.state,
+    );
+    let mut resume = start.resume;
+    let outs = in_order(
+        joined.event_labels.clone(),
+        &format!("{name}.Learner"),
+        learner,
+        start.first,
+        segment_ms,
+        snapshots,
+        |l: &Learner| serde_json::to_vec(&l.state).expect("learner state serializes"),
+        move |learner, t, batch, out| {
+            let examples = new_examples(batch);
+            let mut produced = Vec::new();
+            if std::mem::take(&mut resume) {
+                learner.resume("resumed in the registry by an operator", &mut produced);
+            }
+            learner.step(t, &examples, &mut produced);
+            let times: std::collections::BTreeMap<&str, u64> = examples
+                .iter()
+                .map(|e| (e.event_id.as_str(), e.event_time))
+                .collect();
+            for o in &produced {
+                if let Some(p) = &publisher {
+                    p.apply(t, o);
+                }
+            }
+            for o in produced {
+                let row = match o {
+                    Out::Score(id, score) => {
+                        let time = times[id.as_str()];
+                        LearnOut::Score(id, time, score)
+                    }
+                    Out::Version(v, _) => LearnOut::Version(v),
+                    Out::Decision(d) => LearnOut::Decision(d),
+                    Out::Quarantine(q) => LearnOut::Quarantine(q),
+                };
+                out.push((row, 1));
+            }
+        },
+    );
+    let versions = outs.clone().flat_map(|o| match o {
+        LearnOut::Version(v) => Some(v),
+        _ => None,
+    });
+    let decisions = outs.clone().flat_map(|o| match o {
+        LearnOut::Decision(d) => Some(d),
+        _ => None,
+    });
+    let quarantine = outs.clone().flat_map(|o| match o {
+        LearnOut::Quarantine(q) => Some(q),
+        _ => None,
+    });
+    let scores = outs.flat_map(|o| match o {
+        LearnOut::Score(id, time, score) => Some((id, (time, score))),
+        _ => None,
+    });
+    // Scores leave state when their event does.
+    let scores = expire_at(scores, &format!("{name}.OnlineScoreExpiry"), move |(_, (time, _))| {
+        time.saturating_add(ttl)
+    });
+    let labeled = joined
+        .event_labels
+        .clone()
+        .map(|(e, l)| (e.id.clone(), (e, l)))
+        .join_map(scores.clone(), |_, (e, l), (_, score)| {
+            let p = Prediction {
+                event_id: e.id.clone(),
+                model: ONLINE.to_string(),
+                score: *score,
+                time: e.time,
+            };
+            (e.clone(), p, l.clone())
+        });
+    let threshold = crate::records::to_micro(job.spec.metrics.threshold);
+    let (w, j) = (windows.clone(), job.clone());
+    let pairs = joined
+        .scored
+        .clone()
+        .map(|(e, p)| (e.id.clone(), (e, p)))
+        .join_map(scores, |_, (e, p), (_, online)| (e.clone(), p.clone(), *online))
+        .explode(move |(e, p, online)| {
+            let agree = ((online >= threshold) == (p.score >= threshold)) as i64;
+            let d = online - p.score;
+            window_segments(&w, &j, &e)
+                .into_iter()
+                .map(|(win, segment)| {
+                    let key = QKey {
+                        win,
+                        segment,
+                        model: p.model.clone(),
+                    };
+                    (key, Sums([1, agree, d.abs(), d]))
+                })
+                .collect::<Vec<_>>()
+        });
+    let w = windows.clone();
+    let pairs = expire_at(
+        pairs.map(|k| (k, ())),
+        &format!("{name}.ShadowRetire"),
+        move |(k, _)| w.retire_at(&k.win),
+    )
+    .map(|(k, ())| k);
+    let shadow = pairs
+        .count()
+        .map(|(key, Sums([count, agree, abs_diff, diff]))| ShadowRow {
+            key,
+            count,
+            agree,
+            abs_diff,
+            diff,
+        });
+    LearnOutputs {
+        versions,
+        decisions,
+        quarantine,
+        labeled,
+        shadow,
+    }
+}
+
+/// The examples of one timestamp: events whose first effective label appeared at it (a label
+/// state added with no earlier one retracted), sorted by event id.
+fn new_examples(batch: Vec<((crate::records::Event, super::join::LabelState), isize)>) -> Vec<Example> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < batch.len() {
+        let id = &batch[i].0 .0.id;
+        let mut j = i;
+        while j < batch.len() && &batch[j].0 .0.id == id {
+            j += 1;
+        }
+        let group = &batch[i..j];
+        if group.iter().all(|(_, r)| *r > 0) {
+            let ((e, l), _) = &group[group.len() - 1];
+            out.push(Example {
+                event_id: e.id.clone(),
+                entity: e.entity.clone(),
+                event_time: e.time,
+                numeric: e.numeric.clone(),
+                categorical: e.categorical.clone(),
+                label: l.label,
+            });
+        }
+        i = j;
+    }
+    out
+}

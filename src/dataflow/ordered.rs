@@ -1,0 +1,159 @@
+//! History-dependent operators: one worker processes each complete timestamp in order, and
+//! their state is snapshotted at every segment boundary for the replay buffer.
+//!
+//! Such an operator (the drift detectors, the learner) depends on the whole history, not on a
+//! window of it, so a restart or a replay cannot rebuild it from one state horizon of records:
+//! it continues from a committed snapshot instead. The operator holds a capability just below
+//! the next boundary until it has snapshotted there, so the outputs, and so the commit of that
+//! boundary, cannot pass it first.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use differential_dataflow::collection::AsCollection;
+use differential_dataflow::{Data, ExchangeData, VecCollection};
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::Capability;
+
+use super::detect::DetectorState;
+use crate::learn::learner::LearnerState;
+
+/// Snapshots of one operator's state at segment boundaries, shared with the checkpointer:
+/// first boundary → (last boundary it holds for, serialized state).
+pub type Snapshots = Rc<RefCell<BTreeMap<u64, (u64, Vec<u8>)>>>;
+
+/// The snapshot that holds at boundary `at`, if taken.
+pub fn snapshot_at(snapshots: &BTreeMap<u64, (u64, Vec<u8>)>, at: u64) -> Option<&[u8]> {
+    snapshots
+        .range(..=at)
+        .next_back()
+        .filter(|(_, (last, _))| *last >= at)
+        .map(|(_, (_, bytes))| bytes.as_slice())
+}
+
+/// The committed state of every history-dependent operator at one boundary: one state file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpState {
+    /// The drift detectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detectors: Option<DetectorState>,
+    /// The learner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learner: Option<Box<LearnerState>>,
+}
+
+/// Where the history-dependent operators start: their state and the first timestamp they process.
+#[derive(Debug, Clone, Default)]
+pub struct StateStart {
+    /// The state as of `at`; empty state if `None`.
+    pub state: Option<OpState>,
+    /// Updates before this timestamp are already in the state.
+    pub at: u64,
+}
+
+/// Runs `step(state, t, updates, out)` on worker 0 for every timestamp `t ≥ first`, in order,
+/// once `t` is complete, with `t`'s consolidated updates; `out` receives `(output, diff)` pairs
+/// emitted at `t`. `snapshot(state)` is stored in `snapshots` at every multiple of `segment_ms`.
+#[allow(clippy::too_many_arguments)]
+pub fn in_order<'s, D, O, S, F, G>(
+    coll: VecCollection<'s, u64, D>,
+    name: &str,
+    mut state: S,
+    first: u64,
+    segment_ms: u64,
+    snapshots: Option<Snapshots>,
+    snapshot: G,
+    mut step: F,
+) -> VecCollection<'s, u64, O>
+where
+    D: ExchangeData + Ord,
+    O: Data,
+    S: 'static,
+    F: FnMut(&mut S, u64, Vec<(D, isize)>, &mut Vec<(O, isize)>) + 'static,
+    G: Fn(&S) -> Vec<u8> + 'static,
+{
+    coll.inner
+        .unary_frontier::<CapacityContainerBuilder<Vec<(O, u64, isize)>>, _, _, _>(
+            Exchange::new(|_| 0u64),
+            name,
+            move |cap, _| {
+                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(D, isize)>)> =
+                    BTreeMap::new();
+                let mut next_snapshot = first.div_ceil(segment_ms) * segment_ms;
+                let mut hold = Some(cap);
+                if let Some(h) = hold.as_mut() {
+                    h.downgrade(&next_snapshot.saturating_sub(1));
+                }
+                let mut produced = Vec::new();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        for (d, t, r) in data.drain(..) {
+                            pending
+                                .entry(t)
+                                .or_insert_with(|| {
+                                    (cap.delayed(&t, output.output_index()), Vec::new())
+                                })
+                                .1
+                                .push((d, r));
+                        }
+                    });
+                    // The state is the same at every boundary from `next` up to `upto`: one
+                    // snapshot covers them all.
+                    let snap = |state: &S, upto: u64, next: &mut u64| {
+                        if *next > upto {
+                            return;
+                        }
+                        let last = if upto == u64::MAX {
+                            u64::MAX
+                        } else {
+                            upto - upto % segment_ms
+                        };
+                        if let Some(s) = &snapshots {
+                            s.borrow_mut().insert(*next, (last, snapshot(state)));
+                        }
+                        *next = last.saturating_add(segment_ms);
+                    };
+                    while let Some(entry) = pending.first_entry() {
+                        if frontier.less_equal(entry.key()) {
+                            break;
+                        }
+                        let t = *entry.key();
+                        let (cap, mut batch) = entry.remove();
+                        // Everything below `t` is processed: boundaries up to `t` are due.
+                        snap(&state, t, &mut next_snapshot);
+                        if t < first {
+                            continue;
+                        }
+                        differential_dataflow::consolidation::consolidate(&mut batch);
+                        step(&mut state, t, batch, &mut produced);
+                        if !produced.is_empty() {
+                            let mut session = output.session(&cap);
+                            for (o, r) in produced.drain(..) {
+                                session.give((o, t, r));
+                            }
+                        }
+                    }
+                    match frontier.frontier().first() {
+                        Some(f) => {
+                            snap(&state, *f, &mut next_snapshot);
+                            if let Some(h) = hold.as_mut() {
+                                h.downgrade(&next_snapshot.saturating_sub(1));
+                            }
+                        }
+                        None => {
+                            // Input complete: this state holds at every later boundary.
+                            if hold.take().is_some() {
+                                snap(&state, u64::MAX, &mut next_snapshot);
+                            }
+                        }
+                    }
+                }
+            },
+        )
+        .as_collection()
+}

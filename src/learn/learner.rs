@@ -1,0 +1,675 @@
+//! The learner: prequential scoring, minibatch updates, publication, canary gate, rollback and
+//! poisoning defences, as a deterministic state machine over ordered examples.
+//!
+//! Each timestamp's new examples arrive sorted by event id and are cut into minibatches. For a
+//! minibatch: every example is scored by the online model and the champion before anything
+//! learns from it (prequential); examples over their entity's cap or far outside what the model
+//! has seen are quarantined; the rest make one step. After `publish_every` learned examples the
+//! online model is published as a version and passes the canary gate or is blocked. When the
+//! champion's quality over the canary window breaches the rollback threshold, the previous
+//! champion is restored and updates pause until resumed.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{shard_of, BatchExample, FeatureSpec, Input, Model, Scratch};
+use super::spec::{DriftAction, LearnSpec};
+use crate::dataflow::quality::logloss_nano;
+use crate::drift::detectors::{Detector, Signal};
+use crate::records::{to_micro, MICRO};
+use crate::registry::{Lineage, VersionFile, VersionMetrics};
+
+/// Score bins of the gate's score-distribution check.
+const SCORE_BINS: usize = 10;
+
+/// One labeled example, in learning order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Example {
+    /// The event id.
+    pub event_id: String,
+    /// Its entity.
+    pub entity: String,
+    /// Its event time.
+    pub event_time: u64,
+    /// Numeric features, micro-units, by schema index.
+    pub numeric: Vec<Option<i64>>,
+    /// Categorical features, by schema index.
+    pub categorical: Vec<Option<String>>,
+    /// The label.
+    pub label: u8,
+}
+
+/// Integer aggregates of the canary window, comparable and exact.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WindowStats {
+    /// Examples in the window.
+    pub n: u64,
+    /// Sum of the online model's log-losses, 1e-9 units.
+    pub online_loss_nano: i64,
+    /// Examples the online model classified correctly.
+    pub online_correct: u64,
+    /// Examples the champion scored.
+    pub champion_n: u64,
+    /// Sum of the champion's log-losses over them.
+    pub champion_loss_nano: i64,
+    /// Of which classified correctly.
+    pub champion_correct: u64,
+}
+
+impl WindowStats {
+    /// Mean online log-loss.
+    pub fn online_loss(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.online_loss_nano as f64 / 1e9 / self.n as f64)
+    }
+    /// Online accuracy.
+    pub fn online_accuracy(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.online_correct as f64 / self.n as f64)
+    }
+    /// Mean champion log-loss.
+    pub fn champion_loss(&self) -> Option<f64> {
+        (self.champion_n > 0)
+            .then(|| self.champion_loss_nano as f64 / 1e9 / self.champion_n as f64)
+    }
+    /// Champion accuracy.
+    pub fn champion_accuracy(&self) -> Option<f64> {
+        (self.champion_n > 0).then(|| self.champion_correct as f64 / self.champion_n as f64)
+    }
+}
+
+/// A published version, as an output row (the parameters go to the registry).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VersionRow {
+    /// Version name.
+    pub version: String,
+    /// Its parent.
+    pub parent: Option<String>,
+    /// First timestamp of its examples.
+    pub trained_from_ts: u64,
+    /// Last timestamp of its examples.
+    pub trained_through_ts: u64,
+    /// Examples learned.
+    pub examples: u64,
+    /// The version file's checksum.
+    pub checksum: String,
+    /// Weight norm, as f64 bits.
+    pub norm_bits: u64,
+    /// The canary window when published.
+    pub window: WindowStats,
+}
+
+/// What a decision did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A version became champion.
+    Promote,
+    /// A version failed the gate and stays challenger.
+    Block,
+    /// The champion was replaced by the previous one; updates paused.
+    Rollback,
+    /// Updates paused (the champion breached, no previous champion to restore).
+    Pause,
+    /// Updates resumed.
+    Resume,
+    /// A step would have made a parameter non-finite; it was not applied.
+    UpdateFailed,
+    /// A drift detector fired: the learning rate was boosted.
+    RateBoost,
+    /// A drift detector fired: the schedule restarted.
+    RateReset,
+}
+
+impl Action {
+    /// Its name in outputs and the registry history.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Promote => "promote",
+            Action::Block => "block",
+            Action::Rollback => "rollback",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::UpdateFailed => "update_failed",
+            Action::RateBoost => "rate_boost",
+            Action::RateReset => "rate_reset",
+        }
+    }
+}
+
+/// A decision of the learner, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DecisionRow {
+    /// Decisions are numbered from 1 in the order made.
+    pub seq: u64,
+    /// What was done.
+    pub action: Action,
+    /// The version concerned.
+    pub version: Option<String>,
+    /// The champion after the decision.
+    pub champion: Option<String>,
+    /// Why, in words.
+    pub reason: String,
+    /// The canary window at the decision.
+    pub window: WindowStats,
+    /// PSI of the two models' scores over the window, as f64 bits, when compared.
+    pub psi_bits: Option<u64>,
+}
+
+/// A record kept out of learning.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QuarantineRow {
+    /// The event id.
+    pub event_id: String,
+    /// Its entity.
+    pub entity: String,
+    /// Its event time.
+    pub event_time: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// What one timestamp's examples produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Out {
+    /// The online model's prequential score of an example, micro-units.
+    Score(String, i64),
+    /// An example kept out of learning.
+    Quarantine(QuarantineRow),
+    /// A published version and its file.
+    Version(VersionRow, Box<VersionFile>),
+    /// A decision.
+    Decision(DecisionRow),
+}
+
+/// Per-example observations of the canary window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Obs {
+    online_loss: i64,
+    online_ok: bool,
+    online_bin: u8,
+    champion: Option<(i64, bool, u8)>,
+}
+
+/// The last N examples' observations with their sums.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Window {
+    obs: VecDeque<Obs>,
+    stats: WindowStats,
+    online_bins: [u64; SCORE_BINS],
+    champion_bins: [u64; SCORE_BINS],
+}
+
+impl Window {
+    fn apply(&mut self, o: &Obs, sign: i64) {
+        let s = &mut self.stats;
+        let u = |x: &mut u64, b: bool| *x = (*x as i64 + sign * b as i64) as u64;
+        u(&mut s.n, true);
+        s.online_loss_nano += sign * o.online_loss;
+        u(&mut s.online_correct, o.online_ok);
+        self.online_bins[o.online_bin as usize] =
+            (self.online_bins[o.online_bin as usize] as i64 + sign) as u64;
+        if let Some((loss, ok, bin)) = o.champion {
+            u(&mut s.champion_n, true);
+            s.champion_loss_nano += sign * loss;
+            u(&mut s.champion_correct, ok);
+            self.champion_bins[bin as usize] =
+                (self.champion_bins[bin as usize] as i64 + sign) as u64;
+        }
+    }
+
+    fn push(&mut self, o: Obs, cap: usize) {
+        self.apply(&o, 1);
+        self.obs.push_back(o);
+        while self.obs.len() > cap {
+            let old = self.obs.pop_front().expect("non-empty");
+            self.apply(&old, -1);
+        }
+    }
+}
+
+/// A champion: its version and model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Champion {
+    version: String,
+    model: Model,
+}
+
+/// The learner's whole state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LearnerState {
+    online: Model,
+    champion: Option<Champion>,
+    previous: Vec<Champion>,
+    paused: bool,
+    published: u64,
+    last_version: Option<String>,
+    since_publish: u64,
+    trained_from: Option<u64>,
+    trained_through: u64,
+    decisions: u64,
+    window: Window,
+    detector: Option<Detector>,
+    boost_left: u64,
+    /// Examples learned per entity window start and entity.
+    caps: BTreeMap<u64, BTreeMap<String, u32>>,
+}
+
+impl LearnerState {
+    /// Updates are paused (after a rollback, until resumed).
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// The online model.
+    pub fn online(&self) -> &Model {
+        &self.online
+    }
+}
+
+/// The learner: its configuration and state.
+#[derive(Debug)]
+pub struct Learner {
+    spec: LearnSpec,
+    job: String,
+    fingerprint: String,
+    threshold: i64,
+    /// How long after its event time an example can still arrive (entity caps are pruned then).
+    ttl: u64,
+    /// The state, snapshotted with the replay buffer.
+    pub state: LearnerState,
+    scratch: Scratch,
+}
+
+impl Learner {
+    /// A learner with an untrained model, or continuing `state`.
+    pub fn new(
+        spec: LearnSpec,
+        features: FeatureSpec,
+        job: &str,
+        fingerprint: &str,
+        threshold: f64,
+        ttl: u64,
+        state: Option<LearnerState>,
+    ) -> Learner {
+        let state = state.unwrap_or_else(|| LearnerState {
+            online: Model::new(spec.loss, features),
+            champion: None,
+            previous: Vec::new(),
+            paused: false,
+            published: 0,
+            last_version: None,
+            since_publish: 0,
+            trained_from: None,
+            trained_through: 0,
+            decisions: 0,
+            window: Window::default(),
+            detector: spec.on_drift.as_ref().map(|d| Detector::new(&d.detector)),
+            boost_left: 0,
+            caps: BTreeMap::new(),
+        });
+        Learner {
+            spec,
+            job: job.to_string(),
+            fingerprint: fingerprint.to_string(),
+            threshold: to_micro(threshold),
+            ttl,
+            state,
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// The online model.
+    pub fn online(&self) -> &Model {
+        &self.state.online
+    }
+
+    /// Updates are paused.
+    pub fn paused(&self) -> bool {
+        self.state.paused
+    }
+
+    /// Processes the new examples of timestamp `ts`, sorted by event id.
+    pub fn step(&mut self, ts: u64, examples: &[Example], out: &mut Vec<Out>) {
+        let w = self.spec.defence.entity_window_ms.max(1);
+        let horizon = ts.saturating_sub(self.ttl + w);
+        self.state.caps.retain(|start, _| *start >= horizon);
+        for chunk in examples.chunks(self.spec.batch_size.max(1)) {
+            self.batch(ts, chunk, out);
+        }
+    }
+
+    /// Resumes paused updates at `ts`.
+    pub fn resume(&mut self, reason: &str, out: &mut Vec<Out>) {
+        if self.state.paused {
+            self.state.paused = false;
+            self.decide(Action::Resume, None, reason.to_string(), None, out);
+        }
+    }
+
+    fn decide(
+        &mut self,
+        action: Action,
+        version: Option<String>,
+        reason: String,
+        psi: Option<f64>,
+        out: &mut Vec<Out>,
+    ) {
+        self.state.decisions += 1;
+        out.push(Out::Decision(DecisionRow {
+            seq: self.state.decisions,
+            action,
+            version,
+            champion: self.state.champion.as_ref().map(|c| c.version.clone()),
+            reason,
+            window: self.state.window.stats.clone(),
+            psi_bits: psi.map(f64::to_bits),
+        }));
+    }
+
+    fn batch(&mut self, ts: u64, chunk: &[Example], out: &mut Vec<Out>) {
+        let spec = &self.spec;
+        let st = &mut self.state;
+        let mut learn: Vec<BatchExample> = Vec::with_capacity(chunk.len());
+        let mut drifted = None;
+        for ex in chunk {
+            let input = Input {
+                numeric: &ex.numeric,
+                categorical: &ex.categorical,
+            };
+            let x = st.online.encode(&input);
+            let score = to_micro(st.online.predict(&x)).clamp(0, MICRO);
+            out.push(Out::Score(ex.event_id.clone(), score));
+            let ok = |s: i64| (s >= self.threshold) as u8 == ex.label;
+            let champion = st.champion.as_ref().map(|c| {
+                let s = to_micro(c.model.predict(&c.model.encode(&input))).clamp(0, MICRO);
+                (logloss_nano(s, ex.label), ok(s), bin(s))
+            });
+            st.window.push(
+                Obs {
+                    online_loss: logloss_nano(score, ex.label),
+                    online_ok: ok(score),
+                    online_bin: bin(score),
+                    champion,
+                },
+                spec.canary.window,
+            );
+            if let Some(det) = st.detector.as_mut() {
+                if det.update((!ok(score)) as u8 as f64) == Signal::Drift && drifted.is_none() {
+                    drifted = Some(det.detail());
+                }
+            }
+            if st.paused {
+                continue;
+            }
+            if let Some(cap) = spec.defence.entity_cap {
+                let w = spec.defence.entity_window_ms.max(1);
+                let n = st
+                    .caps
+                    .entry(ex.event_time - ex.event_time % w)
+                    .or_default()
+                    .entry(ex.entity.clone())
+                    .or_insert(0);
+                if *n >= cap {
+                    out.push(Out::Quarantine(QuarantineRow {
+                        event_id: ex.event_id.clone(),
+                        entity: ex.entity.clone(),
+                        event_time: ex.event_time,
+                        reason: format!("entity_cap: {cap} examples of this entity per {w} ms"),
+                    }));
+                    continue;
+                }
+                *n += 1;
+            }
+            if let Some(k) = spec.defence.outlier_z {
+                if st.online.examples >= spec.defence.warmup {
+                    let far = st.online.features.numeric.iter().enumerate().find_map(
+                        |(i, (name, at))| {
+                            let v = ex.numeric.get(*at).copied().flatten()?;
+                            let z = st.online.scaler.z(i, crate::records::from_micro(v));
+                            (z.abs() > k).then(|| format!("outlier: {name} is {z:.1} sd from the mean"))
+                        },
+                    );
+                    if let Some(reason) = far {
+                        out.push(Out::Quarantine(QuarantineRow {
+                            event_id: ex.event_id.clone(),
+                            entity: ex.entity.clone(),
+                            event_time: ex.event_time,
+                            reason,
+                        }));
+                        continue;
+                    }
+                }
+            }
+            learn.push(BatchExample {
+                shard: shard_of(&ex.event_id, spec.shards),
+                x,
+                input,
+                y: ex.label as f64,
+            });
+        }
+        if !st.paused && !learn.is_empty() {
+            let factor = match (&spec.on_drift, st.boost_left) {
+                (Some(d), n) if n > 0 && d.action == DriftAction::Boost => d.factor,
+                _ => 1.0,
+            };
+            let n = learn.len() as u64;
+            if st.online.step(spec, factor, &learn, &mut self.scratch) {
+                st.boost_left = st.boost_left.saturating_sub(n);
+                st.since_publish += n;
+                st.trained_from.get_or_insert(ts);
+                st.trained_through = ts;
+            } else {
+                let reason = format!("a step over {n} examples would make a parameter non-finite; not applied");
+                self.decide(Action::UpdateFailed, None, reason, None, out);
+            }
+        }
+        if let Some(detail) = drifted {
+            self.on_drift(detail, out);
+        }
+        if !self.state.paused && self.state.since_publish >= self.spec.publish_every {
+            self.publish(ts, out);
+        }
+        self.check_rollback(out);
+    }
+
+    fn on_drift(&mut self, detail: String, out: &mut Vec<Out>) {
+        let Some(d) = self.spec.on_drift.clone() else {
+            return;
+        };
+        if self.state.paused {
+            return;
+        }
+        match d.action {
+            DriftAction::Boost => {
+                self.state.boost_left = d.examples;
+                let reason = format!(
+                    "drift detected on the online model's errors ({detail}): rate x{} for {} examples",
+                    d.factor, d.examples
+                );
+                self.decide(Action::RateBoost, None, reason, None, out);
+            }
+            DriftAction::Reset => {
+                self.state.online.reset_schedule();
+                let reason =
+                    format!("drift detected on the online model's errors ({detail}): schedule restarted");
+                self.decide(Action::RateReset, None, reason, None, out);
+            }
+        }
+    }
+
+    fn publish(&mut self, ts: u64, out: &mut Vec<Out>) {
+        let st = &mut self.state;
+        st.published += 1;
+        st.since_publish = 0;
+        let version = format!("v{:06}", st.published);
+        let stats = st.window.stats.clone();
+        let from = st.trained_from.unwrap_or(ts);
+        let file = VersionFile {
+            version: version.clone(),
+            parent: st.last_version.replace(version.clone()),
+            job: self.job.clone(),
+            model: st.online.clone(),
+            trained_from_ts: from,
+            trained_through_ts: st.trained_through,
+            examples: st.online.examples,
+            metrics: VersionMetrics {
+                window_examples: stats.n,
+                log_loss: stats.online_loss(),
+                accuracy: stats.online_accuracy(),
+            },
+            lineage: Lineage {
+                job_fingerprint: self.fingerprint.clone(),
+                from_ts: from,
+                to_ts: ts + 1,
+            },
+            checksum: String::new(),
+        }
+        .sealed();
+        let norm = st.online.norm();
+        out.push(Out::Version(
+            VersionRow {
+                version: version.clone(),
+                parent: file.parent.clone(),
+                trained_from_ts: from,
+                trained_through_ts: st.trained_through,
+                examples: st.online.examples,
+                checksum: file.checksum.clone(),
+                norm_bits: norm.to_bits(),
+                window: stats.clone(),
+            },
+            Box::new(file),
+        ));
+        let (verdict, psi) = self.gate(norm);
+        match verdict {
+            Ok(reason) => {
+                let st = &mut self.state;
+                let new = Champion {
+                    version: version.clone(),
+                    model: st.online.clone(),
+                };
+                if let Some(old) = st.champion.replace(new) {
+                    st.previous.push(old);
+                }
+                self.decide(Action::Promote, Some(version), reason, psi, out);
+                // The window compared the old champion: the new one starts afresh.
+                self.state.window = Window::default();
+            }
+            Err(reason) => self.decide(Action::Block, Some(version), reason, psi, out),
+        }
+    }
+
+    /// The canary gate's verdict on the online model: `Ok(reason)` promotes.
+    fn gate(&self, norm: f64) -> (Result<String, String>, Option<f64>) {
+        let c = &self.spec.canary;
+        let st = &self.state;
+        if !st.online.finite() {
+            return (Err("a parameter is not finite".into()), None);
+        }
+        if norm > c.max_norm {
+            return (
+                Err(format!("weight norm {norm:.3} above the bound {}", c.max_norm)),
+                None,
+            );
+        }
+        let Some(champion) = &st.champion else {
+            return (Ok("first version: sanity checks passed, no champion to compare".into()), None);
+        };
+        let s = &st.window.stats;
+        if (s.champion_n as usize) < c.min_examples {
+            return (
+                Err(format!(
+                    "{} examples compared with champion {}, the gate needs {}",
+                    s.champion_n, champion.version, c.min_examples
+                )),
+                None,
+            );
+        }
+        let psi = crate::drift::stats::psi(&st.window.champion_bins, &st.window.online_bins);
+        if let Some(p) = psi.filter(|p| *p > c.max_score_psi) {
+            return (
+                Err(format!(
+                    "score distribution PSI {p:.4} against champion {} above {}",
+                    champion.version, c.max_score_psi
+                )),
+                psi,
+            );
+        }
+        let (ol, cl) = (
+            s.online_loss().unwrap_or(f64::INFINITY),
+            s.champion_loss().unwrap_or(f64::INFINITY),
+        );
+        if ol > cl + c.max_loss_margin {
+            return (
+                Err(format!(
+                    "log-loss {ol:.5} over the last {} examples, champion {} has {cl:.5} (margin {})",
+                    s.n, champion.version, c.max_loss_margin
+                )),
+                psi,
+            );
+        }
+        (
+            Ok(format!(
+                "log-loss {ol:.5} against champion {} {cl:.5} over {} examples (margin {}), score PSI {:.4}",
+                champion.version,
+                s.n,
+                c.max_loss_margin,
+                psi.unwrap_or(0.0)
+            )),
+            psi,
+        )
+    }
+
+    fn check_rollback(&mut self, out: &mut Vec<Out>) {
+        let Some(rb) = self.spec.rollback.clone() else {
+            return;
+        };
+        let st = &self.state;
+        let Some(champion) = &st.champion else {
+            return;
+        };
+        let s = &st.window.stats;
+        if st.paused || (s.champion_n as usize) < rb.min_examples {
+            return;
+        }
+        let breach = match (rb.max_log_loss, rb.min_accuracy) {
+            (Some(t), _) if s.champion_loss().is_some_and(|l| l > t) => Some(format!(
+                "champion {} log-loss {:.5} over the last {} examples above {t}",
+                champion.version,
+                s.champion_loss().unwrap_or_default(),
+                s.champion_n
+            )),
+            (_, Some(t)) if s.champion_accuracy().is_some_and(|a| a < t) => Some(format!(
+                "champion {} accuracy {:.4} over the last {} examples below {t}",
+                champion.version,
+                s.champion_accuracy().unwrap_or_default(),
+                s.champion_n
+            )),
+            _ => None,
+        };
+        let Some(breach) = breach else {
+            return;
+        };
+        let st = &mut self.state;
+        st.paused = true;
+        match st.previous.pop() {
+            Some(prev) => {
+                let bad = st.champion.replace(prev).map(|c| c.version);
+                let reason = format!(
+                    "{breach}: restored {}, updates paused until resumed",
+                    st.champion.as_ref().map(|c| c.version.as_str()).unwrap_or("")
+                );
+                self.decide(Action::Rollback, bad, reason, None, out);
+            }
+            None => {
+                let v = st.champion.as_ref().map(|c| c.version.clone());
+                let reason = format!("{breach}: no previous champion to restore, updates paused");
+                self.decide(Action::Pause, v, reason, None, out);
+            }
+        }
+        self.state.window = Window::default();
+    }
+}
+
+fn bin(score: i64) -> u8 {
+    ((score as i128 * SCORE_BINS as i128 / MICRO as i128) as usize).min(SCORE_BINS - 1) as u8
+}

@@ -1,0 +1,131 @@
+//! Online learning: the model, its minibatch step, the learner with its canary gate, rollback
+//! and poisoning defences, and the `[learn]` configuration. The dataflow side is
+//! `dataflow::learn`; published versions go to the `registry`.
+
+pub mod learner;
+pub mod model;
+pub mod spec;
+
+use std::path::PathBuf;
+
+use model::FeatureSpec;
+use spec::{LearnSpec, Schedule};
+
+use crate::error::{Error, Result};
+use crate::schema::Stream;
+
+/// A job's online learning, resolved against its schema.
+#[derive(Debug, Clone)]
+pub struct Learn {
+    /// The `[learn]` section as written.
+    pub spec: LearnSpec,
+    /// The features the model reads.
+    pub features: FeatureSpec,
+    /// The registry directory (relative paths are taken from the working directory, like
+    /// `outputs.dir`).
+    pub registry: Option<PathBuf>,
+}
+
+/// Checks `spec` against `job`'s events schema.
+pub fn resolve(job: &crate::config::Job, spec: &LearnSpec) -> Result<Learn> {
+    let err = |key: &str, reason: String| Error::config(&job.file, key, reason);
+    let schema = job.schema(Stream::Events);
+    let pick = |names: &[String]| -> Vec<(String, usize)> {
+        names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| spec.features.is_empty() || spec.features.contains(n))
+            .map(|(i, n)| (n.clone(), i))
+            .collect()
+    };
+    for f in &spec.features {
+        if !schema.numeric.contains(f) && !schema.categorical.contains(f) {
+            return Err(err(
+                "learn.features",
+                format!("{f:?} is not a feature of the events schema {}", schema.id),
+            ));
+        }
+    }
+    if !(1..=24).contains(&spec.hash_bits) {
+        return Err(err("learn.hash_bits", "must be in 1..=24".into()));
+    }
+    if spec.batch_size == 0 {
+        return Err(err("learn.batch_size", "must be at least 1".into()));
+    }
+    if spec.shards == 0 {
+        return Err(err("learn.shards", "must be at least 1".into()));
+    }
+    if spec.publish_every == 0 {
+        return Err(err("learn.publish_every", "must be at least 1".into()));
+    }
+    let positive = |key: &str, x: f64| {
+        if x.is_finite() && x > 0.0 {
+            Ok(())
+        } else {
+            Err(err(key, format!("must be a positive number, not {x}")))
+        }
+    };
+    positive("learn.clip", spec.clip)?;
+    if !(spec.l2.is_finite() && spec.l2 >= 0.0) {
+        return Err(err("learn.l2", "must be a number ≥ 0".into()));
+    }
+    match spec.learning_rate {
+        Schedule::Constant { rate } => positive("learn.learning_rate.rate", rate)?,
+        Schedule::InverseScaling { rate, power } => {
+            positive("learn.learning_rate.rate", rate)?;
+            positive("learn.learning_rate.power", power)?;
+        }
+        Schedule::Adagrad { rate, epsilon } => {
+            positive("learn.learning_rate.rate", rate)?;
+            positive("learn.learning_rate.epsilon", epsilon)?;
+        }
+    }
+    let c = &spec.canary;
+    if c.window == 0 || c.min_examples > c.window {
+        return Err(err(
+            "learn.canary.min_examples",
+            format!("must be at most learn.canary.window ({})", c.window),
+        ));
+    }
+    positive("learn.canary.max_norm", c.max_norm)?;
+    positive("learn.canary.max_score_psi", c.max_score_psi)?;
+    if !(c.max_loss_margin.is_finite() && c.max_loss_margin >= 0.0) {
+        return Err(err("learn.canary.max_loss_margin", "must be a number ≥ 0".into()));
+    }
+    if let Some(rb) = &spec.rollback {
+        if rb.max_log_loss.is_none() && rb.min_accuracy.is_none() {
+            return Err(err(
+                "learn.rollback",
+                "needs max_log_loss or min_accuracy".into(),
+            ));
+        }
+        if rb.min_examples == 0 || rb.min_examples > c.window {
+            return Err(err(
+                "learn.rollback.min_examples",
+                format!("must be in 1..=learn.canary.window ({})", c.window),
+            ));
+        }
+    }
+    if let Some(d) = &spec.on_drift {
+        d.detector
+            .check()
+            .map_err(|e| err("learn.on_drift.detector", e))?;
+        positive("learn.on_drift.factor", d.factor)?;
+    }
+    if let Some(k) = spec.defence.outlier_z {
+        positive("learn.defence.outlier_z", k)?;
+    }
+    if spec.defence.entity_cap == Some(0) {
+        return Err(err("learn.defence.entity_cap", "must be at least 1".into()));
+    }
+    let features = FeatureSpec {
+        numeric: pick(&schema.numeric),
+        categorical: pick(&schema.categorical),
+        hash_bits: spec.hash_bits,
+    };
+    Ok(Learn {
+        spec: spec.clone(),
+        features,
+        registry: spec.registry.clone(),
+    })
+}

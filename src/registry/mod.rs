@@ -1,0 +1,297 @@
+//! The model registry: a directory of immutable version files and one registry file of
+//! aliases, pause state and history.
+//!
+//! Layout: `<dir>/versions/<version>.json` (written once, never changed) and
+//! `<dir>/REGISTRY.json`. Every write is crash-safe ([`atomic`]); a version file is written
+//! before the registry file names it, so a crash never leaves an alias naming a missing file.
+//! A version file carries a SHA-256 checksum of its content; a file whose checksum, shape or
+//! numbers are wrong is refused, naming the file and the field.
+
+pub mod atomic;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::learn::model::Model;
+
+/// The registry file's name.
+pub const REGISTRY: &str = "REGISTRY.json";
+/// The subdirectory of version files.
+pub const VERSIONS: &str = "versions";
+
+/// One published model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionFile {
+    /// Its name, `v` and six digits.
+    pub version: String,
+    /// The version it was trained on from.
+    pub parent: Option<String>,
+    /// The job that trained it.
+    pub job: String,
+    /// Parameters, feature spec and optimizer state.
+    pub model: Model,
+    /// First and last timestamp of the examples it learned (inclusive).
+    pub trained_from_ts: u64,
+    /// Last timestamp of the examples it learned.
+    pub trained_through_ts: u64,
+    /// Examples learned.
+    pub examples: u64,
+    /// Its prequential metrics over the canary window when published.
+    pub metrics: VersionMetrics,
+    /// How to reproduce it: `tidemark replay JOB --from <from_ts> --to <to_ts>` over the job's
+    /// replay buffer (the learner continues from its snapshot at or before `from_ts`).
+    pub lineage: Lineage,
+    /// SHA-256 of the file with this field empty.
+    pub checksum: String,
+}
+
+/// Prequential metrics of a version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionMetrics {
+    /// Examples in the canary window.
+    pub window_examples: u64,
+    /// Mean log-loss of the online model's predictions over them.
+    pub log_loss: Option<f64>,
+    /// Accuracy at the job's threshold over them.
+    pub accuracy: Option<f64>,
+}
+
+/// The replay range a version came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lineage {
+    /// The job's definition fingerprint (as in its replay buffer's manifest).
+    pub job_fingerprint: String,
+    /// First timestamp of the range.
+    pub from_ts: u64,
+    /// End of the range (exclusive).
+    pub to_ts: u64,
+}
+
+impl VersionFile {
+    /// The checksum of this file's content.
+    pub fn compute_checksum(&self) -> String {
+        let mut c = self.clone();
+        c.checksum = String::new();
+        let bytes = serde_json::to_vec(&c).expect("version files serialize");
+        crate::replay::segment::sha256_hex(&bytes)
+    }
+
+    /// This file with its checksum set.
+    pub fn sealed(mut self) -> VersionFile {
+        self.checksum = self.compute_checksum();
+        self
+    }
+}
+
+/// The registry file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryFile {
+    /// The version serving should use.
+    pub champion: Option<String>,
+    /// The latest version that did not pass the gate, if newer than the champion.
+    pub challenger: Option<String>,
+    /// Updates are paused after a rollback until resumed.
+    pub paused: bool,
+    /// The last job decision applied (job decisions are numbered; re-applying is a no-op).
+    pub applied_seq: u64,
+    /// Every change, oldest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One change of the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryEntry {
+    /// The job decision's number, for changes made by a job.
+    pub seq: Option<u64>,
+    /// The job timestamp of the decision, for changes made by a job.
+    pub ts: Option<u64>,
+    /// `promote`, `block`, `rollback`, `pause`, `resume`, `update_failed`, `rate_boost`, `rate_reset`.
+    pub action: String,
+    /// The version concerned.
+    pub version: Option<String>,
+    /// The champion after the change.
+    pub champion: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// `job` or `operator`.
+    pub by: String,
+}
+
+/// A registry directory.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    dir: PathBuf,
+}
+
+fn refuse(path: &Path, reason: impl Into<String>) -> Error {
+    Error::registry(path, reason)
+}
+
+impl Registry {
+    /// Opens (creating if needed) the registry in `dir` and removes temporaries a crash left.
+    pub fn open(dir: &Path) -> Result<Registry> {
+        let versions = dir.join(VERSIONS);
+        std::fs::create_dir_all(&versions).map_err(|e| Error::io(&versions, e))?;
+        for d in [dir, versions.as_path()] {
+            for entry in std::fs::read_dir(d).map_err(|e| Error::io(d, e))? {
+                let entry = entry.map_err(|e| Error::io(d, e))?;
+                let name = entry.file_name().to_string_lossy().to_string();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let p = entry.path();
+                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                }
+            }
+        }
+        Ok(Registry {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing registry without changing it.
+    pub fn existing(dir: &Path) -> Result<Registry> {
+        if !dir.join(VERSIONS).is_dir() {
+            return Err(refuse(dir, "not a model registry (no versions/ directory)"));
+        }
+        Ok(Registry {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The registry's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path of a version's file.
+    pub fn version_path(&self, version: &str) -> PathBuf {
+        self.dir.join(VERSIONS).join(format!("{version}.json"))
+    }
+
+    /// The registry file (empty if none was written yet).
+    pub fn read(&self) -> Result<RegistryFile> {
+        let path = self.dir.join(REGISTRY);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| refuse(&path, format!("not a registry file: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RegistryFile::default()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Replaces the registry file.
+    pub fn write(&self, file: &RegistryFile) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(file).expect("registry files serialize");
+        atomic::write_atomic(&self.dir.join(REGISTRY), &bytes)
+    }
+
+    /// Reads and checks one version file.
+    pub fn version(&self, version: &str) -> Result<VersionFile> {
+        read_version(&self.version_path(version))
+    }
+
+    /// Every version file's name, sorted.
+    pub fn versions(&self) -> Result<Vec<String>> {
+        let d = self.dir.join(VERSIONS);
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
+            let name = entry
+                .map_err(|e| Error::io(&d, e))?
+                .file_name()
+                .to_string_lossy()
+                .to_string();
+            if let Some(v) = name.strip_suffix(".json").filter(|_| !name.starts_with('.')) {
+                out.push(v.to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Writes a version file, once: an identical file already there is kept (a restarted job
+    /// publishes the same versions again); a different one is refused.
+    pub fn publish(&self, file: &VersionFile) -> Result<()> {
+        let path = self.version_path(&file.version);
+        if path.exists() {
+            let old = read_version(&path)?;
+            if old.checksum == file.checksum {
+                return Ok(());
+            }
+            return Err(refuse(
+                &path,
+                format!(
+                    "version {} exists with checksum {}, the job published {}: two jobs share this registry?",
+                    file.version, old.checksum, file.checksum
+                ),
+            ));
+        }
+        let bytes = serde_json::to_vec_pretty(file).expect("version files serialize");
+        atomic::write_atomic(&path, &bytes)
+    }
+
+    /// Applies a job's decision `seq`, unless already applied.
+    pub fn apply(&self, seq: u64, entry: HistoryEntry, update: impl FnOnce(&mut RegistryFile)) -> Result<()> {
+        let mut file = self.read()?;
+        if seq <= file.applied_seq {
+            return Ok(());
+        }
+        update(&mut file);
+        file.applied_seq = seq;
+        file.history.push(entry);
+        self.write(&file)
+    }
+}
+
+/// Reads a version file and checks its shape, numbers and checksum.
+pub fn read_version(path: &Path) -> Result<VersionFile> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| refuse(path, format!("not a model version (truncated or not JSON): {e}")))?;
+    // NaN and infinities are written as null by JSON encoders: name the first such weight.
+    if let Some(ws) = value.pointer("/model/weights").and_then(|w| w.as_array()) {
+        if let Some(i) = ws.iter().position(|w| !w.as_f64().is_some_and(f64::is_finite)) {
+            return Err(refuse(
+                path,
+                format!("model.weights[{i}] is {}, not a finite number", ws[i]),
+            ));
+        }
+    }
+    if let Some(b) = value.pointer("/model/bias") {
+        if !b.as_f64().is_some_and(f64::is_finite) {
+            return Err(refuse(path, format!("model.bias is {b}, not a finite number")));
+        }
+    }
+    let file: VersionFile = serde_json::from_value(value)
+        .map_err(|e| refuse(path, format!("not a model version: {e}")))?;
+    let sum = file.compute_checksum();
+    if sum != file.checksum {
+        return Err(refuse(
+            path,
+            format!(
+                "checksum mismatch: the file says {}, its content hashes to {sum}",
+                file.checksum
+            ),
+        ));
+    }
+    let m = &file.model;
+    let d = m.features.dim();
+    if m.weights.len() != d || m.g2.len() != d + 1 || m.scaler.n.len() != m.features.numeric.len() {
+        return Err(refuse(
+            path,
+            format!(
+                "model.weights has {} entries, its feature spec needs {d}",
+                m.weights.len()
+            ),
+        ));
+    }
+    if m.features.hash_bits > 24 {
+        return Err(refuse(path, "model.features.hash_bits above 24"));
+    }
+    Ok(file)
+}
