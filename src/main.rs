@@ -71,11 +71,57 @@ enum Command {
     },
     /// Compute a drift reference profile from files or a range of a job's own sources.
     Profile(ProfileArgs),
+    /// Inspect and change a model registry: list, show, diff, promote, rollback, resume.
+    Models {
+        /// The registry directory (a job's `learn.registry`).
+        #[arg(long, default_value = "out/demo/registry")]
+        registry: PathBuf,
+        #[command(subcommand)]
+        op: ModelsOp,
+    },
     /// Check job files and their schemas; report every problem with file, key and reason.
     Validate {
         /// Job files (TOML).
         #[arg(required = true)]
         jobs: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsOp {
+    /// Every version with its parent, examples, metrics and alias.
+    List,
+    /// One version: lineage, metrics, checksum and its largest weights.
+    Show {
+        /// The version (e.g. v000003).
+        version: String,
+    },
+    /// How version B differs from version A.
+    Diff {
+        /// The older version.
+        a: String,
+        /// The newer version.
+        b: String,
+    },
+    /// Make a version the champion.
+    Promote {
+        /// The version.
+        version: String,
+        /// Why (recorded in the history).
+        #[arg(long, default_value = "promoted by an operator")]
+        reason: String,
+    },
+    /// Restore the champion before the current one.
+    Rollback {
+        /// Why (recorded in the history).
+        #[arg(long, default_value = "rolled back by an operator")]
+        reason: String,
+    },
+    /// Let a job whose updates were paused by a rollback learn again from its next start.
+    Resume {
+        /// Why (recorded in the history).
+        #[arg(long, default_value = "resumed by an operator")]
+        reason: String,
     },
 }
 
@@ -236,6 +282,7 @@ fn main() -> ExitCode {
         Command::Backfill(a) => cmd_backfill(a),
         Command::Verify { a, b, from, to } => cmd_verify(&a, &b, from, to),
         Command::Inspect { dir } => cmd_inspect(&dir),
+        Command::Models { registry, op } => cmd_models(&registry, op),
         Command::Profile(a) => cmd_profile(a),
         Command::Bench {
             events,
@@ -606,6 +653,33 @@ fn cmd_verify(
             Err("the outputs differ".into())
         }
     }
+}
+
+fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
+    use tidemark::registry::{ops, Registry};
+    let reg = Registry::existing(dir).map_err(|e| e.to_string())?;
+    let e = |e: tidemark::error::Error| e.to_string();
+    match op {
+        ModelsOp::List => print!("{}", ops::list(&reg).map_err(e)?),
+        ModelsOp::Show { version } => print!("{}", ops::show(&reg, &version).map_err(e)?),
+        ModelsOp::Diff { a, b } => print!("{}", ops::diff(&reg, &a, &b).map_err(e)?),
+        ModelsOp::Promote { version, reason } => {
+            ops::promote(&reg, &version, &reason).map_err(e)?;
+            println!("champion: {version}");
+        }
+        ModelsOp::Rollback { reason } => {
+            let v = ops::rollback(&reg, &reason).map_err(e)?;
+            println!("champion: {v}");
+        }
+        ModelsOp::Resume { reason } => {
+            if ops::resume(&reg, &reason).map_err(e)? {
+                println!("updates resumed: the job learns again from its next start");
+            } else {
+                println!("updates were not paused");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn cmd_inspect(dir: &std::path::Path) -> Result<(), String> {
