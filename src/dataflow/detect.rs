@@ -70,6 +70,7 @@ pub fn detect<'s>(
         examples,
         &format!("{name}.DriftDetectors"),
         state.unwrap_or_default(),
+        Vec::new(),
         first,
         segment_ms,
         snapshots,

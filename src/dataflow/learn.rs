@@ -160,10 +160,18 @@ pub fn learn<'s>(
         start.state,
     );
     let mut resume = start.resume;
+    let earlier = learner
+        .live_scores()
+        .map(|s| {
+            let o = LearnOut::Score(s.event_id.clone(), s.event_time, s.score);
+            (o, s.ts, 1)
+        })
+        .collect();
     let outs = in_order(
         joined.event_labels.clone(),
         &format!("{name}.Learner"),
         learner,
+        earlier,
         start.first,
         segment_ms,
         snapshots,
@@ -215,9 +223,11 @@ pub fn learn<'s>(
         _ => None,
     });
     // Scores leave state when their event does.
-    let scores = expire_at(scores, &format!("{name}.OnlineScoreExpiry"), move |(_, (time, _))| {
-        time.saturating_add(ttl)
-    });
+    let scores = expire_at(
+        scores,
+        &format!("{name}.OnlineScoreExpiry"),
+        move |(_, (time, _))| time.saturating_add(ttl),
+    );
     let labeled = joined
         .event_labels
         .clone()
@@ -237,7 +247,9 @@ pub fn learn<'s>(
         .scored
         .clone()
         .map(|(e, p)| (e.id.clone(), (e, p)))
-        .join_map(scores, |_, (e, p), (_, online)| (e.clone(), p.clone(), *online))
+        .join_map(scores, |_, (e, p), (_, online)| {
+            (e.clone(), p.clone(), *online)
+        })
         .explode(move |(e, p, online)| {
             let agree = ((online >= threshold) == (p.score >= threshold)) as i64;
             let d = online - p.score;
@@ -280,7 +292,9 @@ pub fn learn<'s>(
 
 /// The examples of one timestamp: events whose first effective label appeared at it (a label
 /// state added with no earlier one retracted), sorted by event id.
-fn new_examples(batch: Vec<((crate::records::Event, super::join::LabelState), isize)>) -> Vec<Example> {
+fn new_examples(
+    batch: Vec<((crate::records::Event, super::join::LabelState), isize)>,
+) -> Vec<Example> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < batch.len() {

@@ -59,11 +59,14 @@ pub struct StateStart {
 /// Runs `step(state, t, updates, out)` on worker 0 for every timestamp `t ≥ first`, in order,
 /// once `t` is complete, with `t`'s consolidated updates; `out` receives `(output, diff)` pairs
 /// emitted at `t`. `snapshot(state)` is stored in `snapshots` at every multiple of `segment_ms`.
+/// `earlier` are outputs of times before `first` that downstream state still needs (a restart
+/// does not recompute them); they are emitted at their own times.
 #[allow(clippy::too_many_arguments)]
 pub fn in_order<'s, D, O, S, F, G>(
     coll: VecCollection<'s, u64, D>,
     name: &str,
     mut state: S,
+    earlier: Vec<(O, u64, isize)>,
     first: u64,
     segment_ms: u64,
     snapshots: Option<Snapshots>,
@@ -86,11 +89,16 @@ where
                     BTreeMap::new();
                 let mut next_snapshot = first.div_ceil(segment_ms) * segment_ms;
                 let mut hold = Some(cap);
-                if let Some(h) = hold.as_mut() {
-                    h.downgrade(&next_snapshot.saturating_sub(1));
-                }
+                let mut earlier = Some(earlier);
                 let mut produced = Vec::new();
                 move |(input, frontier), output| {
+                    if let (Some(mut outs), Some(h)) = (earlier.take(), hold.as_mut()) {
+                        outs.sort_by_key(|(_, t, _)| *t);
+                        for (o, t, r) in outs {
+                            output.session(&h.delayed(&t)).give((o, t, r));
+                        }
+                        h.downgrade(&next_snapshot.saturating_sub(1));
+                    }
                     input.for_each(|cap, data| {
                         for (d, t, r) in data.drain(..) {
                             pending

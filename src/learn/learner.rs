@@ -68,8 +68,7 @@ impl WindowStats {
     }
     /// Mean champion log-loss.
     pub fn champion_loss(&self) -> Option<f64> {
-        (self.champion_n > 0)
-            .then(|| self.champion_loss_nano as f64 / 1e9 / self.champion_n as f64)
+        (self.champion_n > 0).then(|| self.champion_loss_nano as f64 / 1e9 / self.champion_n as f64)
     }
     /// Champion accuracy.
     pub fn champion_accuracy(&self) -> Option<f64> {
@@ -227,6 +226,27 @@ impl Window {
     }
 }
 
+/// A held-out example: what the gate scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Held {
+    numeric: Vec<Option<i64>>,
+    categorical: Vec<Option<String>>,
+    label: u8,
+}
+
+/// A prequential score given at timestamp `ts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreEntry {
+    /// When it was given.
+    pub ts: u64,
+    /// The event.
+    pub event_id: String,
+    /// Its event time.
+    pub event_time: u64,
+    /// The score, micro-units.
+    pub score: i64,
+}
+
 /// A champion: its version and model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Champion {
@@ -248,8 +268,13 @@ pub struct LearnerState {
     trained_through: u64,
     decisions: u64,
     window: Window,
+    /// The last `canary.window` held-out examples.
+    holdout: VecDeque<Held>,
     detector: Option<Detector>,
     boost_left: u64,
+    /// Prequential scores given, oldest first, kept until their event leaves the dataflow's
+    /// state: a restart re-emits them, since the quality and shadow state joins them.
+    scores: VecDeque<ScoreEntry>,
     /// Examples learned per entity window start and entity.
     caps: BTreeMap<u64, BTreeMap<String, u32>>,
 }
@@ -303,6 +328,8 @@ impl Learner {
             trained_through: 0,
             decisions: 0,
             window: Window::default(),
+            holdout: VecDeque::new(),
+            scores: VecDeque::new(),
             detector: spec.on_drift.as_ref().map(|d| Detector::new(&d.detector)),
             boost_left: 0,
             caps: BTreeMap::new(),
@@ -328,13 +355,47 @@ impl Learner {
         self.state.paused
     }
 
+    /// The scores given before a restart that the dataflow downstream still holds.
+    pub fn live_scores(&self) -> impl Iterator<Item = &ScoreEntry> {
+        self.state.scores.iter()
+    }
+
     /// Processes the new examples of timestamp `ts`, sorted by event id.
     pub fn step(&mut self, ts: u64, examples: &[Example], out: &mut Vec<Out>) {
+        let ttl = self.ttl;
+        while let Some(s) = self.state.scores.front() {
+            if s.event_time.saturating_add(ttl) > ts {
+                break;
+            }
+            self.state.scores.pop_front();
+        }
+        for ex in examples {
+            self.state.scores.push_back(ScoreEntry {
+                ts,
+                event_id: ex.event_id.clone(),
+                event_time: ex.event_time,
+                score: 0,
+            });
+        }
         let w = self.spec.defence.entity_window_ms.max(1);
         let horizon = ts.saturating_sub(self.ttl + w);
         self.state.caps.retain(|start, _| *start >= horizon);
+        let first_out = out.len();
         for chunk in examples.chunks(self.spec.batch_size.max(1)) {
             self.batch(ts, chunk, out);
+        }
+        let scored = out[first_out..].iter().filter_map(|o| match o {
+            Out::Score(_, s) => Some(*s),
+            _ => None,
+        });
+        let n = self.state.scores.len();
+        for (entry, s) in self
+            .state
+            .scores
+            .range_mut(n - examples.len()..)
+            .zip(scored)
+        {
+            entry.score = s;
         }
     }
 
@@ -398,6 +459,17 @@ impl Learner {
                     drifted = Some(det.detail());
                 }
             }
+            if is_held_out(&ex.event_id, spec.canary.holdout) {
+                st.holdout.push_back(Held {
+                    numeric: ex.numeric.clone(),
+                    categorical: ex.categorical.clone(),
+                    label: ex.label,
+                });
+                if st.holdout.len() > spec.canary.window {
+                    st.holdout.pop_front();
+                }
+                continue;
+            }
             if st.paused {
                 continue;
             }
@@ -426,7 +498,8 @@ impl Learner {
                         |(i, (name, at))| {
                             let v = ex.numeric.get(*at).copied().flatten()?;
                             let z = st.online.scaler.z(i, crate::records::from_micro(v));
-                            (z.abs() > k).then(|| format!("outlier: {name} is {z:.1} sd from the mean"))
+                            (z.abs() > k)
+                                .then(|| format!("outlier: {name} is {z:.1} sd from the mean"))
                         },
                     );
                     if let Some(reason) = far {
@@ -459,7 +532,9 @@ impl Learner {
                 st.trained_from.get_or_insert(ts);
                 st.trained_through = ts;
             } else {
-                let reason = format!("a step over {n} examples would make a parameter non-finite; not applied");
+                let reason = format!(
+                    "a step over {n} examples would make a parameter non-finite; not applied"
+                );
                 self.decide(Action::UpdateFailed, None, reason, None, out);
             }
         }
@@ -490,8 +565,9 @@ impl Learner {
             }
             DriftAction::Reset => {
                 self.state.online.reset_schedule();
-                let reason =
-                    format!("drift detected on the online model's errors ({detail}): schedule restarted");
+                let reason = format!(
+                    "drift detected on the online model's errors ({detail}): schedule restarted"
+                );
                 self.decide(Action::RateReset, None, reason, None, out);
             }
         }
@@ -567,54 +643,66 @@ impl Learner {
         }
         if norm > c.max_norm {
             return (
-                Err(format!("weight norm {norm:.3} above the bound {}", c.max_norm)),
-                None,
-            );
-        }
-        let Some(champion) = &st.champion else {
-            return (Ok("first version: sanity checks passed, no champion to compare".into()), None);
-        };
-        let s = &st.window.stats;
-        if (s.champion_n as usize) < c.min_examples {
-            return (
                 Err(format!(
-                    "{} examples compared with champion {}, the gate needs {}",
-                    s.champion_n, champion.version, c.min_examples
+                    "weight norm {norm:.3} above the bound {}",
+                    c.max_norm
                 )),
                 None,
             );
         }
-        let psi = crate::drift::stats::psi(&st.window.champion_bins, &st.window.online_bins);
+        let n = st.holdout.len();
+        if n < c.min_examples {
+            return (
+                Err(format!(
+                    "{n} held-out examples to judge it on, the gate needs {}",
+                    c.min_examples
+                )),
+                None,
+            );
+        }
+        let Some(champion) = &st.champion else {
+            return (
+                Ok(format!(
+                    "first champion: sanity checks passed, {n} held-out examples seen, nothing to compare with"
+                )),
+                None,
+            );
+        };
+        let (mut lc, mut lh) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut bc, mut bh) = ([0u64; SCORE_BINS], [0u64; SCORE_BINS]);
+        for h in &st.holdout {
+            let input = Input {
+                numeric: &h.numeric,
+                categorical: &h.categorical,
+            };
+            let sc =
+                to_micro(champion.model.predict(&champion.model.encode(&input))).clamp(0, MICRO);
+            let sh = to_micro(st.online.predict(&st.online.encode(&input))).clamp(0, MICRO);
+            lc.push(logloss_nano(sc, h.label));
+            lh.push(logloss_nano(sh, h.label));
+            bc[bin(sc) as usize] += 1;
+            bh[bin(sh) as usize] += 1;
+        }
+        let psi = crate::drift::stats::psi(&bc, &bh);
         if let Some(p) = psi.filter(|p| *p > c.max_score_psi) {
             return (
                 Err(format!(
-                    "score distribution PSI {p:.4} against champion {} above {}",
+                    "score distribution PSI {p:.4} against champion {} on {n} held-out examples, above {}",
                     champion.version, c.max_score_psi
                 )),
                 psi,
             );
         }
-        let (ol, cl) = (
-            s.online_loss().unwrap_or(f64::INFINITY),
-            s.champion_loss().unwrap_or(f64::INFINITY),
+        let (cl, hl) = (trimmed_mean(&mut lc, c.trim), trimmed_mean(&mut lh, c.trim));
+        let what = format!(
+            "trimmed log-loss {hl:.5} against champion {} {cl:.5} on {n} held-out examples (trim {}, margin {})",
+            champion.version, c.trim, c.max_loss_margin
         );
-        if ol > cl + c.max_loss_margin {
-            return (
-                Err(format!(
-                    "log-loss {ol:.5} over the last {} examples, champion {} has {cl:.5} (margin {})",
-                    s.n, champion.version, c.max_loss_margin
-                )),
-                psi,
-            );
+        if hl > cl + c.max_loss_margin {
+            return (Err(what), psi);
         }
         (
-            Ok(format!(
-                "log-loss {ol:.5} against champion {} {cl:.5} over {} examples (margin {}), score PSI {:.4}",
-                champion.version,
-                s.n,
-                c.max_loss_margin,
-                psi.unwrap_or(0.0)
-            )),
+            Ok(format!("{what}, score PSI {:.4}", psi.unwrap_or(0.0))),
             psi,
         )
     }
@@ -656,7 +744,10 @@ impl Learner {
                 let bad = st.champion.replace(prev).map(|c| c.version);
                 let reason = format!(
                     "{breach}: restored {}, updates paused until resumed",
-                    st.champion.as_ref().map(|c| c.version.as_str()).unwrap_or("")
+                    st.champion
+                        .as_ref()
+                        .map(|c| c.version.as_str())
+                        .unwrap_or("")
                 );
                 self.decide(Action::Rollback, bad, reason, None, out);
             }
@@ -668,6 +759,19 @@ impl Learner {
         }
         self.state.window = Window::default();
     }
+}
+
+/// An example is held out for the gate, by a stable hash of its event id.
+fn is_held_out(event_id: &str, share: f64) -> bool {
+    let h = super::model::fnv1a(&[b"holdout", event_id.as_bytes()]);
+    (h % 1_000_000) < (share * 1e6).round() as u64
+}
+
+/// Mean of the smallest `1 - trim` share of `losses` (nano units), as a float.
+fn trimmed_mean(losses: &mut [i64], trim: f64) -> f64 {
+    losses.sort_unstable();
+    let keep = (losses.len() - (losses.len() as f64 * trim).floor() as usize).max(1);
+    losses[..keep].iter().map(|&l| l as i128).sum::<i128>() as f64 / 1e9 / keep as f64
 }
 
 fn bin(score: i64) -> u8 {

@@ -81,16 +81,25 @@ pub fn resolve(job: &crate::config::Job, spec: &LearnSpec) -> Result<Learn> {
         }
     }
     let c = &spec.canary;
-    if c.window == 0 || c.min_examples > c.window {
+    if c.window == 0 || c.min_examples == 0 || c.min_examples > c.window {
         return Err(err(
             "learn.canary.min_examples",
-            format!("must be at most learn.canary.window ({})", c.window),
+            format!("must be in 1..=learn.canary.window ({})", c.window),
         ));
+    }
+    if !(c.holdout > 0.0 && c.holdout < 1.0) {
+        return Err(err("learn.canary.holdout", "must be in (0, 1)".into()));
+    }
+    if !(c.trim >= 0.0 && c.trim < 0.5) {
+        return Err(err("learn.canary.trim", "must be in [0, 0.5)".into()));
     }
     positive("learn.canary.max_norm", c.max_norm)?;
     positive("learn.canary.max_score_psi", c.max_score_psi)?;
     if !(c.max_loss_margin.is_finite() && c.max_loss_margin >= 0.0) {
-        return Err(err("learn.canary.max_loss_margin", "must be a number ≥ 0".into()));
+        return Err(err(
+            "learn.canary.max_loss_margin",
+            "must be a number ≥ 0".into(),
+        ));
     }
     if let Some(rb) = &spec.rollback {
         if rb.max_log_loss.is_none() && rb.min_accuracy.is_none() {

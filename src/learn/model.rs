@@ -240,7 +240,11 @@ impl Model {
             let r = self.predict_raw(&ex.x) - ex.y;
             let sq: f64 = ex.x.iter().map(|(_, v)| v * v).sum::<f64>() + 1.0;
             let norm = r.abs() * sq.sqrt();
-            let scale = if norm > spec.clip { spec.clip / norm } else { 1.0 };
+            let scale = if norm > spec.clip {
+                spec.clip / norm
+            } else {
+                1.0
+            };
             let g = r * scale;
             let acc = &mut scratch.shards[ex.shard];
             for &(i, v) in &ex.x {

@@ -162,31 +162,49 @@ pub enum DriftAction {
 }
 
 /// The canary gate.
+///
+/// A deterministic share of the labeled examples (by event-id hash) is held out: scored, never
+/// learned. The gate scores the last `window` held-out examples with the challenger and the
+/// champion as they are at publication and compares their trimmed mean log-loss: the largest
+/// `trim` share of each model's per-example losses is left out, so that a burst of poisoned
+/// labels smaller than that share cannot make a poisoned challenger look better.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CanarySpec {
-    /// The last N examples the challenger and champion are compared on.
+    /// Share of examples held out for the gate (and the rollback check), in (0, 1).
+    #[serde(default = "default_holdout")]
+    pub holdout: f64,
+    /// Held-out examples the gate compares on (the last N).
     #[serde(default = "default_window")]
     pub window: usize,
-    /// Fewer examples than this in the window: no comparison, the challenger waits.
+    /// Fewer held-out examples than this: no comparison, the challenger waits.
     #[serde(default = "default_min_examples")]
     pub min_examples: usize,
-    /// The challenger's mean loss may exceed the champion's by at most this much.
+    /// Share of each model's largest per-example losses left out of the comparison, in [0, 0.5).
+    #[serde(default = "default_trim")]
+    pub trim: f64,
+    /// The challenger's trimmed mean loss may exceed the champion's by at most this much.
     #[serde(default = "default_margin")]
     pub max_loss_margin: f64,
     /// Bound on the L2 norm of the weights.
     #[serde(default = "default_max_norm")]
     pub max_norm: f64,
-    /// Bound on the PSI between the two models' score distributions over the window.
+    /// Bound on the PSI between the two models' scores of the held-out examples.
     #[serde(default = "default_max_psi")]
     pub max_score_psi: f64,
 }
 
+fn default_holdout() -> f64 {
+    0.1
+}
+fn default_trim() -> f64 {
+    0.1
+}
 fn default_window() -> usize {
-    2000
+    1000
 }
 fn default_min_examples() -> usize {
-    500
+    300
 }
 fn default_margin() -> f64 {
     0.01
@@ -201,6 +219,8 @@ fn default_max_psi() -> f64 {
 impl Default for CanarySpec {
     fn default() -> Self {
         CanarySpec {
+            holdout: default_holdout(),
+            trim: default_trim(),
             window: default_window(),
             min_examples: default_min_examples(),
             max_loss_margin: default_margin(),
@@ -210,8 +230,8 @@ impl Default for CanarySpec {
     }
 }
 
-/// When the champion's live quality breaches a threshold over the canary window, the previous
-/// champion is restored and updates pause.
+/// When the champion's live quality over the last `canary.window` examples breaches a threshold,
+/// the previous champion is restored and updates pause.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackSpec {

@@ -2,22 +2,38 @@
 //!
 //! Steps: write a temporary file in the same directory, fsync it, rename it over the target,
 //! fsync the directory. A crash at any step leaves the old file or the new one. Setting
-//! `TIDEMARK_FAULT=registry:<step>` aborts the process at that step (`create`, `write` — after
-//! half of the bytes —, `fsync`, `rename`, `dir_fsync`), so that tests can kill a real process
-//! mid-publish.
+//! `TIDEMARK_FAULT=registry:<step>[:<n>]` aborts the process at the n-th occurrence of that step
+//! (`create`, `write` — after half of the bytes —, `fsync`, `rename`, `dir_fsync`), so that tests
+//! can kill a real process mid-publish.
 
 use std::io::Write;
 use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Aborts the process if the environment asks for a fault at `step`.
+/// Aborts the process if the environment asks for a fault at `step`: `registry:<step>` at its
+/// first occurrence, `registry:<step>:<n>` at its n-th.
 fn fault(step: &str) {
-    if let Ok(v) = std::env::var("TIDEMARK_FAULT") {
-        if v.strip_prefix("registry:") == Some(step) {
-            eprintln!("fault injected at registry step {step}");
-            std::process::abort();
-        }
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEEN: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+    let Ok(v) = std::env::var("TIDEMARK_FAULT") else {
+        return;
+    };
+    let Some(spec) = v.strip_prefix("registry:") else {
+        return;
+    };
+    let (name, nth) = match spec.split_once(':') {
+        Some((n, k)) => (n, k.parse::<u64>().unwrap_or(1)),
+        None => (spec, 1),
+    };
+    let steps = ["create", "write", "fsync", "rename", "dir_fsync"];
+    let Some(i) = steps.iter().position(|s| *s == step) else {
+        return;
+    };
+    let seen = SEEN[i].fetch_add(1, Ordering::SeqCst) + 1;
+    if name == step && seen == nth {
+        eprintln!("fault injected at registry step {step} (occurrence {nth})");
+        std::process::abort();
     }
 }
 
@@ -37,9 +53,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fault("create");
     let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let half = bytes.len() / 2;
-    f.write_all(&bytes[..half]).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(&bytes[..half])
+        .map_err(|e| Error::io(&tmp, e))?;
     fault("write");
-    f.write_all(&bytes[half..]).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(&bytes[half..])
+        .map_err(|e| Error::io(&tmp, e))?;
     f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     fault("fsync");
     drop(f);

@@ -207,7 +207,10 @@ impl Registry {
                 .file_name()
                 .to_string_lossy()
                 .to_string();
-            if let Some(v) = name.strip_suffix(".json").filter(|_| !name.starts_with('.')) {
+            if let Some(v) = name
+                .strip_suffix(".json")
+                .filter(|_| !name.starts_with('.'))
+            {
                 out.push(v.to_string());
             }
         }
@@ -237,7 +240,12 @@ impl Registry {
     }
 
     /// Applies a job's decision `seq`, unless already applied.
-    pub fn apply(&self, seq: u64, entry: HistoryEntry, update: impl FnOnce(&mut RegistryFile)) -> Result<()> {
+    pub fn apply(
+        &self,
+        seq: u64,
+        entry: HistoryEntry,
+        update: impl FnOnce(&mut RegistryFile),
+    ) -> Result<()> {
         let mut file = self.read()?;
         if seq <= file.applied_seq {
             return Ok(());
@@ -252,11 +260,18 @@ impl Registry {
 /// Reads a version file and checks its shape, numbers and checksum.
 pub fn read_version(path: &Path) -> Result<VersionFile> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| refuse(path, format!("not a model version (truncated or not JSON): {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        refuse(
+            path,
+            format!("not a model version (truncated or not JSON): {e}"),
+        )
+    })?;
     // NaN and infinities are written as null by JSON encoders: name the first such weight.
     if let Some(ws) = value.pointer("/model/weights").and_then(|w| w.as_array()) {
-        if let Some(i) = ws.iter().position(|w| !w.as_f64().is_some_and(f64::is_finite)) {
+        if let Some(i) = ws
+            .iter()
+            .position(|w| !w.as_f64().is_some_and(f64::is_finite))
+        {
             return Err(refuse(
                 path,
                 format!("model.weights[{i}] is {}, not a finite number", ws[i]),
@@ -265,7 +280,10 @@ pub fn read_version(path: &Path) -> Result<VersionFile> {
     }
     if let Some(b) = value.pointer("/model/bias") {
         if !b.as_f64().is_some_and(f64::is_finite) {
-            return Err(refuse(path, format!("model.bias is {b}, not a finite number")));
+            return Err(refuse(
+                path,
+                format!("model.bias is {b}, not a finite number"),
+            ));
         }
     }
     let file: VersionFile = serde_json::from_value(value)

@@ -65,11 +65,19 @@ pub fn show(reg: &Registry, version: &str) -> Result<String> {
     let m = &f.model;
     let mut out = String::new();
     let _ = writeln!(out, "version            {}", f.version);
-    let _ = writeln!(out, "parent             {}", f.parent.as_deref().unwrap_or("-"));
+    let _ = writeln!(
+        out,
+        "parent             {}",
+        f.parent.as_deref().unwrap_or("-")
+    );
     let _ = writeln!(out, "job                {}", f.job);
     let _ = writeln!(out, "loss               {:?}", m.loss);
     let _ = writeln!(out, "examples           {}", f.examples);
-    let _ = writeln!(out, "trained ts         {} ..= {}", f.trained_from_ts, f.trained_through_ts);
+    let _ = writeln!(
+        out,
+        "trained ts         {} ..= {}",
+        f.trained_from_ts, f.trained_through_ts
+    );
     let _ = writeln!(
         out,
         "window metrics     {} examples, log-loss {}, accuracy {}",
@@ -86,11 +94,20 @@ pub fn show(reg: &Registry, version: &str) -> Result<String> {
     let _ = writeln!(out, "weight norm        {:.6}", m.norm());
     let _ = writeln!(out, "bias               {:.6}", m.bias);
     let names = weight_names(&f);
-    let cats: Vec<&str> = m.features.categorical.iter().map(|(n, _)| n.as_str()).collect();
+    let cats: Vec<&str> = m
+        .features
+        .categorical
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
     let _ = writeln!(
         out,
         "features           numeric {:?}; categorical {:?} hashed into {} buckets",
-        m.features.numeric.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        m.features
+            .numeric
+            .iter()
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>(),
         cats,
         1usize << m.features.hash_bits
     );
@@ -147,7 +164,11 @@ pub fn diff(reg: &Registry, a: &str, b: &str) -> Result<String> {
         fmt_opt(fb.metrics.accuracy)
     );
     let _ = writeln!(out, "parameter distance {dist:.6} (L2)");
-    let _ = writeln!(out, "bias               {:+.6}", fb.model.bias - fa.model.bias);
+    let _ = writeln!(
+        out,
+        "bias               {:+.6}",
+        fb.model.bias - fa.model.bias
+    );
     let _ = writeln!(out, "largest weight changes:");
     for (i, d) in deltas.into_iter().take(10).filter(|(_, d)| *d != 0.0) {
         let _ = writeln!(
@@ -159,7 +180,12 @@ pub fn diff(reg: &Registry, a: &str, b: &str) -> Result<String> {
     Ok(out)
 }
 
-fn operator_entry(action: &str, version: Option<String>, champion: Option<String>, reason: &str) -> HistoryEntry {
+fn operator_entry(
+    action: &str,
+    version: Option<String>,
+    champion: Option<String>,
+    reason: &str,
+) -> HistoryEntry {
     HistoryEntry {
         seq: None,
         ts: None,
