@@ -1,25 +1,29 @@
 //! The online learner on the generator's drift workload: prequential accuracy and log-loss,
 //! overall and per drift phase, and the learning stage's examples/s.
 //!
-//! Run with `cargo bench --bench learn` (1M events; `TIDEMARK_BENCH_EVENTS` overrides,
-//! `TIDEMARK_LEARN_ONLY=default,pure,demo` picks learner configurations, `TIDEMARK_LEARN_REPEAT`
-//! sets how many runs the timing is the best of (3), `TIDEMARK_LEARN_SPEC` adds a run with any
-//! `[learn]` table (TOML text), and
-//! `TIDEMARK_LEARN_EXPORT=path.csv` writes the ordered example stream, the references and the
-//! learner's prequential scores for `benches/river_compare.py`). Under `cargo test --all-targets`
-//! it only checks one small round, so the suite never depends on timing.
+//! `cargo bench --bench learn`; figures go to BENCHMARKS.md ("Online learning"). Under
+//! `cargo test --all-targets` it only checks one small round, so the suite never depends on
+//! timing. Environment:
+//!
+//! - `TIDEMARK_BENCH_EVENTS`: events to generate (1M);
+//! - `TIDEMARK_LEARN_ONLY=default,pure,demo`: which learner configurations to run (all);
+//! - `TIDEMARK_LEARN_REPEAT`: the timing is the best of this many runs (3);
+//! - `TIDEMARK_LEARN_SPEC`: also run this `[learn]` table (TOML text), e.g.
+//!   `on_drift = { action = "reset" }`;
+//! - `TIDEMARK_LEARN_EXPORT=path.csv`: write the ordered examples, the reference probabilities
+//!   and the learner's prequential scores, for `benches/river_compare.py`.
 //!
 //! The stream is the one `tidemark generate --events N --format parquet` writes (the generator's
-//! default parameters: seed 42, 100 events/s, data drift at 30 %, abrupt concept change at 50 %,
-//! gradual change over 70–90 %). Records the generator breaks on purpose are dropped (the
-//! dataflow dead-letters them). Events are joined with their labels in memory, as the dataflow
-//! does: an event becomes an example at the timestamp of its first label (label time floored to
-//! the demo job's tick, then rounded up to its emit interval, which is how sources stamp records
-//! and the dataflow delays them, ignoring watermark lateness), learning the label it has then; a
-//! later correction does not teach the model again, but the metrics score every prediction
-//! against the event's final label, as the quality output does. Examples are fed to
-//! `Learner::step` per timestamp, sorted by event id, and only the `step` calls are timed.
-//! Drift phases are by event time, from the generator's drift points (`metadata.json`).
+//! defaults: seed 42, 100 events/s, data drift at 30 %, abrupt concept change at 50 %, gradual
+//! change over 70–90 %). Records the generator breaks on purpose are dropped (the dataflow
+//! dead-letters them). Events are joined with their labels in memory, as the dataflow does: an
+//! event becomes an example at the timestamp of its first label (label time floored to the demo
+//! job's tick, then rounded up to its emit interval, as sources stamp records and the dataflow
+//! delays them; watermark lateness is ignored), and learns the label it has then. A later
+//! correction does not teach the model again, but every prediction is scored against the event's
+//! final label, as the quality output does. Examples are fed to `Learner::step` per timestamp,
+//! sorted by event id, and only the `step` calls are timed. Drift phases are by event time, from
+//! the generator's drift points (`metadata.json`).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -111,7 +115,7 @@ fn header() {
 }
 
 /// The generator's stream as ordered examples, with phase boundaries' counts.
-fn examples(params: &GeneratorParams, emit: u64, tick: u64) -> (Vec<Row>, [u64; 5]) {
+fn example_stream(params: &GeneratorParams, emit: u64, tick: u64) -> (Vec<Row>, [u64; 5]) {
     let meta = Metadata::new(params);
     let dp = |kind: &str| {
         meta.drift_points
@@ -213,6 +217,10 @@ struct Run {
     learned: u64,
     decisions: std::collections::BTreeMap<&'static str, u64>,
     quarantined: u64,
+    /// The largest of the learner's state snapshots (JSON, every tenth timestamp), and the time
+    /// it took to serialize.
+    snapshot_bytes: usize,
+    snapshot_secs: f64,
 }
 
 fn run(
@@ -221,6 +229,7 @@ fn run(
     rows: &[Row],
     examples: &[Example],
     groups: &[(usize, usize)],
+    snapshot_every: usize,
 ) -> Run {
     let learn = tidemark::learn::resolve(job, &spec).expect("the learn spec resolves");
     let t = &job.spec.time;
@@ -239,7 +248,8 @@ fn run(
     let mut quarantined = 0;
     let mut out = Vec::new();
     let mut step_secs = 0.0;
-    for &(a, b) in groups {
+    let (mut snapshot_bytes, mut snapshot_secs) = (0, 0.0);
+    for (g, &(a, b)) in groups.iter().enumerate() {
         let start = Instant::now();
         learner.step(rows[a].ts, &examples[a..b], &mut out);
         step_secs += start.elapsed().as_secs_f64();
@@ -257,8 +267,19 @@ fn run(
             }
         }
         assert_eq!(k, b, "every example is scored");
+        // What the dataflow snapshots at every replay-buffer segment boundary (not timed).
+        if snapshot_every > 0 && (g % snapshot_every == 0 || g + 1 == groups.len()) {
+            let start = Instant::now();
+            let snapshot = serde_json::to_vec(&learner.state).expect("learner state serializes");
+            let secs = start.elapsed().as_secs_f64();
+            if snapshot.len() > snapshot_bytes {
+                (snapshot_bytes, snapshot_secs) = (snapshot.len(), secs);
+            }
+        }
     }
     Run {
+        snapshot_bytes,
+        snapshot_secs,
         scores,
         step_secs,
         learned: learner.online().examples,
@@ -292,7 +313,7 @@ fn main() {
     };
 
     let start = Instant::now();
-    let (rows, counts) = examples(&params, emit, job.spec.time.tick_ms);
+    let (rows, counts) = example_stream(&params, emit, job.spec.time.tick_ms);
     let prep = start.elapsed().as_secs_f64();
     let examples: Vec<Example> = rows.iter().map(|r| r.example.clone()).collect();
     let mut groups = Vec::new();
@@ -358,9 +379,9 @@ fn main() {
         }
         // Best of `repeat` runs, so a busy machine does not inflate the figure; every run must
         // produce the same scores (the learner is deterministic).
-        let mut r = run(&job, spec.clone(), &rows, &examples, &groups);
+        let mut r = run(&job, spec.clone(), &rows, &examples, &groups, 10);
         for _ in 1..repeat {
-            let again = run(&job, spec.clone(), &rows, &examples, &groups);
+            let again = run(&job, spec.clone(), &rows, &examples, &groups, 0);
             assert_eq!(again.scores, r.scores, "the learner is deterministic");
             r.step_secs = r.step_secs.min(again.step_secs);
         }
@@ -381,6 +402,13 @@ fn main() {
                 } else {
                     format!(", decisions {:?}", r.decisions)
                 }
+            );
+        }
+        if measuring {
+            println!(
+                "  largest state snapshot (serde_json, every 10th timestamp): {:.1} MiB in {:.1} ms",
+                r.snapshot_bytes as f64 / (1 << 20) as f64,
+                r.snapshot_secs * 1e3
             );
         }
         metrics.push((name, m));

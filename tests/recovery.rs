@@ -30,6 +30,15 @@ statistic = "psi"
 above = 0.1
 severity = "P2"
 min_count = 20
+[learn]
+publish_every = 1000
+[learn.canary]
+min_examples = 50
+[learn.rollback]
+min_accuracy = 0.3
+[learn.defence]
+entity_cap = 40
+entity_window_ms = 60000
 [replay]
 segment_ms = 5000
 "#;

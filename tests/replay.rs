@@ -30,6 +30,10 @@ statistic = "psi"
 above = 0.1
 severity = "P2"
 min_count = 20
+[learn]
+publish_every = 500
+[learn.canary]
+min_examples = 30
 [replay]
 segment_ms = 20000
 "#;

@@ -8,8 +8,10 @@ use tidemark::dataflow::detect::DetectionRow;
 use tidemark::dataflow::drift::{AlertRow, DKey, DriftAgg, DriftRow, ExactNumeric, Method};
 use tidemark::dataflow::features::{FKey, FeatureAgg, FeatureRow, FeatureStat};
 use tidemark::dataflow::labels::{LKey, LabelAgg, LabelRow};
+use tidemark::dataflow::learn::ShadowRow;
 use tidemark::dataflow::quality::{AucExact, QKey, QualityAgg, QualityRow};
 use tidemark::dataflow::windows::{Status, Win};
+use tidemark::learn::learner::{Action, DecisionRow, QuarantineRow, VersionRow, WindowStats};
 use tidemark::outputs::rows::{Columns, Format, IngestRow, OutputRow};
 use tidemark::outputs::writer::{arrow_schema, output_schema_id};
 use tidemark::records::{DeadLetter, Position};
@@ -279,4 +281,73 @@ fn output_rows_match_their_schema_files() {
         accepted: 2,
         dead_lettered: 1,
     }]);
+    let window = WindowStats {
+        n: 10,
+        online_loss_nano: 5_000_000_000,
+        online_correct: 8,
+        champion_n: 4,
+        champion_loss_nano: 3_000_000_000,
+        champion_correct: 3,
+    };
+    let empty = WindowStats::default();
+    check(&[VersionRow {
+        version: "v000002".into(),
+        parent: Some("v000001".into()),
+        trained_from_ts: win.start,
+        trained_through_ts: win.end,
+        examples: 4000,
+        checksum: "ab".repeat(32),
+        norm_bits: 1.5f64.to_bits(),
+        window: window.clone(),
+    }]);
+    check(&[
+        DecisionRow {
+            seq: 3,
+            action: Action::Block,
+            version: Some("v000002".into()),
+            champion: Some("v000001".into()),
+            reason: "trimmed log-loss …".into(),
+            window: window.clone(),
+            psi_bits: Some(0.01f64.to_bits()),
+        },
+        DecisionRow {
+            seq: 1,
+            action: Action::RateBoost,
+            version: None,
+            champion: None,
+            reason: "drift".into(),
+            window: empty,
+            psi_bits: None,
+        },
+    ]);
+    check(&[QuarantineRow {
+        event_id: "e1".into(),
+        entity: "a".into(),
+        event_time: win.start,
+        reason: "entity_cap: …".into(),
+    }]);
+    check(&[
+        ShadowRow {
+            key: QKey {
+                win,
+                segment: "all".into(),
+                model: "m1".into(),
+            },
+            count: 4,
+            agree: 3,
+            abs_diff: 400_000,
+            diff: -100_000,
+        },
+        ShadowRow {
+            key: QKey {
+                win,
+                segment: "all".into(),
+                model: "m1".into(),
+            },
+            count: 0,
+            agree: 0,
+            abs_diff: 0,
+            diff: 0,
+        },
+    ]);
 }

@@ -80,6 +80,12 @@ where
     F: FnMut(&mut S, u64, Vec<(D, isize)>, &mut Vec<(O, isize)>) + 'static,
     G: Fn(&S) -> Vec<u8> + 'static,
 {
+    // Only worker 0 receives the input, so only it holds a state and its earlier outputs.
+    let earlier = if coll.inner.scope().index() == 0 {
+        earlier
+    } else {
+        Vec::new()
+    };
     coll.inner
         .unary_frontier::<CapacityContainerBuilder<Vec<(O, u64, isize)>>, _, _, _>(
             Exchange::new(|_| 0u64),

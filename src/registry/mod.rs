@@ -299,6 +299,9 @@ pub fn read_version(path: &Path) -> Result<VersionFile> {
         ));
     }
     let m = &file.model;
+    if m.features.hash_bits > 24 {
+        return Err(refuse(path, "model.features.hash_bits above 24"));
+    }
     let d = m.features.dim();
     if m.weights.len() != d || m.g2.len() != d + 1 || m.scaler.n.len() != m.features.numeric.len() {
         return Err(refuse(
@@ -309,8 +312,140 @@ pub fn read_version(path: &Path) -> Result<VersionFile> {
             ),
         ));
     }
-    if m.features.hash_bits > 24 {
-        return Err(refuse(path, "model.features.hash_bits above 24"));
-    }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::learn::model::{FeatureSpec, Model};
+    use crate::learn::spec::Loss;
+
+    fn file() -> VersionFile {
+        let mut model = Model::new(
+            Loss::Log,
+            FeatureSpec {
+                numeric: vec![("amount".into(), 0)],
+                categorical: vec![("country".into(), 0)],
+                hash_bits: 2,
+            },
+        );
+        model.weights[0] = 0.5;
+        VersionFile {
+            version: "v000001".into(),
+            parent: None,
+            job: "t".into(),
+            model,
+            trained_from_ts: 1,
+            trained_through_ts: 2,
+            examples: 3,
+            metrics: VersionMetrics {
+                window_examples: 0,
+                log_loss: None,
+                accuracy: None,
+            },
+            lineage: Lineage {
+                job_fingerprint: "f".into(),
+                from_ts: 1,
+                to_ts: 3,
+            },
+            checksum: String::new(),
+        }
+        .sealed()
+    }
+
+    fn refused(path: &Path) -> String {
+        read_version(path).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_version_files_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let f = file();
+        reg.publish(&f).unwrap();
+        let path = reg.version_path("v000001");
+        assert_eq!(reg.version("v000001").unwrap(), f);
+        let good = std::fs::read_to_string(&path).unwrap();
+
+        std::fs::write(&path, &good[..good.len() / 2]).unwrap();
+        assert!(
+            refused(&path).contains("truncated or not JSON"),
+            "{}",
+            refused(&path)
+        );
+
+        std::fs::write(&path, good.replacen("0.5", "0.25", 1)).unwrap();
+        assert!(
+            refused(&path).contains("checksum mismatch"),
+            "{}",
+            refused(&path)
+        );
+
+        // How JSON encoders write NaN.
+        let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
+        v["model"]["weights"][3] = serde_json::Value::Null;
+        std::fs::write(&path, v.to_string()).unwrap();
+        assert!(
+            refused(&path).contains("model.weights[3] is null, not a finite number"),
+            "{}",
+            refused(&path)
+        );
+        std::fs::write(&path, good.replacen("0.5", "1e999", 1)).unwrap();
+        assert!(refused(&path).contains("not"), "{}", refused(&path));
+
+        // A well-sealed file whose weights do not fit its feature spec.
+        let mut short = f.clone();
+        short.model.weights.pop();
+        std::fs::write(&path, serde_json::to_vec(&short.sealed()).unwrap()).unwrap();
+        assert!(refused(&path).contains("needs 5"), "{}", refused(&path));
+        assert!(refused(&path).contains(&path.display().to_string()));
+    }
+
+    #[test]
+    fn publishing_is_idempotent_and_refuses_a_different_file_under_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let f = file();
+        reg.publish(&f).unwrap();
+        reg.publish(&f).unwrap();
+        let mut g = f.clone();
+        g.examples = 4;
+        let g = g.sealed();
+        let e = reg.publish(&g).unwrap_err().to_string();
+        assert!(e.contains("two jobs share this registry"), "{e}");
+        // Leftover temporaries of a crashed write are removed on open.
+        std::fs::write(dir.path().join(".REGISTRY.json.tmp"), b"{").unwrap();
+        Registry::open(dir.path()).unwrap();
+        assert!(!dir.path().join(".REGISTRY.json.tmp").exists());
+    }
+
+    #[test]
+    fn operator_changes_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let a = file();
+        let mut b = a.clone();
+        b.version = "v000002".into();
+        b.parent = Some("v000001".into());
+        let b = b.sealed();
+        reg.publish(&a).unwrap();
+        reg.publish(&b).unwrap();
+        ops::promote(&reg, "v000001", "first").unwrap();
+        ops::promote(&reg, "v000002", "second").unwrap();
+        assert_eq!(ops::rollback(&reg, "bad").unwrap(), "v000001");
+        let f = reg.read().unwrap();
+        assert_eq!(f.champion.as_deref(), Some("v000001"));
+        assert_eq!(f.history.len(), 3);
+        assert!(f.history.iter().all(|h| h.by == "operator"));
+        assert!(ops::promote(&reg, "v000009", "x").is_err());
+        assert!(!ops::resume(&reg, "x").unwrap(), "was not paused");
+        let listed = ops::list(&reg).unwrap();
+        assert!(
+            listed.contains("v000001") && listed.contains("champion"),
+            "{listed}"
+        );
+        let d = ops::diff(&reg, "v000001", "v000002").unwrap();
+        assert!(d.contains("parameter distance 0.000000"), "{d}");
+    }
 }
