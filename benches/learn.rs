@@ -34,7 +34,7 @@ use tidemark::config::Job;
 use tidemark::generator::{
     concept_inputs, concept_logit, GeneratorParams, GeneratorStream, Metadata, CATEGORICAL, NUMERIC,
 };
-use tidemark::learn::learner::{Example, Learner, Out};
+use tidemark::learn::learner::{Action, Example, Learner, Out};
 use tidemark::learn::model::sigmoid;
 use tidemark::learn::spec::LearnSpec;
 use tidemark::records::{from_micro, to_micro};
@@ -217,6 +217,8 @@ struct Run {
     learned: u64,
     decisions: std::collections::BTreeMap<&'static str, u64>,
     quarantined: u64,
+    /// Timestamps of rollbacks, pauses and failed updates.
+    stops: Vec<(u64, &'static str)>,
     /// The largest of the learner's state snapshots (JSON, every tenth timestamp), and the time
     /// it took to serialize.
     snapshot_bytes: usize,
@@ -249,6 +251,7 @@ fn run(
     let mut out = Vec::new();
     let mut step_secs = 0.0;
     let (mut snapshot_bytes, mut snapshot_secs) = (0, 0.0);
+    let mut stops = Vec::new();
     for (g, &(a, b)) in groups.iter().enumerate() {
         let start = Instant::now();
         learner.step(rows[a].ts, &examples[a..b], &mut out);
@@ -261,7 +264,15 @@ fn run(
                     scores.push(s);
                     k += 1;
                 }
-                Out::Decision(d) => *decisions.entry(d.action.name()).or_insert(0) += 1,
+                Out::Decision(d) => {
+                    *decisions.entry(d.action.name()).or_insert(0) += 1;
+                    if matches!(
+                        d.action,
+                        Action::Rollback | Action::Pause | Action::UpdateFailed
+                    ) {
+                        stops.push((rows[a].ts, d.action.name()));
+                    }
+                }
                 Out::Quarantine(_) => quarantined += 1,
                 Out::Version(..) => {}
             }
@@ -278,6 +289,7 @@ fn run(
         }
     }
     Run {
+        stops,
         snapshot_bytes,
         snapshot_secs,
         scores,
@@ -405,6 +417,15 @@ fn main() {
             );
         }
         if measuring {
+            for (ts, what) in &r.stops {
+                println!(
+                    "  {what} at timestamp {:.1} min into the stream (the abrupt change is at {:.1} min)",
+                    (ts - params.start_ms) as f64 / 60_000.0,
+                    (params.nominal_time((n as f64 * params.abrupt_drift_at).round() as u64)
+                        - params.start_ms) as f64
+                        / 60_000.0
+                );
+            }
             println!(
                 "  largest state snapshot (serde_json, every 10th timestamp): {:.1} MiB in {:.1} ms",
                 r.snapshot_bytes as f64 / (1 << 20) as f64,

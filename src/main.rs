@@ -814,7 +814,10 @@ fn print_summary(s: &RunSummary) {
             "{:<22} {:<12} {:>7} {:>9} {:>9} {:>7} {:>7}  status",
             "window start", "model", "count", "accuracy", "log_loss", "brier", "auc"
         );
-        for q in finals.iter().rev().take(8).rev() {
+        let starts: std::collections::BTreeSet<u64> =
+            finals.iter().map(|q| q.key.win.start).collect();
+        let from = starts.iter().rev().nth(7).copied().unwrap_or(0);
+        for q in finals.iter().filter(|q| q.key.win.start >= from) {
             let a = &q.agg;
             let n = a.count.max(1) as f64;
             let auc = q.exact.and_then(|e| e.auc()).or_else(|| a.binned_auc());
@@ -887,6 +890,42 @@ fn print_summary(s: &RunSummary) {
             println!(
                 "{feature:<14} {stat:<14} {sev:<8} {n:>8}  {}",
                 iso_time(first)
+            );
+        }
+    }
+    if !s.decisions.is_empty() {
+        use tidemark::learn::learner::Action;
+        let count = |a: Action| s.decisions.iter().filter(|d| d.action == a).count();
+        println!();
+        println!(
+            "online model: {} promoted, {} blocked, {} rolled back, {} paused, {} rate changes; champion {}",
+            count(Action::Promote),
+            count(Action::Block),
+            count(Action::Rollback),
+            count(Action::Pause),
+            count(Action::RateBoost) + count(Action::RateReset),
+            s.decisions
+                .last()
+                .and_then(|d| d.champion.clone())
+                .unwrap_or_else(|| "none".into())
+        );
+        for d in s
+            .decisions
+            .iter()
+            .filter(|d| {
+                !matches!(
+                    d.action,
+                    Action::Promote | Action::RateBoost | Action::RateReset
+                )
+            })
+            .take(8)
+        {
+            println!(
+                "  #{:<4} {:<13} {:<8} {}",
+                d.seq,
+                d.action.name(),
+                d.version.as_deref().unwrap_or("-"),
+                d.reason
             );
         }
     }

@@ -75,6 +75,8 @@ pub struct RunSummary {
     pub drift_alerts: Vec<(u64, String, String, String, String)>,
     /// Concept-drift detections, as (event time, model, detector, position).
     pub detections: Vec<(u64, String, String, u64)>,
+    /// The online learner's decisions, in order.
+    pub decisions: Vec<crate::learn::learner::DecisionRow>,
 }
 
 /// Records held in differential state across this process's workers, from differential's
@@ -501,8 +503,11 @@ fn execute(
         Vec<(&'static str, u64)>,
         Vec<(u64, i64)>,
         u64,
-        Vec<(u64, String, String, String, String)>,
-        Vec<(u64, String, String, u64)>,
+        (
+            Vec<(u64, String, String, String, String)>,
+            Vec<(u64, String, String, u64)>,
+        ),
+        Vec<crate::learn::learner::DecisionRow>,
     )>;
     let guards = timely::execute(config, move |worker| -> Result<WorkerResult> {
         let writes = worker.index() == 0;
@@ -596,8 +601,26 @@ fn execute(
             }
             detections.sort();
         }
+        let mut decisions = Vec::new();
+        if job.learn.is_some() {
+            lines.extend([
+                ("model_versions", sinks.versions.borrow().lines),
+                ("model_decisions", sinks.decisions.borrow().lines),
+                ("quarantine", sinks.quarantine.borrow().lines),
+                ("shadow", sinks.shadow.borrow().lines),
+            ]);
+            decisions = current_rows(&sinks.decisions.borrow().current);
+            decisions.sort_by_key(|d| d.seq);
+        }
         Ok(Some((
-            ingest, quality, labels, lines, samples, commits, alerts, detections,
+            ingest,
+            quality,
+            labels,
+            lines,
+            samples,
+            commits,
+            (alerts, detections),
+            decisions,
         )))
     })
     .map_err(Error::Runtime)?;
@@ -608,8 +631,16 @@ fn execute(
     }
     let mut summary = None;
     for r in results {
-        if let Some((ingest, quality, labels, lines, state_samples, commits, alerts, detections)) =
-            r.map_err(Error::Runtime)??
+        if let Some((
+            ingest,
+            quality,
+            labels,
+            lines,
+            state_samples,
+            commits,
+            (alerts, detections),
+            decisions,
+        )) = r.map_err(Error::Runtime)??
         {
             summary = Some(RunSummary {
                 out_dir: out_dir.clone(),
@@ -625,6 +656,7 @@ fn execute(
                 commits,
                 drift_alerts: alerts,
                 detections,
+                decisions,
             })
         }
     }
