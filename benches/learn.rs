@@ -217,6 +217,8 @@ struct Run {
     learned: u64,
     decisions: std::collections::BTreeMap<&'static str, u64>,
     quarantined: u64,
+    /// Reasons of blocked versions (numbers left out), counted.
+    blocked: std::collections::BTreeMap<String, u64>,
     /// Timestamps of rollbacks, pauses and failed updates.
     stops: Vec<(u64, &'static str)>,
     /// The largest of the learner's state snapshots (JSON, every tenth timestamp), and the time
@@ -252,6 +254,7 @@ fn run(
     let mut step_secs = 0.0;
     let (mut snapshot_bytes, mut snapshot_secs) = (0, 0.0);
     let mut stops = Vec::new();
+    let mut blocked = std::collections::BTreeMap::new();
     for (g, &(a, b)) in groups.iter().enumerate() {
         let start = Instant::now();
         learner.step(rows[a].ts, &examples[a..b], &mut out);
@@ -266,6 +269,15 @@ fn run(
                 }
                 Out::Decision(d) => {
                     *decisions.entry(d.action.name()).or_insert(0) += 1;
+                    if d.action == Action::Block {
+                        // Why versions are blocked, numbers left out.
+                        let kind: String = d
+                            .reason
+                            .chars()
+                            .filter(|c| !c.is_ascii_digit() && *c != '.')
+                            .collect();
+                        *blocked.entry(kind).or_insert(0) += 1;
+                    }
                     if matches!(
                         d.action,
                         Action::Rollback | Action::Pause | Action::UpdateFailed
@@ -289,6 +301,7 @@ fn run(
         }
     }
     Run {
+        blocked,
         stops,
         snapshot_bytes,
         snapshot_secs,
@@ -417,10 +430,15 @@ fn main() {
             );
         }
         if measuring {
+            let mut blocked: Vec<_> = r.blocked.iter().collect();
+            blocked.sort_by(|a, b| b.1.cmp(a.1));
+            for (reason, k) in blocked.iter().take(3) {
+                println!("  blocked {k}x: {reason}");
+            }
             for (ts, what) in &r.stops {
                 println!(
                     "  {what} at timestamp {:.1} min into the stream (the abrupt change is at {:.1} min)",
-                    (ts - params.start_ms) as f64 / 60_000.0,
+                    ts.saturating_sub(params.start_ms) as f64 / 60_000.0,
                     (params.nominal_time((n as f64 * params.abrupt_drift_at).round() as u64)
                         - params.start_ms) as f64
                         / 60_000.0

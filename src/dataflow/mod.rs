@@ -258,10 +258,10 @@ pub fn build(
                 .flatten(),
             keep,
         ),
-        versions: sink_if(job.learn.is_some(), &writer, "model_versions", keep)?,
-        decisions: sink_if(job.learn.is_some(), &writer, "model_decisions", keep)?,
-        quarantine: sink_if(job.learn.is_some(), &writer, "quarantine", false)?,
-        shadow: sink_if(job.learn.is_some(), &writer, "shadow", false)?,
+        versions: sink_if(job.learn.is_some(), writer, "model_versions", keep)?,
+        decisions: sink_if(job.learn.is_some(), writer, "model_decisions", keep)?,
+        quarantine: sink_if(job.learn.is_some(), writer, "quarantine", false)?,
+        shadow: sink_if(job.learn.is_some(), writer, "shadow", false)?,
     };
     fn setup<R>(s: &Rc<RefCell<SinkState<R>>>, plan: &Plan) -> Result<()> {
         let mut s = s.borrow_mut();
