@@ -219,7 +219,7 @@ struct Run {
     quarantined: u64,
     /// Reasons of blocked versions (numbers left out), counted.
     blocked: std::collections::BTreeMap<String, u64>,
-    /// Timestamps of rollbacks, pauses and failed updates.
+    /// Timestamps of rollbacks, pauses and failed updates, and of the last promotion.
     stops: Vec<(u64, &'static str)>,
     /// The largest of the learner's state snapshots (JSON, every tenth timestamp), and the time
     /// it took to serialize.
@@ -255,6 +255,7 @@ fn run(
     let (mut snapshot_bytes, mut snapshot_secs) = (0, 0.0);
     let mut stops = Vec::new();
     let mut blocked = std::collections::BTreeMap::new();
+    let mut last_promote = None;
     for (g, &(a, b)) in groups.iter().enumerate() {
         let start = Instant::now();
         learner.step(rows[a].ts, &examples[a..b], &mut out);
@@ -284,6 +285,9 @@ fn run(
                     ) {
                         stops.push((rows[a].ts, d.action.name()));
                     }
+                    if d.action == Action::Promote {
+                        last_promote = Some(rows[a].ts);
+                    }
                 }
                 Out::Quarantine(_) => quarantined += 1,
                 Out::Version(..) => {}
@@ -299,6 +303,9 @@ fn run(
                 (snapshot_bytes, snapshot_secs) = (snapshot.len(), secs);
             }
         }
+    }
+    if let Some(ts) = last_promote {
+        stops.push((ts, "last promotion"));
     }
     Run {
         blocked,

@@ -234,8 +234,10 @@ struct Held {
     label: u8,
 }
 
-/// A prequential score given at timestamp `ts`.
+/// A prequential score given at timestamp `ts`; serialized as a compact array, since a
+/// snapshot holds one per event still in the dataflow's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "(u64, String, u64, i64)", from = "(u64, String, u64, i64)")]
 pub struct ScoreEntry {
     /// When it was given.
     pub ts: u64,
@@ -246,6 +248,26 @@ pub struct ScoreEntry {
     /// The score, micro-units.
     pub score: i64,
 }
+
+impl From<ScoreEntry> for (u64, String, u64, i64) {
+    fn from(s: ScoreEntry) -> Self {
+        (s.ts, s.event_id, s.event_time, s.score)
+    }
+}
+
+impl From<(u64, String, u64, i64)> for ScoreEntry {
+    fn from((ts, event_id, event_time, score): (u64, String, u64, i64)) -> Self {
+        ScoreEntry {
+            ts,
+            event_id,
+            event_time,
+            score,
+        }
+    }
+}
+
+/// Earlier champions kept for rollback.
+const PREVIOUS_KEPT: usize = 4;
 
 /// A champion: its version and model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -625,6 +647,9 @@ impl Learner {
                 };
                 if let Some(old) = st.champion.replace(new) {
                     st.previous.push(old);
+                    if st.previous.len() > PREVIOUS_KEPT {
+                        st.previous.remove(0);
+                    }
                 }
                 self.decide(Action::Promote, Some(version), reason, psi, out);
                 // The window compared the old champion: the new one starts afresh.

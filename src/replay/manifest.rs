@@ -88,7 +88,7 @@ pub struct StateMeta {
 
 /// The file name of the state snapshot at `at`, relative to the buffer.
 pub fn state_file(at: u64) -> String {
-    format!("{STATE_DIR}/{at:020}.json")
+    format!("{STATE_DIR}/{at:020}.json.zst")
 }
 
 /// The buffer subdirectory of state snapshots.

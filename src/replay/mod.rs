@@ -204,6 +204,8 @@ pub fn read_state(
             ),
         ));
     }
-    serde_json::from_slice(&bytes)
+    let json = zstd::decode_all(bytes.as_slice())
+        .map_err(|e| Error::replay(&path, format!("not a zstd-compressed state file: {e}")))?;
+    serde_json::from_slice(&json)
         .map_err(|e| Error::replay(&path, format!("not an operator state file: {e}")))
 }

@@ -126,6 +126,9 @@ impl Checkpointer {
             let path = self.dir.join(&file);
             let parent = path.parent().expect("state files are in a subdirectory");
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            // JSON of model parameters and live scores compresses about sixfold.
+            let packed = zstd::encode_all(bytes.as_slice(), 3).map_err(|e| Error::io(&path, e))?;
+            let bytes = &packed;
             super::segment::write_atomic(&path, bytes)?;
             self.manifest.states.push(super::manifest::StateMeta {
                 at: end,
