@@ -497,12 +497,11 @@ impl Learner {
             }
             if let Some(cap) = spec.defence.entity_cap {
                 let w = spec.defence.entity_window_ms.max(1);
-                let n = st
-                    .caps
-                    .entry(ex.event_time - ex.event_time % w)
-                    .or_default()
-                    .entry(ex.entity.clone())
-                    .or_insert(0);
+                let per = st.caps.entry(ex.event_time - ex.event_time % w).or_default();
+                let n = match per.get_mut(&ex.entity) {
+                    Some(n) => n,
+                    None => per.entry(ex.entity.clone()).or_insert(0),
+                };
                 if *n >= cap {
                     out.push(Out::Quarantine(QuarantineRow {
                         event_id: ex.event_id.clone(),
@@ -709,15 +708,6 @@ impl Learner {
             bh[bin(sh) as usize] += 1;
         }
         let psi = crate::drift::stats::psi(&bc, &bh);
-        if let Some(p) = psi.filter(|p| *p > c.max_score_psi) {
-            return (
-                Err(format!(
-                    "score distribution PSI {p:.4} against champion {} on {n} held-out examples, above {}",
-                    champion.version, c.max_score_psi
-                )),
-                psi,
-            );
-        }
         let (cl, hl) = (trimmed_mean(&mut lc, c.trim), trimmed_mean(&mut lh, c.trim));
         let what = format!(
             "trimmed log-loss {hl:.5} against champion {} {cl:.5} on {n} held-out examples (trim {}, margin {})",
@@ -725,6 +715,19 @@ impl Learner {
         );
         if hl > cl + c.max_loss_margin {
             return (Err(what), psi);
+        }
+        // A score distribution unlike the champion's is suspect, unless the challenger is
+        // clearly better on the held-out examples: after a change of concept, the model that
+        // relearned it must move its scores.
+        let clearly_better = hl + c.max_loss_margin < cl;
+        if let Some(p) = psi.filter(|p| *p > c.max_score_psi && !clearly_better) {
+            return (
+                Err(format!(
+                    "score distribution PSI {p:.4} against champion {} on {n} held-out examples, above {} without a clear gain ({what})",
+                    champion.version, c.max_score_psi
+                )),
+                psi,
+            );
         }
         (
             Ok(format!("{what}, score PSI {:.4}", psi.unwrap_or(0.0))),

@@ -189,7 +189,8 @@ pub struct CanarySpec {
     /// Bound on the L2 norm of the weights.
     #[serde(default = "default_max_norm")]
     pub max_norm: f64,
-    /// Bound on the PSI between the two models' scores of the held-out examples.
+    /// Bound on the PSI between the two models' scores of the held-out examples, unless the
+    /// challenger's trimmed loss beats the champion's by more than the margin.
     #[serde(default = "default_max_psi")]
     pub max_score_psi: f64,
 }
