@@ -51,6 +51,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// Generates `events` events as Parquet under `dir` (reused if present) and runs the demo job over them.
+#[allow(clippy::too_many_arguments)]
 pub fn bench(
     dir: &Path,
     events: u64,
@@ -59,6 +60,7 @@ pub fn bench(
     retention_ms: u64,
     replay: bool,
     drift: bool,
+    learn: bool,
 ) -> Result<BenchReport> {
     let data = dir.join(format!("data-{events}"));
     let params = GeneratorParams {
@@ -112,7 +114,12 @@ dir = "{out}"
 formats = ["jsonl"]
 emit_interval_ms = 60000
 summary = false
-{drift}"#,
+{drift}{learn}"#,
+        learn = if learn {
+            "[learn]\npublish_every = 2000\non_drift = { action = \"reset\" }\n"
+        } else {
+            ""
+        },
         drift = if drift {
             // Against the stream's first ten minutes, read from the job's own files.
             let from = params.start_ms;

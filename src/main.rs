@@ -46,6 +46,9 @@ enum Command {
         /// Monitor drift of every feature and the score against the stream's first ten minutes.
         #[arg(long)]
         drift: bool,
+        /// Learn an online model (publishing versions as outputs, no registry).
+        #[arg(long)]
+        learn: bool,
     },
     /// Feed a range of a job's replay buffer back through the job and write its outputs.
     Replay(ReplayArgs),
@@ -292,7 +295,17 @@ fn main() -> ExitCode {
             retention_ms,
             replay,
             drift,
-        } => cmd_bench(&dir, events, workers, &schemas, retention_ms, replay, drift),
+            learn,
+        } => cmd_bench(
+            &dir,
+            events,
+            workers,
+            &schemas,
+            retention_ms,
+            replay,
+            drift,
+            learn,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -398,6 +411,7 @@ fn cmd_profile(a: ProfileArgs) -> Result<(), String> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn cmd_bench(
     dir: &std::path::Path,
     events: u64,
@@ -406,9 +420,19 @@ fn cmd_bench(
     retention_ms: u64,
     replay: bool,
     drift: bool,
+    learn: bool,
 ) -> Result<(), String> {
-    let r = tidemark::bench::bench(dir, events, workers, schemas, retention_ms, replay, drift)
-        .map_err(|e| e.to_string())?;
+    let r = tidemark::bench::bench(
+        dir,
+        events,
+        workers,
+        schemas,
+        retention_ms,
+        replay,
+        drift,
+        learn,
+    )
+    .map_err(|e| e.to_string())?;
     println!("events            {}", r.events);
     println!(
         "records read      {} (events, predictions, labels)",

@@ -34,7 +34,8 @@ pub struct LabelState {
 /// A prediction joined with its event and effective label.
 pub type Labeled = (Event, Prediction, LabelState);
 
-type Arr<'s, V> = Arranged<'s, TraceAgent<ValSpine<String, V, u64, isize>>>;
+/// A collection arranged by event id.
+pub type Arr<'s, V> = Arranged<'s, TraceAgent<ValSpine<String, V, u64, isize>>>;
 
 /// Outputs of the join stage.
 pub struct Joined<'s> {
@@ -48,6 +49,12 @@ pub struct Joined<'s> {
     pub labeled: VecCollection<'s, u64, Labeled>,
     /// Effective labels whose event is unknown after the label horizon.
     pub orphans: VecCollection<'s, u64, (String, LabelState)>,
+    /// `events` arranged by event id, for other joins to share.
+    pub events_by_id: Arr<'s, Event>,
+    /// Effective labels arranged by event id.
+    pub labels_by_id: Arr<'s, LabelState>,
+    /// `scored` arranged by event id.
+    pub scored_by_id: Arr<'s, (Event, Prediction)>,
 }
 
 /// How long join state is kept, in milliseconds of event time.
@@ -141,9 +148,14 @@ pub fn join<'s>(
         .join_core(ev_arr.clone(), |id, p, e| {
             Some((id.clone(), (e.clone(), p.clone())))
         });
-    let labeled = scored.clone().join_core(lab_arr, |_id, (e, p), l| {
-        Some((e.clone(), p.clone(), l.clone()))
-    });
+    let scored_arr: Arr<'s, (Event, Prediction)> = scored
+        .clone()
+        .arrange_by_key_named(&format!("{name}.ScoredById"));
+    let labeled = scored_arr
+        .clone()
+        .join_core(lab_arr.clone(), |_id, (e, p), l| {
+            Some((e.clone(), p.clone(), l.clone()))
+        });
 
     let waited = delay_to(
         label_state,
@@ -158,5 +170,8 @@ pub fn join<'s>(
         event_labels,
         labeled,
         orphans,
+        events_by_id: ev_arr,
+        labels_by_id: lab_arr,
+        scored_by_id: scored_arr,
     }
 }

@@ -228,27 +228,29 @@ pub fn learn<'s>(
         &format!("{name}.OnlineScoreExpiry"),
         move |(_, (time, _))| time.saturating_add(ttl),
     );
-    let labeled = joined
-        .event_labels
+    // Joined against the shared arrangements: only the small score collections are arranged
+    // here, never another copy of the events.
+    let scores = scores.arrange_by_key_named(&format!("{name}.OnlineScoresById"));
+    let labeled = scores
         .clone()
-        .map(|(e, l)| (e.id.clone(), (e, l)))
-        .join_map(scores.clone(), |_, (e, l), (_, score)| {
+        .join_core(joined.labels_by_id.clone(), |id, (_, score), l| {
+            Some((id.clone(), (*score, l.clone())))
+        })
+        .arrange_by_key_named(&format!("{name}.OnlineLabelsById"))
+        .join_core(joined.events_by_id.clone(), |_, (score, l), e| {
             let p = Prediction {
                 event_id: e.id.clone(),
                 model: ONLINE.to_string(),
                 score: *score,
                 time: e.time,
             };
-            (e.clone(), p, l.clone())
+            Some((e.clone(), p, l.clone()))
         });
     let threshold = crate::records::to_micro(job.spec.metrics.threshold);
     let (w, j) = (windows.clone(), job.clone());
-    let pairs = joined
-        .scored
-        .clone()
-        .map(|(e, p)| (e.id.clone(), (e, p)))
-        .join_map(scores, |_, (e, p), (_, online)| {
-            (e.clone(), p.clone(), *online)
+    let pairs = scores
+        .join_core(joined.scored_by_id.clone(), |_, (_, online), (e, p)| {
+            Some((e.clone(), p.clone(), *online))
         })
         .explode(move |(e, p, online)| {
             let agree = ((online >= threshold) == (p.score >= threshold)) as i64;

@@ -497,7 +497,10 @@ impl Learner {
             }
             if let Some(cap) = spec.defence.entity_cap {
                 let w = spec.defence.entity_window_ms.max(1);
-                let per = st.caps.entry(ex.event_time - ex.event_time % w).or_default();
+                let per = st
+                    .caps
+                    .entry(ex.event_time - ex.event_time % w)
+                    .or_default();
                 let n = match per.get_mut(&ex.entity) {
                     Some(n) => n,
                     None => per.entry(ex.entity.clone()).or_insert(0),
