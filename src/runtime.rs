@@ -316,18 +316,20 @@ fn state_start(
 /// The learner's updates are paused in its committed state and an operator has since resumed
 /// them in the registry (`tidemark models resume`).
 fn resumed_in_registry(job: &Job, start: &crate::dataflow::ordered::StateStart) -> Result<bool> {
-    let paused = start
-        .state
-        .as_ref()
-        .and_then(|s| s.learner.as_ref())
-        .is_some_and(|l| l.paused());
+    let Some(learner) = start.state.as_ref().and_then(|s| s.learner.as_ref()) else {
+        return Ok(false);
+    };
+    let paused = learner.paused();
     let Some(dir) = job.learn.as_ref().and_then(|l| l.registry.as_ref()) else {
         return Ok(false);
     };
     if !paused || !dir.join(crate::registry::REGISTRY).exists() {
         return Ok(false);
     }
-    Ok(!crate::registry::Registry::existing(dir)?.read()?.paused)
+    let file = crate::registry::Registry::existing(dir)?.read()?;
+    // The registry must have every decision the learner made (the pause among them) before its
+    // `paused = false` can mean an operator resumed.
+    Ok(!file.paused && file.applied_seq >= learner.decisions())
 }
 
 /// Removes a previous run's buffer and outputs.
@@ -534,6 +536,14 @@ fn execute(
                     }
                 }
             }
+            if failed.is_none() {
+                // A version or decision the registry lacks must not be committed past: a
+                // restart from the last commit publishes it again.
+                if let Some(e) = publish_error.borrow_mut().take() {
+                    tracing::error!("model registry: {e}");
+                    failed = Some(e);
+                }
+            }
             if let (Some(cp), None) = (&checkpointer, &failed) {
                 // The final commit waits for the finished files, after the loop.
                 let below = sinks.written_below().min(u64::MAX - 1);
@@ -552,6 +562,11 @@ fn execute(
         sinks.finish()?;
         if let Some(e) = publish_error.borrow_mut().take() {
             return Err(e);
+        }
+        if checkpointer.is_none() {
+            if let Some(e) = failed.take() {
+                return Err(e);
+            }
         }
         let mut commits = 0;
         if let Some(cp) = &checkpointer {

@@ -203,17 +203,18 @@ impl Reference {
             }
         }
         for (i, t) in total.iter().enumerate() {
-            let w = if i < d { self.w[i] } else { self.b };
-            let mut g = t / batch.len() as f64;
-            if i < d {
-                g += L2 * w;
-            }
+            let g = t / batch.len() as f64;
             self.g2[i] += g * g;
-            let nw = w - RATE * g / (self.g2[i].sqrt() + 1e-8);
-            if i < d {
-                self.w[i] = nw;
+            let step = if g == 0.0 {
+                0.0
             } else {
-                self.b = nw;
+                RATE * g / (self.g2[i].sqrt() + 1e-8)
+            };
+            // L2 as decoupled weight decay on the weights, not the bias.
+            if i < d {
+                self.w[i] = self.w[i] * (1.0 - RATE * L2) - step;
+            } else {
+                self.b -= step;
             }
         }
         for e in batch {

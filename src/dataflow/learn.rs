@@ -90,15 +90,21 @@ impl Publisher {
                     reason: d.reason.clone(),
                     by: "job".into(),
                 };
-                self.registry.apply(d.seq, entry, |f| {
-                    f.champion = d.champion.clone();
-                    match d.action {
-                        Action::Promote => f.challenger = None,
-                        Action::Block => f.challenger = d.version.clone(),
-                        Action::Rollback | Action::Pause => f.paused = true,
-                        Action::Resume => f.paused = false,
-                        _ => {}
+                // Only the job's own alias decisions touch the aliases: an operator's promote or
+                // rollback stands until the job decides the champion again.
+                self.registry.apply(d.seq, entry, |f| match d.action {
+                    Action::Promote => {
+                        f.champion = d.champion.clone();
+                        f.challenger = None;
                     }
+                    Action::Block => f.challenger = d.version.clone(),
+                    Action::Rollback => {
+                        f.champion = d.champion.clone();
+                        f.paused = true;
+                    }
+                    Action::Pause => f.paused = true,
+                    Action::Resume => f.paused = false,
+                    _ => {}
                 })
             }
             _ => Ok(()),

@@ -311,6 +311,11 @@ impl LearnerState {
     pub fn online(&self) -> &Model {
         &self.online
     }
+
+    /// Decisions made so far (the last one's sequence number).
+    pub fn decisions(&self) -> u64 {
+        self.decisions
+    }
 }
 
 /// The learner: its configuration and state.
@@ -399,8 +404,8 @@ impl Learner {
                 score: 0,
             });
         }
-        let w = self.spec.defence.entity_window_ms.max(1);
-        let horizon = ts.saturating_sub(self.ttl + w);
+        let w = self.spec.defence.entity_window_ms;
+        let horizon = ts.saturating_sub(self.ttl.saturating_add(w));
         self.state.caps.retain(|start, _| *start >= horizon);
         let first_out = out.len();
         for chunk in examples.chunks(self.spec.batch_size.max(1)) {
@@ -496,7 +501,7 @@ impl Learner {
                 continue;
             }
             if let Some(cap) = spec.defence.entity_cap {
-                let w = spec.defence.entity_window_ms.max(1);
+                let w = spec.defence.entity_window_ms;
                 let per = st
                     .caps
                     .entry(ex.event_time - ex.event_time % w)
@@ -517,24 +522,24 @@ impl Learner {
                 *n += 1;
             }
             if let Some(k) = spec.defence.outlier_z {
-                if st.online.examples >= spec.defence.warmup {
-                    let far = st.online.features.numeric.iter().enumerate().find_map(
-                        |(i, (name, at))| {
-                            let v = ex.numeric.get(*at).copied().flatten()?;
-                            let z = st.online.scaler.z(i, crate::records::from_micro(v));
-                            (z.abs() > k)
-                                .then(|| format!("outlier: {name} is {z:.1} sd from the mean"))
-                        },
-                    );
-                    if let Some(reason) = far {
-                        out.push(Out::Quarantine(QuarantineRow {
-                            event_id: ex.event_id.clone(),
-                            entity: ex.entity.clone(),
-                            event_time: ex.event_time,
-                            reason,
-                        }));
-                        continue;
-                    }
+                let numeric = &st.online.features.numeric;
+                let far = if st.online.examples >= spec.defence.warmup {
+                    numeric.iter().enumerate().find_map(|(i, (name, at))| {
+                        let v = ex.numeric.get(*at).copied().flatten()?;
+                        let z = st.online.scaler.z(i, crate::records::from_micro(v));
+                        (z.abs() > k).then(|| format!("outlier: {name} is {z:.1} sd from the mean"))
+                    })
+                } else {
+                    None
+                };
+                if let Some(reason) = far {
+                    out.push(Out::Quarantine(QuarantineRow {
+                        event_id: ex.event_id.clone(),
+                        entity: ex.entity.clone(),
+                        event_time: ex.event_time,
+                        reason,
+                    }));
+                    continue;
                 }
             }
             learn.push(BatchExample {

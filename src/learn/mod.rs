@@ -52,8 +52,18 @@ pub fn resolve(job: &crate::config::Job, spec: &LearnSpec) -> Result<Learn> {
     if spec.batch_size == 0 {
         return Err(err("learn.batch_size", "must be at least 1".into()));
     }
-    if spec.shards == 0 {
-        return Err(err("learn.shards", "must be at least 1".into()));
+    if !(1..=256).contains(&spec.shards) {
+        return Err(err("learn.shards", "must be in 1..=256".into()));
+    }
+    // Gradient scratch is shards × 2^hash_bits floats.
+    if (spec.shards as u64) << spec.hash_bits > 1 << 26 {
+        return Err(err(
+            "learn.shards",
+            format!(
+                "{} shards × 2^{} buckets is more gradient scratch than 2^26 floats",
+                spec.shards, spec.hash_bits
+            ),
+        ));
     }
     if spec.publish_every == 0 {
         return Err(err("learn.publish_every", "must be at least 1".into()));
@@ -102,6 +112,17 @@ pub fn resolve(job: &crate::config::Job, spec: &LearnSpec) -> Result<Learn> {
         ));
     }
     if let Some(rb) = &spec.rollback {
+        if let Some(a) = rb.min_accuracy {
+            if !(0.0..=1.0).contains(&a) {
+                return Err(err(
+                    "learn.rollback.min_accuracy",
+                    "must be in [0, 1]".into(),
+                ));
+            }
+        }
+        if let Some(l) = rb.max_log_loss {
+            positive("learn.rollback.max_log_loss", l)?;
+        }
         if rb.max_log_loss.is_none() && rb.min_accuracy.is_none() {
             return Err(err(
                 "learn.rollback",
@@ -120,9 +141,18 @@ pub fn resolve(job: &crate::config::Job, spec: &LearnSpec) -> Result<Learn> {
             .check()
             .map_err(|e| err("learn.on_drift.detector", e))?;
         positive("learn.on_drift.factor", d.factor)?;
+        if d.examples == 0 {
+            return Err(err("learn.on_drift.examples", "must be at least 1".into()));
+        }
     }
     if let Some(k) = spec.defence.outlier_z {
         positive("learn.defence.outlier_z", k)?;
+    }
+    if spec.defence.entity_window_ms == 0 {
+        return Err(err(
+            "learn.defence.entity_window_ms",
+            "must be at least 1".into(),
+        ));
     }
     if spec.defence.entity_cap == Some(0) {
         return Err(err("learn.defence.entity_cap", "must be at least 1".into()));

@@ -69,7 +69,8 @@ pub struct Scaler {
 }
 
 impl Scaler {
-    fn new(d: usize) -> Scaler {
+    /// Statistics of `d` features, none seen yet.
+    pub fn new(d: usize) -> Scaler {
         Scaler {
             n: vec![0; d],
             mean: vec![0.0; d],
@@ -86,7 +87,8 @@ impl Scaler {
         (x - self.mean[i]) / sd
     }
 
-    fn update(&mut self, i: usize, x: f64) {
+    /// Adds one value of feature `i`.
+    pub fn update(&mut self, i: usize, x: f64) {
         self.n[i] += 1;
         let d = x - self.mean[i];
         self.mean[i] += d / self.n[i] as f64;
@@ -216,9 +218,9 @@ pub struct Scratch {
 
 impl Model {
     /// Applies one minibatch step: per-example gradients (clipped to norm `clip`), summed per
-    /// shard in batch order then over shards in shard order, averaged, plus the L2 term; then
-    /// the scaler learns the batch's values. Returns false, changing nothing, if the step would
-    /// make a parameter non-finite.
+    /// shard in batch order then over shards in shard order, averaged; the weights decay by
+    /// `rate · l2` (not the bias); then the scaler learns the batch's values. Returns false,
+    /// changing nothing, if the step would make a parameter or AdaGrad sum non-finite.
     pub fn step(
         &mut self,
         spec: &LearnSpec,
@@ -269,29 +271,39 @@ impl Model {
         let mut weights = self.weights.clone();
         let mut bias = self.bias;
         let mut g2 = self.g2.clone();
-        for i in 0..=d {
-            let w = if i < d { weights[i] } else { bias };
-            let mut g = total[i] / n;
-            if i < d {
-                g += spec.l2 * w;
+        let base = match spec.learning_rate {
+            Schedule::Constant { rate } | Schedule::Adagrad { rate, .. } => rate * rate_factor,
+            Schedule::InverseScaling { rate, power } => {
+                rate * rate_factor / ((1 + self.step) as f64).powf(power)
             }
+        };
+        // L2 as decoupled weight decay, outside the per-coordinate AdaGrad scaling: inside it,
+        // a weight absent from a batch right after a schedule reset would move by a full
+        // `rate` step in the direction of its sign, whatever the size of `l2`.
+        let decay = 1.0 - base * spec.l2;
+        for i in 0..=d {
+            let g = total[i] / n;
             let delta = match spec.learning_rate {
-                Schedule::Constant { rate } => rate * rate_factor * g,
-                Schedule::InverseScaling { rate, power } => {
-                    rate * rate_factor / ((1 + self.step) as f64).powf(power) * g
-                }
-                Schedule::Adagrad { rate, epsilon } => {
+                Schedule::Constant { .. } | Schedule::InverseScaling { .. } => base * g,
+                Schedule::Adagrad { epsilon, .. } => {
                     g2[i] += g * g;
-                    rate * rate_factor * g / (g2[i].sqrt() + epsilon)
+                    if g == 0.0 {
+                        0.0
+                    } else {
+                        base * g / (g2[i].sqrt() + epsilon)
+                    }
                 }
             };
             if i < d {
-                weights[i] = w - delta;
+                weights[i] = weights[i] * decay - delta;
             } else {
-                bias = w - delta;
+                bias -= delta;
             }
         }
-        if !bias.is_finite() || weights.iter().any(|w| !w.is_finite()) {
+        if !bias.is_finite()
+            || weights.iter().any(|w| !w.is_finite())
+            || g2.iter().any(|g| !g.is_finite())
+        {
             return false;
         }
         self.weights = weights;
@@ -322,5 +334,43 @@ impl Model {
     pub fn reset_schedule(&mut self) {
         self.step = 0;
         self.g2.iter_mut().for_each(|g| *g = 0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_absent_from_a_batch_only_decay_even_after_a_schedule_reset() {
+        let spec: LearnSpec = toml::from_str("l2 = 1e-5").unwrap();
+        let features = FeatureSpec {
+            numeric: vec![("x".into(), 0)],
+            categorical: vec![("c".into(), 0)],
+            hash_bits: 3,
+        };
+        let mut m = Model::new(Loss::Log, features);
+        m.weights[3] = 0.05;
+        m.reset_schedule();
+        let numeric = [Some(1_000_000)];
+        let categorical = [None];
+        let input = Input {
+            numeric: &numeric,
+            categorical: &categorical,
+        };
+        let batch = [BatchExample {
+            shard: 0,
+            x: m.encode(&input),
+            input: input.clone(),
+            y: 1.0,
+        }];
+        let mut scratch = Scratch::default();
+        for _ in 0..5 {
+            assert!(m.step(&spec, 1.0, &batch, &mut scratch));
+        }
+        // AdaGrad rate 0.1: five decays by 1 - 0.1 · 1e-5, nothing else.
+        let expected = 0.05 * (1.0 - 0.1 * 1e-5f64).powi(5);
+        assert!((m.weights[3] - expected).abs() < 1e-15, "{}", m.weights[3]);
+        assert!(m.bias > 0.0, "the bias learned");
     }
 }

@@ -22,7 +22,8 @@ pub struct LearnSpec {
     /// Examples per minibatch.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
-    /// L2 penalty on the weights (not the bias).
+    /// L2 regularization as decoupled weight decay: each step multiplies the weights (not the
+    /// bias) by `1 - rate · l2`.
     #[serde(default = "default_l2")]
     pub l2: f64,
     /// Learning-rate schedule.
@@ -248,7 +249,7 @@ pub struct RollbackSpec {
 }
 
 /// Defences against poisoned examples.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DefenceSpec {
     /// At most this many examples of one entity are learned per `entity_window_ms` of event time.
@@ -264,6 +265,17 @@ pub struct DefenceSpec {
     /// The outlier gate opens after this many learned examples.
     #[serde(default = "default_warmup")]
     pub warmup: u64,
+}
+
+impl Default for DefenceSpec {
+    fn default() -> Self {
+        DefenceSpec {
+            entity_cap: None,
+            entity_window_ms: default_entity_window(),
+            outlier_z: None,
+            warmup: default_warmup(),
+        }
+    }
 }
 
 fn default_entity_window() -> u64 {
