@@ -681,7 +681,16 @@ fn cmd_verify(
 
 fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
     use tidemark::registry::{ops, Registry};
-    let reg = Registry::existing(dir).map_err(|e| e.to_string())?;
+    let changes = matches!(
+        op,
+        ModelsOp::Promote { .. } | ModelsOp::Rollback { .. } | ModelsOp::Resume { .. }
+    );
+    let reg = if changes {
+        Registry::locked(dir)
+    } else {
+        Registry::existing(dir)
+    }
+    .map_err(|e| e.to_string())?;
     let e = |e: tidemark::error::Error| e.to_string();
     match op {
         ModelsOp::List => print!("{}", ops::list(&reg).map_err(e)?),

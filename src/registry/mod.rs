@@ -125,10 +125,26 @@ pub struct HistoryEntry {
     pub by: String,
 }
 
-/// A registry directory.
+/// A registry directory; a writer holds its `LOCK` (flock) while it lives.
 #[derive(Debug, Clone)]
 pub struct Registry {
     dir: PathBuf,
+    _lock: Option<std::sync::Arc<std::fs::File>>,
+}
+
+/// Takes the registry's lock; fails if another process (a running job, an operator) holds it.
+fn take_lock(dir: &Path) -> Result<std::sync::Arc<std::fs::File>> {
+    let path = dir.join("LOCK");
+    let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(std::sync::Arc::new(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(refuse(
+            &path,
+            "another process is changing this registry (a running job publishes to it): stop it first; \
+             a job picks up `models resume` when it starts",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
 }
 
 fn refuse(path: &Path, reason: impl Into<String>) -> Error {
@@ -136,10 +152,12 @@ fn refuse(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 impl Registry {
-    /// Opens (creating if needed) the registry in `dir` and removes temporaries a crash left.
+    /// Opens (creating if needed) the registry in `dir` for writing, holding its lock, and
+    /// removes temporaries a crash left.
     pub fn open(dir: &Path) -> Result<Registry> {
         let versions = dir.join(VERSIONS);
         std::fs::create_dir_all(&versions).map_err(|e| Error::io(&versions, e))?;
+        let lock = take_lock(dir)?;
         for d in [dir, versions.as_path()] {
             for entry in std::fs::read_dir(d).map_err(|e| Error::io(d, e))? {
                 let entry = entry.map_err(|e| Error::io(d, e))?;
@@ -152,16 +170,25 @@ impl Registry {
         }
         Ok(Registry {
             dir: dir.to_path_buf(),
+            _lock: Some(lock),
         })
     }
 
-    /// Opens an existing registry without changing it.
+    /// Opens an existing registry for an operator's change, holding its lock.
+    pub fn locked(dir: &Path) -> Result<Registry> {
+        let mut reg = Registry::existing(dir)?;
+        reg._lock = Some(take_lock(dir)?);
+        Ok(reg)
+    }
+
+    /// Opens an existing registry for reading (renames make every read see whole files).
     pub fn existing(dir: &Path) -> Result<Registry> {
         if !dir.join(VERSIONS).is_dir() {
             return Err(refuse(dir, "not a model registry (no versions/ directory)"));
         }
         Ok(Registry {
             dir: dir.to_path_buf(),
+            _lock: None,
         })
     }
 
@@ -414,6 +441,13 @@ mod tests {
         let g = g.sealed();
         let e = reg.publish(&g).unwrap_err().to_string();
         assert!(e.contains("two jobs share this registry"), "{e}");
+        // One writer at a time.
+        let e = Registry::locked(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("another process is changing this registry"),
+            "{e}"
+        );
+        drop(reg);
         // Leftover temporaries of a crashed write are removed on open.
         std::fs::write(dir.path().join(".REGISTRY.json.tmp"), b"{").unwrap();
         Registry::open(dir.path()).unwrap();
@@ -437,6 +471,8 @@ mod tests {
         let f = reg.read().unwrap();
         assert_eq!(f.champion.as_deref(), Some("v000001"));
         assert_eq!(f.history.len(), 3);
+        // Rolling back again steps further back (nothing left), not back to v000002.
+        assert!(ops::rollback(&reg, "again").is_err());
         assert!(f.history.iter().all(|h| h.by == "operator"));
         assert!(ops::promote(&reg, "v000009", "x").is_err());
         assert!(!ops::resume(&reg, "x").unwrap(), "was not paused");

@@ -218,12 +218,21 @@ pub fn promote(reg: &Registry, version: &str, reason: &str) -> Result<()> {
 pub fn rollback(reg: &Registry, reason: &str) -> Result<String> {
     let mut file = reg.read()?;
     let current = file.champion.clone();
-    let previous = file
-        .history
-        .iter()
-        .rev()
-        .filter_map(|h| h.champion.clone())
-        .find(|c| Some(c) != current.as_ref())
+    // The champions in force, as a stack: a promotion pushes, a rollback pops.
+    let mut stack: Vec<String> = Vec::new();
+    for h in &file.history {
+        match (h.action.as_str(), &h.version) {
+            ("promote", Some(v)) => stack.push(v.clone()),
+            ("rollback", _) => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    let previous = stack
+        .len()
+        .checked_sub(2)
+        .map(|i| stack[i].clone())
         .ok_or_else(|| {
             Error::registry(
                 reg.dir().join(super::REGISTRY),
