@@ -263,7 +263,7 @@ fn run(
         let mut k = a;
         for o in out.drain(..) {
             match o {
-                Out::Score(id, s) => {
+                Out::Score(id, _, s) => {
                     assert_eq!(id, examples[k].event_id, "scores come in example order");
                     scores.push(s);
                     k += 1;

@@ -189,10 +189,6 @@ pub fn learn<'s>(
                 learner.resume("resumed in the registry by an operator", &mut produced);
             }
             learner.step(t, &examples, &mut produced);
-            let times: std::collections::BTreeMap<&str, u64> = examples
-                .iter()
-                .map(|e| (e.event_id.as_str(), e.event_time))
-                .collect();
             for o in &produced {
                 if let Some(p) = &publisher {
                     p.apply(t, o);
@@ -200,10 +196,7 @@ pub fn learn<'s>(
             }
             for o in produced {
                 let row = match o {
-                    Out::Score(id, score) => {
-                        let time = times[id.as_str()];
-                        LearnOut::Score(id, time, score)
-                    }
+                    Out::Score(id, time, score) => LearnOut::Score(id, time, score),
                     Out::Version(v, _) => LearnOut::Version(v),
                     Out::Decision(d) => LearnOut::Decision(d),
                     Out::Quarantine(q) => LearnOut::Quarantine(q),

@@ -170,8 +170,8 @@ pub struct QuarantineRow {
 /// What one timestamp's examples produced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Out {
-    /// The online model's prequential score of an example, micro-units.
-    Score(String, i64),
+    /// The online model's prequential score of an example: event id, event time, micro-units.
+    Score(String, u64, i64),
     /// An example kept out of learning.
     Quarantine(QuarantineRow),
     /// A published version and its file.
@@ -396,33 +396,11 @@ impl Learner {
             }
             self.state.scores.pop_front();
         }
-        for ex in examples {
-            self.state.scores.push_back(ScoreEntry {
-                ts,
-                event_id: ex.event_id.clone(),
-                event_time: ex.event_time,
-                score: 0,
-            });
-        }
         let w = self.spec.defence.entity_window_ms;
         let horizon = ts.saturating_sub(self.ttl.saturating_add(w));
         self.state.caps.retain(|start, _| *start >= horizon);
-        let first_out = out.len();
         for chunk in examples.chunks(self.spec.batch_size.max(1)) {
             self.batch(ts, chunk, out);
-        }
-        let scored = out[first_out..].iter().filter_map(|o| match o {
-            Out::Score(_, s) => Some(*s),
-            _ => None,
-        });
-        let n = self.state.scores.len();
-        for (entry, s) in self
-            .state
-            .scores
-            .range_mut(n - examples.len()..)
-            .zip(scored)
-        {
-            entry.score = s;
         }
     }
 
@@ -466,7 +444,13 @@ impl Learner {
             };
             let x = st.online.encode(&input);
             let score = to_micro(st.online.predict(&x)).clamp(0, MICRO);
-            out.push(Out::Score(ex.event_id.clone(), score));
+            out.push(Out::Score(ex.event_id.clone(), ex.event_time, score));
+            st.scores.push_back(ScoreEntry {
+                ts,
+                event_id: ex.event_id.clone(),
+                event_time: ex.event_time,
+                score,
+            });
             let ok = |s: i64| (s >= self.threshold) as u8 == ex.label;
             let champion = st.champion.as_ref().map(|c| {
                 let s = to_micro(c.model.predict(&c.model.encode(&input))).clamp(0, MICRO);
