@@ -41,6 +41,9 @@ pub struct JobSpec {
     /// Online learning.
     #[serde(default)]
     pub learn: Option<crate::learn::spec::LearnSpec>,
+    /// The Kafka cluster that `kind = "kafka"` sources and `[outputs.kafka]` use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<crate::kafka::KafkaSpec>,
 }
 
 /// The replay buffer (`<outputs.dir>/replay`): segment length and retention.
@@ -122,6 +125,9 @@ pub struct SourceSpec {
     /// A file, a directory or a glob (file kinds only), relative to the job file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// The topic (Kafka sources only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
 }
 
 /// Kinds of sources.
@@ -134,6 +140,8 @@ pub enum SourceKind {
     Jsonl,
     /// Parquet files.
     Parquet,
+    /// A Kafka topic, JSON payloads.
+    Kafka,
 }
 
 /// An event-time window family.
@@ -220,6 +228,9 @@ pub struct OutputsSpec {
     /// within one interval are consolidated away. Defaults to the tick.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emit_interval_ms: Option<u64>,
+    /// Changelogs also produced to Kafka topics, by output name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<crate::kafka::KafkaOutputs>,
 }
 
 impl OutputsSpec {
@@ -265,6 +276,9 @@ pub struct Job {
     pub drift: Option<std::sync::Arc<crate::drift::Drift>>,
     /// Online learning, if the job has a `[learn]` section.
     pub learn: Option<std::sync::Arc<crate::learn::Learn>>,
+    /// Partitions of each stream's Kafka topic, sorted; filled by [`crate::kafka::discover`]
+    /// before a run (empty for other sources).
+    pub kafka_partitions: [Vec<i32>; 3],
 }
 
 impl Job {
@@ -467,8 +481,26 @@ impl Job {
                     return Err(err(&key("path"), "generator sources take no path".into()))
                 }
                 (SourceKind::Generator, None) => {}
+                (SourceKind::Kafka, Some(_)) => {
+                    return Err(err(&key("path"), "Kafka sources take a topic, not a path".into()))
+                }
+                (SourceKind::Kafka, None) => {
+                    let Some(topic) = &src.topic else {
+                        return Err(err(&key("topic"), "Kafka sources need a topic".into()));
+                    };
+                    crate::kafka::check_topic(topic).map_err(|r| err(&key("topic"), r))?;
+                    if spec.kafka.is_none() {
+                        return Err(err(
+                            "kafka",
+                            format!("source {stream} reads Kafka: the job needs a [kafka] section with its brokers"),
+                        ));
+                    }
+                }
                 (_, None) => return Err(err(&key("path"), "file sources need a path".into())),
                 (kind, Some(p)) => {
+                    if src.topic.is_some() {
+                        return Err(err(&key("topic"), "only Kafka sources take a topic".into()));
+                    }
                     let found = resolve_files(&base, p, kind).map_err(|r| err(&key("path"), r))?;
                     files[stream.index()] = found;
                 }
@@ -519,6 +551,7 @@ impl Job {
             segment_idx,
             drift: None,
             learn: None,
+            kafka_partitions: Default::default(),
         };
         let r = &job.spec.replay;
         let emit = job.spec.outputs.emit_interval(job.spec.time.tick_ms);
@@ -542,6 +575,7 @@ impl Job {
                 ));
             }
         }
+        crate::kafka::validate(&job).map_err(|(k, r)| err(&k, r))?;
         let mut job = job;
         if let Some(d) = &job.spec.drift {
             job.drift = Some(std::sync::Arc::new(crate::drift::resolve(&job, d)?));
@@ -641,7 +675,7 @@ pub fn resolve_files(
     let ext = match kind {
         SourceKind::Jsonl => "jsonl",
         SourceKind::Parquet => "parquet",
-        SourceKind::Generator => unreachable!("generator has no files"),
+        SourceKind::Generator | SourceKind::Kafka => unreachable!("only file sources have files"),
     };
     let full = base.join(pattern);
     let mut out = Vec::new();

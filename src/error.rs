@@ -59,6 +59,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A Kafka client operation failed (connecting, metadata, producing, committing).
+    #[error("kafka {context}: {reason}")]
+    Kafka {
+        /// What was being done, naming the brokers, topic or partition.
+        context: String,
+        /// librdkafka's message.
+        reason: String,
+    },
     /// The timely runtime failed (a worker panicked or could not start).
     #[error("runtime: {0}")]
     Runtime(String),
@@ -107,6 +115,14 @@ impl Error {
         Error::Replay {
             path: path.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// Builds a Kafka error.
+    pub fn kafka(context: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::Kafka {
+            context: context.into(),
+            reason: reason.to_string(),
         }
     }
 

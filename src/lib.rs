@@ -21,6 +21,7 @@ pub mod drift;
 pub mod error;
 pub mod generate;
 pub mod generator;
+pub mod kafka;
 pub mod learn;
 pub mod outputs;
 pub mod records;

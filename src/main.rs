@@ -239,9 +239,23 @@ struct ProfileArgs {
 
 #[derive(Args)]
 struct GenerateArgs {
-    /// Output directory.
-    #[arg(long)]
-    out: PathBuf,
+    /// Output directory (or use --kafka).
+    #[arg(long, required_unless_present = "kafka", conflicts_with = "kafka")]
+    out: Option<PathBuf>,
+    /// Produce the streams into Kafka at these brokers instead of writing files (a load
+    /// generator); the topics must exist.
+    #[arg(long, value_name = "BROKERS")]
+    kafka: Option<String>,
+    /// Topics of the events, predictions and labels, comma-separated (with --kafka).
+    #[arg(long, default_value = "events,predictions,labels", requires = "kafka")]
+    topics: String,
+    /// Records produced per second of wall clock, all streams together; 0 for as fast as
+    /// possible (with --kafka).
+    #[arg(long, default_value_t = 0.0, requires = "kafka")]
+    per_second: f64,
+    /// A librdkafka property for the producer, `key=value` (security settings …); repeatable.
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", requires = "kafka")]
+    kafka_options: Vec<String>,
     /// File format.
     #[arg(long, value_enum, default_value_t = DataFormat::Jsonl)]
     format: DataFormat,
@@ -514,11 +528,44 @@ fn cmd_generate(a: GenerateArgs) -> Result<(), String> {
     if let Some(v) = a.unlabeled_fraction {
         params.unlabeled_fraction = v;
     }
-    let meta = write_dataset(&params, &a.out, a.format).map_err(|e| e.to_string())?;
+    if let Some(brokers) = a.kafka {
+        let mut options = std::collections::BTreeMap::new();
+        for kv in &a.kafka_options {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("--kafka-option {kv:?}: expected KEY=VALUE"))?;
+            options.insert(k.to_string(), v.to_string());
+        }
+        let spec = tidemark::kafka::KafkaSpec {
+            brokers,
+            group_id: None,
+            until_end: false,
+            options,
+        };
+        spec.check()
+            .map_err(|(k, r)| format!("--kafka-option {k}: {r}"))?;
+        let topics: Vec<String> = a.topics.split(',').map(|t| t.trim().to_string()).collect();
+        let topics: [String; 3] = topics
+            .try_into()
+            .map_err(|_| "--topics: expected three topics: events,predictions,labels".to_string())?;
+        let p = tidemark::kafka::load::produce(&params, &spec, &topics, a.per_second)
+            .map_err(|e| e.to_string())?;
+        let total: u64 = p.records.values().sum();
+        println!(
+            "produced {} to {} in {:.1} s ({:.0} records/s)",
+            serde_json::to_string(&p.records).unwrap_or_default(),
+            topics.join(", "),
+            p.secs,
+            total as f64 / p.secs.max(1e-9)
+        );
+        return Ok(());
+    }
+    let out = a.out.expect("clap requires --out without --kafka");
+    let meta = write_dataset(&params, &out, a.format).map_err(|e| e.to_string())?;
     println!(
         "wrote {} to {}",
         serde_json::to_string(&meta.records).unwrap_or_default(),
-        a.out.display()
+        out.display()
     );
     for d in &meta.drift_points {
         println!(
@@ -608,7 +655,10 @@ fn cmd_backfill(a: BackfillArgs) -> Result<(), String> {
         src.kind = input_kind(path);
         let abs = std::path::absolute(path).map_err(|e| e.to_string())?;
         src.path = Some(abs.display().to_string());
+        src.topic = None;
     }
+    // A backfill's changelogs stay in its directory: never the live job's topics.
+    spec.outputs.kafka = None;
     // A backfill publishes model versions into its own directory, never the live registry.
     if let Some(l) = spec.learn.as_mut().filter(|l| l.registry.is_some()) {
         l.registry = Some(out.join("registry"));

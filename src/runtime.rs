@@ -191,7 +191,8 @@ const OUTPUTS: [&str; 12] = [
 
 /// Runs `job` to completion, recording its replay buffer; resumes an interrupted run from its
 /// buffer. Returns the summary in the process that writes outputs.
-pub fn run(job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
+pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
+    crate::kafka::discover(&mut job)?;
     let out_dir = opts
         .out_dir
         .clone()

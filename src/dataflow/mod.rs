@@ -34,7 +34,9 @@ use crate::replay::manifest::Manifest;
 use crate::replay::recorder::{record, Checkpointer};
 use crate::replay::source::{replay, ReplayFeed};
 use crate::schema::Stream;
-use crate::sources::{ingest, lead_ms, partition_key, partitions, Ingested, Progress, Resume};
+use crate::sources::{
+    ingest, lead_ms, partition_key, partitions, position_source, Ingested, Progress, Resume,
+};
 
 /// What a run feeds, records and writes.
 #[derive(Debug, Clone)]
@@ -214,9 +216,16 @@ pub fn build(
             .resume_outputs
             .as_ref()
             .map(|m| m.get(&format!("{name}.jsonl")).copied().unwrap_or(0));
-        out_dir
-            .map(|d| ChangelogWriter::create(d, &schemas_dir, name, &formats, resume_at))
-            .transpose()
+        let Some(d) = out_dir else { return Ok(None) };
+        let w = ChangelogWriter::create(d, &schemas_dir, name, &formats, resume_at)?;
+        // Only a recording live run produces to the job's topics (never a replay or backfill).
+        let topic = job.spec.outputs.kafka.as_ref().and_then(|k| k.topics.get(name));
+        Ok(Some(match (topic, &plan.record, &job.spec.kafka) {
+            (Some(topic), Some((_, m)), Some(spec)) if plan.publish => w.with_kafka(
+                crate::kafka::sink::KafkaSink::open(spec, name, topic, &m.run)?,
+            ),
+            _ => w,
+        }))
     };
     let keep = out_dir.is_some();
     fn sink_if<R>(
@@ -304,9 +313,9 @@ pub fn build(
         _ => None,
     };
     let mut publisher = publisher;
-    let keys: Vec<String> = partitions(&job)
+    let keys: Vec<(String, String)> = partitions(&job)
         .iter()
-        .map(|(s, spec)| partition_key(*s, spec))
+        .map(|(s, spec)| (partition_key(*s, spec), position_source(*s, spec)))
         .collect();
     let segment_ms = job.segment_ms();
     let probe = ProbeHandle::new();

@@ -63,6 +63,8 @@ pub struct ChangelogWriter {
     pub lines: u64,
     /// Length of the JSON Lines file so far.
     pub jsonl_bytes: u64,
+    /// The Kafka topic the lines also go to.
+    kafka: Option<crate::kafka::sink::KafkaSink>,
 }
 
 impl ChangelogWriter {
@@ -83,6 +85,7 @@ impl ChangelogWriter {
             parquet: None,
             lines: 0,
             jsonl_bytes: 0,
+            kafka: None,
         };
         let jsonl_path = dir.join(format!("{name}.jsonl"));
         let mut committed = Vec::new();
@@ -157,6 +160,9 @@ impl ChangelogWriter {
 
     /// Flushes the JSON Lines file and makes it durable; returns its length.
     pub fn sync(&mut self) -> Result<u64> {
+        if let Some(k) = &mut self.kafka {
+            k.flush()?;
+        }
         if let Some((path, out)) = &mut self.jsonl {
             out.flush().map_err(|e| Error::io(path.as_path(), e))?;
             out.get_ref()
@@ -166,9 +172,18 @@ impl ChangelogWriter {
         Ok(self.jsonl_bytes)
     }
 
+    /// Also produces every line to a Kafka topic.
+    pub fn with_kafka(mut self, sink: crate::kafka::sink::KafkaSink) -> Self {
+        self.kafka = Some(sink);
+        self
+    }
+
     /// Appends one changelog line.
     pub fn write(&mut self, ts: u64, diff: isize, cols: &Columns) -> Result<()> {
         self.lines += 1;
+        if let Some(k) = &mut self.kafka {
+            k.send(ts, &json_line(ts, diff, cols), cols)?;
+        }
         if let Some((path, out)) = &mut self.jsonl {
             let line = json_line(ts, diff, cols);
             out.write_all(line.as_bytes())
@@ -209,6 +224,9 @@ impl ChangelogWriter {
 
     /// Flushes everything, fsyncs, and moves the Parquet file into place.
     pub fn finish(mut self) -> Result<()> {
+        if let Some(k) = &mut self.kafka {
+            k.flush()?;
+        }
         if let Some((path, mut out)) = self.jsonl.take() {
             out.flush().map_err(|e| Error::io(&path, e))?;
             out.get_ref().sync_all().map_err(|e| Error::io(&path, e))?;

@@ -70,6 +70,10 @@ pub struct Manifest {
     /// Snapshots of history-dependent operator state (drift detectors) at commits, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub states: Vec<StateMeta>,
+    /// This run's id (new at every start over; kept by resumes): it tells a restarted Kafka sink
+    /// which records in its topics it wrote itself.
+    #[serde(default)]
+    pub run: String,
 }
 
 /// A committed operator-state snapshot: the state once every timestamp below `at` is processed.
@@ -84,6 +88,17 @@ pub struct StateMeta {
     pub bytes: u64,
     /// SHA-256 of the file, hex.
     pub sha256: String,
+}
+
+/// A run id unlikely to repeat: job name, process id and the clock, hashed. It names a run; it
+/// never enters a result.
+fn new_run_id(job: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let seed = format!("{job}|{}|{now}", std::process::id());
+    super::segment::sha256_hex(seed.as_bytes())[..16].to_string()
 }
 
 /// The file name of the state snapshot at `at`, relative to the buffer.
@@ -114,6 +129,7 @@ impl Manifest {
             watermarks: Vec::new(),
             outputs: BTreeMap::new(),
             states: Vec::new(),
+            run: new_run_id(job),
         }
     }
 

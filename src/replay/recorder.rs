@@ -190,16 +190,27 @@ impl Checkpointer {
 }
 
 /// Records `ingested` (live records and marks, at their own timestamps) into the buffer;
-/// `keys` names partitions by global index.
+/// `keys` gives each partition (by global index) its manifest key and its records' position
+/// source.
 pub fn record<'s>(
     ingested: VecCollection<'s, u64, Ingested>,
     job_name: &str,
     segment_ms: u64,
-    keys: Vec<String>,
+    keys: Vec<(String, String)>,
     checkpointer: Option<Rc<RefCell<Checkpointer>>>,
 ) {
     let mut pending: BTreeMap<u64, Vec<Ingested>> = BTreeMap::new();
     let mut marks: BTreeMap<u32, PartitionState> = BTreeMap::new();
+    // The largest committed record offset per position source, continuing the manifest's.
+    let mut offsets: BTreeMap<String, u64> = BTreeMap::new();
+    if let Some(cp) = &checkpointer {
+        let m = &cp.borrow().manifest;
+        for (key, source) in &keys {
+            if let Some(c) = m.partitions.get(key).and_then(|p| p.committed) {
+                offsets.insert(source.clone(), c);
+            }
+        }
+    }
     let mut staged_to = checkpointer
         .as_ref()
         .map_or(0, |c| c.borrow().manifest.committed);
@@ -245,6 +256,13 @@ pub fn record<'s>(
                             }
                         }
                         item => {
+                            let pos = match &item {
+                                Ingested::Accepted(_, pos) => pos,
+                                Ingested::Dead(d) => &d.position,
+                                Ingested::Mark(..) => unreachable!("matched above"),
+                            };
+                            let o = offsets.entry(pos.source.clone()).or_default();
+                            *o = (*o).max(pos.offset);
                             let stream = BufferStream::of(&item).expect("a record");
                             closing
                                 .entry(t / segment_ms)
@@ -270,9 +288,19 @@ pub fn record<'s>(
                     }
                 }
             }
-            let partitions = marks
+            let partitions = keys
                 .iter()
-                .map(|(p, s)| (keys[*p as usize].clone(), s.clone()))
+                .enumerate()
+                .filter_map(|(p, (key, source))| {
+                    let committed = offsets.get(source).copied();
+                    let mut state = match marks.get(&(p as u32)) {
+                        Some(s) => s.clone(),
+                        None if committed.is_some() => PartitionState::default(),
+                        None => return None,
+                    };
+                    state.committed = committed;
+                    Some((key.clone(), state))
+                })
                 .collect();
             cp.staged.push_back(Staged {
                 end,

@@ -70,6 +70,14 @@ pub struct PartitionState {
     pub hi: u64,
     /// Whether the partition was read to its end.
     pub done: bool,
+    /// The least timestamp it may give (raised when it woke from idleness).
+    #[serde(default)]
+    pub floor: u64,
+    /// The largest position offset of its records in committed segments (set by the recorder):
+    /// a restart skips a re-read record only if it is at or below this and stamped below the
+    /// commit point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<u64>,
 }
 
 /// Where sources continue after a restart: partitions by key, and the committed timestamp
@@ -87,6 +95,18 @@ pub fn partition_key(stream: Stream, spec: &PartitionSpec) -> String {
     match spec {
         PartitionSpec::Jsonl(p) | PartitionSpec::Parquet(p) => format!("{stream}:{}", p.display()),
         PartitionSpec::Generator => format!("{stream}:generator"),
+        PartitionSpec::Kafka(k) => {
+            format!("{stream}:{}", crate::kafka::source_name(&k.topic, k.partition))
+        }
+    }
+}
+
+/// The `source` that a partition's records carry in their [`Position`].
+pub fn position_source(stream: Stream, spec: &PartitionSpec) -> String {
+    match spec {
+        PartitionSpec::Jsonl(p) | PartitionSpec::Parquet(p) => p.display().to_string(),
+        PartitionSpec::Generator => format!("generator:{stream}"),
+        PartitionSpec::Kafka(k) => crate::kafka::source_name(&k.topic, k.partition),
     }
 }
 
@@ -135,6 +155,22 @@ pub fn partitions(job: &Job) -> Vec<(Stream, PartitionSpec)> {
                     .iter()
                     .map(|p: &PathBuf| (stream, PartitionSpec::Parquet(p.clone()))),
             ),
+            SourceKind::Kafka => {
+                let spec = job.spec.kafka.clone().expect("validated: Kafka sources have [kafka]");
+                let group = spec.group(&job.spec.name);
+                let topic = src.topic.clone().expect("validated: Kafka sources name a topic");
+                out.extend(job.kafka_partitions[stream.index()].iter().map(|&partition| {
+                    (
+                        stream,
+                        PartitionSpec::Kafka(crate::kafka::KafkaPartition {
+                            spec: spec.clone(),
+                            group: group.clone(),
+                            topic: topic.clone(),
+                            partition,
+                        }),
+                    )
+                }))
+            }
         }
     }
     out
@@ -192,12 +228,14 @@ pub fn ingest<'s>(
                     )
                     .unwrap_or_else(|e| panic!("cannot open a source partition: {e}"));
                     let stamper = Stamper::new(t.tick_ms, t.allowed_disorder_ms, t.max_lateness_ms)
-                        .restored(state.max_seen);
+                        .restored(state.max_seen, state.floor);
                     Some(Part {
                         index: g as u32,
                         part: p,
                         stamper,
                         hi: state.hi,
+                        committed: state.committed,
+                        idle: false,
                     })
                 })
                 .collect();
@@ -207,33 +245,63 @@ pub fn ingest<'s>(
                 .map(|s| job.schema(*s).field(Role::Time).name.clone())
                 .collect();
             let mut cap = if parts.is_empty() { None } else { Some(cap) };
+            let idle_after = Duration::from_millis(t.idle_timeout_ms);
             let mut buf = Vec::with_capacity(BATCH);
             let mut staged: BTreeMap<u64, Vec<(Ingested, u64, isize)>> = BTreeMap::new();
             move |output| {
                 let Some(c) = cap.as_mut() else { return };
+                let now = *c.time();
                 let limit = pace
                     .with_frontier(|f| f.first().copied())
                     .unwrap_or(u64::MAX)
                     .saturating_add(lead);
                 let mut paused = 0;
+                let mut read_any = false;
                 for Part {
                     index,
                     part,
                     stamper,
                     hi,
+                    committed,
+                    idle,
                 } in parts.iter_mut()
                 {
                     if stamper.frontier() > limit {
                         paused += 1;
                         continue;
                     }
+                    let before = part.cursor();
                     part.read_batch(BATCH, &mut buf)
                         .unwrap_or_else(|e| panic!("source read failed: {e}"));
                     progress
                         .records
                         .fetch_add(buf.len() as u64, Ordering::Relaxed);
                     let read = !buf.is_empty();
+                    read_any |= read;
+                    if read && *idle {
+                        // Woken: the frontier moved on without this partition, so its records
+                        // come no earlier than where the frontier (and its own last record) got.
+                        // The floor is marked before any record it stamps.
+                        *idle = false;
+                        let floor = (*hi).max(now);
+                        if floor > stamper.frontier() {
+                            stamper.raise(floor);
+                            let state = PartitionState {
+                                cursor: before,
+                                max_seen: stamper.max_seen(),
+                                hi: *hi,
+                                done: false,
+                                floor: stamper.floor(),
+                                committed: None,
+                            };
+                            staged
+                                .entry(floor)
+                                .or_default()
+                                .push((Ingested::Mark(*index, state), floor, 1));
+                        }
+                    }
                     for (pos, r) in buf.drain(..) {
+                        let offset = pos.offset;
                         let (item, ts) = match r {
                             Ok(rec) => match stamper.stamp(rec.time()) {
                                 Ok(ts) => (Ingested::Accepted(rec, pos), ts),
@@ -250,12 +318,18 @@ pub fn ingest<'s>(
                             },
                             Err(dl) => (Ingested::Dead(dl), stamper.frontier()),
                         };
+                        // A restarted partition re-reads from its last mark: records already in
+                        // committed segments are skipped. Stamps of files and bounded reads are
+                        // deterministic, so those are the ones stamped below the commit point;
+                        // an idle wake-up the commit did not see can stamp an uncommitted record
+                        // below it, which then goes at the commit point.
                         *hi = (*hi).max(ts);
-                        // Stamping is deterministic, so a restarted partition gives its
-                        // already committed records the same timestamps: skip them.
-                        if ts >= below {
-                            staged.entry(ts).or_default().push((item, ts, 1));
+                        if ts < below && committed.is_some_and(|c| offset <= c) {
+                            continue;
                         }
+                        let ts = ts.max(below);
+                        *hi = (*hi).max(ts);
+                        staged.entry(ts).or_default().push((item, ts, 1));
                     }
                     if read || part.is_done() {
                         let state = PartitionState {
@@ -263,29 +337,45 @@ pub fn ingest<'s>(
                             max_seen: stamper.max_seen(),
                             hi: *hi,
                             done: part.is_done(),
+                            floor: stamper.floor(),
+                            committed: None,
                         };
                         // `hi` is at or above the partition's frontier, hence the capability.
-                        let at = (*hi).max(c.time().to_owned());
+                        let at = (*hi).max(now);
                         staged
                             .entry(at)
                             .or_default()
                             .push((Ingested::Mark(*index, state), at, 1));
+                    } else if !*idle && part.silent_for().is_some_and(|s| s >= idle_after) {
+                        // Silent past the idle timeout: stop holding the frontier back.
+                        *idle = true;
+                        tracing::info!(partition = *index, "source partition idle");
                     }
                 }
                 for (ts, mut batch) in std::mem::take(&mut staged) {
                     output.session(&c.delayed(&ts)).give_container(&mut batch);
                 }
                 parts.retain(|p| !p.part.is_done());
-                match parts.iter().map(|p| p.stamper.frontier()).min() {
-                    None => cap = None,
-                    Some(f) => {
-                        c.downgrade(&f);
-                        if paused == parts.len() {
-                            activator.activate_after(Duration::from_micros(200));
-                        } else {
-                            activator.activate();
-                        }
-                    }
+                if parts.is_empty() {
+                    cap = None;
+                    return;
+                }
+                // Idle partitions do not hold the frontier; when all are idle it stays.
+                if let Some(f) = parts
+                    .iter()
+                    .filter(|p| !p.idle)
+                    .map(|p| p.stamper.frontier())
+                    .min()
+                {
+                    c.downgrade(&f.max(now));
+                }
+                if paused == parts.len() {
+                    activator.activate_after(Duration::from_micros(200));
+                } else if !read_any {
+                    // Waiting on a broker: poll again shortly rather than spin.
+                    activator.activate_after(Duration::from_millis(1));
+                } else {
+                    activator.activate();
                 }
             }
         },
@@ -299,6 +389,10 @@ struct Part {
     part: Partition,
     stamper: Stamper,
     hi: u64,
+    /// The largest offset of its records a restart found committed.
+    committed: Option<u64>,
+    /// Silent past the idle timeout: not holding the frontier.
+    idle: bool,
 }
 
 fn too_late(

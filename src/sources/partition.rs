@@ -29,9 +29,13 @@ pub enum PartitionSpec {
     Parquet(PathBuf),
     /// The built-in generator's stream.
     Generator,
+    /// A partition of a Kafka topic.
+    Kafka(crate::kafka::KafkaPartition),
 }
 
 /// How far a partition has been read: enough to reopen it at the next record.
+///
+/// For Kafka, `offset` is the next offset to read.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -60,6 +64,7 @@ enum Reader {
         inner: GeneratorStream,
         seq: u64,
     },
+    Kafka(crate::kafka::source::PartitionReader),
 }
 
 /// An open partition of one stream.
@@ -140,6 +145,14 @@ impl Partition {
                     seq: at.offset,
                 }
             }
+            PartitionSpec::Kafka(k) => Reader::Kafka(crate::kafka::source::PartitionReader::open(
+                &k.spec,
+                &k.group,
+                &k.topic,
+                k.partition,
+                at.offset,
+                k.spec.until_end,
+            )?),
         };
         Ok(Partition {
             stream,
@@ -155,6 +168,15 @@ impl Partition {
         self.done
     }
 
+    /// How long a partition that can fall silent (Kafka) has had no new record; `None` for
+    /// partitions that are read at will (files, the generator).
+    pub fn silent_for(&self) -> Option<std::time::Duration> {
+        match &self.reader {
+            Reader::Kafka(r) => Some(r.silent_for()),
+            _ => None,
+        }
+    }
+
     /// How far the partition has been read.
     pub fn cursor(&self) -> Cursor {
         match &self.reader {
@@ -168,6 +190,10 @@ impl Partition {
             },
             Reader::Generator { seq, .. } => Cursor {
                 offset: *seq,
+                byte: 0,
+            },
+            Reader::Kafka(r) => Cursor {
+                offset: r.next_offset(),
                 byte: 0,
             },
         }
@@ -274,6 +300,38 @@ impl Partition {
                         .map_err(|(field, reason)| dead(stream, pos.clone(), field, reason, &line));
                     out.push((pos, r));
                 }
+            }
+            Reader::Kafka(r) => {
+                let source = r.source.clone();
+                r.read(max, |offset, payload| {
+                    let pos = Position {
+                        source: source.clone(),
+                        offset,
+                    };
+                    let bytes = payload.unwrap_or_default();
+                    self.bytes_read
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    let rec = match (payload, std::str::from_utf8(bytes)) {
+                        (None, _) => Err(dead(
+                            stream,
+                            pos.clone(),
+                            String::new(),
+                            "a record without a value (a tombstone)".into(),
+                            "",
+                        )),
+                        (_, Err(e)) => Err(dead(
+                            stream,
+                            pos.clone(),
+                            String::new(),
+                            format!("invalid UTF-8: {e}"),
+                            &String::from_utf8_lossy(bytes),
+                        )),
+                        (_, Ok(text)) => decode_json_line(schema, text.trim_end())
+                            .map_err(|(field, reason)| dead(stream, pos.clone(), field, reason, text)),
+                    };
+                    out.push((pos, rec));
+                })?;
+                self.done = r.is_done();
             }
         }
         Ok(())

@@ -18,6 +18,7 @@ pub struct Stamper {
     disorder: u64,
     max_lateness: u64,
     max_seen: Option<u64>,
+    floor: u64,
 }
 
 /// Why a record was refused as too late.
@@ -37,13 +38,27 @@ impl Stamper {
             disorder,
             max_lateness,
             max_seen: None,
+            floor: 0,
         }
     }
 
-    /// Restores a partition's bookkeeping from the largest own time it had delivered.
-    pub fn restored(mut self, max_seen: Option<u64>) -> Self {
+    /// Restores a partition's bookkeeping from the largest own time it had delivered and its
+    /// floor.
+    pub fn restored(mut self, max_seen: Option<u64>, floor: u64) -> Self {
         self.max_seen = max_seen;
+        self.floor = floor;
         self
+    }
+
+    /// The least timestamp the partition may still give (raised when it wakes from idleness).
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Raises the floor: a partition that was idle while the others' watermarks moved on
+    /// gives its next records at least `floor`, where the frontier has got to.
+    pub fn raise(&mut self, floor: u64) {
+        self.floor = self.floor.max(floor);
     }
 
     /// The largest own time delivered so far.
@@ -60,7 +75,7 @@ impl Stamper {
 
     /// The timely time the partition's capability may be held at.
     pub fn frontier(&self) -> u64 {
-        tick_floor(self.watermark(), self.tick)
+        tick_floor(self.watermark(), self.tick).max(self.floor)
     }
 
     /// Stamps a record whose own time is `own`, advancing the watermark.
@@ -105,5 +120,18 @@ mod tests {
             e.reason
         );
         assert_eq!(s.stamp(14_000), Ok(19_000));
+    }
+
+    #[test]
+    fn a_raised_floor_delays_stamps_but_not_lateness() {
+        let mut s = Stamper::new(100, 1000, 5000);
+        assert_eq!(s.stamp(10_050), Ok(10_000));
+        s.raise(30_000);
+        assert_eq!(s.frontier(), 30_000);
+        // On time by its own watermark, so accepted, but given the floor.
+        assert_eq!(s.stamp(10_100), Ok(30_000));
+        assert!(s.stamp(3_000).is_err());
+        let r = Stamper::new(100, 1000, 5000).restored(s.max_seen(), s.floor());
+        assert_eq!(r.frontier(), 30_000);
     }
 }

@@ -1,0 +1,115 @@
+//! `tidemark generate --kafka`: the generator's three streams produced into topics, as a load
+//! generator.
+//!
+//! A record goes to partition `fnv1a(key) mod partitions`, keyed by its event id (the sequence
+//! number when the id is missing on purpose), so a file split with [`partition_for`] holds the
+//! same records in the same order as each partition.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+use super::KafkaSpec;
+use crate::error::{Error, Result};
+use crate::generator::{GenRecord, GenTime, GeneratorParams, GeneratorStream};
+use crate::schema::Stream;
+
+/// The key a generated record is produced with.
+pub fn key_of(r: &GenRecord) -> String {
+    r.id.clone().unwrap_or_else(|| format!("seq-{}", r.seq))
+}
+
+/// The partition (of `n`) that `key` goes to.
+pub fn partition_for(key: &str, n: usize) -> usize {
+    (crate::learn::model::fnv1a(&[key.as_bytes()]) % n as u64) as usize
+}
+
+/// What a load run produced, per stream.
+#[derive(Debug, Default)]
+pub struct Produced {
+    /// Records per stream name.
+    pub records: BTreeMap<String, u64>,
+    /// Wall-clock seconds it took, including the final flush.
+    pub secs: f64,
+}
+
+fn own_time(r: &GenRecord) -> i64 {
+    match r.time {
+        GenTime::Ms(t) | GenTime::Str(t) => t,
+    }
+}
+
+/// Produces the generator's streams into `topics` (events, predictions, labels), interleaved
+/// by their own times; `per_second` caps records per second of wall clock (0: no cap).
+pub fn produce(
+    params: &GeneratorParams,
+    spec: &KafkaSpec,
+    topics: &[String; 3],
+    per_second: f64,
+) -> Result<Produced> {
+    params
+        .check()
+        .map_err(|(k, r)| Error::config("(generator parameters)", k, r))?;
+    let parts: Vec<usize> = topics
+        .iter()
+        .map(|t| super::topic_partitions(spec, t).map(|p| p.len()))
+        .collect::<Result<_>>()?;
+    let producer: ThreadedProducer<DefaultProducerContext> = spec
+        .producer()
+        .set("linger.ms", "2")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .map_err(|e| Error::kafka(format!("producer at {}", spec.brokers), e))?;
+    let mut streams: Vec<std::iter::Peekable<GeneratorStream>> = Stream::ALL
+        .iter()
+        .map(|s| GeneratorStream::new(params.clone(), *s, false).peekable())
+        .collect();
+    let start = Instant::now();
+    let mut out = Produced::default();
+    let mut n = 0u64;
+    loop {
+        // The stream whose next record is earliest goes next, as they would arrive live.
+        let next = (0..3)
+            .filter_map(|i| streams[i].peek().map(|r| (own_time(r), i)))
+            .min();
+        let Some((_, i)) = next else { break };
+        let r = streams[i].next().expect("peeked");
+        let key = key_of(&r);
+        let line = r.to_json_line();
+        let topic = &topics[i];
+        let mut record = BaseRecord::to(topic)
+            .key(&key)
+            .payload(&line)
+            .partition(partition_for(&key, parts[i]) as i32);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    back,
+                )) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(Error::kafka(format!("producing to {topic}"), e)),
+            }
+        }
+        *out.records.entry(Stream::ALL[i].name().into()).or_default() += 1;
+        n += 1;
+        if per_second > 0.0 {
+            let due = Duration::from_secs_f64(n as f64 / per_second);
+            let now = start.elapsed();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .map_err(|e| Error::kafka("flushing the load generator", e))?;
+    out.secs = start.elapsed().as_secs_f64();
+    Ok(out)
+}

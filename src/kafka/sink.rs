@@ -1,0 +1,249 @@
+//! Producing a changelog to a Kafka topic: keyed, idempotent, and without duplicates after a
+//! restart.
+//!
+//! A line is keyed by its output's identity columns (a quality row by window, segment and
+//! model) and goes to the partition `fnv1a(key) mod partitions`, chosen here so that the sink
+//! knows where every line lands. Each record carries headers `tidemark.run` (the run's id),
+//! `tidemark.ts` and `tidemark.index` (the line's place among its timestamp's lines): lines are
+//! deterministic, so `(ts, index)` names a line in every attempt of a run. A restart rewrites
+//! the lines from its committed timestamp on; before it does, the sink reads the last record of
+//! each partition, and skips every line at or before that record's `(ts, index)` in that
+//! partition (the idempotent producer keeps a partition in order). A commit of the replay
+//! buffer first waits until every line below it is acknowledged.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::{KafkaSpec, METADATA_TIMEOUT};
+use crate::error::{Error, Result};
+
+/// Outputs that can go to Kafka, with the columns that key their lines.
+pub const KEYS: [(&str, &[&str]); 12] = [
+    ("quality", &["window", "window_start", "segment", "model_version"]),
+    ("label_health", &["window", "window_start", "segment"]),
+    ("entity_features", &["window", "window_start", "entity", "feature"]),
+    ("dead_letters", &["stream", "source", "offset"]),
+    ("ingest", &["stream"]),
+    ("drift", &["window", "window_start", "segment", "feature", "model_version"]),
+    ("drift_alerts", &["window", "window_start", "segment", "feature", "statistic"]),
+    ("drift_detections", &["model_version", "detector"]),
+    ("model_versions", &["version"]),
+    ("model_decisions", &["seq"]),
+    ("quarantine", &["event_id"]),
+    ("shadow", &["window", "window_start", "segment", "model_version"]),
+];
+
+/// The key columns of output `name`, if it can go to Kafka.
+pub fn key_columns(name: &str) -> Option<&'static [&'static str]> {
+    KEYS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+}
+
+/// Collects delivery failures from the producer's background thread.
+#[derive(Default)]
+struct Deliveries {
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, m)) = result {
+            let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            f.get_or_insert_with(|| {
+                format!(
+                    "a record to {}[{}] was not delivered: {e}",
+                    m.topic(),
+                    m.partition()
+                )
+            });
+        }
+    }
+}
+
+/// One output's Kafka topic.
+pub struct KafkaSink {
+    producer: ThreadedProducer<Deliveries>,
+    failed: Arc<Mutex<Option<String>>>,
+    topic: String,
+    keys: &'static [&'static str],
+    run: String,
+    /// Per partition, the last `(ts, index)` of this run already in the topic.
+    present: Vec<Option<(u64, u64)>>,
+    /// The timestamp of the last line and how many lines it has had.
+    at: (u64, u64),
+    /// Lines produced and skipped by this sink.
+    pub produced: u64,
+    /// Lines found already in the topic after a restart.
+    pub skipped: u64,
+}
+
+/// How long a commit waits for the broker to acknowledge the lines below it.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl KafkaSink {
+    /// Opens output `name`'s sink into `topic` for run `run`, reading what the run already
+    /// wrote there.
+    pub fn open(spec: &KafkaSpec, name: &str, topic: &str, run: &str) -> Result<KafkaSink> {
+        let keys = key_columns(name)
+            .ok_or_else(|| Error::kafka(format!("output {name}"), "cannot go to Kafka"))?;
+        let partitions = super::topic_partitions(spec, topic)?;
+        if partitions != (0..partitions.len() as i32).collect::<Vec<_>>() {
+            return Err(Error::kafka(
+                format!("topic {topic}"),
+                format!("partition ids {partitions:?} are not 0..n"),
+            ));
+        }
+        let present = partitions
+            .iter()
+            .map(|&p| last_line(spec, topic, p, run))
+            .collect::<Result<Vec<_>>>()?;
+        let deliveries = Deliveries::default();
+        let failed = deliveries.failed.clone();
+        let producer: ThreadedProducer<Deliveries> = spec
+            .producer()
+            .create_with_context(deliveries)
+            .map_err(|e| Error::kafka(format!("producer for {topic} at {}", spec.brokers), e))?;
+        Ok(KafkaSink {
+            producer,
+            failed,
+            topic: topic.into(),
+            keys,
+            run: run.into(),
+            present,
+            at: (u64::MAX, 0),
+            produced: 0,
+            skipped: 0,
+        })
+    }
+
+    /// Produces one changelog line (`json`, the line as written to JSON Lines) at `ts`; `cols`
+    /// are its columns, which give the key.
+    pub fn send(&mut self, ts: u64, json: &str, cols: &crate::outputs::rows::Columns) -> Result<()> {
+        if self.at.0 != ts {
+            self.at = (ts, 0);
+        }
+        let index = self.at.1;
+        self.at.1 += 1;
+        let key: Vec<String> = self
+            .keys
+            .iter()
+            .map(|k| {
+                cols.iter()
+                    .find(|(n, _)| n == k)
+                    .map_or(String::new(), |(_, v)| match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        v => v.to_string(),
+                    })
+            })
+            .collect();
+        let key = key.join("|");
+        let partition = (crate::learn::model::fnv1a(&[key.as_bytes()]) % self.present.len() as u64) as i32;
+        if self.present[partition as usize].is_some_and(|last| (ts, index) <= last) {
+            self.skipped += 1;
+            return Ok(());
+        }
+        let ts_s = ts.to_string();
+        let index_s = index.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "tidemark.run",
+                value: Some(self.run.as_str()),
+            })
+            .insert(Header {
+                key: "tidemark.ts",
+                value: Some(ts_s.as_str()),
+            })
+            .insert(Header {
+                key: "tidemark.index",
+                value: Some(index_s.as_str()),
+            });
+        let mut record = BaseRecord::to(&self.topic)
+            .key(&key)
+            .payload(json)
+            .partition(partition)
+            .headers(headers);
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ), r)) if Instant::now() < deadline => {
+                    // The local queue is full: wait for the broker to take some.
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(Error::kafka(format!("producing to {}", self.topic), e)),
+            }
+        }
+        self.produced += 1;
+        Ok(())
+    }
+
+    /// Waits until every line produced so far is acknowledged; an error if any was refused.
+    pub fn flush(&mut self) -> Result<()> {
+        self.producer
+            .flush(FLUSH_TIMEOUT)
+            .map_err(|e| Error::kafka(format!("flushing {}", self.topic), e))?;
+        if let Some(f) = self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Err(Error::kafka(format!("producing to {}", self.topic), f));
+        }
+        Ok(())
+    }
+}
+
+/// The `(ts, index)` of the last record of `topic`/`partition` if run `run` wrote it.
+fn last_line(spec: &KafkaSpec, topic: &str, partition: i32, run: &str) -> Result<Option<(u64, u64)>> {
+    let context = || format!("reading the tail of {topic}[{partition}]");
+    let consumer: BaseConsumer = spec
+        .consumer("tidemark-sink-tail")
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .map_err(|e| Error::kafka(context(), e))?;
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+        .map_err(|e| Error::kafka(context(), e))?;
+    if high <= low {
+        return Ok(None);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(high - 1))
+        .map_err(|e| Error::kafka(context(), e))?;
+    consumer.assign(&tpl).map_err(|e| Error::kafka(context(), e))?;
+    let deadline = Instant::now() + METADATA_TIMEOUT;
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(e)) => return Err(Error::kafka(context(), e)),
+            Some(Ok(m)) => {
+                let Some(h) = m.headers() else {
+                    return Ok(None);
+                };
+                let get = |name: &str| {
+                    h.iter()
+                        .find(|x| x.key == name)
+                        .and_then(|x| x.value)
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .map(str::to_owned)
+                };
+                if get("tidemark.run").as_deref() != Some(run) {
+                    return Ok(None);
+                }
+                let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
+                return match (num("tidemark.ts"), num("tidemark.index")) {
+                    (Some(ts), Some(i)) => Ok(Some((ts, i))),
+                    _ => Err(Error::kafka(context(), "a record of this run without ts/index headers")),
+                };
+            }
+        }
+    }
+    Err(Error::kafka(context(), "no record arrived from the partition's last offset"))
+}
