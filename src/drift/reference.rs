@@ -67,6 +67,10 @@ pub fn build(
         while !p.is_done() {
             batch.clear();
             p.read_batch(4096, &mut batch)?;
+            if batch.is_empty() && p.silent_for().is_some() {
+                // A topic partition waiting on its broker.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             for (pos, r) in batch.drain(..) {
                 counts.read += 1;
                 let r = match r {
@@ -134,9 +138,19 @@ pub fn resolve(job: &Job, spec: &super::spec::DriftSpec) -> Result<Profile> {
         if from >= to {
             return Err(err("from must be before to".into()));
         }
-        let inputs: Vec<(Stream, PartitionSpec)> = crate::sources::partitions(job)
+        // Kafka topics are read up to their end offsets as of now.
+        let mut found = job.clone();
+        crate::kafka::discover(&mut found)?;
+        let inputs: Vec<(Stream, PartitionSpec)> = crate::sources::partitions(&found)
             .into_iter()
             .filter(|(s, _)| *s != Stream::Labels)
+            .map(|(s, spec)| match spec {
+                PartitionSpec::Kafka(mut k) => {
+                    k.spec.until_end = true;
+                    (s, PartitionSpec::Kafka(k))
+                }
+                spec => (s, spec),
+            })
             .collect();
         let source = format!("the job's sources over [{from}, {to})");
         let (p, _) = build(job, &inputs, from..to, &source, fine, max)?;

@@ -75,8 +75,8 @@ pub struct PartitionState {
     pub floor: u64,
     /// The largest position offset of its records in committed segments (set by the recorder):
     /// a restart skips a re-read record only if it is at or below this and stamped below the
-    /// commit point.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// commit point. (Always serialized: the exchange between processes is not self-describing.)
+    #[serde(default)]
     pub committed: Option<u64>,
 }
 
