@@ -482,7 +482,10 @@ impl Job {
                 }
                 (SourceKind::Generator, None) => {}
                 (SourceKind::Kafka, Some(_)) => {
-                    return Err(err(&key("path"), "Kafka sources take a topic, not a path".into()))
+                    return Err(err(
+                        &key("path"),
+                        "Kafka sources take a topic, not a path".into(),
+                    ))
                 }
                 (SourceKind::Kafka, None) => {
                     let Some(topic) = &src.topic else {

@@ -545,9 +545,9 @@ fn cmd_generate(a: GenerateArgs) -> Result<(), String> {
         spec.check()
             .map_err(|(k, r)| format!("--kafka-option {k}: {r}"))?;
         let topics: Vec<String> = a.topics.split(',').map(|t| t.trim().to_string()).collect();
-        let topics: [String; 3] = topics
-            .try_into()
-            .map_err(|_| "--topics: expected three topics: events,predictions,labels".to_string())?;
+        let topics: [String; 3] = topics.try_into().map_err(|_| {
+            "--topics: expected three topics: events,predictions,labels".to_string()
+        })?;
         let p = tidemark::kafka::load::produce(&params, &spec, &topics, a.per_second)
             .map_err(|e| e.to_string())?;
         let total: u64 = p.records.values().sum();

@@ -219,7 +219,12 @@ pub fn build(
         let Some(d) = out_dir else { return Ok(None) };
         let w = ChangelogWriter::create(d, &schemas_dir, name, &formats, resume_at)?;
         // Only a recording live run produces to the job's topics (never a replay or backfill).
-        let topic = job.spec.outputs.kafka.as_ref().and_then(|k| k.topics.get(name));
+        let topic = job
+            .spec
+            .outputs
+            .kafka
+            .as_ref()
+            .and_then(|k| k.topics.get(name));
         Ok(Some(match (topic, &plan.record, &job.spec.kafka) {
             (Some(topic), Some((_, m)), Some(spec)) if plan.publish => w.with_kafka(
                 crate::kafka::sink::KafkaSink::open(spec, name, topic, &m.run)?,

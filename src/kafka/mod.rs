@@ -146,12 +146,18 @@ pub fn topic_partitions(spec: &KafkaSpec, topic: &str) -> Result<Vec<i32>> {
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .map_err(|e| Error::kafka(context(), e))?;
     let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
-        return Err(Error::kafka(context(), "the broker did not describe the topic"));
+        return Err(Error::kafka(
+            context(),
+            "the broker did not describe the topic",
+        ));
     };
     if let Some(e) = t.error() {
         return Err(Error::kafka(
             context(),
-            format!("{:?} (create the topic first)", rdkafka::types::RDKafkaRespErr::from(e)),
+            format!(
+                "{:?} (create the topic first)",
+                rdkafka::types::RDKafkaRespErr::from(e)
+            ),
         ));
     }
     let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
@@ -173,7 +179,10 @@ pub fn discover(job: &mut Job) -> Result<()> {
         if src.kind != SourceKind::Kafka {
             continue;
         }
-        let topic = src.topic.as_deref().expect("validated: Kafka sources name a topic");
+        let topic = src
+            .topic
+            .as_deref()
+            .expect("validated: Kafka sources name a topic");
         job.kafka_partitions[stream.index()] = topic_partitions(&spec, topic)?;
     }
     Ok(())
@@ -201,7 +210,11 @@ pub fn validate(job: &Job) -> std::result::Result<(), (String, String)> {
                     key,
                     format!(
                         "no output is called {name:?}; Kafka outputs: {}",
-                        sink::KEYS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                        sink::KEYS
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }

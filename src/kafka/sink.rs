@@ -24,18 +24,39 @@ use crate::error::{Error, Result};
 
 /// Outputs that can go to Kafka, with the columns that key their lines.
 pub const KEYS: [(&str, &[&str]); 12] = [
-    ("quality", &["window", "window_start", "segment", "model_version"]),
+    (
+        "quality",
+        &["window", "window_start", "segment", "model_version"],
+    ),
     ("label_health", &["window", "window_start", "segment"]),
-    ("entity_features", &["window", "window_start", "entity", "feature"]),
+    (
+        "entity_features",
+        &["window", "window_start", "entity", "feature"],
+    ),
     ("dead_letters", &["stream", "source", "offset"]),
     ("ingest", &["stream"]),
-    ("drift", &["window", "window_start", "segment", "feature", "model_version"]),
-    ("drift_alerts", &["window", "window_start", "segment", "feature", "statistic"]),
+    (
+        "drift",
+        &[
+            "window",
+            "window_start",
+            "segment",
+            "feature",
+            "model_version",
+        ],
+    ),
+    (
+        "drift_alerts",
+        &["window", "window_start", "segment", "feature", "statistic"],
+    ),
     ("drift_detections", &["model_version", "detector"]),
     ("model_versions", &["version"]),
     ("model_decisions", &["seq"]),
     ("quarantine", &["event_id"]),
-    ("shadow", &["window", "window_start", "segment", "model_version"]),
+    (
+        "shadow",
+        &["window", "window_start", "segment", "model_version"],
+    ),
 ];
 
 /// The key columns of output `name`, if it can go to Kafka.
@@ -126,7 +147,12 @@ impl KafkaSink {
 
     /// Produces one changelog line (`json`, the line as written to JSON Lines) at `ts`; `cols`
     /// are its columns, which give the key.
-    pub fn send(&mut self, ts: u64, json: &str, cols: &crate::outputs::rows::Columns) -> Result<()> {
+    pub fn send(
+        &mut self,
+        ts: u64,
+        json: &str,
+        cols: &crate::outputs::rows::Columns,
+    ) -> Result<()> {
         if self.at.0 != ts {
             self.at = (ts, 0);
         }
@@ -145,7 +171,8 @@ impl KafkaSink {
             })
             .collect();
         let key = key.join("|");
-        let partition = (crate::learn::model::fnv1a(&[key.as_bytes()]) % self.present.len() as u64) as i32;
+        let partition =
+            (crate::learn::model::fnv1a(&[key.as_bytes()]) % self.present.len() as u64) as i32;
         if self.present[partition as usize].is_some_and(|last| (ts, index) <= last) {
             self.skipped += 1;
             return Ok(());
@@ -174,9 +201,12 @@ impl KafkaSink {
         loop {
             match self.producer.send(record) {
                 Ok(()) => break,
-                Err((rdkafka::error::KafkaError::MessageProduction(
-                    rdkafka::types::RDKafkaErrorCode::QueueFull,
-                ), r)) if Instant::now() < deadline => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) if Instant::now() < deadline => {
                     // The local queue is full: wait for the broker to take some.
                     record = r;
                     std::thread::sleep(Duration::from_millis(1));
@@ -193,7 +223,12 @@ impl KafkaSink {
         self.producer
             .flush(FLUSH_TIMEOUT)
             .map_err(|e| Error::kafka(format!("flushing {}", self.topic), e))?;
-        if let Some(f) = self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(f) = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             return Err(Error::kafka(format!("producing to {}", self.topic), f));
         }
         Ok(())
@@ -201,7 +236,12 @@ impl KafkaSink {
 }
 
 /// The `(ts, index)` of the last record of `topic`/`partition` if run `run` wrote it.
-fn last_line(spec: &KafkaSpec, topic: &str, partition: i32, run: &str) -> Result<Option<(u64, u64)>> {
+fn last_line(
+    spec: &KafkaSpec,
+    topic: &str,
+    partition: i32,
+    run: &str,
+) -> Result<Option<(u64, u64)>> {
     let context = || format!("reading the tail of {topic}[{partition}]");
     let consumer: BaseConsumer = spec
         .consumer("tidemark-sink-tail")
@@ -217,7 +257,9 @@ fn last_line(spec: &KafkaSpec, topic: &str, partition: i32, run: &str) -> Result
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(high - 1))
         .map_err(|e| Error::kafka(context(), e))?;
-    consumer.assign(&tpl).map_err(|e| Error::kafka(context(), e))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Error::kafka(context(), e))?;
     let deadline = Instant::now() + METADATA_TIMEOUT;
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(100)) {
@@ -240,10 +282,16 @@ fn last_line(spec: &KafkaSpec, topic: &str, partition: i32, run: &str) -> Result
                 let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
                 return match (num("tidemark.ts"), num("tidemark.index")) {
                     (Some(ts), Some(i)) => Ok(Some((ts, i))),
-                    _ => Err(Error::kafka(context(), "a record of this run without ts/index headers")),
+                    _ => Err(Error::kafka(
+                        context(),
+                        "a record of this run without ts/index headers",
+                    )),
                 };
             }
         }
     }
-    Err(Error::kafka(context(), "no record arrived from the partition's last offset"))
+    Err(Error::kafka(
+        context(),
+        "no record arrived from the partition's last offset",
+    ))
 }

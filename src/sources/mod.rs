@@ -96,7 +96,10 @@ pub fn partition_key(stream: Stream, spec: &PartitionSpec) -> String {
         PartitionSpec::Jsonl(p) | PartitionSpec::Parquet(p) => format!("{stream}:{}", p.display()),
         PartitionSpec::Generator => format!("{stream}:generator"),
         PartitionSpec::Kafka(k) => {
-            format!("{stream}:{}", crate::kafka::source_name(&k.topic, k.partition))
+            format!(
+                "{stream}:{}",
+                crate::kafka::source_name(&k.topic, k.partition)
+            )
         }
     }
 }
@@ -156,20 +159,31 @@ pub fn partitions(job: &Job) -> Vec<(Stream, PartitionSpec)> {
                     .map(|p: &PathBuf| (stream, PartitionSpec::Parquet(p.clone()))),
             ),
             SourceKind::Kafka => {
-                let spec = job.spec.kafka.clone().expect("validated: Kafka sources have [kafka]");
+                let spec = job
+                    .spec
+                    .kafka
+                    .clone()
+                    .expect("validated: Kafka sources have [kafka]");
                 let group = spec.group(&job.spec.name);
-                let topic = src.topic.clone().expect("validated: Kafka sources name a topic");
-                out.extend(job.kafka_partitions[stream.index()].iter().map(|&partition| {
-                    (
-                        stream,
-                        PartitionSpec::Kafka(crate::kafka::KafkaPartition {
-                            spec: spec.clone(),
-                            group: group.clone(),
-                            topic: topic.clone(),
-                            partition,
+                let topic = src
+                    .topic
+                    .clone()
+                    .expect("validated: Kafka sources name a topic");
+                out.extend(
+                    job.kafka_partitions[stream.index()]
+                        .iter()
+                        .map(|&partition| {
+                            (
+                                stream,
+                                PartitionSpec::Kafka(crate::kafka::KafkaPartition {
+                                    spec: spec.clone(),
+                                    group: group.clone(),
+                                    topic: topic.clone(),
+                                    partition,
+                                }),
+                            )
                         }),
-                    )
-                }))
+                )
             }
         }
     }
@@ -294,10 +308,11 @@ pub fn ingest<'s>(
                                 floor: stamper.floor(),
                                 committed: None,
                             };
-                            staged
-                                .entry(floor)
-                                .or_default()
-                                .push((Ingested::Mark(*index, state), floor, 1));
+                            staged.entry(floor).or_default().push((
+                                Ingested::Mark(*index, state),
+                                floor,
+                                1,
+                            ));
                         }
                     }
                     for (pos, r) in buf.drain(..) {

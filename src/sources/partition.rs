@@ -326,8 +326,11 @@ impl Partition {
                             format!("invalid UTF-8: {e}"),
                             &String::from_utf8_lossy(bytes),
                         )),
-                        (_, Ok(text)) => decode_json_line(schema, text.trim_end_matches(['\n', '\r']))
-                            .map_err(|(field, reason)| dead(stream, pos.clone(), field, reason, text)),
+                        (_, Ok(text)) => {
+                            decode_json_line(schema, text.trim_end_matches(['\n', '\r'])).map_err(
+                                |(field, reason)| dead(stream, pos.clone(), field, reason, text),
+                            )
+                        }
                     };
                     out.push((pos, rec));
                 })?;
