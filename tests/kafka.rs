@@ -413,6 +413,32 @@ path = "{d}/labels"
     );
     assert!(first["offset"].as_u64().is_some(), "{first}");
 
+    // The read positions went to the job's consumer group (for lag tools): all at the end.
+    let spec = b.spec();
+    let consumer: BaseConsumer = spec.consumer("tidemark-kafka-test").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for (i, t) in topics.iter().enumerate() {
+        for p in 0..PARTITIONS[i] {
+            tpl.add_partition(t, p);
+        }
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    for e in committed.elements() {
+        let (_, high) = consumer
+            .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(
+            e.offset(),
+            Offset::Offset(high),
+            "group offset of {}[{}]",
+            e.topic(),
+            e.partition()
+        );
+    }
+    drop(committed);
+
     // Two processes on 127.0.0.1, the partitions divided between them.
     let hostfile = d.join("hosts.txt");
     std::fs::write(

@@ -289,12 +289,19 @@ pub fn build(
     each_sink!(sinks, setup, plan);
     let index = worker.index();
     let checkpointer = match (&plan.record, index) {
-        (Some((dir, manifest)), 0) => Some(Checkpointer::new(
-            dir.clone(),
-            manifest.clone(),
-            job.spec.replay.retention_ms,
-            job.spec.time.allowed_disorder_ms,
-        )),
+        (Some((dir, manifest)), 0) => {
+            let cp = Checkpointer::new(
+                dir.clone(),
+                manifest.clone(),
+                job.spec.replay.retention_ms,
+                job.spec.time.allowed_disorder_ms,
+            );
+            // Only a live run commits its positions to the group.
+            if plan.publish {
+                cp.borrow_mut().group_offsets = crate::kafka::offsets::GroupOffsets::new(&job)?;
+            }
+            Some(cp)
+        }
         _ => None,
     };
     let snapshots = |on: bool, name: &'static str| -> Option<ordered::Snapshots> {

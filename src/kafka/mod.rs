@@ -6,6 +6,7 @@
 //! The group id is used only to commit offsets for monitoring (lag tools); auto-commit is off.
 
 pub mod load;
+pub mod offsets;
 pub mod sink;
 pub mod source;
 

@@ -43,6 +43,8 @@ pub struct Checkpointer {
     pub commits: u64,
     /// Operator-state snapshots at segment boundaries, committed with them (drift detectors).
     pub snapshots: Vec<(&'static str, crate::dataflow::ordered::Snapshots)>,
+    /// Kafka read positions, committed to the job's group after each commit (monitoring).
+    pub group_offsets: Option<crate::kafka::offsets::GroupOffsets>,
 }
 
 impl Checkpointer {
@@ -62,6 +64,7 @@ impl Checkpointer {
             error: None,
             commits: 0,
             snapshots: Vec::new(),
+            group_offsets: None,
         }))
     }
 
@@ -163,6 +166,9 @@ impl Checkpointer {
             }
         }
         self.commits += 1;
+        if let Some(g) = &self.group_offsets {
+            g.commit(&self.manifest.partitions, end == u64::MAX);
+        }
         Ok(true)
     }
 
