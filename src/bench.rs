@@ -50,6 +50,67 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The benchmark job: the demo's windows, segments and entity features over `sources` (TOML
+/// tables), with drift against the ten minutes from `drift_from` and learning if asked;
+/// `extra` is appended (top-level tables).
+pub fn job_text(
+    schemas: &Path,
+    sources: &str,
+    retention_ms: u64,
+    out: &Path,
+    drift_from: Option<u64>,
+    learn: bool,
+    emit_interval_ms: u64,
+    extra: &str,
+) -> String {
+    format!(
+        r#"name = "bench"
+schemas_dir = "{schemas}"
+[time]
+tick_ms = 1000
+allowed_disorder_ms = 2000
+idle_timeout_ms = 10000
+max_lateness_ms = 120000
+label_horizon_ms = 300000
+retention_ms = {retention_ms}
+{sources}
+[[windows]]
+name = "5m"
+kind = "tumbling"
+size_ms = 300000
+[[windows]]
+name = "15m_sliding"
+kind = "sliding"
+size_ms = 900000
+slide_ms = 300000
+[metrics]
+segments = ["country", "device"]
+entity_features = ["amount", "velocity"]
+[outputs]
+dir = "{out}"
+formats = ["jsonl"]
+emit_interval_ms = {emit_interval_ms}
+summary = false
+{drift}{learn}{extra}"#,
+        learn = if learn {
+            "[learn]\npublish_every = 2000\non_drift = { action = \"reset\" }\n"
+        } else {
+            ""
+        },
+        drift = match drift_from {
+            // Against the stream's first ten minutes, read from the job's own sources.
+            Some(from) => format!(
+                "[drift]\nreference = {{ from = \"{from}\", to = \"{}\" }}\n\
+                 [[drift.alerts]]\nstatistic = \"psi\"\nabove = 0.2\nseverity = \"P2\"\n",
+                from + 600_000
+            ),
+            None => String::new(),
+        },
+        schemas = schemas.display(),
+        out = out.display(),
+    )
+}
+
 /// Generates `events` events as Parquet under `dir` (reused if present) and runs the demo job over them.
 #[allow(clippy::too_many_arguments)]
 pub fn bench(
@@ -75,67 +136,26 @@ pub fn bench(
     let generate_secs = start.elapsed().as_secs_f64();
     let job_path = dir.join("bench.toml");
     let schemas = std::fs::canonicalize(schemas_dir).map_err(|e| Error::io(schemas_dir, e))?;
-    let text = format!(
-        r#"name = "bench"
-schemas_dir = "{schemas}"
-[time]
-tick_ms = 1000
-allowed_disorder_ms = 2000
-idle_timeout_ms = 10000
-max_lateness_ms = 120000
-label_horizon_ms = 300000
-retention_ms = {retention_ms}
-[sources.events]
-schema = "events.v1"
-kind = "parquet"
-path = "{data}/events.parquet"
-[sources.predictions]
-schema = "predictions.v1"
-kind = "parquet"
-path = "{data}/predictions.parquet"
-[sources.labels]
-schema = "labels.v1"
-kind = "parquet"
-path = "{data}/labels.parquet"
-[[windows]]
-name = "5m"
-kind = "tumbling"
-size_ms = 300000
-[[windows]]
-name = "15m_sliding"
-kind = "sliding"
-size_ms = 900000
-slide_ms = 300000
-[metrics]
-segments = ["country", "device"]
-entity_features = ["amount", "velocity"]
-[outputs]
-dir = "{out}"
-formats = ["jsonl"]
-emit_interval_ms = 60000
-summary = false
-{drift}{learn}"#,
-        learn = if learn {
-            "[learn]\npublish_every = 2000\non_drift = { action = \"reset\" }\n"
-        } else {
-            ""
-        },
-        drift = if drift {
-            // Against the stream's first ten minutes, read from the job's own files.
-            let from = params.start_ms;
+    let data = std::fs::canonicalize(&data).map_err(|e| Error::io(&data, e))?;
+    let sources: String = ["events", "predictions", "labels"]
+        .iter()
+        .map(|s| {
             format!(
-                "[drift]\nreference = {{ from = \"{from}\", to = \"{}\" }}\n\
-                 [[drift.alerts]]\nstatistic = \"psi\"\nabove = 0.2\nseverity = \"P2\"\n",
-                from + 600_000
+                "[sources.{s}]\nschema = \"{s}.v1\"\nkind = \"parquet\"\npath = \"{}/{s}.parquet\"\n",
+                data.display()
             )
-        } else {
-            String::new()
-        },
-        schemas = schemas.display(),
-        data = std::fs::canonicalize(&data)
-            .map_err(|e| Error::io(&data, e))?
-            .display(),
-        out = dir.join("out").display(),
+        })
+        .collect();
+    let drift_from = drift.then_some(params.start_ms);
+    let text = job_text(
+        &schemas,
+        &sources,
+        retention_ms,
+        &dir.join("out"),
+        drift_from,
+        learn,
+        60_000,
+        "",
     );
     std::fs::write(&job_path, text).map_err(|e| Error::io(&job_path, e))?;
     let job = Job::load(&job_path)?;

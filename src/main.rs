@@ -49,6 +49,19 @@ enum Command {
         /// Learn an online model (publishing versions as outputs, no registry).
         #[arg(long)]
         learn: bool,
+        /// Read the input from Kafka: the peak throughput from topics through the pipeline,
+        /// then update latency at half of it (the mock cluster in process unless --brokers).
+        #[arg(long)]
+        kafka: bool,
+        /// A Kafka broker to use instead of the in-process mock cluster (with --kafka).
+        #[arg(long, requires = "kafka")]
+        brokers: Option<String>,
+        /// Seconds of paced input for the latency measurement (with --kafka).
+        #[arg(long, default_value_t = 20.0, requires = "kafka")]
+        paced_secs: f64,
+        /// The latency run's rate as a fraction of the measured peak (with --kafka).
+        #[arg(long, default_value_t = 0.5, requires = "kafka")]
+        load: f64,
     },
     /// Feed a range of a job's replay buffer back through the job and write its outputs.
     Replay(ReplayArgs),
@@ -306,10 +319,34 @@ fn main() -> ExitCode {
             workers,
             dir,
             schemas,
+            learn,
+            kafka: true,
+            brokers,
+            paced_secs,
+            load,
+            ..
+        } => cmd_bench_kafka(
+            &dir,
+            &schemas,
+            &tidemark::kafka::bench::KafkaBench {
+                events,
+                workers,
+                brokers,
+                learn,
+                paced_secs,
+                load,
+            },
+        ),
+        Command::Bench {
+            events,
+            workers,
+            dir,
+            schemas,
             retention_ms,
             replay,
             drift,
             learn,
+            ..
         } => cmd_bench(
             &dir,
             events,
@@ -505,6 +542,38 @@ fn cmd_validate(jobs: &[PathBuf]) -> Result<(), String> {
     }
 }
 
+fn cmd_bench_kafka(
+    dir: &std::path::Path,
+    schemas: &std::path::Path,
+    b: &tidemark::kafka::bench::KafkaBench,
+) -> Result<(), String> {
+    let workers = b.workers;
+    let r = tidemark::kafka::bench::bench(dir, schemas, b).map_err(|e| e.to_string())?;
+    println!("broker            {}", r.broker);
+    println!(
+        "produce           {} records at {:.0} records/s (load generator, no cap)",
+        r.records, r.produce_per_sec
+    );
+    println!(
+        "peak              {} events, {} records from Kafka through the pipeline in {:.1} s: {:.0} records/s ({workers} workers)",
+        r.events, r.records, r.run_secs, r.peak_per_sec
+    );
+    println!(
+        "latency run       {} records paced at {:.0} records/s ({:.0} % of the peak)",
+        r.paced_records,
+        r.paced_per_sec,
+        r.load * 100.0
+    );
+    for l in &r.latency {
+        println!(
+            "  {:<15} {} updates: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+            l.output, l.updates, l.p50, l.p90, l.p99, l.max
+        );
+    }
+    // The live job follows its topics until the process ends.
+    std::process::exit(0);
+}
+
 fn cmd_generate(a: GenerateArgs) -> Result<(), String> {
     let mut params = match &a.job {
         Some(p) => Job::load(p).map_err(|e| e.to_string())?.spec.generator,
@@ -548,7 +617,7 @@ fn cmd_generate(a: GenerateArgs) -> Result<(), String> {
         let topics: [String; 3] = topics.try_into().map_err(|_| {
             "--topics: expected three topics: events,predictions,labels".to_string()
         })?;
-        let p = tidemark::kafka::load::produce(&params, &spec, &topics, a.per_second)
+        let p = tidemark::kafka::load::produce(&params, &spec, &topics, a.per_second, |_, _, _| {})
             .map_err(|e| e.to_string())?;
         let total: u64 = p.records.values().sum();
         println!(

@@ -17,13 +17,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rand::{Rng, SeedableRng};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use tidemark::generator::{GeneratorParams, GeneratorStream};
 use tidemark::kafka::load::{key_of, partition_for};
@@ -74,23 +72,7 @@ impl Broker {
         let topic = self.topic(name);
         match &self.mock {
             Some(m) => m.create_topic(&topic, partitions, 1).unwrap(),
-            None => {
-                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-                    .set("bootstrap.servers", &self.brokers)
-                    .create()
-                    .unwrap();
-                let rt = futures_block_on(admin.create_topics(
-                    &[NewTopic::new(
-                        &topic,
-                        partitions,
-                        TopicReplication::Fixed(1),
-                    )],
-                    &AdminOptions::new(),
-                ));
-                for r in rt.unwrap() {
-                    r.unwrap();
-                }
-            }
+            None => tidemark::kafka::create_topic(&self.spec(), &topic, partitions).unwrap(),
         }
         // Wait until the topic is described with all its partitions.
         let spec = self.spec();
@@ -114,25 +96,6 @@ impl Broker {
             until_end: true,
             options: BTreeMap::new(),
         }
-    }
-}
-
-/// Runs a future to completion on this thread (the admin client's only use here).
-fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
-    fn noop(_: *const ()) {}
-    fn clone(p: *const ()) -> RawWaker {
-        RawWaker::new(p, &VTABLE)
-    }
-    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
-    let waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) };
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -180,7 +143,7 @@ fn produce_inputs(b: &Broker, p: &GeneratorParams) -> [String; 3] {
     ];
     let mut spec = b.spec();
     spec.until_end = false;
-    tidemark::kafka::load::produce(p, &spec, &topics, 0.0).unwrap();
+    tidemark::kafka::load::produce(p, &spec, &topics, 0.0, |_, _, _| {}).unwrap();
     topics
 }
 

@@ -41,12 +41,14 @@ fn own_time(r: &GenRecord) -> i64 {
 }
 
 /// Produces the generator's streams into `topics` (events, predictions, labels), interleaved
-/// by their own times; `per_second` caps records per second of wall clock (0: no cap).
+/// by their own times; `per_second` caps records per second of wall clock (0: no cap);
+/// `sent(stream index, partition, own time)` is called as each record is handed over.
 pub fn produce(
     params: &GeneratorParams,
     spec: &KafkaSpec,
     topics: &[String; 3],
     per_second: f64,
+    mut sent: impl FnMut(usize, usize, i64),
 ) -> Result<Produced> {
     params
         .check()
@@ -78,10 +80,11 @@ pub fn produce(
         let key = key_of(&r);
         let line = r.to_json_line();
         let topic = &topics[i];
+        let partition = partition_for(&key, parts[i]);
         let mut record = BaseRecord::to(topic)
             .key(&key)
             .payload(&line)
-            .partition(partition_for(&key, parts[i]) as i32);
+            .partition(partition as i32);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -97,6 +100,7 @@ pub fn produce(
                 Err((e, _)) => return Err(Error::kafka(format!("producing to {topic}"), e)),
             }
         }
+        sent(i, partition, own_time(&r));
         *out.records.entry(Stream::ALL[i].name().into()).or_default() += 1;
         n += 1;
         if per_second > 0.0 {

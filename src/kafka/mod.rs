@@ -5,6 +5,7 @@
 //! replay buffer's manifest, and a group rebalance could not move them between timely workers.
 //! The group id is used only to commit offsets for monitoring (lag tools); auto-commit is off.
 
+pub mod bench;
 pub mod load;
 pub mod offsets;
 pub mod sink;
@@ -119,7 +120,8 @@ impl KafkaSpec {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "10");
         c
     }
 
@@ -167,6 +169,41 @@ pub fn topic_partitions(spec: &KafkaSpec, topic: &str) -> Result<Vec<i32>> {
     }
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// Creates `topic` with `partitions` (replication 1) through the admin API: for a local broker
+/// in tests and benchmarks.
+pub fn create_topic(spec: &KafkaSpec, topic: &str, partitions: i32) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let context = || format!("creating topic {topic} at {}", spec.brokers);
+    let admin: AdminClient<DefaultClientContext> = spec
+        .client()
+        .create()
+        .map_err(|e| Error::kafka(context(), e))?;
+    let results = block_on(admin.create_topics(
+        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+        &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)),
+    ))
+    .map_err(|e| Error::kafka(context(), e))?;
+    for r in results {
+        r.map_err(|(_, code)| Error::kafka(context(), format!("{code:?}")))?;
+    }
+    Ok(())
+}
+
+/// Runs a future to completion on this thread, polling it every few milliseconds (for the
+/// admin client's replies, which a librdkafka thread completes).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Fills `job.kafka_partitions` from the brokers: every process of a run asks, and must see
