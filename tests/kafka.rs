@@ -791,3 +791,61 @@ segment_ms = 10000
         .collect();
     assert_eq!(accepted(&rows, "events"), 355);
 }
+
+#[test]
+fn the_example_kafka_job_runs_against_a_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let b = Broker::start("example");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/kafka.toml");
+    let mut spec = tidemark::config::Job::read_spec(&path).unwrap();
+    // The example's own topics, prefixed for this test, on this test's broker.
+    let mut inputs: Vec<String> = Vec::new();
+    for stream in Stream::ALL {
+        let src = spec.sources.get_mut(stream);
+        let t = b.create(src.topic.as_ref().unwrap(), 2);
+        src.topic = Some(t.clone());
+        inputs.push(t);
+    }
+    let outs = spec.outputs.kafka.as_mut().unwrap();
+    for topic in outs.topics.values_mut() {
+        *topic = b.create(topic, 1);
+    }
+    let out_topics = outs.topics.clone();
+    let k = spec.kafka.as_mut().unwrap();
+    k.brokers = b.brokers.clone();
+    k.until_end = true;
+    spec.learn.as_mut().unwrap().registry = Some(d.join("registry"));
+    let job = tidemark::config::Job::validate(&path, spec).unwrap();
+    let p = GeneratorParams {
+        events: 3000,
+        seed: 9,
+        malformed_fraction: 0.01,
+        ..GeneratorParams::default()
+    };
+    let topics: [String; 3] = inputs.try_into().unwrap();
+    let mut spec = b.spec();
+    spec.until_end = false;
+    tidemark::kafka::load::produce(&p, &spec, &topics, 0.0, |_, _, _| {}).unwrap();
+    let opts = tidemark::runtime::RunOptions {
+        workers: 2,
+        out_dir: Some(d.join("out")),
+        ..Default::default()
+    };
+    let summary = tidemark::runtime::run(job, &opts).unwrap().unwrap();
+    let read: i64 = summary.ingest.iter().map(|r| r.read).sum();
+    let produced: usize = Stream::ALL
+        .iter()
+        .map(|s| GeneratorStream::new(p.clone(), *s, false).count())
+        .sum();
+    assert_eq!(read as usize, produced, "every produced record was read");
+    for (name, topic) in &out_topics {
+        let lines = std::fs::read_to_string(d.join(format!("out/{name}.jsonl"))).unwrap();
+        let n = lines.lines().count();
+        if name != "drift_alerts" {
+            // (3000 events are 30 s of event time: no alert is expected.)
+            assert!(n > 0, "{name} wrote nothing");
+        }
+        assert_eq!(read_topic(&b, topic).len(), n, "{name}: topic vs file");
+    }
+}
