@@ -53,6 +53,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 /// The benchmark job: the demo's windows, segments and entity features over `sources` (TOML
 /// tables), with drift against the ten minutes from `drift_from` and learning if asked;
 /// `extra` is appended (top-level tables).
+#[allow(clippy::too_many_arguments)]
 pub fn job_text(
     schemas: &Path,
     sources: &str,

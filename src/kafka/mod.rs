@@ -157,10 +157,7 @@ pub fn topic_partitions(spec: &KafkaSpec, topic: &str) -> Result<Vec<i32>> {
     if let Some(e) = t.error() {
         return Err(Error::kafka(
             context(),
-            format!(
-                "{:?} (create the topic first)",
-                rdkafka::types::RDKafkaRespErr::from(e)
-            ),
+            format!("{:?} (create the topic first)", e),
         ));
     }
     let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
