@@ -832,10 +832,32 @@ fn the_example_kafka_job_runs_against_a_broker() {
         malformed_fraction: 0.01,
         ..GeneratorParams::default()
     };
-    let topics: [String; 3] = inputs.try_into().unwrap();
-    let mut spec = b.spec();
-    spec.until_end = false;
-    tidemark::kafka::load::produce(&p, &spec, &topics, 0.0, |_, _, _| {}).unwrap();
+    // The load generator, as a user runs it.
+    run_ok(
+        {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_tidemark"));
+            c.args([
+                "generate",
+                "--kafka",
+                &b.brokers,
+                "--topics",
+                &inputs.join(","),
+            ])
+            .args([
+                "--events",
+                "3000",
+                "--seed",
+                "9",
+                "--malformed-fraction",
+                "0.01",
+            ])
+            .args(["--per-second", "20000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+            c
+        },
+        "tidemark generate --kafka",
+    );
     let opts = tidemark::runtime::RunOptions {
         workers: 2,
         out_dir: Some(d.join("out")),

@@ -276,3 +276,37 @@ pub struct KafkaPartition {
 pub fn source_name(topic: &str, partition: i32) -> String {
     format!("kafka:{topic}/{partition}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_pass_through_except_the_ones_tidemark_owns() {
+        let mut spec = KafkaSpec {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: None,
+            until_end: false,
+            options: BTreeMap::from([
+                ("security.protocol".to_string(), "SASL_SSL".to_string()),
+                ("sasl.mechanism".to_string(), "SCRAM-SHA-512".to_string()),
+            ]),
+        };
+        assert!(spec.check().is_ok());
+        let c = spec.consumer("g");
+        assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(spec.producer().get("enable.idempotence"), Some("true"));
+        spec.options
+            .insert("enable.auto.commit".into(), "true".into());
+        let (key, reason) = spec.check().unwrap_err();
+        assert!(
+            key.contains("enable.auto.commit") && reason.contains("sets this"),
+            "{key}: {reason}"
+        );
+        assert!(check_topic("events.v1_x-y").is_ok());
+        assert!(check_topic("bad topic").is_err());
+        assert!(check_topic("").is_err());
+    }
+}
