@@ -30,10 +30,12 @@ use tidemark::replay::manifest::Manifest;
 use tidemark::replay::segment::read_segment;
 use tidemark::schema::Stream;
 
-/// A broker for one test: the mock cluster unless `TIDEMARK_TEST_KAFKA` names a real one.
+/// A broker for one test: the mock cluster unless `TIDEMARK_TEST_KAFKA` names a real one
+/// (`TIDEMARK_TEST_KAFKA_OPTIONS="k=v,k=v"` adds librdkafka properties for every client).
 struct Broker {
     mock: Option<MockCluster<'static, DefaultProducerContext>>,
     brokers: String,
+    options: BTreeMap<String, String>,
     /// Prefix of this test's topics (unique, so a real broker can be reused).
     prefix: String,
 }
@@ -45,10 +47,17 @@ impl Broker {
             .unwrap()
             .as_millis();
         let prefix = format!("{test}-{nonce}-");
+        let options = std::env::var("TIDEMARK_TEST_KAFKA_OPTIONS")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
         match std::env::var("TIDEMARK_TEST_KAFKA") {
             Ok(b) if !b.is_empty() => Broker {
                 mock: None,
                 brokers: b,
+                options,
                 prefix,
             },
             _ => {
@@ -57,6 +66,7 @@ impl Broker {
                 Broker {
                     mock: Some(mock),
                     brokers,
+                    options,
                     prefix,
                 }
             }
@@ -94,8 +104,23 @@ impl Broker {
             brokers: self.brokers.clone(),
             group_id: None,
             until_end: true,
-            options: BTreeMap::new(),
+            options: self.options.clone(),
         }
+    }
+
+    /// The `[kafka]` table of a test job (`until_end` as given).
+    fn table(&self, until_end: bool) -> String {
+        let mut t = format!(
+            "[kafka]\nbrokers = \"{}\"\nuntil_end = {until_end}\n",
+            self.brokers
+        );
+        if !self.options.is_empty() {
+            t.push_str("[kafka.options]\n");
+            for (k, v) in &self.options {
+                t.push_str(&format!("\"{k}\" = \"{v}\"\n"));
+            }
+        }
+        t
     }
 }
 
@@ -213,7 +238,7 @@ topic = "{}"
 }
 
 fn kafka_table(b: &Broker) -> String {
-    format!("[kafka]\nbrokers = \"{}\"\nuntil_end = true\n", b.brokers)
+    b.table(true)
 }
 
 fn write_job(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -695,7 +720,7 @@ fn an_idle_partition_stops_holding_the_watermark_and_its_late_records_still_coun
     };
     send(&b, &batch(0, 200, 0));
     let sources = kafka_sources(&topics);
-    let live = format!("[kafka]\nbrokers = \"{}\"\n", b.brokers);
+    let live = b.table(false);
     let text = |kafka: &str| {
         format!(
             r#"name = "idle-test"
@@ -770,7 +795,7 @@ segment_ms = 10000
 
     // A restart reading to the end accounts for every record exactly once.
     send(&b, &batch(300, 350, 0));
-    let bounded = format!("{live}until_end = true\n");
+    let bounded = b.table(true);
     std::fs::write(&job, text(&bounded)).unwrap();
     run_ok(tidemark(&job, &out), "the bounded restart");
     let buffer = out.join("replay");
@@ -824,6 +849,7 @@ fn the_example_kafka_job_runs_against_a_broker() {
     let k = spec.kafka.as_mut().unwrap();
     k.brokers = b.brokers.clone();
     k.until_end = true;
+    k.options.extend(b.options.clone());
     spec.learn.as_mut().unwrap().registry = Some(d.join("registry"));
     let job = tidemark::config::Job::validate(&path, spec).unwrap();
     let p = GeneratorParams {
@@ -852,6 +878,11 @@ fn the_example_kafka_job_runs_against_a_broker() {
                 "0.01",
             ])
             .args(["--per-second", "20000"])
+            .args(
+                b.options
+                    .iter()
+                    .flat_map(|(k, v)| ["--kafka-option".to_string(), format!("{k}={v}")]),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
             c
