@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use tidemark::generate::{write_dataset, DataFormat};
@@ -28,14 +28,6 @@ entity_features = ["amount"]
 segment_ms = 30000
 "#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn(job: &Path, out: &Path, extra: &[String]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tidemark"))
         .arg("run")
@@ -48,34 +40,6 @@ fn spawn(job: &Path, out: &Path, extra: &[String]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// Waits for every child, killing all of them if any takes longer than `limit`.
-fn wait_all(mut children: Vec<Child>, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    let mut done = vec![false; children.len()];
-    while done.iter().any(|d| !d) {
-        for (i, c) in children.iter_mut().enumerate() {
-            if !done[i] && c.try_wait().unwrap().is_some() {
-                done[i] = true;
-            }
-        }
-        if Instant::now() > deadline {
-            for c in children.iter_mut() {
-                let _ = c.kill();
-            }
-            panic!("the cluster did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "a process failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
 }
 
 #[test]

@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -247,18 +247,6 @@ fn write_job(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-fn tidemark(job: &Path, out: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tidemark"));
-    c.arg("run")
-        .arg(job)
-        .arg("--out")
-        .arg(out)
-        .arg("--no-progress")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    c
-}
-
 fn run_ok(mut c: Command, what: &str) {
     let out = c.output().unwrap();
     assert!(
@@ -312,42 +300,6 @@ fn assert_same(a: &BTreeMap<String, Vec<String>>, b: &BTreeMap<String, Vec<Strin
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_all(mut children: Vec<Child>, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let mut running = false;
-        for c in children.iter_mut() {
-            running |= c.try_wait().unwrap().is_none();
-        }
-        if !running {
-            break;
-        }
-        if Instant::now() > deadline {
-            for c in children.iter_mut() {
-                let _ = c.kill();
-            }
-            panic!("the processes did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "a process failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
 #[test]
 fn a_kafka_job_writes_what_the_file_job_writes_on_one_and_two_processes() {
     let dir = tempfile::tempdir().unwrap();
@@ -374,7 +326,7 @@ path = "{d}/labels"
         d = d.display()
     );
     let file_job = write_job(d, "files.toml", &job_text(&d.join("f"), &files, "", ""));
-    run_ok(tidemark(&file_job, &d.join("f")), "the file job");
+    run_ok(tidemark_run(&file_job, &d.join("f")), "the file job");
     let expected = outputs(&d.join("f"));
     assert!(expected["quality"].len() > 100, "a meaningful run");
     assert!(
@@ -387,7 +339,7 @@ path = "{d}/labels"
         "kafka.toml",
         &job_text(&d.join("k"), &kafka_sources(&topics), "", &kafka_table(&b)),
     );
-    let mut one = tidemark(&kafka_job, &d.join("k"));
+    let mut one = tidemark_run(&kafka_job, &d.join("k"));
     one.args(["-w", "2"]);
     run_ok(one, "the Kafka job");
     assert_same(&expected, &outputs(&d.join("k")), "between files and Kafka");
@@ -436,7 +388,7 @@ path = "{d}/labels"
     .unwrap();
     let children = (0..2)
         .map(|i| {
-            let mut c = tidemark(&kafka_job, &d.join("k2"));
+            let mut c = tidemark_run(&kafka_job, &d.join("k2"));
             c.args(["-w", "1", "-n", "2", "-p", &i.to_string(), "--hostfile"])
                 .arg(&hostfile);
             c.spawn().unwrap()
@@ -531,7 +483,7 @@ fn kills_during_consumption_lose_and_double_nothing_in_the_buffer_or_the_topics(
         ),
     );
     run_ok(
-        tidemark(&clean_job, &d.join("clean")),
+        tidemark_run(&clean_job, &d.join("clean")),
         "the uninterrupted run",
     );
 
@@ -559,7 +511,7 @@ fn kills_during_consumption_lose_and_double_nothing_in_the_buffer_or_the_topics(
     let mut kills = 0;
     for run in 0..8 {
         let before = committed();
-        let mut child = tidemark(&job, &crashed).spawn().unwrap();
+        let mut child = tidemark_run(&job, &crashed).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
         let finished = loop {
             if child.try_wait().unwrap().is_some() {
@@ -593,7 +545,7 @@ fn kills_during_consumption_lose_and_double_nothing_in_the_buffer_or_the_topics(
         kills >= 4,
         "the job finished before it was killed often ({kills} kills)"
     );
-    run_ok(tidemark(&job, &crashed), "the final run");
+    run_ok(tidemark_run(&job, &crashed), "the final run");
 
     // The outputs equal the uninterrupted run's, byte for byte.
     let clean = outputs(&d.join("clean"));
@@ -682,7 +634,11 @@ fn wait_for(out: &Path, name: &str, limit: Duration, what: &str, pred: impl Fn(&
         if pred(&rows) {
             return;
         }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(out.with_extension("stderr")).unwrap_or_default();
+            let last: Vec<&Value> = rows.iter().rev().take(3).collect();
+            panic!("{what}: not within {limit:?}; last {name} rows {last:?}; job stderr:\n{log}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -751,7 +707,12 @@ segment_ms = 10000
     };
     let job = write_job(d, "idle.toml", &text(&live));
     let out = d.join("out");
-    let mut child = tidemark(&job, &out).spawn().unwrap();
+    let log = std::fs::File::create(out.with_extension("stderr")).unwrap();
+    let mut child = tidemark_run(&job, &out)
+        .env("TIDEMARK_LOG", "info")
+        .stderr(log)
+        .spawn()
+        .unwrap();
     // The silent partition would hold the frontier at 0 forever (checked by hand: with the
     // idle timeout at 10 minutes no window gets final here): with idleness, windows of the
     // busy partition become final.
@@ -797,7 +758,7 @@ segment_ms = 10000
     send(&b, &batch(300, 350, 0));
     let bounded = b.table(true);
     std::fs::write(&job, text(&bounded)).unwrap();
-    run_ok(tidemark(&job, &out), "the bounded restart");
+    run_ok(tidemark_run(&job, &out), "the bounded restart");
     let buffer = out.join("replay");
     let m = Manifest::load(&buffer).unwrap().unwrap();
     assert!(m.complete);

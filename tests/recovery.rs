@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -42,18 +41,6 @@ entity_window_ms = 60000
 [replay]
 segment_ms = 5000
 "#;
-
-fn tidemark(job: &Path, out: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tidemark"));
-    c.arg("run")
-        .arg(job)
-        .arg("--out")
-        .arg(out)
-        .arg("--no-progress")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    c
-}
 
 /// Input lines of every stream (non-blank), which the buffer must account for exactly once.
 fn input_records(dir: &Path) -> u64 {
@@ -93,7 +80,7 @@ fn twenty_kills_lose_and_double_nothing() {
     // The uninterrupted run.
     let clean = d.join("clean");
     let t0 = Instant::now();
-    let st = tidemark(&job, &clean).status().unwrap();
+    let st = tidemark_run(&job, &clean).status().unwrap();
     assert!(st.success());
     let full = t0.elapsed();
 
@@ -103,7 +90,7 @@ fn twenty_kills_lose_and_double_nothing() {
     let window = (full.as_millis() as u64 * 3 / 4).max(200);
     let mut resumed = 0;
     for kill in 0..20 {
-        let mut child = tidemark(&job, &crashed).spawn().unwrap();
+        let mut child = tidemark_run(&job, &crashed).spawn().unwrap();
         let after = Duration::from_millis(rng.gen_range(30..window));
         let deadline = Instant::now() + after;
         let mut finished = false;
@@ -133,7 +120,7 @@ fn twenty_kills_lose_and_double_nothing() {
         resumed >= 5,
         "most kills should land after a commit (resumable states seen: {resumed})"
     );
-    let out = tidemark(&job, &crashed).output().unwrap();
+    let out = tidemark_run(&job, &crashed).output().unwrap();
     assert!(
         out.status.success(),
         "final run failed: {}",

@@ -210,10 +210,15 @@ pub fn record<'s>(
     // The largest committed record offset per position source, continuing the manifest's.
     let mut offsets: BTreeMap<String, u64> = BTreeMap::new();
     if let Some(cp) = &checkpointer {
+        // A resumed run starts from the manifest's states: a partition that marks nothing new
+        // (finished, or silent) keeps its recorded state rather than losing it.
         let m = &cp.borrow().manifest;
-        for (key, source) in &keys {
-            if let Some(c) = m.partitions.get(key).and_then(|p| p.committed) {
-                offsets.insert(source.clone(), c);
+        for (p, (key, source)) in keys.iter().enumerate() {
+            if let Some(state) = m.partitions.get(key) {
+                marks.insert(p as u32, state.clone());
+                if let Some(c) = state.committed {
+                    offsets.insert(source.clone(), c);
+                }
             }
         }
     }

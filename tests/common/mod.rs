@@ -224,3 +224,54 @@ pub fn assert_same_outputs(a: &Path, b: &Path, what: &str) -> usize {
     }
     fa.len()
 }
+
+/// `tidemark run JOB --out OUT --no-progress`, stdout discarded, stderr captured.
+pub fn tidemark_run(job: &Path, out: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tidemark"));
+    c.arg("run")
+        .arg(job)
+        .arg("--out")
+        .arg(out)
+        .arg("--no-progress")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits for every child to succeed, killing all of them if any takes longer than `limit`.
+pub fn wait_all(mut children: Vec<std::process::Child>, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let mut running = false;
+        for c in children.iter_mut() {
+            running |= c.try_wait().unwrap().is_none();
+        }
+        if !running {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            for c in children.iter_mut() {
+                let _ = c.kill();
+            }
+            panic!("the processes did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a process failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
