@@ -493,6 +493,13 @@ fn execute(
         })
     });
 
+    // A job that follows Kafka topics never finishes by itself: after a failed commit or
+    // publish its workers stop (this process's), and a restart continues from the last commit.
+    let follows = job.spec.kafka.as_ref().is_some_and(|k| !k.until_end)
+        && crate::schema::Stream::ALL
+            .iter()
+            .any(|s| job.spec.sources.get(*s).kind == crate::config::SourceKind::Kafka);
+    let stop = Arc::new(AtomicBool::new(false));
     let (p, wm, dir, g) = (
         progress.clone(),
         watermark.clone(),
@@ -530,6 +537,9 @@ fn execute(
         // sits before the sinks' exchange, so data may still be in flight to worker 0.
         let mut failed = None;
         while worker.step_or_park(Some(Duration::from_millis(5))) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             if writes {
                 if let Some(t) = probe.with_frontier(|f| f.first().copied()) {
                     if wm.swap(t, Ordering::Relaxed) != t {
@@ -543,6 +553,7 @@ fn execute(
                 if let Some(e) = publish_error.borrow_mut().take() {
                     tracing::error!("model registry: {e}");
                     failed = Some(e);
+                    stop.store(follows, Ordering::Relaxed);
                 }
             }
             if let (Some(cp), None) = (&checkpointer, &failed) {
@@ -557,8 +568,21 @@ fn execute(
                     // Keep stepping so the other workers can finish; report at the end.
                     tracing::error!("replay buffer: {e}");
                     failed = Some(e);
+                    stop.store(follows, Ordering::Relaxed);
                 }
             }
+        }
+        if stop.load(Ordering::Relaxed) {
+            // Stopped mid-stream: nothing more is written or committed, and the dataflow is
+            // dropped (timely would otherwise wait for it to complete, which it never does).
+            drop((probe, sinks, checkpointer));
+            for id in worker.installed_dataflows() {
+                worker.drop_dataflow(id);
+            }
+            return match failed {
+                Some(e) => Err(e),
+                None => Ok(None),
+            };
         }
         sinks.finish()?;
         if let Some(e) = publish_error.borrow_mut().take() {

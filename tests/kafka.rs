@@ -872,3 +872,69 @@ fn the_example_kafka_job_runs_against_a_broker() {
         assert_eq!(read_topic(&b, topic).len(), n, "{name}: topic vs file");
     }
 }
+
+#[test]
+fn a_job_following_topics_stops_when_a_commit_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let b = Broker::start("stops");
+    let p = params(3000, 4);
+    let topics = produce_inputs(&b, &p);
+    let sink = b.create("out-quality", 1);
+    let text = job_text(
+        &d.join("out"),
+        &kafka_sources(&topics),
+        &format!("[outputs.kafka]\ntopics = {{ quality = \"{sink}\" }}\n"),
+        &b.table(false),
+    )
+    .replace("idle_timeout_ms = 600000", "idle_timeout_ms = 2000");
+    let job = write_job(d, "follow.toml", &text);
+    let mut child = tidemark_run(&job, &d.join("out")).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Manifest::load(&d.join("out/replay"))
+        .ok()
+        .flatten()
+        .is_none_or(|m| m.committed == 0)
+    {
+        assert!(Instant::now() < deadline, "no commit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The buffer's events directory becomes a file: the next segment cannot be written (even
+    // as root), and more input makes the job try.
+    let events = d.join("out/replay/events");
+    std::fs::rename(&events, d.join("events-moved")).unwrap();
+    std::fs::write(&events, b"not a directory").unwrap();
+    let later = GeneratorParams {
+        start_ms: p.start_ms + 60_000,
+        ..params(3000, 5)
+    };
+    let mut spec = b.spec();
+    spec.until_end = false;
+    tidemark::kafka::load::produce(&later, &spec, &topics, 0.0, |_, _, _| {}).unwrap();
+    // The job, which would otherwise follow its topics forever, stops with the error.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: String = err
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            panic!("the job went on after a failed commit: {tail}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success());
+    assert!(err.contains("replay/events"), "{err}");
+}
