@@ -708,7 +708,10 @@ segment_ms = 10000
     let job = write_job(d, "idle.toml", &text(&live));
     let out = d.join("out");
     let log = std::fs::File::create(out.with_extension("stderr")).unwrap();
+    // Three workers: the silent partition is the only one of worker 1, which must not hold the
+    // frontier either. (The restart below runs on one worker: partitions are redistributed.)
     let mut child = tidemark_run(&job, &out)
+        .args(["-w", "3"])
         .env("TIDEMARK_LOG", "info")
         .stderr(log)
         .spawn()

@@ -122,6 +122,10 @@ pub struct Progress {
     pub bytes_read: Arc<AtomicU64>,
     /// Records read so far.
     pub records: AtomicU64,
+    /// Per worker of this process, the least frontier of its partitions that are not idle
+    /// (`u64::MAX` when all are idle or done): a worker whose partitions are all idle follows
+    /// the others instead of holding the frontier.
+    pub active: std::sync::Mutex<BTreeMap<usize, u64>>,
 }
 
 impl Progress {
@@ -371,18 +375,29 @@ pub fn ingest<'s>(
                     output.session(&c.delayed(&ts)).give_container(&mut batch);
                 }
                 parts.retain(|p| !p.part.is_done());
+                let active = parts
+                    .iter()
+                    .filter(|p| !p.idle)
+                    .map(|p| p.stamper.frontier())
+                    .min();
+                let others = {
+                    let mut a = progress.active.lock().unwrap_or_else(|e| e.into_inner());
+                    a.insert(index, active.unwrap_or(u64::MAX));
+                    a.iter()
+                        .filter(|(w, _)| **w != index)
+                        .map(|(_, f)| *f)
+                        .min()
+                };
                 if parts.is_empty() {
                     cap = None;
                     return;
                 }
-                // Idle partitions do not hold the frontier; when all are idle it stays.
-                if let Some(f) = parts
-                    .iter()
-                    .filter(|p| !p.idle)
-                    .map(|p| p.stamper.frontier())
-                    .min()
-                {
-                    c.downgrade(&f.max(now));
+                // Idle partitions do not hold the frontier. When all of this worker's are idle,
+                // it follows the other workers' active partitions (if any; else it stays).
+                match (active, others) {
+                    (Some(f), _) => c.downgrade(&f.max(now)),
+                    (None, Some(o)) if o != u64::MAX && o > now => c.downgrade(&o),
+                    _ => {}
                 }
                 if paused == parts.len() {
                     activator.activate_after(Duration::from_micros(200));
