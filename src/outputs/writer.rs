@@ -181,11 +181,13 @@ impl ChangelogWriter {
     /// Appends one changelog line.
     pub fn write(&mut self, ts: u64, diff: isize, cols: &Columns) -> Result<()> {
         self.lines += 1;
-        if let Some(k) = &mut self.kafka {
-            k.send(ts, &json_line(ts, diff, cols), cols)?;
+        // Serialized once for the file and the topic.
+        let line =
+            (self.jsonl.is_some() || self.kafka.is_some()).then(|| json_line(ts, diff, cols));
+        if let (Some(k), Some(line)) = (&mut self.kafka, &line) {
+            k.send(ts, line, cols)?;
         }
-        if let Some((path, out)) = &mut self.jsonl {
-            let line = json_line(ts, diff, cols);
+        if let (Some((path, out)), Some(line)) = (&mut self.jsonl, &line) {
             out.write_all(line.as_bytes())
                 .and_then(|_| out.write_all(b"\n"))
                 .map_err(|e| Error::io(path.as_path(), e))?;
