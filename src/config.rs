@@ -44,6 +44,9 @@ pub struct JobSpec {
     /// The Kafka cluster that `kind = "kafka"` sources and `[outputs.kafka]` use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<crate::kafka::KafkaSpec>,
+    /// Alert rules over final windows' quality and label health.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<crate::alerts::AlertSpec>,
 }
 
 /// The replay buffer (`<outputs.dir>/replay`): segment length and retention.
@@ -279,6 +282,8 @@ pub struct Job {
     /// Partitions of each stream's Kafka topic, sorted; filled by [`crate::kafka::discover`]
     /// before a run (empty for other sources).
     pub kafka_partitions: [Vec<i32>; 3],
+    /// Alert rules: `[[alerts]]`, then `[[drift.alerts]]`.
+    pub alerts: std::sync::Arc<Vec<crate::alerts::Rule>>,
 }
 
 impl Job {
@@ -555,6 +560,7 @@ impl Job {
             drift: None,
             learn: None,
             kafka_partitions: Default::default(),
+            alerts: Default::default(),
         };
         let r = &job.spec.replay;
         let emit = job.spec.outputs.emit_interval(job.spec.time.tick_ms);
@@ -586,13 +592,19 @@ impl Job {
         if let Some(l) = &job.spec.learn {
             job.learn = Some(std::sync::Arc::new(crate::learn::resolve(&job, l)?));
         }
+        let families: Vec<String> = job.spec.windows.iter().map(|w| w.name.clone()).collect();
+        let drift_rules = job.spec.drift.as_ref().map_or(&[][..], |d| &d.alerts[..]);
+        job.alerts = std::sync::Arc::new(
+            crate::alerts::spec::rules(&job.spec.alerts, drift_rules, &families)
+                .map_err(|(k, r)| err(&k, r))?,
+        );
         Ok(job)
     }
 
     /// The job has operators whose state depends on the whole history (drift detectors, the
     /// learner): their state is snapshotted with the replay buffer.
     pub fn has_operator_state(&self) -> bool {
-        self.drift.is_some() || self.learn.is_some()
+        self.drift.is_some() || self.learn.is_some() || !self.alerts.is_empty()
     }
 
     /// The replay buffer's segment length.

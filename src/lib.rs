@@ -13,6 +13,7 @@
 //! - [`runtime`]: timely execution across workers and processes.
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod bench;
 pub mod config;
 pub mod dataflow;
@@ -23,6 +24,7 @@ pub mod generate;
 pub mod generator;
 pub mod kafka;
 pub mod learn;
+pub mod metrics;
 pub mod outputs;
 pub mod records;
 pub mod registry;

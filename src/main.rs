@@ -166,6 +166,9 @@ struct RunArgs {
     /// Discard the replay buffer and outputs of an interrupted run instead of resuming it.
     #[arg(long)]
     fresh: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (`off` to disable; port 0 picks one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    metrics: String,
 }
 
 #[derive(Args)]
@@ -661,6 +664,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         out_dir: a.out,
         progress: !a.no_progress,
         fresh: a.fresh,
+        metrics: (a.metrics != "off").then_some(a.metrics),
     };
     let summary = run(job, &opts).map_err(|e| e.to_string())?;
     if let (Some(s), true) = (summary, summary_wanted) {

@@ -122,3 +122,44 @@ pub fn excerpt(raw: &str) -> String {
     }
     format!("{}…", &raw[..end])
 }
+
+/// A dead letter's reason as one of a fixed set of classes, for metric labels of bounded
+/// cardinality (the reason itself names values).
+pub fn reason_class(reason: &str) -> &'static str {
+    const CLASSES: [(&str, &str); 12] = [
+        ("max_lateness", "too_late"),
+        ("invalid JSON", "invalid_json"),
+        ("invalid UTF-8", "invalid_utf8"),
+        ("unreadable Parquet", "unreadable_parquet"),
+        ("unknown field", "unknown_field"),
+        ("tombstone", "tombstone"),
+        ("missing", "missing"),
+        ("empty string", "empty"),
+        ("NaN or infinite", "not_finite"),
+        ("expected", "wrong_type"),
+        ("outside", "out_of_range"),
+        ("time", "bad_time"),
+    ];
+    CLASSES
+        .iter()
+        .find(|(needle, _)| reason.contains(needle))
+        .map_or("other", |(_, class)| class)
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::reason_class;
+
+    #[test]
+    fn reasons_fall_into_fixed_classes() {
+        assert_eq!(
+            reason_class("expected a number, found string"),
+            "wrong_type"
+        );
+        assert_eq!(reason_class("score 1.5 is outside [0, 1]"), "out_of_range");
+        assert_eq!(reason_class("negative time -3"), "bad_time");
+        assert_eq!(reason_class("invalid JSON: EOF"), "invalid_json");
+        assert_eq!(reason_class("missing"), "missing");
+        assert_eq!(reason_class("something new"), "other");
+    }
+}

@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Discard an existing replay buffer and outputs instead of resuming from them.
     pub fresh: bool,
+    /// Serve Prometheus metrics on this `host:port` (process 0 of a live run).
+    pub metrics: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -41,6 +43,7 @@ impl Default for RunOptions {
             out_dir: None,
             progress: false,
             fresh: false,
+            metrics: None,
         }
     }
 }
@@ -276,6 +279,7 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
                 write: below..u64::MAX,
                 resume_outputs: Some(m.outputs.clone()),
                 record: Some((dir, m)),
+                metrics: None,
             }
         }
     };
@@ -449,6 +453,7 @@ pub fn replay(
         state,
         resume_updates: false,
         publish: false,
+        metrics: None,
     };
     execute(job, opts, plan, out_dir)
 }
@@ -469,7 +474,21 @@ fn execute(
 ) -> Result<Option<RunSummary>> {
     let start = Instant::now();
     let resumed_from = plan.live.as_ref().map(|r| r.below).filter(|b| *b > 0);
+    let mut plan = plan;
+    // Metrics are served by the process that writes the outputs, of live runs only.
+    let server = match (&opts.metrics, opts.process, &plan.live) {
+        (Some(addr), 0, Some(_)) => {
+            let shared = crate::metrics::Shared::new(&job);
+            let server = crate::metrics::Server::start(addr, shared.clone())?;
+            tracing::info!("metrics at http://{}/metrics", server.addr());
+            eprintln!("metrics: http://{}/metrics", server.addr());
+            plan.metrics = Some(shared);
+            Some(server)
+        }
+        _ => None,
+    };
     let plan = Arc::new(plan);
+    let metrics = plan.metrics.clone();
     let config = timely::Config {
         communication: communication(opts)?,
         worker: timely::WorkerConfig::default(),
@@ -532,6 +551,11 @@ fn execute(
         )?;
         let (probe, sinks, checkpointer) = (built.probe, built.sinks, built.checkpointer);
         let publish_error = built.publish_error;
+        let mut sampler = plan
+            .metrics
+            .clone()
+            .filter(|_| writes)
+            .map(crate::metrics::Sampler::new);
         let _span = tracing::info_span!("worker", index = worker.index()).entered();
         // Step until the dataflow has completed, not merely until the probe is done: the probe
         // sits before the sinks' exchange, so data may still be in flight to worker 0.
@@ -541,10 +565,14 @@ fn execute(
                 break;
             }
             if writes {
-                if let Some(t) = probe.with_frontier(|f| f.first().copied()) {
+                let frontier = probe.with_frontier(|f| f.first().copied());
+                if let Some(t) = frontier {
                     if wm.swap(t, Ordering::Relaxed) != t {
                         samples.push((t, g.records()));
                     }
+                }
+                if let Some(s) = sampler.as_mut() {
+                    s.step(&p, frontier.unwrap_or(u64::MAX), sinks.written_below());
                 }
             }
             if failed.is_none() {
@@ -560,10 +588,14 @@ fn execute(
                 // The final commit waits for the finished files, after the loop.
                 let below = sinks.written_below().min(u64::MAX - 1);
                 let mut cp = cp.borrow_mut();
+                let began = Instant::now();
                 let r = match cp.error.take() {
                     Some(e) => Err(e),
                     None => cp.try_commit(below, |t| sinks.cuts(t)),
                 };
+                if let (Ok(true), Some(s)) = (&r, sampler.as_mut()) {
+                    s.commit(began.elapsed(), cp.manifest());
+                }
                 if let Err(e) = r {
                     // Keep stepping so the other workers can finish; report at the end.
                     tracing::error!("replay buffer: {e}");
@@ -602,7 +634,12 @@ fn execute(
             if let Some(e) = cp.error.take() {
                 return Err(e);
             }
-            cp.try_commit(u64::MAX, |t| sinks.cuts(t))?;
+            let began = Instant::now();
+            if cp.try_commit(u64::MAX, |t| sinks.cuts(t))? {
+                if let Some(s) = sampler.as_mut() {
+                    s.commit(began.elapsed(), cp.manifest());
+                }
+            }
             commits = cp.commits;
         }
         if !writes {
@@ -641,6 +678,9 @@ fn execute(
             }
             detections.sort();
         }
+        if !job.alerts.is_empty() {
+            lines.push(("alerts", sinks.alerts.borrow().lines));
+        }
         let mut decisions = Vec::new();
         if job.learn.is_some() {
             lines.extend([
@@ -666,6 +706,12 @@ fn execute(
     .map_err(Error::Runtime)?;
     let results = guards.join();
     done.store(true, Ordering::Relaxed);
+    if let (Some(server), Some(m)) = (server, &metrics) {
+        // The final values, for a textfile collector: a bounded run may end between scrapes.
+        let path = out_dir.join("metrics.prom");
+        crate::replay::segment::write_atomic(&path, m.render().as_bytes())?;
+        drop(server);
+    }
     if let Some(b) = bar {
         let _ = b.join();
     }

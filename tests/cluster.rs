@@ -35,6 +35,7 @@ fn spawn(job: &Path, out: &Path, extra: &[String]) -> Child {
         .arg("--out")
         .arg(out)
         .arg("--no-progress")
+        .args(["--metrics", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -67,7 +67,7 @@ fn backfill_inspect_verify_and_replay() {
         ),
     );
     let live = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["run", &s(&live_job), "--no-progress"])
+        .args(["run", &s(&live_job), "--no-progress", "--metrics", "off"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -77,7 +77,15 @@ fn backfill_inspect_verify_and_replay() {
     // so the check does not depend on how fast the live job is).
     let held = d.join("held");
     let guard = tidemark::replay::lock(&held.join("replay")).unwrap();
-    let o = tidemark(&["run", &s(&live_job), "--no-progress", "--out", &s(&held)]);
+    let o = tidemark(&[
+        "run",
+        &s(&live_job),
+        "--no-progress",
+        "--metrics",
+        "off",
+        "--out",
+        &s(&held),
+    ]);
     assert!(!o.status.success());
     assert!(
         text(&o).contains("another tidemark job is writing"),
@@ -99,7 +107,7 @@ fn backfill_inspect_verify_and_replay() {
     assert!(o.status.success(), "{}", text(&o));
 
     // The same files through `run` give the same outputs.
-    let o = tidemark(&["run", &s(&job), "--no-progress"]);
+    let o = tidemark(&["run", &s(&job), "--no-progress", "--metrics", "off"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = tidemark(&["verify", &s(&d.join("out")), &s(&bf)]);
     assert!(

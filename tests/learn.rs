@@ -587,7 +587,8 @@ fn a_process_killed_at_any_step_of_a_registry_write_leaves_it_consistent() {
             .arg(&job)
             .arg("--out")
             .arg(cwd.join("out"))
-            .arg("--no-progress");
+            .arg("--no-progress")
+            .args(["--metrics", "127.0.0.1:0"]);
         c.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
         if let Some(f) = fault {

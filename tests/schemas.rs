@@ -267,6 +267,24 @@ fn output_rows_match_their_schema_files() {
         count: 43,
         method: Method::Exact,
     }]);
+    let alert = |firing: bool, model: &str, feature: &str, baseline: Option<f64>| {
+        tidemark::alerts::AlertEvent {
+            rule: 0,
+            segment: "all".into(),
+            model: model.into(),
+            feature: feature.into(),
+            win: win.clone(),
+            firing,
+            value: 0.7f64.to_bits(),
+            bound: 0.2f64.to_bits(),
+            baseline: baseline.map(f64::to_bits),
+            count: 43,
+        }
+    };
+    check(&[
+        alert(true, "", "amount", None),
+        alert(false, "m1", "score", Some(0.5)),
+    ]);
     check(&[DetectionRow {
         model: "m1".into(),
         detector: 2,

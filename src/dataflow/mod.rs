@@ -1,5 +1,6 @@
 //! The dataflow: join, windows, label latency, quality metrics and entity features.
 
+pub mod alerting;
 pub mod detect;
 pub mod drift;
 pub mod features;
@@ -59,6 +60,8 @@ pub struct Plan {
     pub resume_updates: bool,
     /// Publish model versions and decisions to the job's registry (live runs only).
     pub publish: bool,
+    /// Metrics the output rows move (a live run with an endpoint).
+    pub metrics: Option<crate::metrics::Shared>,
 }
 
 impl Plan {
@@ -74,6 +77,7 @@ impl Plan {
             state: Default::default(),
             resume_updates: false,
             publish: true,
+            metrics: None,
         }
     }
 }
@@ -104,6 +108,8 @@ pub struct Sinks {
     pub quarantine: Rc<RefCell<SinkState<crate::learn::learner::QuarantineRow>>>,
     /// Shadow comparison (likewise).
     pub shadow: Rc<RefCell<SinkState<learn::ShadowRow>>>,
+    /// Alert state changes (written only when the job has alert rules).
+    pub alerts: Rc<RefCell<SinkState<crate::alerts::AlertEvent>>>,
 }
 
 /// Applies `f` to every sink state, whatever its row type.
@@ -121,6 +127,7 @@ macro_rules! each_sink {
         $f(&$sinks.decisions $(, $arg)*)?;
         $f(&$sinks.quarantine $(, $arg)*)?;
         $f(&$sinks.shadow $(, $arg)*)?;
+        $f(&$sinks.alerts $(, $arg)*)?;
     }};
 }
 
@@ -159,6 +166,7 @@ impl Sinks {
             self.decisions.borrow().written_below,
             self.quarantine.borrow().written_below,
             self.shadow.borrow().written_below,
+            self.alerts.borrow().written_below,
         ]
         .into_iter()
         .min()
@@ -276,6 +284,7 @@ pub fn build(
         decisions: sink_if(job.learn.is_some(), writer, "model_decisions", keep)?,
         quarantine: sink_if(job.learn.is_some(), writer, "quarantine", false)?,
         shadow: sink_if(job.learn.is_some(), writer, "shadow", false)?,
+        alerts: sink_if(!job.alerts.is_empty(), writer, "alerts", keep)?,
     };
     fn setup<R>(s: &Rc<RefCell<SinkState<R>>>, plan: &Plan) -> Result<()> {
         let mut s = s.borrow_mut();
@@ -288,6 +297,18 @@ pub fn build(
     }
     each_sink!(sinks, setup, plan);
     let index = worker.index();
+    if index == 0 {
+        fn attach<R>(s: &Rc<RefCell<SinkState<R>>>, m: &crate::metrics::Shared) -> Result<()> {
+            let mut s = s.borrow_mut();
+            if s.writer.is_some() {
+                s.metrics = Some(m.clone());
+            }
+            Ok(())
+        }
+        if let Some(m) = &plan.metrics {
+            each_sink!(sinks, attach, m);
+        }
+    }
     let checkpointer = match (&plan.record, index) {
         (Some((dir, manifest)), 0) => {
             let cp = Checkpointer::new(
@@ -312,6 +333,7 @@ pub fn build(
     };
     let detect_snapshots = snapshots(job.drift.is_some(), "detectors");
     let learn_snapshots = snapshots(job.learn.is_some(), "learner");
+    let alert_snapshots = snapshots(!job.alerts.is_empty(), "alerts");
     let publish_error = Rc::new(RefCell::new(None));
     let publisher = match (&job.learn, plan.publish && index == 0) {
         (Some(l), true) => match &l.registry {
@@ -473,6 +495,31 @@ pub fn build(
             ),
         };
 
+        let alerts = if job.alerts.is_empty() {
+            Vec::new().to_stream(scope).as_collection()
+        } else {
+            alerting::alerts(
+                &name,
+                job.alerts.clone(),
+                job.drift.clone(),
+                &q,
+                &l,
+                &drift_rows,
+                alerting::AlertStart {
+                    state: plan.state.state.as_ref().and_then(|s| s.alerts.clone()),
+                    first: plan.state.at,
+                    segment_ms,
+                    snapshots: alert_snapshots.clone(),
+                },
+            )
+        };
+        sink(
+            alerts.probe_with(&probe),
+            &name,
+            format.clone(),
+            emit,
+            sinks.alerts.clone(),
+        );
         sink(
             q.probe_with(&probe),
             &name,

@@ -45,6 +45,9 @@ pub struct OpState {
     /// The learner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learner: Option<Box<LearnerState>>,
+    /// The alert rules' state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<crate::alerts::AlertState>,
 }
 
 /// Where the history-dependent operators start: their state and the first timestamp they process.

@@ -133,6 +133,34 @@ pub struct QualityRow {
     pub exact: Option<AucExact>,
 }
 
+impl QualityRow {
+    /// Share of predictions correct at the threshold.
+    pub fn accuracy(&self) -> Option<f64> {
+        let a = &self.agg;
+        (a.count > 0).then(|| a.correct as f64 / a.count as f64)
+    }
+
+    /// Mean log-loss.
+    pub fn log_loss(&self) -> Option<f64> {
+        let a = &self.agg;
+        (a.count > 0).then(|| a.logloss_nano as f64 / 1e9 / a.count as f64)
+    }
+
+    /// Mean Brier score.
+    pub fn brier(&self) -> Option<f64> {
+        let a = &self.agg;
+        (a.count > 0).then(|| a.brier_nano as f64 / 1e9 / a.count as f64)
+    }
+
+    /// The AUC (exact once final, binned before) and the method that gave it.
+    pub fn auc(&self) -> (Option<f64>, &'static str) {
+        match &self.exact {
+            Some(e) => (e.auc(), "exact"),
+            None => (self.agg.binned_auc(), "binned"),
+        }
+    }
+}
+
 /// Log-loss of one prediction in 1e-9 units, probabilities clipped to [1e-15, 1 - 1e-15].
 pub fn logloss_nano(score: i64, label: u8) -> i64 {
     let p = (score as f64 / MICRO as f64).clamp(1e-15, 1.0 - 1e-15);

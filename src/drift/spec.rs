@@ -151,6 +151,12 @@ pub struct AlertRule {
     /// Values a window needs before the rule may fire.
     #[serde(default = "default_min_count")]
     pub min_count: u64,
+    /// Name in the `alerts` changelog (default `drift_<statistic>_<index>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The runbook (default `docs/runbooks/drift.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<String>,
 }
 
 fn default_min_count() -> u64 {

@@ -40,6 +40,8 @@ pub struct Format {
     pub feature_names: Vec<String>,
     /// Drift monitoring, if the job has it.
     pub drift: Option<std::sync::Arc<crate::drift::Drift>>,
+    /// Alert rules.
+    pub alerts: std::sync::Arc<Vec<crate::alerts::Rule>>,
 }
 
 impl Format {
@@ -49,6 +51,7 @@ impl Format {
             windows: Windows::new(job),
             feature_names: job.spec.metrics.entity_features.clone(),
             drift: job.drift.clone(),
+            alerts: job.alerts.clone(),
         }
     }
 }
@@ -66,6 +69,8 @@ pub trait OutputRow: Clone + Ord + std::fmt::Debug + 'static {
     fn status(&self) -> Option<Status> {
         None
     }
+    /// Moves the metrics by this row's change of `diff`.
+    fn observe(&self, _diff: isize, _ctx: &Format, _m: &mut crate::metrics::Metrics) {}
 }
 
 fn win_cols(windows: &Windows, w: &Win) -> Columns {
@@ -91,32 +96,86 @@ fn opt(x: Option<f64>) -> Value {
     }
 }
 
+impl OutputRow for crate::alerts::AlertEvent {
+    const NAME: &'static str = "alerts";
+
+    fn observe(&self, diff: isize, ctx: &Format, m: &mut crate::metrics::Metrics) {
+        crate::metrics::observe::alert(m, self, diff, ctx);
+    }
+
+    fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
+        let rule = &ctx.alerts[self.rule as usize];
+        let value = f64::from_bits(self.value);
+        let bound = f64::from_bits(self.bound);
+        let baseline = self.baseline.map(f64::from_bits);
+        let non_empty = |s: &str| {
+            if s.is_empty() {
+                Value::Null
+            } else {
+                json!(s)
+            }
+        };
+        let state = if self.firing { "firing" } else { "resolved" };
+        let mut series = format!("segment {}", self.segment);
+        if !self.model.is_empty() {
+            series.push_str(&format!(", model {}", self.model));
+        }
+        if !self.feature.is_empty() {
+            series.push_str(&format!(", feature {}", self.feature));
+        }
+        let message = format!(
+            "{} {state}: {} = {value:.6} against {bound:.6}{} in window {} [{}, {}), {series} ({} examples)",
+            rule.name,
+            rule.metric.name(),
+            baseline.map_or(String::new(), |b| format!(" (baseline {b:.6})")),
+            ctx.windows.name(&self.win),
+            crate::runtime::iso_time(self.win.start),
+            crate::runtime::iso_time(self.win.end),
+            self.count,
+        );
+        let mut c = vec![
+            ("rule", json!(rule.name)),
+            ("severity", json!(rule.severity)),
+            ("state", json!(state)),
+            ("metric", json!(rule.metric.name())),
+        ];
+        c.extend(win_cols(&ctx.windows, &self.win));
+        c.extend([
+            ("segment", json!(self.segment)),
+            ("model_version", non_empty(&self.model)),
+            ("feature", non_empty(&self.feature)),
+            ("value", opt(Some(value))),
+            ("threshold", opt(Some(bound))),
+            ("baseline", opt(baseline)),
+            ("count", json!(self.count)),
+            ("runbook", json!(rule.runbook)),
+            ("message", json!(message)),
+        ]);
+        out.push(c);
+    }
+}
+
 impl OutputRow for QualityRow {
     const NAME: &'static str = "quality";
+
+    fn observe(&self, diff: isize, ctx: &Format, m: &mut crate::metrics::Metrics) {
+        crate::metrics::observe::quality(m, self, diff, ctx);
+    }
 
     fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
         let windows = &ctx.windows;
         let a = &self.agg;
         let mut c = win_cols(windows, &self.key.win);
-        let (auc, method) = match &self.exact {
-            Some(e) => (e.auc(), "exact"),
-            None => (a.binned_auc(), "binned"),
-        };
+        let (auc, method) = self.auc();
         c.extend([
             ("segment", json!(self.key.segment)),
             ("model_version", json!(self.key.model)),
             ("status", json!(self.status.name())),
             ("count", json!(a.count)),
             ("positives", json!(a.positives)),
-            ("accuracy", ratio(a.correct, a.count)),
-            (
-                "log_loss",
-                opt((a.count > 0).then(|| a.logloss_nano as f64 / 1e9 / a.count as f64)),
-            ),
-            (
-                "brier",
-                opt((a.count > 0).then(|| a.brier_nano as f64 / 1e9 / a.count as f64)),
-            ),
+            ("accuracy", opt(self.accuracy())),
+            ("log_loss", opt(self.log_loss())),
+            ("brier", opt(self.brier())),
             ("auc", opt(auc)),
             ("auc_method", json!(method)),
             (
@@ -147,6 +206,10 @@ impl OutputRow for QualityRow {
 
 impl OutputRow for LabelRow {
     const NAME: &'static str = "label_health";
+
+    fn observe(&self, diff: isize, ctx: &Format, m: &mut crate::metrics::Metrics) {
+        crate::metrics::observe::labels(m, self, diff, ctx);
+    }
 
     fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
         let windows = &ctx.windows;
@@ -185,6 +248,10 @@ impl OutputRow for LabelRow {
 
 impl OutputRow for FeatureRow {
     const NAME: &'static str = "entity_features";
+
+    fn observe(&self, diff: isize, ctx: &Format, m: &mut crate::metrics::Metrics) {
+        crate::metrics::observe::features(m, self, diff, ctx);
+    }
 
     fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
         let a = &self.agg;
@@ -259,6 +326,10 @@ fn drift_key_cols(ctx: &Format, k: &DKey) -> Columns {
 impl OutputRow for DriftRow {
     const NAME: &'static str = "drift";
 
+    fn observe(&self, diff: isize, ctx: &Format, m: &mut crate::metrics::Metrics) {
+        crate::metrics::observe::drift(m, self, diff, ctx);
+    }
+
     fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
         let drift = ctx
             .drift
@@ -329,6 +400,10 @@ impl OutputRow for AlertRow {
 impl OutputRow for DetectionRow {
     const NAME: &'static str = "drift_detections";
 
+    fn observe(&self, diff: isize, ctx: &Format, m: &mut crate::metrics::Metrics) {
+        crate::metrics::observe::detection(m, self, diff, ctx);
+    }
+
     fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
         let drift = ctx
             .drift
@@ -352,6 +427,10 @@ impl OutputRow for DetectionRow {
 impl OutputRow for DeadLetter {
     const NAME: &'static str = "dead_letters";
 
+    fn observe(&self, diff: isize, _: &Format, m: &mut crate::metrics::Metrics) {
+        crate::metrics::observe::dead_letter(m, self, diff);
+    }
+
     fn columns(&self, _: &Format, out: &mut Vec<Columns>) {
         out.push(vec![
             ("stream", json!(self.stream)),
@@ -366,6 +445,10 @@ impl OutputRow for DeadLetter {
 
 impl OutputRow for IngestRow {
     const NAME: &'static str = "ingest";
+
+    fn observe(&self, diff: isize, _: &Format, m: &mut crate::metrics::Metrics) {
+        crate::metrics::observe::ingest(m, self, diff);
+    }
 
     fn columns(&self, _: &Format, out: &mut Vec<Columns>) {
         out.push(vec![
@@ -408,6 +491,10 @@ fn window_stat_cols(w: &WindowStats) -> Columns {
 impl OutputRow for VersionRow {
     const NAME: &'static str = "model_versions";
 
+    fn observe(&self, diff: isize, _: &Format, m: &mut crate::metrics::Metrics) {
+        crate::metrics::observe::version(m, self, diff);
+    }
+
     fn columns(&self, _: &Format, out: &mut Vec<Columns>) {
         let mut c = vec![
             ("version", json!(self.version)),
@@ -426,6 +513,10 @@ impl OutputRow for VersionRow {
 impl OutputRow for DecisionRow {
     const NAME: &'static str = "model_decisions";
 
+    fn observe(&self, diff: isize, _: &Format, m: &mut crate::metrics::Metrics) {
+        crate::metrics::observe::decision(m, self, diff);
+    }
+
     fn columns(&self, _: &Format, out: &mut Vec<Columns>) {
         let mut c = vec![
             ("seq", json!(self.seq)),
@@ -442,6 +533,10 @@ impl OutputRow for DecisionRow {
 
 impl OutputRow for QuarantineRow {
     const NAME: &'static str = "quarantine";
+
+    fn observe(&self, diff: isize, _: &Format, m: &mut crate::metrics::Metrics) {
+        crate::metrics::observe::quarantine(m, self, diff);
+    }
 
     fn columns(&self, _: &Format, out: &mut Vec<Columns>) {
         out.push(vec![

@@ -38,6 +38,8 @@ pub struct SinkState<R> {
     pub write: std::ops::Range<u64>,
     /// The JSON Lines length once the writer finished.
     pub finished_len: Option<u64>,
+    /// Metrics moved by the rows written (a live run's worker 0).
+    pub metrics: Option<crate::metrics::Shared>,
 }
 
 impl<R> SinkState<R> {
@@ -53,6 +55,7 @@ impl<R> SinkState<R> {
             cuts: None,
             write: 0..u64::MAX,
             finished_len: None,
+            metrics: None,
         }))
     }
 
@@ -107,6 +110,8 @@ pub fn sink<'s, R>(
                 }
             });
             let mut st = state.borrow_mut();
+            let shared = st.metrics.clone();
+            let mut metrics = shared.as_ref().map(|m| m.lock());
             while let Some(entry) = pending.first_entry() {
                 if frontier.less_equal(entry.key()) {
                     break;
@@ -143,6 +148,11 @@ pub fn sink<'s, R>(
                     if !write {
                         continue;
                     }
+                    // Only written lines move metrics: a restart's muted replay of
+                    // history does not count its lines twice.
+                    if let Some(m) = metrics.as_mut() {
+                        row.observe(diff, &format, m);
+                    }
                     cols.clear();
                     row.columns(&format, &mut cols);
                     if let (Some(w), None) = (st.writer.as_mut(), &st.error) {
@@ -157,5 +167,8 @@ pub fn sink<'s, R>(
                 }
             }
             st.written_below = frontier.frontier().first().copied().unwrap_or(u64::MAX);
+            if let Some(m) = metrics.as_mut() {
+                crate::metrics::observe::written_below(m, R::NAME, st.written_below);
+            }
         });
 }

@@ -68,6 +68,11 @@ impl Checkpointer {
         }))
     }
 
+    /// The manifest as of the last commit.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
     /// Commits the latest staged boundary at or below `outputs_below`; `cut(T)` gives each
     /// output file's durable length holding exactly its lines below `T`.
     pub fn try_commit(

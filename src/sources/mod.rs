@@ -126,6 +126,10 @@ pub struct Progress {
     /// (`u64::MAX` when all are idle or done): a worker whose partitions are all idle follows
     /// the others instead of holding the frontier.
     pub active: std::sync::Mutex<BTreeMap<usize, u64>>,
+    /// Records read per stream (by [`Stream::index`]).
+    pub stream_records: [AtomicU64; 3],
+    /// The newest record time read per stream (ms of its own clock).
+    pub stream_newest: [AtomicU64; 3],
 }
 
 impl Progress {
@@ -294,6 +298,8 @@ pub fn ingest<'s>(
                     progress
                         .records
                         .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    progress.stream_records[part.stream.index()]
+                        .fetch_add(buf.len() as u64, Ordering::Relaxed);
                     let read = !buf.is_empty();
                     read_any |= read;
                     if read && *idle {
@@ -349,6 +355,9 @@ pub fn ingest<'s>(
                         let ts = ts.max(below);
                         *hi = (*hi).max(ts);
                         staged.entry(ts).or_default().push((item, ts, 1));
+                    }
+                    if let Some(t) = stamper.max_seen() {
+                        progress.stream_newest[part.stream.index()].fetch_max(t, Ordering::Relaxed);
                     }
                     if read || part.is_done() {
                         let state = PartitionState {

@@ -233,6 +233,7 @@ pub fn tidemark_run(job: &Path, out: &Path) -> std::process::Command {
         .arg("--out")
         .arg(out)
         .arg("--no-progress")
+        .args(["--metrics", "127.0.0.1:0"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     c

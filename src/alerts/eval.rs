@@ -1,0 +1,374 @@
+//! The alert state machine: final windows' values in, firing and resolved events out.
+//!
+//! An alert is one rule on one series (window family, segment, model version or feature). Each
+//! final window of the series with at least `min_count` examples is evaluated once, in window
+//! order; an amendment of the newest evaluated window re-evaluates it, older windows only
+//! update the baseline. The alert fires when an evaluation breaches and resolves when a later
+//! one does not. Windows below the minimum sample size change nothing. The state is a pure
+//! function of the evaluations seen, so it can be snapshotted and resumed exactly.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::{Condition, Rule};
+use crate::dataflow::windows::Win;
+
+/// One final window's value of one rule's metric.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Observation {
+    /// Index of the rule.
+    pub rule: u16,
+    /// The segment.
+    pub segment: String,
+    /// Model version (quality and score drift), empty otherwise.
+    pub model: String,
+    /// Drift feature, empty otherwise.
+    pub feature: String,
+    /// The window.
+    pub win: Win,
+    /// The metric's value, as `f64` bits.
+    pub value: u64,
+    /// Examples (or events, or values) in the window.
+    pub count: u64,
+}
+
+/// A change of an alert's state: an output row of the `alerts` changelog.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Index of the rule.
+    pub rule: u16,
+    /// The segment.
+    pub segment: String,
+    /// Model version, or empty.
+    pub model: String,
+    /// Drift feature, or empty.
+    pub feature: String,
+    /// The window whose evaluation changed the state (fields in this order so that events of
+    /// one timestamp sort the way they were evaluated).
+    pub win: Win,
+    /// Firing (true) or resolved (false).
+    pub firing: bool,
+    /// The value evaluated (a burn rule: the smallest burn rate of its families), `f64` bits.
+    pub value: u64,
+    /// The bound it was compared with, `f64` bits.
+    pub bound: u64,
+    /// The baseline of a relative rule, `f64` bits.
+    pub baseline: Option<u64>,
+    /// Examples in the window.
+    pub count: u64,
+}
+
+/// One evaluated window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Seen {
+    end: u64,
+    value: f64,
+    count: u64,
+}
+
+/// One alert's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Alert {
+    firing: bool,
+    /// The newest evaluated window.
+    current: Option<Seen>,
+    /// Evaluated windows before it, oldest first (relative rules).
+    history: VecDeque<Seen>,
+    /// The newest evaluated window per family (burn-rate rules).
+    families: BTreeMap<u16, Seen>,
+}
+
+/// Which alert an observation belongs to: rule, family (`u16::MAX` for burn-rate rules, whose
+/// families share one alert), segment, model, feature.
+type Key = (u16, u16, String, String, String);
+
+/// The state of every alert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Vec<(Key, Alert)>", into = "Vec<(Key, Alert)>")]
+pub struct AlertState {
+    alerts: BTreeMap<Key, Alert>,
+}
+
+impl From<Vec<(Key, Alert)>> for AlertState {
+    fn from(v: Vec<(Key, Alert)>) -> Self {
+        AlertState {
+            alerts: v.into_iter().collect(),
+        }
+    }
+}
+
+impl From<AlertState> for Vec<(Key, Alert)> {
+    fn from(s: AlertState) -> Self {
+        s.alerts.into_iter().collect()
+    }
+}
+
+impl AlertState {
+    /// Alerts firing now.
+    pub fn firing(&self) -> usize {
+        self.alerts.values().filter(|a| a.firing).count()
+    }
+
+    /// Evaluates one observation; a state change is pushed to `out`.
+    pub fn observe(&mut self, rules: &[Rule], o: &Observation, out: &mut Vec<AlertEvent>) {
+        let rule = &rules[o.rule as usize];
+        if o.count < rule.min_count {
+            return;
+        }
+        let value = f64::from_bits(o.value);
+        let seen = Seen {
+            end: o.win.end,
+            value,
+            count: o.count,
+        };
+        let family = match rule.condition {
+            Condition::Burn { .. } => u16::MAX,
+            _ => o.win.family,
+        };
+        let key = (
+            o.rule,
+            family,
+            o.segment.clone(),
+            o.model.clone(),
+            o.feature.clone(),
+        );
+        let alert = self.alerts.entry(key).or_default();
+        let (breach, shown, bound, baseline) = match rule.condition {
+            Condition::Threshold { above, below } => {
+                if !alert.advance(seen, 0) {
+                    return;
+                }
+                let over = above.filter(|a| value > *a);
+                let under = below.filter(|b| value < *b);
+                let bound = over.or(under).or(above).or(below).unwrap_or(f64::NAN);
+                (over.is_some() || under.is_some(), value, bound, None)
+            }
+            Condition::Relative { change, windows } => {
+                if !alert.advance(seen, windows as usize) {
+                    return;
+                }
+                if alert.history.len() < windows as usize {
+                    return;
+                }
+                // Count-weighted, summed oldest first: the same bits on every run.
+                let (sum, n) = alert.history.iter().fold((0.0, 0u64), |(s, n), h| {
+                    (s + h.value * h.count as f64, n + h.count)
+                });
+                let base = sum / n as f64;
+                let bound = base * (1.0 + change);
+                let breach = if change < 0.0 {
+                    value < bound
+                } else {
+                    value > bound
+                };
+                (breach, value, bound, Some(base))
+            }
+            Condition::Burn { objective, factor } => {
+                let e = alert.families.entry(o.win.family).or_insert(seen);
+                if seen.end < e.end {
+                    return;
+                }
+                *e = seen;
+                if alert.families.len() < rule.families.len() {
+                    return;
+                }
+                let burn = alert
+                    .families
+                    .values()
+                    .map(|s| (1.0 - s.value) / (1.0 - objective))
+                    .fold(f64::INFINITY, f64::min);
+                (burn >= factor, burn, factor, None)
+            }
+        };
+        if breach != alert.firing {
+            alert.firing = breach;
+            out.push(AlertEvent {
+                rule: o.rule,
+                segment: o.segment.clone(),
+                model: o.model.clone(),
+                feature: o.feature.clone(),
+                win: o.win.clone(),
+                firing: breach,
+                value: shown.to_bits(),
+                bound: bound.to_bits(),
+                baseline: baseline.map(f64::to_bits),
+                count: o.count,
+            });
+        }
+    }
+}
+
+impl Alert {
+    /// Takes `seen` as the newest window (or its amendment), keeping `keep` earlier windows;
+    /// false when it is older than the newest (then only the history is amended).
+    fn advance(&mut self, seen: Seen, keep: usize) -> bool {
+        match self.current {
+            Some(c) if seen.end < c.end => {
+                if let Some(h) = self.history.iter_mut().find(|h| h.end == seen.end) {
+                    *h = seen;
+                }
+                false
+            }
+            Some(c) if seen.end == c.end => {
+                self.current = Some(seen);
+                true
+            }
+            prev => {
+                if let (Some(p), true) = (prev, keep > 0) {
+                    self.history.push_back(p);
+                    while self.history.len() > keep {
+                        self.history.pop_front();
+                    }
+                }
+                self.current = Some(seen);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::spec::{Metric, ModelRole};
+    use crate::drift::spec::Severity;
+
+    fn rule(condition: Condition, families: Vec<u16>) -> Rule {
+        Rule {
+            name: "r".into(),
+            metric: Metric::Accuracy,
+            condition,
+            families,
+            segments: Vec::new(),
+            features: Vec::new(),
+            model: ModelRole::Production,
+            min_count: 10,
+            severity: Severity::P2,
+            runbook: String::new(),
+        }
+    }
+
+    fn obs(family: u16, end: u64, value: f64, count: u64) -> Observation {
+        Observation {
+            rule: 0,
+            segment: "all".into(),
+            model: "v1".into(),
+            feature: String::new(),
+            win: Win {
+                family,
+                start: end - 10,
+                end,
+            },
+            value: value.to_bits(),
+            count,
+        }
+    }
+
+    fn run(r: &Rule, seq: &[Observation]) -> Vec<(u64, bool)> {
+        let mut st = AlertState::default();
+        let mut out = Vec::new();
+        for o in seq {
+            st.observe(std::slice::from_ref(r), o, &mut out);
+        }
+        out.iter().map(|e| (e.win.end, e.firing)).collect()
+    }
+
+    #[test]
+    fn thresholds_fire_once_and_resolve_and_small_windows_change_nothing() {
+        let r = rule(
+            Condition::Threshold {
+                above: None,
+                below: Some(0.8),
+            },
+            vec![0],
+        );
+        let seq = [
+            obs(0, 10, 0.9, 50),
+            obs(0, 20, 0.7, 50),  // fires
+            obs(0, 30, 0.6, 50),  // still firing: no event
+            obs(0, 40, 0.95, 5),  // too few examples: ignored
+            obs(0, 50, 0.85, 50), // resolves
+            obs(0, 40, 0.1, 50),  // older than the newest: ignored
+        ];
+        assert_eq!(run(&r, &seq), vec![(20, true), (50, false)]);
+    }
+
+    #[test]
+    fn amending_the_newest_window_re_evaluates_it() {
+        let r = rule(
+            Condition::Threshold {
+                above: None,
+                below: Some(0.8),
+            },
+            vec![0],
+        );
+        let seq = [obs(0, 10, 0.7, 50), obs(0, 10, 0.9, 60)];
+        assert_eq!(run(&r, &seq), vec![(10, true), (10, false)]);
+    }
+
+    #[test]
+    fn relative_drops_wait_for_a_full_baseline() {
+        let r = rule(
+            Condition::Relative {
+                change: -0.1,
+                windows: 2,
+            },
+            vec![0],
+        );
+        // Baseline of (0.9·100 + 0.8·300) / 400 = 0.825; bound 0.7425.
+        let seq = [
+            obs(0, 10, 0.5, 100), // no baseline yet
+            obs(0, 20, 0.9, 100),
+            obs(0, 30, 0.8, 300),
+            obs(0, 40, 0.74, 100), // fires: below 0.7425 (baseline 20, 30)
+            obs(0, 50, 0.80, 100), // baseline (30, 40): 0.785 → 0.7065; resolves
+        ];
+        let mut st = AlertState::default();
+        let mut out = Vec::new();
+        for o in &seq {
+            st.observe(std::slice::from_ref(&r), o, &mut out);
+        }
+        assert_eq!(out.len(), 2);
+        assert!(out[0].firing && out[0].win.end == 40);
+        assert!((f64::from_bits(out[0].baseline.unwrap()) - 0.825).abs() < 1e-12);
+        assert!(!out[1].firing && out[1].win.end == 50);
+    }
+
+    #[test]
+    fn burn_rates_need_every_family() {
+        let r = rule(
+            Condition::Burn {
+                objective: 0.9,
+                factor: 2.0,
+            },
+            vec![0, 1],
+        );
+        let seq = [
+            obs(0, 10, 0.7, 50),  // burn 3 in the short family, long unseen
+            obs(1, 60, 0.85, 50), // long burn 1.5: not both
+            obs(0, 20, 0.6, 50),
+            obs(1, 120, 0.75, 50), // long burn 2.5, short 4: fires
+            obs(0, 130, 0.85, 50), // short 1.5: resolves
+        ];
+        assert_eq!(run(&r, &seq), vec![(120, true), (130, false)]);
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let r = rule(
+            Condition::Relative {
+                change: 0.5,
+                windows: 1,
+            },
+            vec![0],
+        );
+        let mut st = AlertState::default();
+        let mut out = Vec::new();
+        st.observe(std::slice::from_ref(&r), &obs(0, 10, 0.3, 50), &mut out);
+        st.observe(std::slice::from_ref(&r), &obs(0, 20, 0.5, 50), &mut out);
+        let back: AlertState = serde_json::from_slice(&serde_json::to_vec(&st).unwrap()).unwrap();
+        assert_eq!(back, st);
+        assert_eq!(back.firing(), 1);
+    }
+}

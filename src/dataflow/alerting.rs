@@ -1,0 +1,169 @@
+//! Alert rules evaluated over final windows, in timestamp order on worker 0.
+//!
+//! Every final row of `quality`, `label_health` and `drift` becomes one observation per rule
+//! that watches it; the state machine ([`crate::alerts::eval`]) turns them into firing and
+//! resolved records. Its state depends on the whole history, so it is snapshotted with the
+//! replay buffer like the drift detectors': restarts and replays continue from a snapshot.
+
+use std::sync::Arc;
+
+use differential_dataflow::VecCollection;
+
+use super::drift::DriftRow;
+use super::labels::LabelRow;
+use super::ordered::{in_order, Snapshots};
+use super::quality::QualityRow;
+use super::windows::{Status, Win};
+use crate::alerts::spec::{Metric, ModelRole, Rule};
+use crate::alerts::{AlertEvent, AlertState, Observation};
+use crate::drift::Drift;
+
+/// The observations of one quality row.
+fn of_quality(rules: &[Rule], r: &QualityRow) -> Vec<Observation> {
+    let online = &*r.key.model == "online";
+    observe(rules, &r.key.win, &r.key.segment, "quality", |rule| {
+        if (rule.model == ModelRole::Online) != online {
+            return None;
+        }
+        let v = match rule.metric {
+            Metric::Accuracy => r.accuracy(),
+            Metric::LogLoss => r.log_loss(),
+            Metric::Brier => r.brier(),
+            Metric::Auc => r.auc().0,
+            _ => None,
+        }?;
+        Some((
+            v,
+            r.agg.count as u64,
+            r.key.model.to_string(),
+            String::new(),
+        ))
+    })
+}
+
+/// The observations of one label-health row.
+fn of_labels(rules: &[Rule], r: &LabelRow) -> Vec<Observation> {
+    let a = &r.agg;
+    let p = a.percentiles();
+    observe(rules, &r.key.win, &r.key.segment, "label_health", |rule| {
+        let (v, n) = match rule.metric {
+            Metric::LabeledFraction => (
+                (a.events > 0).then(|| a.within_horizon as f64 / a.events as f64),
+                a.events,
+            ),
+            Metric::LatencyP50Ms => (p.map(|p| p.p50 as f64), a.labeled),
+            Metric::LatencyP95Ms => (p.map(|p| p.p95 as f64), a.labeled),
+            Metric::LatencyP99Ms => (p.map(|p| p.p99 as f64), a.labeled),
+            _ => (None, 0),
+        };
+        Some((v?, n.max(0) as u64, String::new(), String::new()))
+    })
+}
+
+/// The observations of one drift row.
+fn of_drift(rules: &[Rule], drift: &Drift, r: &DriftRow) -> Vec<Observation> {
+    let stats = r.stats(drift);
+    let feature = &drift.features[r.key.feature as usize].name;
+    observe(rules, &r.key.win, &r.key.segment, "drift", |rule| {
+        let Metric::Drift(s) = rule.metric else {
+            return None;
+        };
+        if !rule.features.is_empty() && !rule.features.contains(feature) {
+            return None;
+        }
+        let v = stats.get(s)?;
+        Some((v, stats.count, r.key.model.to_string(), feature.clone()))
+    })
+}
+
+/// One observation per rule of `output` that watches the window and segment, valued by `value`
+/// as `(value, count, model, feature)`.
+fn observe(
+    rules: &[Rule],
+    win: &Win,
+    segment: &str,
+    output: &str,
+    value: impl Fn(&Rule) -> Option<(f64, u64, String, String)>,
+) -> Vec<Observation> {
+    let mut out = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        if rule.metric.output() != output
+            || !rule.watches_family(win.family)
+            || !rule.watches_segment(segment)
+        {
+            continue;
+        }
+        if let Some((v, count, model, feature)) = value(rule).filter(|(v, ..)| v.is_finite()) {
+            out.push(Observation {
+                rule: i as u16,
+                segment: segment.to_string(),
+                model,
+                feature,
+                win: win.clone(),
+                value: v.to_bits(),
+                count,
+            });
+        }
+    }
+    out
+}
+
+/// Where the alert operator starts and what it snapshots.
+pub struct AlertStart {
+    /// State as of `first` (a restart or replay), or empty.
+    pub state: Option<AlertState>,
+    /// The first timestamp processed.
+    pub first: u64,
+    /// The replay buffer's segment length (snapshot interval).
+    pub segment_ms: u64,
+    /// Receives snapshots (worker 0 of a recording run).
+    pub snapshots: Option<Snapshots>,
+}
+
+/// The `alerts` changelog of `rules` over the job's final windows.
+pub fn alerts<'s>(
+    name: &str,
+    rules: Arc<Vec<Rule>>,
+    drift: Option<Arc<Drift>>,
+    quality: &VecCollection<'s, u64, QualityRow>,
+    labels: &VecCollection<'s, u64, LabelRow>,
+    drift_rows: &VecCollection<'s, u64, DriftRow>,
+    start: AlertStart,
+) -> VecCollection<'s, u64, AlertEvent> {
+    let r = rules.clone();
+    let q = quality
+        .clone()
+        .filter(|r| r.status == Status::Final)
+        .flat_map(move |row| of_quality(&r, &row));
+    let r = rules.clone();
+    let l = labels
+        .clone()
+        .filter(|r| r.status == Status::Final)
+        .flat_map(move |row| of_labels(&r, &row));
+    let r = rules.clone();
+    let d = drift_rows
+        .clone()
+        .filter(|r| r.status == Status::Final)
+        .flat_map(move |row| match &drift {
+            Some(drift) => of_drift(&r, drift, &row),
+            None => Vec::new(),
+        });
+    in_order(
+        q.concat(l).concat(d),
+        &format!("{name}.Alerts"),
+        start.state.unwrap_or_default(),
+        Vec::new(),
+        start.first,
+        start.segment_ms,
+        start.snapshots,
+        |state: &AlertState| serde_json::to_vec(state).expect("state serializes"),
+        move |state, _t, batch, out| {
+            let mut events = Vec::new();
+            // Retractions (a final row amended) carry no new value: the +1 that replaces it does.
+            for (o, _) in batch.into_iter().filter(|(_, r)| *r > 0) {
+                state.observe(&rules, &o, &mut events);
+            }
+            out.extend(events.into_iter().map(|e| (e, 1)));
+        },
+    )
+}

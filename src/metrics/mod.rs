@@ -1,0 +1,131 @@
+//! Prometheus metrics of a running job: the SLIs read off the changelogs as they are written
+//! (quality, label health, drift, alerts, model decisions, dead letters, ingest counts), and the
+//! process's own measurements (source rates and lag, watermark lag, update latency, replay
+//! commits).
+//!
+//! Changelog-derived gauges describe the newest *final* window of each series (window family,
+//! segment, model version or feature); a series whose newest window is older than the job's
+//! retention behind its family's newest window is dropped, so label sets stay bounded by the
+//! job's configuration. `tidemark_output_written_below_ms{output}` says which changelog
+//! timestamps a scrape reflects: exactly the lines below it.
+
+pub mod observe;
+pub mod registry;
+pub mod sampler;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use registry::{Kind, Labels, Registry};
+pub use sampler::Sampler;
+pub use server::Server;
+
+/// Metric state shared by the sinks, the run loop and the endpoint.
+#[derive(Clone, Default)]
+pub struct Shared(Arc<Mutex<Metrics>>);
+
+impl Shared {
+    /// New metrics for `job`.
+    pub fn new(job: &crate::config::Job) -> Shared {
+        let mut m = Metrics {
+            retention_ms: job.spec.time.retention_ms,
+            ..Default::default()
+        };
+        observe::declare(&mut m.registry, job);
+        Shared(Arc::new(Mutex::new(m)))
+    }
+
+    /// Locks the metrics (a poisoned lock still holds valid metrics).
+    pub fn lock(&self) -> MutexGuard<'_, Metrics> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        self.lock().registry.render()
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("metrics::Shared")
+    }
+}
+
+/// The registry and what is needed to keep its changelog gauges on the newest windows.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// The metric values.
+    pub registry: Registry,
+    /// Newest final window end per `(family metric, series labels)`.
+    newest: BTreeMap<(&'static str, Labels), u64>,
+    /// Newest final window end per `(family metric, window family name)`.
+    family_newest: BTreeMap<(&'static str, String), u64>,
+    /// Entity freshness values of the newest final window per window family:
+    /// `(window end, freshness ms → entities)`.
+    freshness: BTreeMap<String, (u64, BTreeMap<u64, i64>)>,
+    /// Alerts firing per `(rule, severity)`.
+    firing: BTreeMap<(String, String), i64>,
+    retention_ms: u64,
+}
+
+impl Metrics {
+    /// Whether a row of window `end` of `series` is at least as new as the series' newest
+    /// (and then records it as the newest).
+    pub fn newest_window(&mut self, group: &'static str, series: &Labels, end: u64) -> bool {
+        let e = self.newest.entry((group, series.clone())).or_insert(end);
+        if end < *e {
+            return false;
+        }
+        *e = end;
+        let window = series
+            .iter()
+            .find(|(k, _)| *k == "window")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let f = self.family_newest.entry((group, window)).or_insert(end);
+        *f = (*f).max(end);
+        true
+    }
+
+    /// Drops the series of `group` whose newest window is more than the retention behind
+    /// their family's newest; `gauges` are the families keyed by those series.
+    pub fn evict(&mut self, group: &'static str, gauges: &[&'static str]) {
+        let retention = self.retention_ms;
+        let stale: Vec<Labels> = self
+            .newest
+            .iter()
+            .filter(|((g, _), _)| *g == group)
+            .filter(|((_, labels), end)| {
+                let window = labels
+                    .iter()
+                    .find(|(k, _)| *k == "window")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                let newest = self
+                    .family_newest
+                    .get(&(group, window))
+                    .copied()
+                    .unwrap_or(0);
+                end.saturating_add(retention) < newest
+            })
+            .map(|((_, l), _)| l.clone())
+            .collect();
+        for labels in stale {
+            self.newest.remove(&(group, labels.clone()));
+            for g in gauges {
+                let prefix = labels.clone();
+                let doomed: Vec<Labels> = self
+                    .registry
+                    .series(g)
+                    .filter(|(l, _)| l.starts_with(&prefix))
+                    .map(|(l, _)| l.clone())
+                    .collect();
+                for l in doomed {
+                    self.registry.remove(g, &l);
+                }
+            }
+        }
+    }
+}

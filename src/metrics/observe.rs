@@ -1,0 +1,396 @@
+//! How each changelog row moves the metrics; metric names and help texts are defined here.
+
+use super::{Kind, Labels, Metrics, Registry};
+use crate::alerts::AlertEvent;
+use crate::dataflow::detect::DetectionRow;
+use crate::dataflow::drift::DriftRow;
+use crate::dataflow::features::FeatureRow;
+use crate::dataflow::labels::LabelRow;
+use crate::dataflow::quality::QualityRow;
+use crate::dataflow::windows::Status;
+use crate::drift::spec::Statistic;
+use crate::learn::learner::{Action, DecisionRow, QuarantineRow, VersionRow};
+use crate::outputs::rows::{Format, IngestRow};
+use crate::records::DeadLetter;
+
+const QUALITY: [(&str, &str); 5] = [
+    (
+        "tidemark_quality_accuracy",
+        "Share of labeled predictions correct at the threshold, newest final window.",
+    ),
+    (
+        "tidemark_quality_log_loss",
+        "Mean log-loss of labeled predictions, newest final window.",
+    ),
+    (
+        "tidemark_quality_brier",
+        "Mean Brier score of labeled predictions, newest final window.",
+    ),
+    (
+        "tidemark_quality_auc",
+        "ROC AUC of labeled predictions (exact), newest final window.",
+    ),
+    (
+        "tidemark_quality_examples",
+        "Labeled predictions in the newest final window.",
+    ),
+];
+const LABEL_COMPLETENESS: &str = "tidemark_label_completeness_ratio";
+const LABEL_EVENTS: &str = "tidemark_label_events";
+const LABEL_UNLABELED: &str = "tidemark_label_unlabeled_events";
+const LABEL_LATENCY: &str = "tidemark_label_latency_seconds";
+const LABEL_ORPHANS: &str = "tidemark_label_orphans";
+const DRIFT: &str = "tidemark_drift_score";
+const DRIFT_COUNT: &str = "tidemark_drift_values";
+const FRESHNESS: &str = "tidemark_feature_freshness_seconds";
+const INGEST: &str = "tidemark_ingest_records_total";
+const DEAD: &str = "tidemark_dead_letters_total";
+const DETECTIONS: &str = "tidemark_drift_detections_total";
+const VERSIONS: &str = "tidemark_model_versions_published_total";
+const DECISIONS: &str = "tidemark_model_decisions_total";
+const PAUSED: &str = "tidemark_model_updates_paused";
+const QUARANTINED: &str = "tidemark_quarantined_examples_total";
+const ALERTS_FIRING: &str = "tidemark_alerts_firing";
+const ALERT_EVENTS: &str = "tidemark_alert_events_total";
+const WRITTEN_BELOW: &str = "tidemark_output_written_below_ms";
+
+/// Drift statistics exposed, by name.
+const DRIFT_STATS: [Statistic; 8] = [
+    Statistic::Psi,
+    Statistic::Ks,
+    Statistic::Wasserstein,
+    Statistic::JsDistance,
+    Statistic::Chi2,
+    Statistic::UnseenRate,
+    Statistic::NullRate,
+    Statistic::Constant,
+];
+
+/// Declares the families the job can produce, so a scrape shows them from the start.
+pub fn declare(r: &mut Registry, job: &crate::config::Job) {
+    for (name, help) in QUALITY {
+        r.declare(name, Kind::Gauge, help);
+    }
+    r.declare(LABEL_COMPLETENESS, Kind::Gauge, help(LABEL_COMPLETENESS));
+    r.declare(LABEL_LATENCY, Kind::Gauge, help(LABEL_LATENCY));
+    r.declare(INGEST, Kind::Counter, help(INGEST));
+    r.declare(DEAD, Kind::Counter, help(DEAD));
+    r.declare(WRITTEN_BELOW, Kind::Gauge, help(WRITTEN_BELOW));
+    r.declare(FRESHNESS, Kind::Gauge, help(FRESHNESS));
+    if job.drift.is_some() {
+        r.declare(DRIFT, Kind::Gauge, help(DRIFT));
+        r.declare(DETECTIONS, Kind::Counter, help(DETECTIONS));
+    }
+    if job.learn.is_some() {
+        r.declare(VERSIONS, Kind::Counter, help(VERSIONS));
+        r.declare(DECISIONS, Kind::Counter, help(DECISIONS));
+        r.declare(PAUSED, Kind::Gauge, help(PAUSED));
+    }
+    if !job.alerts.is_empty() {
+        r.declare(ALERTS_FIRING, Kind::Gauge, help(ALERTS_FIRING));
+        for rule in job.alerts.iter() {
+            let labels = vec![
+                ("rule", rule.name.clone()),
+                ("severity", format!("{:?}", rule.severity)),
+            ];
+            r.set(ALERTS_FIRING, help(ALERTS_FIRING), labels, 0.0);
+        }
+        r.declare(ALERT_EVENTS, Kind::Counter, help(ALERT_EVENTS));
+    }
+}
+
+fn help(name: &str) -> &'static str {
+    match name {
+        LABEL_COMPLETENESS => "Share of events labeled within the label horizon, newest final window.",
+        LABEL_EVENTS => "Events in the newest final window.",
+        LABEL_UNLABELED => "Events without a label at the horizon, newest final window.",
+        LABEL_LATENCY => "Label latency percentiles (first label time minus event time), newest final window.",
+        LABEL_ORPHANS => "Labels whose event never arrived, newest final window.",
+        DRIFT => "Drift statistic of a feature against the reference, newest final window.",
+        DRIFT_COUNT => "Non-null values behind the drift statistics, newest final window.",
+        FRESHNESS => "Window end minus an entity's last event, min and max over the newest final window's entities.",
+        INGEST => "Records read, accepted and dead-lettered per stream (the ingest changelog).",
+        DEAD => "Dead letters per stream, field and reason class.",
+        DETECTIONS => "Concept-drift detections on the production model's errors, per detector.",
+        VERSIONS => "Online model versions published.",
+        DECISIONS => "Learner decisions: promote and block (canary), rollback, pause, resume, update_failed, rate changes.",
+        PAUSED => "1 while online model updates are paused (after a rollback).",
+        QUARANTINED => "Examples kept out of learning, per defence.",
+        ALERTS_FIRING => "Alerts firing now, per rule.",
+        ALERT_EVENTS => "Alert state changes (firing, resolved), per rule.",
+        WRITTEN_BELOW => "Each changelog's lines below this timestamp (ms) are reflected in these metrics.",
+        _ => "",
+    }
+}
+
+fn window_labels(ctx: &Format, win: &crate::dataflow::windows::Win) -> Labels {
+    vec![("window", ctx.windows.name(win).to_string())]
+}
+
+/// Sets the gauges of `series` (series labels then `extra`) if `end` is its newest window.
+fn newest(
+    m: &mut Metrics,
+    group: &'static str,
+    series: Labels,
+    end: u64,
+    values: &[(&'static str, Labels, Option<f64>)],
+) {
+    if !m.newest_window(group, &series, end) {
+        return;
+    }
+    for (name, extra, v) in values {
+        let mut labels = series.clone();
+        labels.extend(extra.iter().cloned());
+        match v {
+            Some(v) => m.registry.set(name, help_of(name), labels, *v),
+            None => m.registry.remove(name, &labels),
+        }
+    }
+}
+
+fn help_of(name: &str) -> &'static str {
+    QUALITY
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, h)| *h)
+        .unwrap_or_else(|| help(name))
+}
+
+/// A quality row.
+pub fn quality(m: &mut Metrics, r: &QualityRow, diff: isize, ctx: &Format) {
+    if diff <= 0 || r.status != Status::Final {
+        return;
+    }
+    let mut series = window_labels(ctx, &r.key.win);
+    series.push(("segment", r.key.segment.to_string()));
+    series.push(("model_version", r.key.model.to_string()));
+    let values = [
+        (QUALITY[0].0, vec![], r.accuracy()),
+        (QUALITY[1].0, vec![], r.log_loss()),
+        (QUALITY[2].0, vec![], r.brier()),
+        (QUALITY[3].0, vec![], r.auc().0),
+        (QUALITY[4].0, vec![], Some(r.agg.count as f64)),
+    ];
+    newest(m, "quality", series, r.key.win.end, &values);
+    m.evict("quality", &QUALITY.map(|q| q.0));
+}
+
+/// A label-health row.
+pub fn labels(m: &mut Metrics, r: &LabelRow, diff: isize, ctx: &Format) {
+    if diff <= 0 || r.status != Status::Final {
+        return;
+    }
+    let a = &r.agg;
+    let mut series = window_labels(ctx, &r.key.win);
+    series.push(("segment", r.key.segment.to_string()));
+    let p = a.percentiles();
+    let q = |q: &str, v: Option<u64>| {
+        (
+            LABEL_LATENCY,
+            vec![("quantile", q.to_string())],
+            v.map(|v| v as f64 / 1000.0),
+        )
+    };
+    let values = [
+        (
+            LABEL_COMPLETENESS,
+            vec![],
+            (a.events > 0).then(|| a.within_horizon as f64 / a.events as f64),
+        ),
+        (LABEL_EVENTS, vec![], Some(a.events as f64)),
+        (
+            LABEL_UNLABELED,
+            vec![],
+            Some((a.events - a.within_horizon) as f64),
+        ),
+        (LABEL_ORPHANS, vec![], Some(a.orphans as f64)),
+        q("0.5", p.map(|p| p.p50)),
+        q("0.95", p.map(|p| p.p95)),
+        q("0.99", p.map(|p| p.p99)),
+        q("1", p.map(|p| p.max)),
+    ];
+    newest(m, "label_health", series, r.key.win.end, &values);
+    m.evict(
+        "label_health",
+        &[
+            LABEL_COMPLETENESS,
+            LABEL_EVENTS,
+            LABEL_UNLABELED,
+            LABEL_ORPHANS,
+            LABEL_LATENCY,
+        ],
+    );
+}
+
+/// A drift row.
+pub fn drift(m: &mut Metrics, r: &DriftRow, diff: isize, ctx: &Format) {
+    let Some(d) = &ctx.drift else { return };
+    if diff <= 0 || r.status != Status::Final {
+        return;
+    }
+    let stats = r.stats(d);
+    let mut series = window_labels(ctx, &r.key.win);
+    series.push(("segment", r.key.segment.to_string()));
+    series.push(("feature", d.features[r.key.feature as usize].name.clone()));
+    series.push(("model_version", r.key.model.to_string()));
+    let mut values: Vec<(&'static str, Labels, Option<f64>)> = DRIFT_STATS
+        .iter()
+        .map(|s| {
+            (
+                DRIFT,
+                vec![("statistic", s.name().to_string())],
+                stats.get(*s),
+            )
+        })
+        .collect();
+    values.push((DRIFT_COUNT, vec![], Some(stats.count as f64)));
+    newest(m, "drift", series, r.key.win.end, &values);
+    m.evict("drift", &[DRIFT, DRIFT_COUNT]);
+}
+
+/// An entity-features row: freshness of the newest final window's entities.
+pub fn features(m: &mut Metrics, r: &FeatureRow, diff: isize, ctx: &Format) {
+    if r.status != Status::Final {
+        return;
+    }
+    let family = ctx.windows.name(&r.key.win).to_string();
+    let end = r.key.win.end;
+    let (newest, values) = m.freshness.entry(family.clone()).or_default();
+    if end < *newest {
+        return;
+    }
+    if end > *newest {
+        *newest = end;
+        values.clear();
+    }
+    let f = end.saturating_sub(r.agg.last_time);
+    let n = values.entry(f).or_insert(0);
+    *n += diff as i64;
+    if *n == 0 {
+        values.remove(&f);
+    }
+    let (lo, hi) = (
+        values.keys().next().copied(),
+        values.keys().next_back().copied(),
+    );
+    for (stat, v) in [("min", lo), ("max", hi)] {
+        let labels = vec![("window", family.clone()), ("stat", stat.to_string())];
+        match v {
+            Some(v) => m
+                .registry
+                .set(FRESHNESS, help(FRESHNESS), labels, v as f64 / 1000.0),
+            None => m.registry.remove(FRESHNESS, &labels),
+        }
+    }
+}
+
+/// An ingest row.
+pub fn ingest(m: &mut Metrics, r: &IngestRow, diff: isize) {
+    if diff <= 0 {
+        return;
+    }
+    for (outcome, v) in [
+        ("read", r.read),
+        ("accepted", r.accepted),
+        ("dead_lettered", r.dead_lettered),
+    ] {
+        let labels = vec![("stream", r.stream.clone()), ("outcome", outcome.into())];
+        m.registry.set_total(INGEST, help(INGEST), labels, v as f64);
+    }
+}
+
+/// A dead letter.
+pub fn dead_letter(m: &mut Metrics, r: &DeadLetter, diff: isize) {
+    let field = if r.field.is_empty() {
+        "(record)".to_string()
+    } else {
+        r.field.clone()
+    };
+    let labels = vec![
+        ("stream", r.stream.clone()),
+        ("field", field),
+        (
+            "reason",
+            crate::records::reason_class(&r.reason).to_string(),
+        ),
+    ];
+    m.registry.add(DEAD, help(DEAD), labels, diff as f64);
+}
+
+/// A drift detection.
+pub fn detection(m: &mut Metrics, r: &DetectionRow, diff: isize, ctx: &Format) {
+    let Some(d) = &ctx.drift else { return };
+    let name = d.detectors[r.detector as usize].name();
+    let labels = vec![("detector", name.to_string())];
+    m.registry
+        .add(DETECTIONS, help(DETECTIONS), labels, diff as f64);
+}
+
+/// A published model version.
+pub fn version(m: &mut Metrics, _r: &VersionRow, diff: isize) {
+    m.registry
+        .add(VERSIONS, help(VERSIONS), vec![], diff as f64);
+}
+
+/// A learner decision.
+pub fn decision(m: &mut Metrics, r: &DecisionRow, diff: isize) {
+    let labels = vec![("action", r.action.name().to_string())];
+    m.registry
+        .add(DECISIONS, help(DECISIONS), labels, diff as f64);
+    match (r.action, diff > 0) {
+        (Action::Pause, true) => m.registry.set(PAUSED, help(PAUSED), vec![], 1.0),
+        (Action::Resume, true) => m.registry.set(PAUSED, help(PAUSED), vec![], 0.0),
+        _ => {}
+    }
+}
+
+/// A quarantined example.
+pub fn quarantine(m: &mut Metrics, r: &QuarantineRow, diff: isize) {
+    let defence = r.reason.split(':').next().unwrap_or("").to_string();
+    let labels = vec![("defence", defence)];
+    m.registry
+        .add(QUARANTINED, help(QUARANTINED), labels, diff as f64);
+}
+
+/// An alert state change.
+pub fn alert(m: &mut Metrics, r: &AlertEvent, diff: isize, ctx: &Format) {
+    let rule = &ctx.alerts[r.rule as usize];
+    let severity = format!("{:?}", rule.severity);
+    let state = if r.firing { "firing" } else { "resolved" };
+    let labels = vec![
+        ("rule", rule.name.clone()),
+        ("severity", severity.clone()),
+        ("state", state.to_string()),
+    ];
+    m.registry
+        .add(ALERT_EVENTS, help(ALERT_EVENTS), labels, diff as f64);
+    let n = m
+        .firing
+        .entry((rule.name.clone(), severity.clone()))
+        .or_insert(0);
+    *n += if r.firing {
+        diff as i64
+    } else {
+        -(diff as i64)
+    };
+    let n = *n;
+    let labels = vec![("rule", rule.name.clone()), ("severity", severity)];
+    m.registry
+        .set(ALERTS_FIRING, help(ALERTS_FIRING), labels, n as f64);
+}
+
+/// The lines of `output` below `ts` are reflected.
+pub fn written_below(m: &mut Metrics, output: &str, ts: u64) {
+    let labels = vec![("output", output.to_string())];
+    m.registry
+        .set(WRITTEN_BELOW, help(WRITTEN_BELOW), labels, timestamp(ts));
+}
+
+/// A timely timestamp as a sample value: `u64::MAX` (the end of input) is `+Inf`.
+pub fn timestamp(ts: u64) -> f64 {
+    if ts == u64::MAX {
+        f64::INFINITY
+    } else {
+        ts as f64
+    }
+}
