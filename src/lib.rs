@@ -29,6 +29,7 @@ pub mod outputs;
 pub mod records;
 pub mod registry;
 pub mod replay;
+pub mod report;
 pub mod runtime;
 pub mod schema;
 pub mod sources;

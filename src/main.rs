@@ -11,7 +11,7 @@ use tidemark::runtime::{iso_time, run, RunOptions, RunSummary};
 
 /// Streaming model monitoring and online learning on timely/differential dataflow.
 #[derive(Parser)]
-#[command(name = "tidemark", version, about)]
+#[command(name = "tidemark", version, about, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -95,6 +95,15 @@ enum Command {
         #[command(subcommand)]
         op: ModelsOp,
     },
+    /// Render a job's changelogs as a self-contained HTML report with plots.
+    Report {
+        /// The job's output directory (its changelogs).
+        #[arg(long)]
+        outputs: PathBuf,
+        /// The HTML file to write.
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
     /// Check job files and their schemas; report every problem with file, key and reason.
     Validate {
         /// Job files (TOML).
@@ -132,6 +141,17 @@ enum ModelsOp {
         /// Why (recorded in the history).
         #[arg(long, default_value = "rolled back by an operator")]
         reason: String,
+    },
+    /// Write a version's model card (Markdown): training, metrics per segment, drift, limits.
+    Card {
+        /// The version (e.g. v000003).
+        version: String,
+        /// The job's output directory, for metrics per segment and drift at training time.
+        #[arg(long)]
+        outputs: Option<PathBuf>,
+        /// Write the card to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Let a job whose updates were paused by a rollback learn again from its next start.
     Resume {
@@ -316,6 +336,7 @@ fn main() -> ExitCode {
         Command::Verify { a, b, from, to } => cmd_verify(&a, &b, from, to),
         Command::Inspect { dir } => cmd_inspect(&dir),
         Command::Models { registry, op } => cmd_models(&registry, op),
+        Command::Report { outputs, out } => cmd_report(&outputs, &out),
         Command::Profile(a) => cmd_profile(a),
         Command::Bench {
             events,
@@ -802,6 +823,18 @@ fn cmd_verify(
     }
 }
 
+fn cmd_report(outputs: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
+    let html = tidemark::report::render(outputs).map_err(|e| e.to_string())?;
+    tidemark::replay::segment::write_atomic(out, html.as_bytes()).map_err(|e| e.to_string())?;
+    println!(
+        "report of {}: {} ({} bytes)",
+        outputs.display(),
+        out.display(),
+        html.len()
+    );
+    Ok(())
+}
+
 fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
     use tidemark::registry::{ops, Registry};
     let changes = matches!(
@@ -819,6 +852,21 @@ fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
         ModelsOp::List => print!("{}", ops::list(&reg).map_err(e)?),
         ModelsOp::Show { version } => print!("{}", ops::show(&reg, &version).map_err(e)?),
         ModelsOp::Diff { a, b } => print!("{}", ops::diff(&reg, &a, &b).map_err(e)?),
+        ModelsOp::Card {
+            version,
+            outputs,
+            out,
+        } => {
+            let card =
+                tidemark::registry::card::card(dir, &version, outputs.as_deref()).map_err(e)?;
+            match out {
+                Some(path) => {
+                    tidemark::replay::segment::write_atomic(&path, card.as_bytes()).map_err(e)?;
+                    println!("model card of {version}: {}", path.display());
+                }
+                None => print!("{card}"),
+            }
+        }
         ModelsOp::Promote { version, reason } => {
             ops::promote(&reg, &version, &reason).map_err(e)?;
             println!("champion: {version}");

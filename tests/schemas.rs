@@ -273,7 +273,7 @@ fn output_rows_match_their_schema_files() {
             segment: "all".into(),
             model: model.into(),
             feature: feature.into(),
-            win: win.clone(),
+            win,
             firing,
             value: 0.7f64.to_bits(),
             bound: 0.2f64.to_bits(),

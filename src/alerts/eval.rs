@@ -188,7 +188,7 @@ impl AlertState {
                 segment: o.segment.clone(),
                 model: o.model.clone(),
                 feature: o.feature.clone(),
-                win: o.win.clone(),
+                win: o.win,
                 firing: breach,
                 value: shown.to_bits(),
                 bound: bound.to_bits(),

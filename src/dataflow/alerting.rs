@@ -99,7 +99,7 @@ fn observe(
                 segment: segment.to_string(),
                 model,
                 feature,
-                win: win.clone(),
+                win: *win,
                 value: v.to_bits(),
                 count,
             });

@@ -8,6 +8,7 @@
 //! numbers are wrong is refused, naming the file and the field.
 
 pub mod atomic;
+pub mod card;
 pub mod ops;
 
 use std::path::{Path, PathBuf};
