@@ -1,11 +1,12 @@
 //! The alert state machine: final windows' values in, firing and resolved events out.
 //!
 //! An alert is one rule on one series (window family, segment, model version or feature). Each
-//! final window of the series with at least `min_count` examples is evaluated once, in window
-//! order; an amendment of the newest evaluated window re-evaluates it, older windows only
-//! update the baseline. The alert fires when an evaluation breaches and resolves when a later
-//! one does not. Windows below the minimum sample size change nothing. The state is a pure
-//! function of the evaluations seen, so it can be snapshotted and resumed exactly.
+//! window of the series is evaluated once, in window order: when it becomes final with at least
+//! `min_count` examples (or when an amendment first brings a final window to `min_count`). Later
+//! amendments of a window (late labels) update the baseline but are not evaluated again, so an
+//! alert cannot flap on a window's value wandering around the bound. The alert fires when an
+//! evaluation breaches and resolves when a later window's does not. The state is a pure function
+//! of the observations seen, so it can be snapshotted and resumed exactly.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -165,11 +166,16 @@ impl AlertState {
                 (breach, value, bound, Some(base))
             }
             Condition::Burn { objective, factor } => {
-                let e = alert.families.entry(o.win.family).or_insert(seen);
-                if seen.end < e.end {
-                    return;
+                match alert.families.get_mut(&o.win.family) {
+                    Some(e) if seen.end < e.end => return,
+                    Some(e) if seen.end == e.end => {
+                        *e = seen;
+                        return;
+                    }
+                    _ => {
+                        alert.families.insert(o.win.family, seen);
+                    }
                 }
-                *e = seen;
                 if alert.families.len() < rule.families.len() {
                     return;
                 }
@@ -200,8 +206,8 @@ impl AlertState {
 }
 
 impl Alert {
-    /// Takes `seen` as the newest window (or its amendment), keeping `keep` earlier windows;
-    /// false when it is older than the newest (then only the history is amended).
+    /// Takes `seen` as the newest window, keeping `keep` earlier windows; true when it is to
+    /// be evaluated (a new window), false for an amendment (which only updates the values).
     fn advance(&mut self, seen: Seen, keep: usize) -> bool {
         match self.current {
             Some(c) if seen.end < c.end => {
@@ -212,7 +218,7 @@ impl Alert {
             }
             Some(c) if seen.end == c.end => {
                 self.current = Some(seen);
-                true
+                false
             }
             prev => {
                 if let (Some(p), true) = (prev, keep > 0) {
@@ -295,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn amending_the_newest_window_re_evaluates_it() {
+    fn amendments_do_not_flap_and_late_qualifiers_are_evaluated_once() {
         let r = rule(
             Condition::Threshold {
                 above: None,
@@ -303,8 +309,14 @@ mod tests {
             },
             vec![0],
         );
-        let seq = [obs(0, 10, 0.7, 50), obs(0, 10, 0.9, 60)];
-        assert_eq!(run(&r, &seq), vec![(10, true), (10, false)]);
+        let seq = [
+            obs(0, 10, 0.7, 50), // fires
+            obs(0, 10, 0.9, 60), // amended above the bound: not evaluated again
+            obs(0, 20, 0.7, 5),  // too few examples when final
+            obs(0, 20, 0.9, 40), // an amendment brings it to min_count: evaluated, resolves
+            obs(0, 20, 0.5, 45), // amended again: not evaluated
+        ];
+        assert_eq!(run(&r, &seq), vec![(10, true), (20, false)]);
     }
 
     #[test]

@@ -210,6 +210,8 @@ pub fn assert_same_outputs(a: &Path, b: &Path, what: &str) -> usize {
             .filter(|(n, _)| {
                 !n.ends_with("MANIFEST.json")
                     && !n.ends_with("LOCK")
+                    // Operational metrics (wall-clock latencies and lags), not a result.
+                    && !n.ends_with("metrics.prom")
                     && !n.contains("replay/state/")
             })
             .collect()
