@@ -33,6 +33,7 @@ impl Shared {
             ..Default::default()
         };
         observe::declare(&mut m.registry, job);
+        sampler::declare(&mut m.registry);
         Shared(Arc::new(Mutex::new(m)))
     }
 

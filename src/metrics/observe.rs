@@ -85,6 +85,7 @@ pub fn declare(r: &mut Registry, job: &crate::config::Job) {
         r.declare(VERSIONS, Kind::Counter, help(VERSIONS));
         r.declare(DECISIONS, Kind::Counter, help(DECISIONS));
         r.declare(PAUSED, Kind::Gauge, help(PAUSED));
+        r.declare(QUARANTINED, Kind::Counter, help(QUARANTINED));
     }
     if !job.alerts.is_empty() {
         r.declare(ALERTS_FIRING, Kind::Gauge, help(ALERTS_FIRING));

@@ -18,6 +18,12 @@ const COMMIT: &str = "tidemark_replay_commit_duration_seconds";
 const COMMIT_HELP: &str = "Time to commit a replay-buffer boundary (segments, state, manifest).";
 const COMMIT_BOUNDS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
+/// Declares the run loop's histograms, so a scrape shows them before their first observation.
+pub fn declare(r: &mut super::Registry) {
+    r.declare(LATENCY, super::Kind::Histogram, LATENCY_HELP);
+    r.declare(COMMIT, super::Kind::Histogram, COMMIT_HELP);
+}
+
 /// Samples the process's progress into the metrics (worker 0 of process 0).
 pub struct Sampler {
     shared: Shared,
