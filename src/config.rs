@@ -656,6 +656,10 @@ impl Job {
             };
             text.push_str(&format!("|learn|{spec:?}"));
         }
+        // The alert state refers to rules by position.
+        if !s.alerts.is_empty() {
+            text.push_str(&format!("|alerts|{:?}", s.alerts));
+        }
         crate::replay::segment::sha256_hex(text.as_bytes())
     }
 

@@ -177,7 +177,7 @@ fn communication(opts: &RunOptions) -> Result<timely::CommunicationConfig> {
 }
 
 /// The output files a run writes, by name.
-const OUTPUTS: [&str; 12] = [
+const OUTPUTS: [&str; 13] = [
     "quality",
     "label_health",
     "entity_features",
@@ -190,6 +190,7 @@ const OUTPUTS: [&str; 12] = [
     "model_decisions",
     "quarantine",
     "shadow",
+    "alerts",
 ];
 
 /// Runs `job` to completion, recording its replay buffer; resumes an interrupted run from its
@@ -207,6 +208,18 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
         Some(crate::replay::lock(&dir)?)
     } else {
         None
+    };
+    // The endpoint is bound before anything in the output directory is touched: a taken port
+    // must not cost a finished run its outputs.
+    let server = match (&opts.metrics, writes) {
+        (Some(addr), true) => {
+            let shared = crate::metrics::Shared::new(&job);
+            let server = crate::metrics::Server::start(addr, shared.clone())?;
+            tracing::info!("metrics at http://{}/metrics", server.addr());
+            eprintln!("metrics: http://{}/metrics", server.addr());
+            Some((shared, server))
+        }
+        _ => None,
     };
     // `--fresh` must work on a buffer that no longer loads (damaged, or another job's).
     let mut manifest = if opts.fresh {
@@ -283,7 +296,14 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
             }
         }
     };
-    execute(job, opts, plan, out_dir)
+    let mut plan = plan;
+    if let Some((shared, _)) = &server {
+        if let Some(s) = plan.state.state.as_ref().and_then(|s| s.alerts.as_ref()) {
+            crate::metrics::observe::seed_alerts(&mut shared.lock(), s, &job.alerts);
+        }
+        plan.metrics = Some(shared.clone());
+    }
+    execute(job, opts, plan, out_dir, server.map(|(_, s)| s))
 }
 
 /// The time replayed records below it are collapsed to, for outputs written from `first`:
@@ -313,7 +333,7 @@ fn state_start(
         }),
         None => Err(Error::replay(
             dir.join(crate::replay::manifest::MANIFEST),
-            format!("the buffer holds no operator state (drift detectors, learner) at its commit point {below}"),
+            format!("the buffer holds no operator state (drift detectors, learner, alert rules) at its commit point {below}"),
         )),
     }
 }
@@ -346,6 +366,10 @@ fn start_over(out_dir: &Path, dir: &Path) -> Result<()> {
         crate::replay::segment::sync_dir(dir)?;
     }
     crate::replay::clean(dir, None)?;
+    let prom = out_dir.join("metrics.prom");
+    if prom.exists() {
+        std::fs::remove_file(&prom).map_err(|e| Error::io(&prom, e))?;
+    }
     for name in OUTPUTS {
         for ext in ["jsonl", "parquet"] {
             let p = out_dir.join(format!("{name}.{ext}"));
@@ -410,7 +434,7 @@ pub fn replay(
             return Err(Error::replay(
                 buffer.join(crate::replay::manifest::MANIFEST),
                 format!(
-                    "no operator state (drift detectors, learner) at or before ts {} is kept (retention removed it)",
+                    "no operator state (drift detectors, learner, alert rules) at or before ts {} is kept (retention removed it)",
                     range.start
                 ),
             ))
@@ -455,7 +479,7 @@ pub fn replay(
         publish: false,
         metrics: None,
     };
-    execute(job, opts, plan, out_dir)
+    execute(job, opts, plan, out_dir, None)
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
@@ -471,22 +495,10 @@ fn execute(
     opts: &RunOptions,
     plan: crate::dataflow::Plan,
     out_dir: PathBuf,
+    server: Option<crate::metrics::Server>,
 ) -> Result<Option<RunSummary>> {
     let start = Instant::now();
     let resumed_from = plan.live.as_ref().map(|r| r.below).filter(|b| *b > 0);
-    let mut plan = plan;
-    // Metrics are served by the process that writes the outputs, of live runs only.
-    let server = match (&opts.metrics, opts.process, &plan.live) {
-        (Some(addr), 0, Some(_)) => {
-            let shared = crate::metrics::Shared::new(&job);
-            let server = crate::metrics::Server::start(addr, shared.clone())?;
-            tracing::info!("metrics at http://{}/metrics", server.addr());
-            eprintln!("metrics: http://{}/metrics", server.addr());
-            plan.metrics = Some(shared);
-            Some(server)
-        }
-        _ => None,
-    };
     let plan = Arc::new(plan);
     let metrics = plan.metrics.clone();
     let config = timely::Config {

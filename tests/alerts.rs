@@ -450,3 +450,30 @@ fn alerts_fire_and_resolve_where_the_changelogs_say() {
     assert_eq!(replayed, in_range(&got));
     assert!(!replayed.is_empty(), "the range holds alert records");
 }
+
+#[test]
+fn every_runbook_an_alert_names_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut named = BTreeSet::new();
+    for entry in std::fs::read_dir(root.join("dataflows")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let job = Job::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            named.extend(job.alerts.iter().map(|r| r.runbook.clone()));
+        }
+    }
+    use tidemark::alerts::spec::Metric;
+    for m in [
+        Metric::Accuracy,
+        Metric::LabeledFraction,
+        Metric::Drift(tidemark::drift::spec::Statistic::Psi),
+    ] {
+        named.insert(m.default_runbook().to_string());
+    }
+    assert!(named.len() >= 3, "{named:?}");
+    for r in &named {
+        let text = std::fs::read_to_string(root.join(r)).unwrap_or_else(|e| panic!("{r}: {e}"));
+        assert!(text.contains("tidemark "), "{r} names no command");
+        assert!(text.contains("tidemark_"), "{r} names no metric");
+    }
+}

@@ -483,6 +483,36 @@ fn the_endpoint_serves_valid_text_whose_values_match_the_changelogs() {
         check(&parse(s), &out, false);
     }
     let last = std::fs::read_to_string(out.join("metrics.prom")).unwrap();
+    // Every metric the dashboard and the reference name is one the job exposes.
+    let families: std::collections::BTreeSet<&str> = last
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for doc in ["docs/grafana-dashboard.json", "docs/metrics.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        let mut named = 0;
+        for (i, _) in text.match_indices("tidemark_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name.ends_with('_') {
+                continue; // a prefix, as in tidemark_source_*
+            }
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| families.contains(f)))
+                .unwrap_or(&name);
+            assert!(
+                families.contains(family),
+                "{doc} names {name}, which the job does not expose"
+            );
+            named += 1;
+        }
+        assert!(named > 10, "{doc}");
+    }
     let last = parse(&last);
     assert_eq!(written_below(&last, "quality"), u64::MAX);
     check(&last, &out, true);

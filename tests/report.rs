@@ -68,6 +68,7 @@ fn demo() -> &'static Demo {
             .arg("--out")
             .arg(&out)
             .arg("--no-progress")
+            .args(["--metrics", "127.0.0.1:0"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()

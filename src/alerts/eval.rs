@@ -63,7 +63,7 @@ pub struct AlertEvent {
 /// One evaluated window.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Seen {
-    end: u64,
+    win: Win,
     value: f64,
     count: u64,
 }
@@ -86,22 +86,35 @@ type Key = (u16, u16, String, String, String);
 
 /// The state of every alert.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(from = "Vec<(Key, Alert)>", into = "Vec<(Key, Alert)>")]
+#[serde(from = "Repr", into = "Repr")]
 pub struct AlertState {
     alerts: BTreeMap<Key, Alert>,
+    /// The newest window end observed per (rule, family key), evaluable or not.
+    newest: BTreeMap<(u16, u16), u64>,
 }
 
-impl From<Vec<(Key, Alert)>> for AlertState {
-    fn from(v: Vec<(Key, Alert)>) -> Self {
+/// [`AlertState`] as JSON (whose map keys must be strings).
+#[derive(Serialize, Deserialize)]
+struct Repr {
+    alerts: Vec<(Key, Alert)>,
+    newest: Vec<((u16, u16), u64)>,
+}
+
+impl From<Repr> for AlertState {
+    fn from(r: Repr) -> Self {
         AlertState {
-            alerts: v.into_iter().collect(),
+            alerts: r.alerts.into_iter().collect(),
+            newest: r.newest.into_iter().collect(),
         }
     }
 }
 
-impl From<AlertState> for Vec<(Key, Alert)> {
+impl From<AlertState> for Repr {
     fn from(s: AlertState) -> Self {
-        s.alerts.into_iter().collect()
+        Repr {
+            alerts: s.alerts.into_iter().collect(),
+            newest: s.newest.into_iter().collect(),
+        }
     }
 }
 
@@ -111,15 +124,61 @@ impl AlertState {
         self.alerts.values().filter(|a| a.firing).count()
     }
 
+    /// Alerts firing now, per rule index.
+    pub fn firing_by_rule(&self) -> BTreeMap<u16, i64> {
+        let mut out = BTreeMap::new();
+        for ((rule, ..), a) in &self.alerts {
+            if a.firing {
+                *out.entry(*rule).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    /// Forgets alerts whose series has had no evaluated window for longer than `retention`
+    /// behind the newest window of their rule and family (a segment or model version that
+    /// stopped): a firing one resolves, with no bound. Keeps the state bounded.
+    pub fn expire(&mut self, retention: u64, out: &mut Vec<AlertEvent>) {
+        let newest = &self.newest;
+        let mut ended = Vec::new();
+        for (key, a) in &self.alerts {
+            let last = a
+                .current
+                .iter()
+                .chain(a.families.values())
+                .max_by_key(|s| s.win.end);
+            let Some(last) = last else { continue };
+            let top = newest.get(&(key.0, key.1)).copied().unwrap_or(0);
+            if last.win.end.saturating_add(retention) < top {
+                ended.push((key.clone(), a.firing, *last));
+            }
+        }
+        for (key, firing, last) in ended {
+            self.alerts.remove(&key);
+            if firing {
+                let (rule, _, segment, model, feature) = key;
+                out.push(AlertEvent {
+                    rule,
+                    segment,
+                    model,
+                    feature,
+                    win: last.win,
+                    firing: false,
+                    value: last.value.to_bits(),
+                    bound: f64::NAN.to_bits(),
+                    baseline: None,
+                    count: last.count,
+                });
+            }
+        }
+    }
+
     /// Evaluates one observation; a state change is pushed to `out`.
     pub fn observe(&mut self, rules: &[Rule], o: &Observation, out: &mut Vec<AlertEvent>) {
         let rule = &rules[o.rule as usize];
-        if o.count < rule.min_count {
-            return;
-        }
         let value = f64::from_bits(o.value);
         let seen = Seen {
-            end: o.win.end,
+            win: o.win,
             value,
             count: o.count,
         };
@@ -127,6 +186,11 @@ impl AlertState {
             Condition::Burn { .. } => u16::MAX,
             _ => o.win.family,
         };
+        let newest = self.newest.entry((o.rule, family)).or_insert(0);
+        *newest = (*newest).max(o.win.end);
+        if o.count < rule.min_count {
+            return;
+        }
         let key = (
             o.rule,
             family,
@@ -167,8 +231,8 @@ impl AlertState {
             }
             Condition::Burn { objective, factor } => {
                 match alert.families.get_mut(&o.win.family) {
-                    Some(e) if seen.end < e.end => return,
-                    Some(e) if seen.end == e.end => {
+                    Some(e) if seen.win.end < e.win.end => return,
+                    Some(e) if seen.win.end == e.win.end => {
                         *e = seen;
                         return;
                     }
@@ -210,13 +274,13 @@ impl Alert {
     /// be evaluated (a new window), false for an amendment (which only updates the values).
     fn advance(&mut self, seen: Seen, keep: usize) -> bool {
         match self.current {
-            Some(c) if seen.end < c.end => {
-                if let Some(h) = self.history.iter_mut().find(|h| h.end == seen.end) {
+            Some(c) if seen.win.end < c.win.end => {
+                if let Some(h) = self.history.iter_mut().find(|h| h.win.end == seen.win.end) {
                     *h = seen;
                 }
                 false
             }
-            Some(c) if seen.end == c.end => {
+            Some(c) if seen.win.end == c.win.end => {
                 self.current = Some(seen);
                 false
             }
@@ -364,6 +428,32 @@ mod tests {
             obs(0, 130, 0.85, 50), // short 1.5: resolves
         ];
         assert_eq!(run(&r, &seq), vec![(120, true), (130, false)]);
+    }
+
+    #[test]
+    fn series_that_stop_expire_and_resolve() {
+        let r = rule(
+            Condition::Threshold {
+                above: None,
+                below: Some(0.8),
+            },
+            vec![0],
+        );
+        let mut st = AlertState::default();
+        let mut out = Vec::new();
+        let rules = std::slice::from_ref(&r);
+        st.observe(rules, &obs(0, 10, 0.5, 50), &mut out); // v1 fires
+        let mut v2 = obs(0, 100, 0.9, 50);
+        v2.model = "v2".into();
+        st.observe(rules, &v2, &mut out);
+        st.expire(100, &mut out); // 10 + 100 is not behind 100
+        assert_eq!(out.len(), 1);
+        v2.win.end = 200;
+        st.observe(rules, &v2, &mut out);
+        st.expire(100, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(!out[1].firing && out[1].model == "v1" && f64::from_bits(out[1].bound).is_nan());
+        assert_eq!(st.alerts.len(), 1, "only v2 is left");
     }
 
     #[test]

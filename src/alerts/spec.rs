@@ -202,6 +202,13 @@ impl Rule {
     }
 }
 
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// Validates `[[alerts]]` and `[[drift.alerts]]` into one rule list (the `[[alerts]]` first);
 /// an error is `(key, reason)`.
 pub fn rules(
@@ -214,12 +221,7 @@ pub fn rules(
     for (i, a) in alerts.iter().enumerate() {
         let key = |k: &str| format!("alerts[{i}].{k}");
         let bad = |k: &str, r: &str| Err((key(k), r.to_string()));
-        if a.name.is_empty()
-            || !a
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if !valid_name(&a.name) {
             return bad(
                 "name",
                 "must be non-empty ASCII letters, digits, '_' or '-'",
@@ -293,6 +295,9 @@ pub fn rules(
         }
         fams.sort_unstable();
         fams.dedup();
+        if a.min_count == 0 {
+            return bad("min_count", "must be at least 1");
+        }
         if a.model == ModelRole::Online && a.metric.output() != "quality" {
             return bad("model", "only quality metrics have an online model");
         }
@@ -320,6 +325,12 @@ pub fn rules(
             .name
             .clone()
             .unwrap_or_else(|| format!("drift_{}_{i}", d.statistic.name()));
+        if !valid_name(&name) {
+            return Err((
+                format!("drift.alerts[{i}].name"),
+                "must be non-empty ASCII letters, digits, '_' or '-'".into(),
+            ));
+        }
         if out.iter().any(|r| r.name == name) {
             return Err((
                 format!("drift.alerts[{i}].name"),

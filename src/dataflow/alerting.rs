@@ -118,6 +118,8 @@ pub struct AlertStart {
     pub segment_ms: u64,
     /// Receives snapshots (worker 0 of a recording run).
     pub snapshots: Option<Snapshots>,
+    /// How long a series may go without an evaluated window before its alert is forgotten.
+    pub retention_ms: u64,
 }
 
 /// The `alerts` changelog of `rules` over the job's final windows.
@@ -130,6 +132,7 @@ pub fn alerts<'s>(
     drift_rows: &VecCollection<'s, u64, DriftRow>,
     start: AlertStart,
 ) -> VecCollection<'s, u64, AlertEvent> {
+    let retention = start.retention_ms;
     let r = rules.clone();
     let q = quality
         .clone()
@@ -163,6 +166,7 @@ pub fn alerts<'s>(
             for (o, _) in batch.into_iter().filter(|(_, r)| *r > 0) {
                 state.observe(&rules, &o, &mut events);
             }
+            state.expire(retention, &mut events);
             out.extend(events.into_iter().map(|e| (e, 1)));
         },
     )

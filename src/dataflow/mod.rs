@@ -284,7 +284,7 @@ pub fn build(
         decisions: sink_if(job.learn.is_some(), writer, "model_decisions", keep)?,
         quarantine: sink_if(job.learn.is_some(), writer, "quarantine", false)?,
         shadow: sink_if(job.learn.is_some(), writer, "shadow", false)?,
-        alerts: sink_if(!job.alerts.is_empty(), writer, "alerts", keep)?,
+        alerts: sink_if(!job.alerts.is_empty(), writer, "alerts", false)?,
     };
     fn setup<R>(s: &Rc<RefCell<SinkState<R>>>, plan: &Plan) -> Result<()> {
         let mut s = s.borrow_mut();
@@ -510,6 +510,7 @@ pub fn build(
                     first: plan.state.at,
                     segment_ms,
                     snapshots: alert_snapshots.clone(),
+                    retention_ms: t.retention_ms,
                 },
             )
         };

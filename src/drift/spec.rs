@@ -132,7 +132,7 @@ pub enum Severity {
 }
 
 /// One alert rule: a statistic crossing a threshold in a window with enough values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertRule {
     /// The statistic watched.
@@ -163,9 +163,45 @@ fn default_min_count() -> u64 {
     100
 }
 
+// Written out so that rules without a name or runbook print as they did before those fields
+// existed: the text is part of the job's fingerprint, and buffers of unchanged jobs must resume.
+impl std::fmt::Debug for AlertRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("AlertRule");
+        d.field("statistic", &self.statistic)
+            .field("above", &self.above)
+            .field("below", &self.below)
+            .field("severity", &self.severity)
+            .field("features", &self.features)
+            .field("min_count", &self.min_count);
+        if let Some(n) = &self.name {
+            d.field("name", n);
+        }
+        if let Some(r) = &self.runbook {
+            d.field("runbook", r);
+        }
+        d.finish()
+    }
+}
+
 impl AlertRule {
     /// Whether `value` breaches the rule.
     pub fn breached(&self, value: f64) -> bool {
         self.above.is_some_and(|a| value > a) || self.below.is_some_and(|b| value < b)
+    }
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::*;
+
+    #[test]
+    fn rules_without_name_or_runbook_print_as_before_those_fields() {
+        let r: AlertRule =
+            toml::from_str("statistic = \"psi\"\nabove = 0.2\nseverity = \"P2\"").unwrap();
+        assert_eq!(
+            format!("{r:?}"),
+            "AlertRule { statistic: Psi, above: Some(0.2), below: None, severity: P2, features: [], min_count: 100 }"
+        );
     }
 }

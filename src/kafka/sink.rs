@@ -23,7 +23,7 @@ use super::{KafkaSpec, METADATA_TIMEOUT};
 use crate::error::{Error, Result};
 
 /// Outputs that can go to Kafka, with the columns that key their lines.
-pub const KEYS: [(&str, &[&str]); 12] = [
+pub const KEYS: [(&str, &[&str]); 13] = [
     (
         "quality",
         &["window", "window_start", "segment", "model_version"],
@@ -56,6 +56,11 @@ pub const KEYS: [(&str, &[&str]); 12] = [
     (
         "shadow",
         &["window", "window_start", "segment", "model_version"],
+    ),
+    // One series' records share a partition, so firing and resolved stay in order.
+    (
+        "alerts",
+        &["rule", "window", "segment", "model_version", "feature"],
     ),
 ];
 

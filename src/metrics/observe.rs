@@ -251,8 +251,12 @@ pub fn drift(m: &mut Metrics, r: &DriftRow, diff: isize, ctx: &Format) {
 
 /// An entity-features row: freshness of the newest final window's entities.
 pub fn features(m: &mut Metrics, r: &FeatureRow, diff: isize, ctx: &Format) {
-    if r.status != Status::Final {
-        return;
+    // A retirement retracts the final row and adds a retired one with the same value, which is
+    // counted back in; retired rows are never retracted.
+    match r.status {
+        Status::Final => {}
+        Status::Retired if diff > 0 => {}
+        _ => return,
     }
     let family = ctx.windows.name(&r.key.win).to_string();
     let end = r.key.win.end;
@@ -267,7 +271,8 @@ pub fn features(m: &mut Metrics, r: &FeatureRow, diff: isize, ctx: &Format) {
     let f = end.saturating_sub(r.agg.last_time);
     let n = values.entry(f).or_insert(0);
     *n += diff as i64;
-    if *n == 0 {
+    // A retraction of a row this process never counted (a restart) leaves nothing behind.
+    if *n <= 0 {
         values.remove(&f);
     }
     let (lo, hi) = (
@@ -302,18 +307,17 @@ pub fn ingest(m: &mut Metrics, r: &IngestRow, diff: isize) {
 
 /// A dead letter.
 pub fn dead_letter(m: &mut Metrics, r: &DeadLetter, diff: isize) {
-    let field = if r.field.is_empty() {
-        "(record)".to_string()
-    } else {
-        r.field.clone()
+    let reason = crate::records::reason_class(&r.reason);
+    // Schema fields are a bounded set; an unknown field's name comes from the input.
+    let field = match (r.field.is_empty(), reason) {
+        (true, _) => "(record)".to_string(),
+        (_, "unknown_field") => "(unknown)".to_string(),
+        _ => r.field.clone(),
     };
     let labels = vec![
         ("stream", r.stream.clone()),
         ("field", field),
-        (
-            "reason",
-            crate::records::reason_class(&r.reason).to_string(),
-        ),
+        ("reason", reason.to_string()),
     ];
     m.registry.add(DEAD, help(DEAD), labels, diff as f64);
 }
@@ -339,7 +343,10 @@ pub fn decision(m: &mut Metrics, r: &DecisionRow, diff: isize) {
     m.registry
         .add(DECISIONS, help(DECISIONS), labels, diff as f64);
     match (r.action, diff > 0) {
-        (Action::Pause, true) => m.registry.set(PAUSED, help(PAUSED), vec![], 1.0),
+        // A rollback pauses updates as well.
+        (Action::Pause | Action::Rollback, true) => {
+            m.registry.set(PAUSED, help(PAUSED), vec![], 1.0)
+        }
         (Action::Resume, true) => m.registry.set(PAUSED, help(PAUSED), vec![], 0.0),
         _ => {}
     }
@@ -351,6 +358,22 @@ pub fn quarantine(m: &mut Metrics, r: &QuarantineRow, diff: isize) {
     let labels = vec![("defence", defence)];
     m.registry
         .add(QUARANTINED, help(QUARANTINED), labels, diff as f64);
+}
+
+/// Alerts already firing when a resumed run starts (its state as of the commit point).
+pub fn seed_alerts(
+    m: &mut Metrics,
+    state: &crate::alerts::AlertState,
+    rules: &[crate::alerts::Rule],
+) {
+    for (rule, n) in state.firing_by_rule() {
+        let rule = &rules[rule as usize];
+        let severity = format!("{:?}", rule.severity);
+        m.firing.insert((rule.name.clone(), severity.clone()), n);
+        let labels = vec![("rule", rule.name.clone()), ("severity", severity)];
+        m.registry
+            .set(ALERTS_FIRING, help(ALERTS_FIRING), labels, n as f64);
+    }
 }
 
 /// An alert state change.

@@ -10,7 +10,7 @@ use crate::schema::Stream;
 use crate::sources::Progress;
 
 const LATENCY: &str = "tidemark_update_latency_seconds";
-const LATENCY_HELP: &str = "From the sources' watermark passing a timestamp to every changelog line below it being written (wall clock).";
+const LATENCY_HELP: &str = "From this process's sources' watermark passing a timestamp to every changelog line stamped below it being written (wall clock; lines are stamped at emit boundaries).";
 const LATENCY_BOUNDS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];

@@ -85,7 +85,15 @@ fn answer(mut conn: TcpStream, metrics: &Shared) -> std::io::Result<()> {
     conn.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
+    // One deadline for the whole request head: a client trickling bytes cannot hold the
+    // endpoint (or the process's exit, which joins this thread).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        conn.set_read_timeout(Some(left))?;
         let n = conn.read(&mut buf)?;
         if n == 0 || head.len() > 16 * 1024 {
             break;

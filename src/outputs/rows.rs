@@ -123,16 +123,31 @@ impl OutputRow for crate::alerts::AlertEvent {
         if !self.feature.is_empty() {
             series.push_str(&format!(", feature {}", self.feature));
         }
-        let message = format!(
-            "{} {state}: {} = {value:.6} against {bound:.6}{} in window {} [{}, {}), {series} ({} examples)",
+        let measure = match rule.condition {
+            crate::alerts::spec::Condition::Burn { .. } => {
+                format!("error-budget burn rate of {}", rule.metric.name())
+            }
+            _ => rule.metric.name().to_string(),
+        };
+        let message = if bound.is_nan() {
+            format!(
+                "{} resolved: {series} has had no window with enough examples for longer than the retention since window {} [{}, {})",
+                rule.name,
+                ctx.windows.name(&self.win),
+                crate::runtime::iso_time(self.win.start),
+                crate::runtime::iso_time(self.win.end),
+            )
+        } else {
+            format!(
+            "{} {state}: {measure} = {value:.6} against {bound:.6}{} in window {} [{}, {}), {series} ({} examples)",
             rule.name,
-            rule.metric.name(),
             baseline.map_or(String::new(), |b| format!(" (baseline {b:.6})")),
             ctx.windows.name(&self.win),
             crate::runtime::iso_time(self.win.start),
             crate::runtime::iso_time(self.win.end),
             self.count,
-        );
+        )
+        };
         let mut c = vec![
             ("rule", json!(rule.name)),
             ("severity", json!(rule.severity)),
