@@ -410,6 +410,41 @@ fn check(scrape: &[Sample], out: &Path, last: bool) {
     firing.retain(|_, v| *v != 0.0);
     assert_eq!(got, firing);
     if last {
+        // Freshness: min and max over the entities of each family's newest final window.
+        let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+        let mut fresh: BTreeMap<(String, u64, String), f64> = BTreeMap::new();
+        for r in common::changelog(out, "entity_features") {
+            let kept = r["diff"] == 1 && (r["status"] == "final" || r["status"] == "retired");
+            if !kept {
+                continue;
+            }
+            let (w, end) = (text(&r["window"]), r["window_end"].as_u64().unwrap());
+            if r["status"] == "final" {
+                let n = newest.entry(w.clone()).or_default();
+                *n = (*n).max(end);
+            }
+            let f = r["freshness_ms"].as_f64().unwrap() / 1000.0;
+            fresh.insert((w, end, text(&r["entity"])), f);
+        }
+        let mut want: BTreeMap<Vec<String>, f64> = BTreeMap::new();
+        for ((w, end, _), f) in &fresh {
+            if newest.get(w) == Some(end) {
+                let lo = want.entry(vec![w.clone(), "min".into()]).or_insert(*f);
+                *lo = lo.min(*f);
+                let hi = want.entry(vec![w.clone(), "max".into()]).or_insert(*f);
+                *hi = hi.max(*f);
+            }
+        }
+        assert!(!want.is_empty());
+        assert_eq!(
+            series(
+                scrape,
+                "tidemark_feature_freshness_seconds",
+                &["window", "stat"],
+                &[]
+            ),
+            want
+        );
         assert!(!firing.is_empty(), "the run fires alerts");
         let versions = common::changelog(out, "model_versions").len() as f64;
         let got = series(scrape, "tidemark_model_versions_published_total", &[], &[]);
