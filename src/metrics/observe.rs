@@ -173,7 +173,6 @@ pub fn quality(m: &mut Metrics, r: &QualityRow, diff: isize, ctx: &Format) {
         (QUALITY[4].0, vec![], Some(r.agg.count as f64)),
     ];
     newest(m, "quality", series, r.key.win.end, &values);
-    m.evict("quality", &QUALITY.map(|q| q.0));
 }
 
 /// A label-health row.
@@ -211,16 +210,6 @@ pub fn labels(m: &mut Metrics, r: &LabelRow, diff: isize, ctx: &Format) {
         q("1", p.map(|p| p.max)),
     ];
     newest(m, "label_health", series, r.key.win.end, &values);
-    m.evict(
-        "label_health",
-        &[
-            LABEL_COMPLETENESS,
-            LABEL_EVENTS,
-            LABEL_UNLABELED,
-            LABEL_ORPHANS,
-            LABEL_LATENCY,
-        ],
-    );
 }
 
 /// A drift row.
@@ -246,7 +235,6 @@ pub fn drift(m: &mut Metrics, r: &DriftRow, diff: isize, ctx: &Format) {
         .collect();
     values.push((DRIFT_COUNT, vec![], Some(stats.count as f64)));
     newest(m, "drift", series, r.key.win.end, &values);
-    m.evict("drift", &[DRIFT, DRIFT_COUNT]);
 }
 
 /// An entity-features row: freshness of the newest final window's entities.
@@ -403,8 +391,24 @@ pub fn alert(m: &mut Metrics, r: &AlertEvent, diff: isize, ctx: &Format) {
         .set(ALERTS_FIRING, help(ALERTS_FIRING), labels, n as f64);
 }
 
-/// The lines of `output` below `ts` are reflected.
+/// The lines of `output` below `ts` are reflected; series that ended are dropped (once per
+/// sink activation rather than per row: eviction walks every series of the output).
 pub fn written_below(m: &mut Metrics, output: &str, ts: u64) {
+    match output {
+        "quality" => m.evict("quality", &QUALITY.map(|q| q.0)),
+        "label_health" => m.evict(
+            "label_health",
+            &[
+                LABEL_COMPLETENESS,
+                LABEL_EVENTS,
+                LABEL_UNLABELED,
+                LABEL_ORPHANS,
+                LABEL_LATENCY,
+            ],
+        ),
+        "drift" => m.evict("drift", &[DRIFT, DRIFT_COUNT]),
+        _ => {}
+    }
     let labels = vec![("output", output.to_string())];
     m.registry
         .set(WRITTEN_BELOW, help(WRITTEN_BELOW), labels, timestamp(ts));
