@@ -64,35 +64,12 @@ const EVENTS: u64 = 24_000;
 const RATE: f64 = 20.0;
 
 fn job(dir: &Path) -> PathBuf {
-    let text = format!(
-        r#"name = "alerting"
-schemas_dir = "{schemas}"
-
-[time]
-tick_ms = 1000
-allowed_disorder_ms = 2000
-idle_timeout_ms = 10000
-max_lateness_ms = 60000
-label_horizon_ms = 120000
-retention_ms = 600000
-
-[sources.events]
-schema = "events.v1"
-kind = "generator"
-[sources.predictions]
-schema = "predictions.v1"
-kind = "generator"
-[sources.labels]
-schema = "labels.v1"
-kind = "generator"
-
-[generator]
-events = {EVENTS}
-seed = 11
-rate_per_s = {RATE}
-latency_median_ms = 20000.0
-
-[[windows]]
+    common::generator_job(
+        dir,
+        &common::Times::default(),
+        &format!("events = {EVENTS}\nseed = 11\nrate_per_s = {RATE}\nlatency_median_ms = 20000.0"),
+        &format!(
+            r#"[[windows]]
 name = "1m"
 kind = "tumbling"
 size_ms = 60000
@@ -112,12 +89,9 @@ summary = false
 
 [replay]
 segment_ms = 60000
-{RULES}"#,
-        schemas = common::schemas_dir().display()
-    );
-    let path = dir.join("job.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+{RULES}"#
+        ),
+    )
 }
 
 /// A final row's value of one rule's metric, in changelog order.

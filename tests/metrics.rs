@@ -15,34 +15,12 @@ use serde_json::Value;
 const RETENTION_MS: u64 = 600_000;
 
 fn job(dir: &Path) -> std::path::PathBuf {
-    let text = format!(
-        r#"name = "metrics"
-schemas_dir = "{schemas}"
-
-[time]
-tick_ms = 1000
-allowed_disorder_ms = 2000
-idle_timeout_ms = 10000
-max_lateness_ms = 60000
-label_horizon_ms = 120000
-retention_ms = {RETENTION_MS}
-
-[sources.events]
-schema = "events.v1"
-kind = "generator"
-[sources.predictions]
-schema = "predictions.v1"
-kind = "generator"
-[sources.labels]
-schema = "labels.v1"
-kind = "generator"
-
-[generator]
-events = 40000
-seed = 5
-rate_per_s = 20.0
-
-[[windows]]
+    let times = common::Times {
+        retention: RETENTION_MS,
+        ..Default::default()
+    };
+    let rest = format!(
+        r#"[[windows]]
 name = "1m"
 kind = "tumbling"
 size_ms = 60000
@@ -82,12 +60,14 @@ windows = ["1m"]
 min_count = 150
 severity = "P2"
 "#,
-        schemas = common::schemas_dir().display(),
         registry = dir.join("registry").display(),
     );
-    let path = dir.join("job.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::generator_job(
+        dir,
+        &times,
+        "events = 40000\nseed = 5\nrate_per_s = 20.0",
+        &rest,
+    )
 }
 
 /// One GET of `/metrics`, or `None` while nothing listens.

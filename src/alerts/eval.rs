@@ -119,11 +119,6 @@ impl From<AlertState> for Repr {
 }
 
 impl AlertState {
-    /// Alerts firing now.
-    pub fn firing(&self) -> usize {
-        self.alerts.values().filter(|a| a.firing).count()
-    }
-
     /// Alerts firing now, per rule index.
     pub fn firing_by_rule(&self) -> BTreeMap<u16, i64> {
         let mut out = BTreeMap::new();
@@ -471,6 +466,6 @@ mod tests {
         st.observe(std::slice::from_ref(&r), &obs(0, 20, 0.5, 50), &mut out);
         let back: AlertState = serde_json::from_slice(&serde_json::to_vec(&st).unwrap()).unwrap();
         assert_eq!(back, st);
-        assert_eq!(back.firing(), 1);
+        assert_eq!(back.firing_by_rule(), BTreeMap::from([(0, 1)]));
     }
 }

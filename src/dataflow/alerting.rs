@@ -47,10 +47,7 @@ fn of_labels(rules: &[Rule], r: &LabelRow) -> Vec<Observation> {
     let p = a.percentiles();
     observe(rules, &r.key.win, &r.key.segment, "label_health", |rule| {
         let (v, n) = match rule.metric {
-            Metric::LabeledFraction => (
-                (a.events > 0).then(|| a.within_horizon as f64 / a.events as f64),
-                a.events,
-            ),
+            Metric::LabeledFraction => (a.labeled_fraction(), a.events),
             Metric::LatencyP50Ms => (p.map(|p| p.p50 as f64), a.labeled),
             Metric::LatencyP95Ms => (p.map(|p| p.p95 as f64), a.labeled),
             Metric::LatencyP99Ms => (p.map(|p| p.p99 as f64), a.labeled),

@@ -68,6 +68,11 @@ pub fn latency_bucket(h: &Histogram<u64>, ms: u64) -> u64 {
 }
 
 impl LabelAgg {
+    /// Share of events labeled within the horizon, if the window has events.
+    pub fn labeled_fraction(&self) -> Option<f64> {
+        (self.events > 0).then(|| self.within_horizon as f64 / self.events as f64)
+    }
+
     /// Percentiles of the latency buckets, if any label arrived.
     pub fn percentiles(&self) -> Option<Percentiles> {
         let mut h = histogram();

@@ -80,12 +80,10 @@ impl Metrics {
             return false;
         }
         *e = end;
-        let window = series
-            .iter()
-            .find(|(k, _)| *k == "window")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-        let f = self.family_newest.entry((group, window)).or_insert(end);
+        let f = self
+            .family_newest
+            .entry((group, window_of(series)))
+            .or_insert(end);
         *f = (*f).max(end);
         true
     }
@@ -99,14 +97,9 @@ impl Metrics {
             .iter()
             .filter(|((g, _), _)| *g == group)
             .filter(|((_, labels), end)| {
-                let window = labels
-                    .iter()
-                    .find(|(k, _)| *k == "window")
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default();
                 let newest = self
                     .family_newest
-                    .get(&(group, window))
+                    .get(&(group, window_of(labels)))
                     .copied()
                     .unwrap_or(0);
                 end.saturating_add(retention) < newest
@@ -129,4 +122,13 @@ impl Metrics {
             }
         }
     }
+}
+
+/// The `window` label of a series (empty if it has none).
+fn window_of(labels: &Labels) -> String {
+    labels
+        .iter()
+        .find(|(k, _)| *k == "window")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
 }

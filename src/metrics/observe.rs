@@ -192,11 +192,7 @@ pub fn labels(m: &mut Metrics, r: &LabelRow, diff: isize, ctx: &Format) {
         )
     };
     let values = [
-        (
-            LABEL_COMPLETENESS,
-            vec![],
-            (a.events > 0).then(|| a.within_horizon as f64 / a.events as f64),
-        ),
+        (LABEL_COMPLETENESS, vec![], a.labeled_fraction()),
         (LABEL_EVENTS, vec![], Some(a.events as f64)),
         (
             LABEL_UNLABELED,

@@ -127,11 +127,6 @@ impl Registry {
         b.count += 1;
     }
 
-    /// The value of a gauge or counter series.
-    pub fn get(&self, name: &str, labels: &Labels) -> Option<f64> {
-        self.families.get(name)?.values.get(labels).copied()
-    }
-
     /// The series of a gauge or counter family.
     pub fn series(&self, name: &str) -> impl Iterator<Item = (&Labels, f64)> {
         self.families

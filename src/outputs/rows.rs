@@ -237,7 +237,7 @@ impl OutputRow for LabelRow {
             ("events", json!(a.events)),
             ("labeled", json!(a.labeled)),
             ("labeled_within_horizon", json!(a.within_horizon)),
-            ("labeled_fraction", ratio(a.within_horizon, a.events)),
+            ("labeled_fraction", opt(a.labeled_fraction())),
             (
                 "unlabeled",
                 if self.status == Status::Provisional {
