@@ -8,6 +8,7 @@ pub mod join;
 pub mod labels;
 pub mod learn;
 pub mod ordered;
+pub mod panes;
 pub mod quality;
 pub mod status;
 pub mod temporal;

@@ -8,13 +8,14 @@
 //! late record amends the window. State: per window key, the component counts and (after
 //! finality) the scores; everything leaves state when the window retires.
 
+use std::collections::BTreeMap;
+
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use super::join::Labeled;
-use super::sums::Sums;
-use super::temporal::{delay_to, expire_at, retirements};
-use super::windows::{window_segments, Status, Win, Windows};
+use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
+use super::windows::{segments_of, Status, Win, Windows};
 use crate::config::Job;
 use crate::records::MICRO;
 
@@ -179,6 +180,217 @@ pub fn bin_of(score: i64, bins: u32) -> u16 {
     ((score as i128 * bins as i128 / MICRO as i128) as u32).min(bins - 1) as u16
 }
 
+/// The accumulator of one quality pane (or a delta to it): the component sums, the binned
+/// counts, and every score with its label counts for the exact AUC.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct QualityPane {
+    /// [count, positives, predicted positive, correct, log-loss nano, Brier nano].
+    sums: [i64; 6],
+    /// Per calibration bin: (count, sum of scores, positives); empty until the first record.
+    calibration: Vec<(i64, i64, i64)>,
+    /// Per AUC bin: (positives, negatives); empty until the first record.
+    auc: Vec<(i64, i64)>,
+    /// Score → [negatives, positives].
+    scores: BTreeMap<i64, [i64; 2]>,
+}
+
+impl PaneAcc for QualityPane {
+    fn merge(&mut self, d: &Self) {
+        for (a, b) in self.sums.iter_mut().zip(d.sums) {
+            *a += b;
+        }
+        if self.calibration.len() < d.calibration.len() {
+            self.calibration.resize(d.calibration.len(), (0, 0, 0));
+        }
+        for (a, b) in self.calibration.iter_mut().zip(&d.calibration) {
+            a.0 += b.0;
+            a.1 += b.1;
+            a.2 += b.2;
+        }
+        if self.auc.len() < d.auc.len() {
+            self.auc.resize(d.auc.len(), (0, 0));
+        }
+        for (a, b) in self.auc.iter_mut().zip(&d.auc) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
+        for (score, c) in &d.scores {
+            let e = self.scores.entry(*score).or_default();
+            e[0] += c[0];
+            e[1] += c[1];
+            if *e == [0, 0] {
+                self.scores.remove(score);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sums == [0; 6] && self.scores.is_empty()
+    }
+}
+
+/// Fixed parameters of the quality aggregation.
+#[derive(Debug, Clone, Copy)]
+pub struct QualityParams {
+    /// Classification threshold, micro-units.
+    pub threshold: i64,
+    /// Calibration bins.
+    pub cal_bins: u32,
+    /// AUC bins (a multiple of the calibration bins).
+    pub auc_bins: u32,
+}
+
+impl QualityParams {
+    /// The job's quality parameters.
+    pub fn new(m: &crate::config::MetricsSpec) -> QualityParams {
+        QualityParams {
+            threshold: (m.threshold * MICRO as f64).round() as i64,
+            cal_bins: m.calibration_bins,
+            auc_bins: m.auc_bins,
+        }
+    }
+}
+
+impl QualityPane {
+    /// Adds `r` predictions of `score` with `label`.
+    pub fn add(&mut self, q: &QualityParams, score: i64, label: u8, r: i64) {
+        let predicted = (score >= q.threshold) as u8;
+        let one = [
+            1,
+            label as i64,
+            predicted as i64,
+            (predicted == label) as i64,
+            logloss_nano(score, label),
+            brier_nano(score, label),
+        ];
+        for (a, b) in self.sums.iter_mut().zip(one) {
+            *a += b * r;
+        }
+        if self.auc.is_empty() {
+            self.auc = vec![(0, 0); q.auc_bins as usize];
+            self.calibration = vec![(0, 0, 0); q.cal_bins as usize];
+        }
+        let b = bin_of(score, q.auc_bins) as usize;
+        let per_cal = (q.auc_bins / q.cal_bins) as usize;
+        let c = &mut self.calibration[b / per_cal];
+        c.0 += r;
+        c.1 += score * r;
+        c.2 += label as i64 * r;
+        if label == 1 {
+            self.auc[b].0 += r;
+        } else {
+            self.auc[b].1 += r;
+        }
+        let e = self.scores.entry(score).or_default();
+        e[label.min(1) as usize] += r;
+        if *e == [0, 0] {
+            self.scores.remove(&score);
+        }
+    }
+}
+
+/// Calls `f(score, [negatives, positives])` for every score of `panes` in ascending order,
+/// counts summed over the panes.
+pub fn merged_scores(panes: &[&BTreeMap<i64, [i64; 2]>], mut f: impl FnMut(i64, [i64; 2])) {
+    let mut iters: Vec<_> = panes.iter().map(|m| m.iter().peekable()).collect();
+    loop {
+        let next = iters
+            .iter_mut()
+            .filter_map(|i| i.peek().map(|(s, _)| **s))
+            .min();
+        let Some(s) = next else { break };
+        let mut c = [0i64; 2];
+        for i in iters.iter_mut() {
+            if let Some((_, v)) = i.next_if(|(k, _)| **k == s) {
+                c[0] += v[0];
+                c[1] += v[1];
+            }
+        }
+        f(s, c);
+    }
+}
+
+/// Renders quality rows of windows from their panes.
+struct QualityRender {
+    params: QualityParams,
+}
+
+impl Render for QualityRender {
+    type Group = (String, String);
+    type Acc = QualityPane;
+    type Row = QualityRow;
+
+    fn render(
+        &self,
+        (segment, model): &(String, String),
+        win: Win,
+        status: Status,
+        panes: &[&QualityPane],
+        out: &mut Vec<QualityRow>,
+    ) {
+        let q = &self.params;
+        let mut a = QualityAgg {
+            calibration: vec![(0, 0, 0); q.cal_bins as usize],
+            auc_positive: vec![0; q.auc_bins as usize],
+            auc_negative: vec![0; q.auc_bins as usize],
+            ..Default::default()
+        };
+        for p in panes {
+            let s = p.sums;
+            a.count += s[0];
+            a.positives += s[1];
+            a.predicted_positive += s[2];
+            a.correct += s[3];
+            a.logloss_nano += s[4];
+            a.brier_nano += s[5];
+            for (c, d) in a.calibration.iter_mut().zip(&p.calibration) {
+                c.0 += d.0;
+                c.1 += d.1;
+                c.2 += d.2;
+            }
+            for (i, d) in p.auc.iter().enumerate() {
+                a.auc_positive[i] += d.0;
+                a.auc_negative[i] += d.1;
+            }
+        }
+        if a.count <= 0 {
+            return;
+        }
+        let exact = (status == Status::Final).then(|| {
+            let maps: Vec<&BTreeMap<i64, [i64; 2]>> = panes.iter().map(|p| &p.scores).collect();
+            let mut e = AucExact {
+                positives: 0,
+                negatives: 0,
+                twice_concordant: 0,
+            };
+            merged_scores(&maps, |_, [neg, pos]| {
+                let (gp, gn) = (pos as u64, neg as u64);
+                e.twice_concordant += gp as u128 * (2 * e.negatives as u128 + gn as u128);
+                e.positives += gp;
+                e.negatives += gn;
+            });
+            e
+        });
+        out.push(QualityRow {
+            key: QKey {
+                win,
+                segment: segment.clone(),
+                model: model.clone(),
+            },
+            status,
+            agg: a,
+            exact,
+        });
+    }
+
+    fn tombstone(&self, row: &QualityRow) -> Option<QualityRow> {
+        (row.status == Status::Final).then(|| QualityRow {
+            status: Status::Retired,
+            ..row.clone()
+        })
+    }
+}
+
 /// Builds the quality changelog from labeled predictions.
 pub fn quality<'s>(
     job: &Job,
@@ -186,128 +398,34 @@ pub fn quality<'s>(
     labeled: VecCollection<'s, u64, Labeled>,
 ) -> VecCollection<'s, u64, QualityRow> {
     let name = &job.spec.name;
-    let m = &job.spec.metrics;
-    let threshold = (m.threshold * MICRO as f64).round() as i64;
-    let (cal_bins, auc_bins) = (m.calibration_bins, m.auc_bins);
+    let params = QualityParams::new(&job.spec.metrics);
     debug_assert_eq!(
-        auc_bins % cal_bins,
+        params.auc_bins % params.cal_bins,
         0,
         "validated: calibration bins group AUC bins"
     );
-
-    let w = windows.clone();
-    let j = job.clone();
-    let keyed = labeled.flat_map(move |(e, p, l)| {
-        window_segments(&w, &j, &e)
-            .into_iter()
-            .map(|(win, segment)| {
-                (
-                    QKey {
-                        win,
-                        segment,
-                        model: p.model.clone(),
-                    },
-                    (p.score, l.label),
-                )
-            })
-            .collect::<Vec<_>>()
-    });
-    let w = windows.clone();
-    let keyed = expire_at(keyed, &format!("{name}.QualityRetire"), move |(k, _)| {
-        w.retire_at(&k.win)
-    });
-
-    // One update per example and key: the score bin is the value, the sums ride in the diff
-    // [count, positives, predicted positive, correct, log-loss, Brier, score].
-    let binned = keyed.clone().explode(move |(k, (score, label))| {
-        let predicted = (score >= threshold) as u8;
-        let sums = Sums([
-            1,
-            label as i64,
-            predicted as i64,
-            (predicted == label) as i64,
-            logloss_nano(score, label),
-            brier_nano(score, label),
-            score,
-        ]);
-        Some(((k, bin_of(score, auc_bins)), sums))
-    });
-    let per_cal = (auc_bins / cal_bins) as usize;
-    let aggs = binned.reduce_named(
-        &format!("{name}.QualityAssemble"),
-        move |_k, input, output: &mut Vec<(QualityAgg, isize)>| {
-            let mut a = QualityAgg {
-                calibration: vec![(0, 0, 0); cal_bins as usize],
-                auc_positive: vec![0; auc_bins as usize],
-                auc_negative: vec![0; auc_bins as usize],
-                ..Default::default()
-            };
-            for (bin, Sums([n, pos, pred, correct, ll, br, score])) in input {
-                let b = **bin as usize;
-                a.count += n;
-                a.positives += pos;
-                a.predicted_positive += pred;
-                a.correct += correct;
-                a.logloss_nano += ll;
-                a.brier_nano += br;
-                let c = &mut a.calibration[b / per_cal];
-                c.0 += n;
-                c.1 += score;
-                c.2 += pos;
-                a.auc_positive[b] += pos;
-                a.auc_negative[b] += n - pos;
-            }
-            if a.count > 0 {
-                output.push((a, 1));
+    let panes = Panes::new(windows);
+    let (p, j) = (panes.clone(), job.clone());
+    let deltas = pre_aggregate(
+        labeled,
+        &format!("{name}.QualityPre"),
+        move |(e, pr, l): &Labeled, r, emit| {
+            let pane = p.pane_of(e.time);
+            for segment in segments_of(&j, e) {
+                emit(
+                    (segment, pr.model.clone()),
+                    pane,
+                    &mut |a: &mut QualityPane| a.add(&params, pr.score, l.label, r as i64),
+                );
             }
         },
     );
-
-    let w = windows.clone();
-    let scores_final = delay_to(keyed, &format!("{name}.AucWait"), move |(k, _)| {
-        w.final_at(&k.win)
-    });
-    let exact = scores_final.reduce_named(&format!("{name}.AucExact"), |_k, input, output| {
-        output.push((
-            AucExact::from_sorted(input.iter().map(|(v, r)| (*v, *r))),
-            1,
-        ));
-    });
-
-    let w = windows.clone();
-    let provisional = expire_at(
-        aggs.clone(),
-        &format!("{name}.QualityProvisional"),
-        move |(k, _)| w.final_at(&k.win),
+    assemble(
+        deltas,
+        &format!("{name}.QualityWindows"),
+        panes,
+        QualityRender { params },
     )
-    .map(|(key, agg)| QualityRow {
-        key,
-        status: Status::Provisional,
-        agg,
-        exact: None,
-    });
-    let w = windows.clone();
-    let final_rows = delay_to(aggs, &format!("{name}.QualityFinal"), move |(k, _)| {
-        w.final_at(&k.win)
-    })
-    .join(exact)
-    .map(|(key, (agg, exact))| QualityRow {
-        key,
-        status: Status::Final,
-        agg,
-        exact: Some(exact),
-    });
-    let w = windows.clone();
-    let retired = retirements(
-        final_rows.clone(),
-        &format!("{name}.QualityRetired"),
-        move |r: &QualityRow| w.retire_at(&r.key.win),
-        |r| QualityRow {
-            status: Status::Retired,
-            ..r.clone()
-        },
-    );
-    provisional.concat(final_rows).concat(retired)
 }
 
 #[cfg(test)]

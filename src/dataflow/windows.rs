@@ -98,6 +98,22 @@ impl Windows {
         w.end + self.retention
     }
 
+    /// The pane length: the gcd of every window size and slide, so that each window is a union
+    /// of whole panes.
+    pub fn pane_ms(&self) -> u64 {
+        fn gcd(a: u64, b: u64) -> u64 {
+            if b == 0 {
+                a
+            } else {
+                gcd(b, a % b)
+            }
+        }
+        self.families
+            .iter()
+            .fold(0, |g, (_, size, slide)| gcd(gcd(g, *size), *slide))
+            .max(1)
+    }
+
     /// The name of `w`'s family.
     pub fn name(&self, w: &Win) -> &str {
         &self.names[w.family as usize]

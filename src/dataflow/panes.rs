@@ -1,0 +1,331 @@
+//! Panes: windowed aggregation by slicing (Flink's window slicing, Arroyo's bins, Li et al.'s
+//! "No pane, no gain").
+//!
+//! Every window of every family is a union of **panes** of `pane_ms` = gcd of all window sizes
+//! and slides. A record's contribution updates one pane, never every window it lies in; a window
+//! is assembled from its panes when its row is emitted.
+//!
+//! Two operators, connected by an exchange on the aggregation group (segment and model, entity,
+//! …):
+//!
+//! - [`pre_aggregate`] (`…Pre`, pipelined): per worker and timestamp, a map of
+//!   (group, pane) → accumulator, flushed consolidated once the frontier passes the timestamp, so
+//!   accumulators cross the exchange, not records.
+//! - [`assemble`] (`…Windows`): per group, the panes' accumulators; at every timestamp at which
+//!   a window's panes changed, or its status changes (one timer at `final_at`, one at
+//!   `retire_at`), it renders the window's row and emits `−old`/`+new` if it differs.
+//!
+//! Semantics: the output equals the differential pipeline it replaces, evaluated at every
+//! timestamp: a window's row at time `t` is a function of the contributions with timestamps
+//! `≤ t` and of `t` (provisional before `final_at`, final until `retire_at`, gone after, with a
+//! retirement tombstone of its last final row). Contributions that reach a retired window are
+//! ignored, as the temporal expiry ignored them. State: the panes of live windows and each live
+//! window's last rows; a pane is dropped when the last window containing it retires.
+//! Failure modes: none on input; accumulators are integer sums (exact, order-free).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+
+use differential_dataflow::collection::AsCollection;
+use differential_dataflow::{Data, ExchangeData, VecCollection};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+use super::windows::{Status, Win, Windows};
+
+/// An accumulator of one pane (and of a delta to it): integer sums that add exactly in any order.
+pub trait PaneAcc: ExchangeData + Default {
+    /// Adds `delta` into `self`.
+    fn merge(&mut self, delta: &Self);
+    /// Whether every sum is zero (the pane holds nothing).
+    fn is_empty(&self) -> bool;
+}
+
+/// How one output renders a window from its panes.
+pub trait Render: 'static {
+    /// The aggregation group (everything in a row's key except the window).
+    type Group: ExchangeData + Hash;
+    /// The pane accumulator.
+    type Acc: PaneAcc;
+    /// An output row.
+    type Row: Data;
+    /// The rows of window `win` of `group` with `status`, from its non-empty panes in order.
+    fn render(
+        &self,
+        group: &Self::Group,
+        win: Win,
+        status: Status,
+        panes: &[&Self::Acc],
+        out: &mut Vec<Self::Row>,
+    );
+    /// The tombstone a row leaves when its window retires (final rows only), if any.
+    fn tombstone(&self, row: &Self::Row) -> Option<Self::Row>;
+}
+
+/// A stable hash for exchanges (the same in every process of a build).
+pub fn stable_hash<T: Hash>(x: &T) -> u64 {
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new();
+    x.hash(&mut h);
+    h.finish()
+}
+
+/// Deltas of panes at a timestamp: `(group, pane start, timestamp, delta)`.
+pub type PaneDelta<G, A> = (G, u64, u64, A);
+
+/// Pre-aggregates the contributions of `coll` per timestamp and (group, pane): `explode(d, r,
+/// emit)` calls `emit(group, pane_start, |acc| …)` for every pane accumulator record `d` (with
+/// multiplicity `r`) changes.
+///
+/// Time: a timestamp's map is flushed when the frontier passes it. State: the maps of open
+/// timestamps only.
+pub fn pre_aggregate<'s, D, G, A, F>(
+    coll: VecCollection<'s, u64, D>,
+    name: &str,
+    mut explode: F,
+) -> Stream<'s, u64, Vec<PaneDelta<G, A>>>
+where
+    D: Data,
+    G: ExchangeData,
+    A: PaneAcc,
+    F: FnMut(&D, isize, &mut dyn FnMut(G, u64, &mut dyn FnMut(&mut A))) + 'static,
+{
+    coll.inner
+        .unary_frontier::<CapacityContainerBuilder<Vec<PaneDelta<G, A>>>, _, _, _>(
+            Pipeline,
+            name,
+            move |_, _| {
+                let mut open: BTreeMap<u64, (Capability<u64>, BTreeMap<(G, u64), A>)> =
+                    BTreeMap::new();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        for (d, t, r) in data.drain(..) {
+                            let map = &mut open
+                                .entry(t)
+                                .or_insert_with(|| {
+                                    (cap.delayed(&t, output.output_index()), BTreeMap::new())
+                                })
+                                .1;
+                            explode(&d, r, &mut |g, pane, f| {
+                                f(map.entry((g, pane)).or_default());
+                            });
+                        }
+                    });
+                    while let Some(entry) = open.first_entry() {
+                        if frontier.less_equal(entry.key()) {
+                            break;
+                        }
+                        let t = *entry.key();
+                        let (cap, map) = entry.remove();
+                        let mut session = output.session(&cap);
+                        for ((g, pane), a) in map {
+                            if !a.is_empty() {
+                                session.give((g, pane, t, a));
+                            }
+                        }
+                    }
+                }
+            },
+        )
+}
+
+/// The live windows of one group: their panes and last emitted rows.
+struct GroupState<A, R> {
+    panes: BTreeMap<u64, A>,
+    rows: BTreeMap<Win, Vec<R>>,
+}
+
+impl<A, R> Default for GroupState<A, R> {
+    fn default() -> Self {
+        GroupState {
+            panes: BTreeMap::new(),
+            rows: BTreeMap::new(),
+        }
+    }
+}
+
+/// Pane arithmetic of a job's windows.
+#[derive(Debug, Clone)]
+pub struct Panes {
+    /// The windows.
+    pub windows: Windows,
+    /// Pane length in ms: the gcd of every window size and slide.
+    pub pane_ms: u64,
+}
+
+impl Panes {
+    /// The panes of `windows`.
+    pub fn new(windows: &Windows) -> Panes {
+        Panes {
+            pane_ms: windows.pane_ms(),
+            windows: windows.clone(),
+        }
+    }
+
+    /// The start of the pane containing `t`.
+    pub fn pane_of(&self, t: u64) -> u64 {
+        t - t % self.pane_ms
+    }
+
+    /// When the last window containing pane `p` retires.
+    fn pane_expiry(&self, p: u64) -> u64 {
+        self.windows
+            .of(p)
+            .iter()
+            .map(|w| self.windows.retire_at(w))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Assembles windows from pane deltas and renders their changelog (see the module doc).
+pub fn assemble<'s, R>(
+    deltas: Stream<'s, u64, Vec<PaneDelta<R::Group, R::Acc>>>,
+    name: &str,
+    panes: Panes,
+    render: R,
+) -> VecCollection<'s, u64, R::Row>
+where
+    R: Render,
+{
+    deltas
+        .unary_frontier::<CapacityContainerBuilder<Vec<(R::Row, u64, isize)>>, _, _, _>(
+            Exchange::new(|(g, _, _, _): &PaneDelta<R::Group, R::Acc>| stable_hash(g)),
+            name,
+            move |_, _| {
+                let w = panes.windows.clone();
+                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(R::Group, u64, R::Acc)>)> =
+                    BTreeMap::new();
+                let mut timers: BTreeMap<u64, BTreeSet<(R::Group, Win)>> = BTreeMap::new();
+                // A capability at the earliest timer.
+                let mut hold: Option<Capability<u64>> = None;
+                let mut groups: BTreeMap<R::Group, GroupState<R::Acc, R::Row>> = BTreeMap::new();
+                let mut rendered = Vec::new();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        for (g, pane, t, a) in data.drain(..) {
+                            pending
+                                .entry(t)
+                                .or_insert_with(|| {
+                                    (cap.delayed(&t, output.output_index()), Vec::new())
+                                })
+                                .1
+                                .push((g, pane, a));
+                        }
+                    });
+                    loop {
+                        let next_input = pending.keys().next().copied();
+                        let next_timer = timers.keys().next().copied();
+                        let t = match (next_input, next_timer) {
+                            (Some(a), Some(b)) => a.min(b),
+                            (Some(a), None) => a,
+                            (None, Some(b)) => b,
+                            (None, None) => break,
+                        };
+                        if frontier.less_equal(&t) {
+                            break;
+                        }
+                        let (cap, deltas) = match pending.remove(&t) {
+                            Some(p) => p,
+                            None => (
+                                hold.as_ref()
+                                    .expect("a timer is held by a capability")
+                                    .delayed(&t),
+                                Vec::new(),
+                            ),
+                        };
+                        let mut dirty: BTreeSet<(R::Group, Win)> =
+                            timers.remove(&t).unwrap_or_default();
+                        for (g, pane, a) in deltas {
+                            if panes.pane_expiry(pane) <= t {
+                                continue;
+                            }
+                            let st = groups.entry(g.clone()).or_default();
+                            let slot = st.panes.entry(pane).or_default();
+                            slot.merge(&a);
+                            if slot.is_empty() {
+                                st.panes.remove(&pane);
+                            }
+                            for win in w.of(pane) {
+                                let retire = w.retire_at(&win);
+                                if retire <= t {
+                                    continue;
+                                }
+                                if !st.rows.contains_key(&win) {
+                                    st.rows.insert(win, Vec::new());
+                                    let fin = w.final_at(&win);
+                                    for at in [fin, retire] {
+                                        if at > t {
+                                            timers.entry(at).or_default().insert((g.clone(), win));
+                                            if hold.as_ref().is_none_or(|h| *h.time() > at) {
+                                                hold = Some(cap.delayed(&at));
+                                            }
+                                        }
+                                    }
+                                }
+                                dirty.insert((g.clone(), win));
+                            }
+                        }
+                        let mut session = output.session(&cap);
+                        for (g, win) in dirty {
+                            let Some(st) = groups.get_mut(&g) else {
+                                continue;
+                            };
+                            let retire = w.retire_at(&win);
+                            if t >= retire {
+                                for row in st.rows.remove(&win).unwrap_or_default() {
+                                    if let Some(tomb) = render.tombstone(&row) {
+                                        session.give((tomb, t, 1));
+                                    }
+                                    session.give((row, t, -1));
+                                }
+                                let live = &panes;
+                                st.panes.retain(|p, _| live.pane_expiry(*p) > t);
+                                if st.rows.is_empty() && st.panes.is_empty() {
+                                    groups.remove(&g);
+                                }
+                                continue;
+                            }
+                            let status = if t < w.final_at(&win) {
+                                Status::Provisional
+                            } else {
+                                Status::Final
+                            };
+                            let parts: Vec<&R::Acc> =
+                                st.panes.range(win.start..win.end).map(|(_, a)| a).collect();
+                            rendered.clear();
+                            if !parts.is_empty() {
+                                render.render(&g, win, status, &parts, &mut rendered);
+                            }
+                            let old = st.rows.get_mut(&win).expect("live window");
+                            if *old != rendered {
+                                for row in old.drain(..) {
+                                    session.give((row, t, -1));
+                                }
+                                for row in &rendered {
+                                    session.give((row.clone(), t, 1));
+                                }
+                                old.clone_from(&rendered);
+                            }
+                        }
+                        drop(session);
+                        // Hold the earliest remaining timer only.
+                        match timers.keys().next() {
+                            Some(&next) => {
+                                if let Some(h) = hold.as_mut() {
+                                    if *h.time() < next {
+                                        h.downgrade(&next);
+                                    }
+                                }
+                            }
+                            None => hold = None,
+                        }
+                    }
+                }
+            },
+        )
+        .as_collection()
+}
