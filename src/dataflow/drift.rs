@@ -11,13 +11,14 @@
 //! reference itself is a sketch), and again only if a late record amends the window. State: bin
 //! counts per key until retirement; the values of final windows until retirement.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use super::join::Joined;
-use super::temporal::{delay_to, expire_at, retirements};
+use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
 use super::windows::{segments_of, Status, Win, Windows, ALL};
 use crate::drift::profile::{cell_of, NumericRef};
 use crate::drift::spec::{Severity, Statistic};
@@ -360,6 +361,150 @@ pub struct DriftOutputs<'s> {
     pub alerts: VecCollection<'s, u64, AlertRow>,
 }
 
+/// The accumulator of one drift pane: nulls, fine-bin counts (numeric), category counts
+/// (categorical), and every numeric value with its count for the exact statistics.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct DriftPane {
+    nulls: i64,
+    cells: Vec<i64>,
+    cats: BTreeMap<String, i64>,
+    values: BTreeMap<i64, i64>,
+}
+
+fn add_to<K: Ord + Clone>(m: &mut BTreeMap<K, i64>, k: &K, r: i64) {
+    let e = m.entry(k.clone()).or_default();
+    *e += r;
+    if *e == 0 {
+        m.remove(k);
+    }
+}
+
+impl PaneAcc for DriftPane {
+    fn merge(&mut self, d: &Self) {
+        self.nulls += d.nulls;
+        if self.cells.len() < d.cells.len() {
+            self.cells.resize(d.cells.len(), 0);
+        }
+        for (a, b) in self.cells.iter_mut().zip(&d.cells) {
+            *a += b;
+        }
+        for (k, n) in &d.cats {
+            add_to(&mut self.cats, k, *n);
+        }
+        for (k, n) in &d.values {
+            add_to(&mut self.values, k, *n);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.nulls == 0
+            && self.cells.iter().all(|c| *c == 0)
+            && self.cats.is_empty()
+            && self.values.is_empty()
+    }
+}
+
+/// Renders drift rows of windows from their panes.
+struct DriftRender {
+    drift: Arc<Drift>,
+}
+
+impl Render for DriftRender {
+    type Group = (Arc<str>, u16, Arc<str>);
+    type Acc = DriftPane;
+    type Row = DriftRow;
+
+    fn render(
+        &self,
+        (segment, feature, model): &(Arc<str>, u16, Arc<str>),
+        win: Win,
+        status: Status,
+        panes: &[&DriftPane],
+        out: &mut Vec<DriftRow>,
+    ) {
+        let numeric = numeric_ref(&self.drift, *feature);
+        let mut nulls = 0i64;
+        let mut cells = vec![0i64; numeric.map_or(0, |r| r.cells.len())];
+        let mut cats: BTreeMap<&str, i64> = BTreeMap::new();
+        for p in panes {
+            nulls += p.nulls;
+            for (a, b) in cells.iter_mut().zip(&p.cells) {
+                *a += b;
+            }
+            for (k, n) in &p.cats {
+                *cats.entry(k.as_str()).or_default() += n;
+            }
+        }
+        cats.retain(|_, n| *n != 0);
+        if nulls == 0 && cells.iter().all(|c| *c == 0) && cats.is_empty() {
+            return;
+        }
+        let agg = DriftAgg {
+            nulls: nulls as u64,
+            cells: cells.into_iter().map(|c| c as u64).collect(),
+            cats: cats
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n as u64))
+                .collect(),
+        };
+        let exact = match (status, numeric) {
+            (Status::Final, Some(r)) => {
+                let mut window: Vec<(i64, u64)> = Vec::new();
+                let maps: Vec<&BTreeMap<i64, i64>> = panes.iter().map(|p| &p.values).collect();
+                merge_counts(&maps, |v, n| {
+                    if n != 0 {
+                        window.push((v, n as u64));
+                    }
+                });
+                Some(ExactNumeric {
+                    n: window.iter().map(|v| v.1).sum(),
+                    distinct: window.len() as u64,
+                    ks: ks_numerator(&window, &r.values),
+                    wasserstein: wasserstein_numerator(&window, &r.values),
+                })
+            }
+            _ => None,
+        };
+        out.push(DriftRow {
+            key: DKey {
+                win,
+                segment: segment.clone(),
+                feature: *feature,
+                model: model.clone(),
+            },
+            status,
+            agg,
+            exact,
+        });
+    }
+
+    fn tombstone(&self, row: &DriftRow) -> Option<DriftRow> {
+        (row.status == Status::Final).then(|| DriftRow {
+            status: Status::Retired,
+            ..row.clone()
+        })
+    }
+}
+
+/// Calls `f(value, count)` for every key of `maps` in ascending order, counts summed.
+fn merge_counts(maps: &[&BTreeMap<i64, i64>], mut f: impl FnMut(i64, i64)) {
+    let mut iters: Vec<_> = maps.iter().map(|m| m.iter().peekable()).collect();
+    loop {
+        let next = iters
+            .iter_mut()
+            .filter_map(|i| i.peek().map(|(v, _)| **v))
+            .min();
+        let Some(v) = next else { break };
+        let mut n = 0;
+        for i in iters.iter_mut() {
+            if let Some((_, c)) = i.next_if(|(k, _)| **k == v) {
+                n += c;
+            }
+        }
+        f(v, n);
+    }
+}
+
 /// Builds the drift changelog and its alerts.
 pub fn drift<'s>(
     name: &str,
@@ -370,194 +515,121 @@ pub fn drift<'s>(
 ) -> DriftOutputs<'s> {
     let segments = drift.spec.segments;
     let all: Arc<str> = Arc::from(ALL);
-    let keys_of = {
-        let (w, j) = (windows.clone(), job.clone());
-        move |e: &crate::records::Event| -> Vec<(Win, Arc<str>)> {
-            let segs: Vec<Arc<str>> = if segments {
+    let none: Arc<str> = Arc::from("");
+    let panes = Panes::new(windows);
+    let segs_of = {
+        let j = job.clone();
+        move |e: &crate::records::Event| -> Vec<Arc<str>> {
+            if segments {
                 segments_of(&j, e).into_iter().map(Arc::from).collect()
             } else {
                 vec![all.clone()]
-            };
-            let mut out = Vec::new();
-            for win in w.of(e.time) {
-                out.extend(segs.iter().map(|s| (win, s.clone())));
             }
-            out
         }
     };
-    // Each feature's fine bin edges, by feature index (None for categorical features).
-    let edges: Vec<Option<Vec<i64>>> = (0..drift.features.len())
-        .map(|i| numeric_ref(&drift, i as u16).map(|r| r.edges.clone()))
+    // Each feature's fine bin edges and cell count, by feature index (None for categorical).
+    let edges: Vec<Option<(Vec<i64>, usize)>> = (0..drift.features.len())
+        .map(|i| numeric_ref(&drift, i as u16).map(|r| (r.edges.clone(), r.cells.len())))
         .collect();
-    // One cell and one raw value (numeric features only) per record, window, segment, feature;
-    // the cells are computed once per record.
-    let d = drift.clone();
-    let k = keys_of.clone();
-    let none: Arc<str> = Arc::from("");
-    let event_cells = joined.events.clone().flat_map(move |e| {
-        let per_feature: Vec<(u16, Cell, Option<Option<i64>>)> = d
-            .features
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| {
-                let (cell, value) = match f.kind {
-                    FeatureKind::Numeric(x) => match e.numeric[x] {
-                        Some(v) => {
-                            let e = edges[i]
-                                .as_ref()
-                                .expect("numeric features have a reference");
-                            (Cell::Bin(cell_of(e, v)), Some(Some(v)))
-                        }
-                        None => (Cell::Null, Some(None)),
-                    },
-                    FeatureKind::Categorical(x) => match &e.categorical[x] {
-                        Some(c) => (Cell::Cat(Arc::from(c.as_str())), None),
-                        None => (Cell::Null, None),
-                    },
-                    FeatureKind::Score => return None,
-                };
-                Some((i as u16, cell, value))
-            })
-            .collect();
-        let mut out = Vec::new();
-        for (win, segment) in k(&e) {
-            for (feature, cell, value) in &per_feature {
-                let key = DKey {
-                    win,
-                    segment: segment.clone(),
-                    feature: *feature,
-                    model: none.clone(),
-                };
-                out.push((key, cell.clone(), *value));
-            }
-        }
-        out
-    });
     let score_feature = drift
         .features
         .iter()
         .position(|f| f.kind == FeatureKind::Score);
-    let mut cells = event_cells;
-    if let (Some(i), Some(r)) = (score_feature, &drift.profile.score) {
-        let score_edges = r.edges.clone();
-        let k = keys_of.clone();
-        let scores = joined.scored.clone().flat_map(move |(e, p)| {
-            let model: Arc<str> = Arc::from(p.model.as_str());
-            let cell = Cell::Bin(cell_of(&score_edges, p.score));
-            k(&e)
-                .into_iter()
-                .map(|(win, segment)| {
-                    let key = DKey {
-                        win,
-                        segment,
-                        feature: i as u16,
-                        model: model.clone(),
-                    };
-                    (key, cell.clone(), Some(Some(p.score)))
-                })
-                .collect::<Vec<_>>()
-        });
-        cells = cells.concat(scores);
-    }
-    let w = windows.clone();
-    let cells = expire_at(cells, &format!("{name}.DriftRetire"), move |(k, _, _)| {
-        w.retire_at(&k.win)
-    });
-
-    let d = drift.clone();
-    let aggs = cells.clone().map(|(k, c, _)| (k, c)).reduce_named(
-        &format!("{name}.DriftBins"),
-        move |key, input, output| {
-            let mut a = DriftAgg::default();
-            if let Some(r) = numeric_ref(&d, key.feature) {
-                a.cells = vec![0; r.cells.len()];
+    let score_ref = score_feature
+        .and(drift.profile.score.as_ref())
+        .map(|r| (r.edges.clone(), r.cells.len()));
+    let scored = match score_ref {
+        Some(_) => joined.scored.clone().map(|(e, p)| (e, Some(p))),
+        None => joined
+            .scored
+            .clone()
+            .filter(|_| false)
+            .map(|(e, p)| (e, Some(p))),
+    };
+    let all_in = joined.events.clone().map(|e| (e, None)).concat(scored);
+    let (d, p) = (drift.clone(), panes.clone());
+    let deltas = pre_aggregate(
+        all_in,
+        &format!("{name}.DriftPre"),
+        move |(e, pred): &(crate::records::Event, Option<crate::records::Prediction>), r, emit| {
+            let r = r as i64;
+            let pane = p.pane_of(e.time);
+            let segs = segs_of(e);
+            if let Some(pred) = pred {
+                let (Some(i), Some((edges, n))) = (score_feature, &score_ref) else {
+                    return;
+                };
+                let model: Arc<str> = Arc::from(pred.model.as_str());
+                let cell = cell_of(edges, pred.score) as usize;
+                for s in &segs {
+                    emit(
+                        (s.clone(), i as u16, model.clone()),
+                        pane,
+                        &mut |a: &mut DriftPane| {
+                            if a.cells.is_empty() {
+                                a.cells = vec![0; *n];
+                            }
+                            a.cells[cell] += r;
+                            add_to(&mut a.values, &pred.score, r);
+                        },
+                    );
+                }
+                return;
             }
-            for (cell, count) in input {
-                let c = *count as u64;
-                match cell {
-                    Cell::Null => a.nulls += c,
-                    Cell::Bin(b) => a.cells[*b as usize] += c,
-                    Cell::Cat(s) => a.cats.push((s.to_string(), c)),
+            for (i, f) in d.features.iter().enumerate() {
+                let feature = i as u16;
+                match f.kind {
+                    FeatureKind::Numeric(x) => {
+                        let (edges, n) = edges[i]
+                            .as_ref()
+                            .expect("numeric features have a reference");
+                        let v = e.numeric[x];
+                        let cell = v.map(|v| cell_of(edges, v) as usize);
+                        for s in &segs {
+                            emit(
+                                (s.clone(), feature, none.clone()),
+                                pane,
+                                &mut |a: &mut DriftPane| {
+                                    if a.cells.is_empty() {
+                                        a.cells = vec![0; *n];
+                                    }
+                                    match (v, cell) {
+                                        (Some(v), Some(c)) => {
+                                            a.cells[c] += r;
+                                            add_to(&mut a.values, &v, r);
+                                        }
+                                        _ => a.nulls += r,
+                                    }
+                                },
+                            );
+                        }
+                    }
+                    FeatureKind::Categorical(x) => {
+                        let c = &e.categorical[x];
+                        for s in &segs {
+                            emit(
+                                (s.clone(), feature, none.clone()),
+                                pane,
+                                &mut |a: &mut DriftPane| match c {
+                                    Some(c) => add_to(&mut a.cats, c, r),
+                                    None => a.nulls += r,
+                                },
+                            );
+                        }
+                    }
+                    FeatureKind::Score => {}
                 }
             }
-            output.push((a, 1));
         },
     );
-
-    // Exact numeric statistics, once per final window (and per amendment after that).
-    let w = windows.clone();
-    let values = cells.flat_map(|(k, _, v)| v.map(|v| (k, v)));
-    let values = delay_to(values, &format!("{name}.DriftWait"), move |(k, _)| {
-        w.final_at(&k.win)
-    });
-    let d = drift.clone();
-    let exact = values.reduce_named(&format!("{name}.DriftExact"), move |key, input, output| {
-        let window: Vec<(i64, u64)> = input
-            .iter()
-            .filter_map(|(v, c)| v.map(|v| (v, *c as u64)))
-            .collect();
-        let r = numeric_ref(&d, key.feature).expect("numeric key");
-        let n = window.iter().map(|v| v.1).sum();
-        output.push((
-            ExactNumeric {
-                n,
-                distinct: window.len() as u64,
-                ks: ks_numerator(&window, &r.values),
-                wasserstein: wasserstein_numerator(&window, &r.values),
-            },
-            1,
-        ));
-    });
-
-    let w = windows.clone();
-    let provisional = expire_at(
-        aggs.clone(),
-        &format!("{name}.DriftProvisional"),
-        move |(k, _)| w.final_at(&k.win),
-    )
-    .map(|(key, agg)| DriftRow {
-        key,
-        status: Status::Provisional,
-        agg,
-        exact: None,
-    });
-    let w = windows.clone();
-    let final_aggs = delay_to(aggs, &format!("{name}.DriftFinal"), move |(k, _)| {
-        w.final_at(&k.win)
-    });
-    let d = drift.clone();
-    let is_numeric = move |k: &DKey| numeric_ref(&d, k.feature).is_some();
-    let f2 = is_numeric.clone();
-    let final_numeric = final_aggs
-        .clone()
-        .filter(move |(k, _)| f2(k))
-        .join(exact)
-        .map(|(key, (agg, exact))| DriftRow {
-            key,
-            status: Status::Final,
-            agg,
-            exact: Some(exact),
-        });
-    let final_categorical = final_aggs
-        .filter(move |(k, _)| !is_numeric(k))
-        .map(|(key, agg)| DriftRow {
-            key,
-            status: Status::Final,
-            agg,
-            exact: None,
-        });
-    let final_rows = final_numeric.concat(final_categorical);
-    let w = windows.clone();
-    let retired = retirements(
-        final_rows.clone(),
-        &format!("{name}.DriftRetired"),
-        move |r: &DriftRow| w.retire_at(&r.key.win),
-        |r| DriftRow {
-            status: Status::Retired,
-            ..r.clone()
+    let rows = assemble(
+        deltas,
+        &format!("{name}.DriftWindows"),
+        panes,
+        DriftRender {
+            drift: drift.clone(),
         },
     );
-    let rows = provisional.concat(final_rows).concat(retired);
     let d = drift.clone();
     let alerts = rows.clone().flat_map(move |r| alerts_of(&d, &r));
     DriftOutputs { rows, alerts }

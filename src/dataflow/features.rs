@@ -9,8 +9,8 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use super::join::Joined;
-use super::status::{with_status, StatusRow};
-use super::temporal::expire_at;
+use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
+use super::status::StatusRow;
 use super::windows::{Status, Win, Windows};
 use crate::config::Job;
 
@@ -99,6 +99,100 @@ impl StatusRow for FeatureRow {
     }
 }
 
+/// The accumulator of one entity-feature pane. Events leave the join only after every window
+/// they lie in has retired, so a live pane only ever grows: min, max and the last time need no
+/// retraction.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct FeaturePane {
+    events: i64,
+    last_time: u64,
+    stats: Vec<FeatureStat>,
+}
+
+impl PaneAcc for FeaturePane {
+    fn merge(&mut self, d: &Self) {
+        self.events += d.events;
+        self.last_time = self.last_time.max(d.last_time);
+        if self.stats.len() < d.stats.len() {
+            self.stats.resize(
+                d.stats.len(),
+                FeatureStat {
+                    min: i64::MAX,
+                    max: i64::MIN,
+                    ..Default::default()
+                },
+            );
+        }
+        for (s, x) in self.stats.iter_mut().zip(&d.stats) {
+            s.n += x.n;
+            s.sum += x.sum;
+            s.sum_sq = s.sum_sq.saturating_add(x.sum_sq);
+            s.min = s.min.min(x.min);
+            s.max = s.max.max(x.max);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.events == 0 && self.stats.iter().all(|s| s.n == 0)
+    }
+}
+
+/// Renders entity-feature rows of windows from their panes.
+struct FeatureRender {
+    features: usize,
+}
+
+impl Render for FeatureRender {
+    type Group = String;
+    type Acc = FeaturePane;
+    type Row = FeatureRow;
+
+    fn render(
+        &self,
+        entity: &String,
+        win: Win,
+        status: Status,
+        panes: &[&FeaturePane],
+        out: &mut Vec<FeatureRow>,
+    ) {
+        let mut a = FeaturePane {
+            stats: vec![
+                FeatureStat {
+                    min: i64::MAX,
+                    max: i64::MIN,
+                    ..Default::default()
+                };
+                self.features
+            ],
+            ..Default::default()
+        };
+        for p in panes {
+            a.merge(p);
+        }
+        for s in &mut a.stats {
+            if s.n == 0 {
+                (s.min, s.max) = (0, 0);
+            }
+        }
+        out.push(FeatureRow {
+            key: FKey {
+                win,
+                entity: entity.clone(),
+            },
+            status,
+            agg: FeatureAgg {
+                events: a.events,
+                last_time: a.last_time,
+                stats: a.stats,
+            },
+        });
+    }
+
+    fn tombstone(&self, row: &FeatureRow) -> Option<FeatureRow> {
+        (row.status == Status::Final).then(|| row.retired())
+    }
+}
+
 /// Builds the entity-feature changelog.
 pub fn features<'s>(
     job: &Job,
@@ -107,72 +201,50 @@ pub fn features<'s>(
 ) -> VecCollection<'s, u64, FeatureRow> {
     let name = &job.spec.name;
     let idx = job.entity_feature_idx.clone();
-    let w = windows.clone();
-    let keyed = joined.events.clone().flat_map(move |e| {
-        let values: Vec<Option<i64>> = idx.iter().map(|&i| e.numeric[i]).collect();
-        w.of(e.time)
-            .into_iter()
-            .map(|win| {
-                (
-                    FKey {
-                        win,
-                        entity: e.entity.clone(),
-                    },
-                    (e.time, values.clone()),
-                )
-            })
-            .collect::<Vec<_>>()
-    });
-    let w = windows.clone();
-    let keyed = expire_at(keyed, &format!("{name}.FeaturesRetire"), move |(k, _)| {
-        w.retire_at(&k.win)
-    });
-    let k = job.entity_feature_idx.len();
-    let aggs = keyed.reduce_named(
-        &format!("{name}.EntityFeatures"),
-        move |_key, input, output| {
-            let mut a = FeatureAgg {
-                stats: vec![
-                    FeatureStat {
-                        min: i64::MAX,
-                        max: i64::MIN,
-                        ..Default::default()
-                    };
-                    k
-                ],
-                ..Default::default()
-            };
-            for ((time, values), r) in input {
-                let r = *r as i64;
-                a.events += r;
-                a.last_time = a.last_time.max(*time);
-                for (s, v) in a.stats.iter_mut().zip(values) {
-                    if let Some(v) = *v {
-                        s.n += r;
-                        s.sum += (v as i128) * r as i128;
-                        s.sum_sq = s
-                            .sum_sq
-                            .saturating_add((v as i128) * (v as i128) * r as i128);
-                        s.min = s.min.min(v);
-                        s.max = s.max.max(v);
+    let features = idx.len();
+    let panes = Panes::new(windows);
+    let p = panes.clone();
+    let deltas = pre_aggregate(
+        joined.events.clone(),
+        &format!("{name}.FeaturesPre"),
+        move |e: &crate::records::Event, r, emit| {
+            let r = r as i64;
+            emit(
+                e.entity.clone(),
+                p.pane_of(e.time),
+                &mut |a: &mut FeaturePane| {
+                    a.events += r;
+                    a.last_time = a.last_time.max(e.time);
+                    if a.stats.is_empty() {
+                        a.stats = vec![
+                            FeatureStat {
+                                min: i64::MAX,
+                                max: i64::MIN,
+                                ..Default::default()
+                            };
+                            features
+                        ];
                     }
-                }
-            }
-            for s in &mut a.stats {
-                if s.n == 0 {
-                    (s.min, s.max) = (0, 0);
-                }
-            }
-            output.push((a, 1));
+                    for (s, &i) in a.stats.iter_mut().zip(&idx) {
+                        if let Some(v) = e.numeric[i] {
+                            s.n += r;
+                            s.sum += (v as i128) * r as i128;
+                            s.sum_sq = s
+                                .sum_sq
+                                .saturating_add((v as i128) * (v as i128) * r as i128);
+                            s.min = s.min.min(v);
+                            s.max = s.max.max(v);
+                        }
+                    }
+                },
+            );
         },
     );
-    with_status(
-        &format!("{name}.Features"),
-        windows,
-        aggs,
-        |k: &FKey| k.win,
-        |key, status, agg| FeatureRow { key, status, agg },
-        |r| r.key.win,
+    assemble(
+        deltas,
+        &format!("{name}.FeaturesWindows"),
+        panes,
+        FeatureRender { features },
     )
 }
 

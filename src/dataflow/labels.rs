@@ -8,15 +8,16 @@
 //! (3 significant digits). Unlabeled events are `events - labeled_within_horizon` once final.
 //! Time and state as for quality metrics: counts in diffs, retired with the window.
 
+use std::collections::BTreeMap;
+
 use differential_dataflow::VecCollection;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::join::Joined;
-use super::status::{with_status, StatusRow};
-use super::sums::Sums;
-use super::temporal::expire_at;
-use super::windows::{window_segments, Status, Win, Windows, ALL};
+use super::join::{Joined, LabelState};
+use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
+use super::status::StatusRow;
+use super::windows::{segments_of, Status, Win, Windows, ALL};
 use crate::config::Job;
 
 /// Key of a label row.
@@ -108,6 +109,86 @@ impl StatusRow for LabelRow {
     }
 }
 
+/// The accumulator of one label-health pane: [events, labeled, labeled within horizon,
+/// relabeled, orphans] and the labeled count per latency bucket.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct LabelPane {
+    sums: [i64; 5],
+    latency: BTreeMap<u64, i64>,
+}
+
+impl PaneAcc for LabelPane {
+    fn merge(&mut self, d: &Self) {
+        for (a, b) in self.sums.iter_mut().zip(d.sums) {
+            *a += b;
+        }
+        for (b, n) in &d.latency {
+            let e = self.latency.entry(*b).or_default();
+            *e += n;
+            if *e == 0 {
+                self.latency.remove(b);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sums == [0; 5] && self.latency.is_empty()
+    }
+}
+
+/// Renders label rows of windows from their panes.
+struct LabelRender;
+
+impl Render for LabelRender {
+    type Group = String;
+    type Acc = LabelPane;
+    type Row = LabelRow;
+
+    fn render(
+        &self,
+        segment: &String,
+        win: Win,
+        status: Status,
+        panes: &[&LabelPane],
+        out: &mut Vec<LabelRow>,
+    ) {
+        let mut sums = [0i64; 5];
+        let mut latency: BTreeMap<u64, i64> = BTreeMap::new();
+        for p in panes {
+            for (a, b) in sums.iter_mut().zip(p.sums) {
+                *a += b;
+            }
+            for (b, n) in &p.latency {
+                *latency.entry(*b).or_default() += n;
+            }
+        }
+        latency.retain(|_, n| *n != 0);
+        if sums == [0; 5] && latency.is_empty() {
+            return;
+        }
+        let [events, labeled, within_horizon, relabeled, orphans] = sums;
+        out.push(LabelRow {
+            key: LKey {
+                win,
+                segment: segment.clone(),
+            },
+            status,
+            agg: LabelAgg {
+                events,
+                labeled,
+                within_horizon,
+                relabeled,
+                orphans,
+                latency: latency.into_iter().collect(),
+            },
+        });
+    }
+
+    fn tombstone(&self, row: &LabelRow) -> Option<LabelRow> {
+        (row.status == Status::Final).then(|| row.retired())
+    }
+}
+
 /// Builds the label latency and completeness changelog.
 pub fn labels<'s>(
     job: &Job,
@@ -116,75 +197,56 @@ pub fn labels<'s>(
 ) -> VecCollection<'s, u64, LabelRow> {
     let name = &job.spec.name;
     let horizon = job.spec.time.label_horizon_ms;
+    let panes = Panes::new(windows);
 
-    // One update per event (or orphan) and key: the latency bucket is the value, the counts
-    // ride in the diff [events, labeled, labeled within horizon, relabeled, orphans].
-    let (w, j) = (windows.clone(), job.clone());
-    let events = joined.events.clone().flat_map(move |e| {
-        window_segments(&w, &j, &e)
-            .into_iter()
-            .map(|(win, segment)| ((LKey { win, segment }, None), Sums([1, 0, 0, 0, 0])))
-            .collect::<Vec<_>>()
-    });
-    let (w, j) = (windows.clone(), job.clone());
+    // Per event: one count per segment; per labeled event, its latency bucket; per orphan, one
+    // count in the overall segment of the windows of its first label time.
+    let events = joined.events.clone().map(|e| (Some(e), None));
+    let labeled = joined.event_labels.clone().map(|(e, l)| (Some(e), Some(l)));
+    let orphans = joined.orphans.clone().map(|(_, l)| (None, Some(l)));
+    let all = events.concat(labeled).concat(orphans);
+    let (p, j) = (panes.clone(), job.clone());
     let buckets = histogram();
-    let labeled = joined.event_labels.clone().flat_map(move |(e, l)| {
-        let bucket = latency_bucket(&buckets, l.first_time.saturating_sub(e.time));
-        let within = (l.first_time <= e.time + horizon) as i64;
-        let sums = Sums([0, 1, within, (l.versions > 1) as i64, 0]);
-        window_segments(&w, &j, &e)
-            .into_iter()
-            .map(|(win, segment)| ((LKey { win, segment }, Some(bucket)), sums))
-            .collect::<Vec<_>>()
-    });
-    let w = windows.clone();
-    let orphans = joined.orphans.clone().flat_map(move |(_, l)| {
-        w.of(l.first_time)
-            .into_iter()
-            .map(|win| {
-                (
-                    (
-                        LKey {
-                            win,
-                            segment: ALL.to_string(),
-                        },
-                        None,
-                    ),
-                    Sums([0, 0, 0, 0, 1]),
-                )
-            })
-            .collect::<Vec<_>>()
-    });
-    let keyed = events.concat(labeled).concat(orphans);
-    let w = windows.clone();
-    let keyed = expire_at(
-        keyed,
-        &format!("{name}.LabelsRetire"),
-        move |((k, _), _)| w.retire_at(&k.win),
-    );
-    let aggs = keyed.explode(|(kb, sums)| Some((kb, sums))).reduce_named(
-        &format!("{name}.LabelsAssemble"),
-        |_k, input, output: &mut Vec<(LabelAgg, isize)>| {
-            let mut a = LabelAgg::default();
-            for (bucket, Sums([events, labeled, within, relabeled, orphans])) in input {
-                a.events += events;
-                a.labeled += labeled;
-                a.within_horizon += within;
-                a.relabeled += relabeled;
-                a.orphans += orphans;
-                if let Some(b) = bucket {
-                    a.latency.push((*b, *labeled));
+    let deltas = pre_aggregate(
+        all,
+        &format!("{name}.LabelsPre"),
+        move |(e, l): &(Option<crate::records::Event>, Option<LabelState>), r, emit| {
+            let r = r as i64;
+            match (e, l) {
+                (Some(e), None) => {
+                    for segment in segments_of(&j, e) {
+                        emit(segment, p.pane_of(e.time), &mut |a: &mut LabelPane| {
+                            a.sums[0] += r
+                        });
+                    }
                 }
+                (Some(e), Some(l)) => {
+                    let bucket = latency_bucket(&buckets, l.first_time.saturating_sub(e.time));
+                    let within = (l.first_time <= e.time + horizon) as i64;
+                    let relabeled = (l.versions > 1) as i64;
+                    for segment in segments_of(&j, e) {
+                        emit(segment, p.pane_of(e.time), &mut |a: &mut LabelPane| {
+                            a.sums[1] += r;
+                            a.sums[2] += within * r;
+                            a.sums[3] += relabeled * r;
+                            let n = a.latency.entry(bucket).or_default();
+                            *n += r;
+                            if *n == 0 {
+                                a.latency.remove(&bucket);
+                            }
+                        });
+                    }
+                }
+                (None, Some(l)) => {
+                    emit(
+                        ALL.to_string(),
+                        p.pane_of(l.first_time),
+                        &mut |a: &mut LabelPane| a.sums[4] += r,
+                    );
+                }
+                (None, None) => {}
             }
-            output.push((a, 1));
         },
     );
-    with_status(
-        &format!("{name}.Labels"),
-        windows,
-        aggs,
-        |k: &LKey| k.win,
-        |key, status, agg| LabelRow { key, status, agg },
-        |r| r.key.win,
-    )
+    assemble(deltas, &format!("{name}.LabelsWindows"), panes, LabelRender)
 }
