@@ -1,21 +1,19 @@
 //! The three-way join: events ⋈ predictions ⋈ deduplicated labels, on event id.
 //!
-//! Semantics: the latest label (by label time, then value) of an event wins and a correction
-//! retracts the old one. Events, predictions and labels leave state by temporal expiry
-//! `ttl` after their own time, which is at or after the retirement of every window they feed.
-//! A label whose event is still unknown `label_horizon` after its label time is an orphan; if the
-//! event turns up later, the orphan count is amended.
-//!
-//! State: the event and label arrangements are shared by both joins and by the orphan antijoin.
+//! One keyed operator holds a slot per event id (see [`join`]); what leaves it are ±1
+//! contributions of each changed slot, split into the collections downstream operators read.
 
-use differential_dataflow::operators::arrange::Arranged;
-use differential_dataflow::operators::arrange::TraceAgent;
-use differential_dataflow::trace::implementations::ValSpine;
+use std::collections::{BTreeMap, HashMap};
+
+use differential_dataflow::collection::AsCollection;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::Capability;
 
-use super::temporal::{delay_to, expire_at};
-use crate::records::{Event, Label, Prediction};
+use crate::records::{Event, Prediction, Record};
 use crate::sources::stamp::tick_floor;
 
 /// The effective label of an event.
@@ -34,8 +32,21 @@ pub struct LabelState {
 /// A prediction joined with its event and effective label.
 pub type Labeled = (Event, Prediction, LabelState);
 
-/// A collection arranged by event id.
-pub type Arr<'s, V> = Arranged<'s, TraceAgent<ValSpine<String, V, u64, isize>>>;
+/// What one slot contributes at a time: every output of the join stage, keyed as downstream
+/// needs it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum JoinOut {
+    /// An event in state.
+    Event(Event),
+    /// An event with its effective label.
+    EventLabel(Event, LabelState),
+    /// A prediction with its event.
+    Scored(Event, Prediction),
+    /// A prediction with its event and effective label.
+    Labeled(Event, Prediction, LabelState),
+    /// An orphaned effective label.
+    Orphan(String, LabelState),
+}
 
 /// Outputs of the join stage.
 pub struct Joined<'s> {
@@ -49,12 +60,6 @@ pub struct Joined<'s> {
     pub labeled: VecCollection<'s, u64, Labeled>,
     /// Effective labels whose event is unknown after the label horizon.
     pub orphans: VecCollection<'s, u64, (String, LabelState)>,
-    /// `events` arranged by event id, for other joins to share.
-    pub events_by_id: Arr<'s, Event>,
-    /// Effective labels arranged by event id.
-    pub labels_by_id: Arr<'s, LabelState>,
-    /// `scored` arranged by event id.
-    pub scored_by_id: Arr<'s, (Event, Prediction)>,
 }
 
 /// How long join state is kept, in milliseconds of event time.
@@ -72,12 +77,152 @@ pub struct Lifetimes {
     pub label_window: u64,
 }
 
-/// Builds the join stage.
+/// An element of a slot: a value, when it arrived, when it leaves, and its multiplicity.
+#[derive(Debug, Clone)]
+struct Held<V> {
+    value: V,
+    from: u64,
+    until: u64,
+    r: isize,
+}
+
+impl<V> Held<V> {
+    fn present(&self, t: u64) -> bool {
+        self.from <= t && t < self.until
+    }
+}
+
+/// Everything the join holds for one event id.
+#[derive(Debug, Default)]
+struct Slot {
+    events: Vec<Held<Event>>,
+    /// Event ids outlive their events (see `join`): `(from, until, r)`.
+    known: Vec<(u64, u64, isize)>,
+    predictions: Vec<Held<Prediction>>,
+    labels: Vec<Held<(u64, u8)>>,
+    /// The time of the slot's last evaluation (its outputs as of then were emitted).
+    last: Option<u64>,
+    /// The slot's pending timer.
+    timer: Option<u64>,
+}
+
+/// Sums the multiplicities of equal values and drops zeros.
+fn consolidate<T: Ord>(v: &mut Vec<(T, isize)>) {
+    differential_dataflow::consolidation::consolidate(v);
+}
+
+impl Slot {
+    /// The deduplicated label at `t`: latest label time wins (ties: larger label).
+    fn label_state(&self, t: u64) -> Option<LabelState> {
+        let mut present: Vec<((u64, u8), isize)> = self
+            .labels
+            .iter()
+            .filter(|l| l.present(t))
+            .map(|l| (l.value, l.r))
+            .collect();
+        consolidate(&mut present);
+        let first = present.first()?;
+        let last = present[present.len() - 1];
+        Some(LabelState {
+            label: last.0 .1,
+            time: last.0 .0,
+            first_time: first.0 .0,
+            versions: present.iter().map(|(_, r)| *r).sum::<isize>() as u32,
+        })
+    }
+
+    /// Every output of the slot at `t`, with multiplicities, into `out`.
+    fn outputs(&self, id: &str, t: u64, tick: u64, horizon: u64, out: &mut Vec<(JoinOut, isize)>) {
+        let mut events: Vec<(&Event, isize)> = self
+            .events
+            .iter()
+            .filter(|e| e.present(t))
+            .map(|e| (&e.value, e.r))
+            .collect();
+        consolidate(&mut events);
+        let mut preds: Vec<(&Prediction, isize)> = self
+            .predictions
+            .iter()
+            .filter(|p| p.present(t))
+            .map(|p| (&p.value, p.r))
+            .collect();
+        consolidate(&mut preds);
+        let label = self.label_state(t);
+        for (e, r) in &events {
+            out.push((JoinOut::Event((*e).clone()), *r));
+            if let Some(l) = &label {
+                out.push((JoinOut::EventLabel((*e).clone(), l.clone()), *r));
+            }
+            for (p, rp) in &preds {
+                out.push((JoinOut::Scored((*e).clone(), (*p).clone()), r * rp));
+                if let Some(l) = &label {
+                    out.push((
+                        JoinOut::Labeled((*e).clone(), (*p).clone(), l.clone()),
+                        r * rp,
+                    ));
+                }
+            }
+        }
+        if let Some(l) = label {
+            let known = self
+                .known
+                .iter()
+                .filter(|(from, until, _)| *from <= t && t < *until)
+                .map(|k| k.2)
+                .sum::<isize>()
+                > 0;
+            if !known && t >= tick_floor(l.first_time, tick) + horizon {
+                out.push((JoinOut::Orphan(id.to_string(), l), 1));
+            }
+        }
+    }
+
+    /// The first time after `t` at which the slot's outputs may change by themselves.
+    fn next_change(&self, t: u64, tick: u64, horizon: u64) -> Option<u64> {
+        let mut times: Vec<u64> = Vec::new();
+        times.extend(self.events.iter().map(|e| e.until));
+        times.extend(self.known.iter().map(|k| k.1));
+        times.extend(self.predictions.iter().map(|p| p.until));
+        times.extend(self.labels.iter().map(|l| l.until));
+        if let Some(l) = self.label_state(t) {
+            times.push(tick_floor(l.first_time, tick) + horizon);
+        }
+        times.into_iter().filter(|x| *x > t).min()
+    }
+
+    /// Forgets what can no longer be present at any time after `t`.
+    fn prune(&mut self, t: u64) {
+        self.events.retain(|e| e.until > t);
+        self.known.retain(|k| k.1 > t);
+        self.predictions.retain(|p| p.until > t);
+        self.labels.retain(|l| l.until > t);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.known.is_empty()
+            && self.predictions.is_empty()
+            && self.labels.is_empty()
+    }
+}
+
+/// Builds the join stage: one keyed operator (`…Join`, exchanged by event id) holding, per
+/// event id, a slot with its events, predictions and labels.
+///
+/// Semantics, exactly those of the relational join it replaces: the latest label (by label time,
+/// then value) of an event wins and a correction retracts the old one; events and predictions
+/// leave state `ttl` after their own time (ticks), labels one retention later, and an event's id
+/// is remembered one window and one retention longer still, so that its expiry never turns its
+/// labels into orphans after the fact. A label whose event is unknown `label_horizon` after its
+/// first label time is an orphan; if the event turns up later, the orphan is retracted.
+///
+/// Time: a slot is evaluated at every timestamp at which a record of its id arrives and at the
+/// one timer it holds (the next expiry or orphan deadline); its outputs at that time minus its
+/// outputs at its previous evaluation are emitted as ±1 contributions. No retraction waits in
+/// any batcher. State: the slots of ids with a live record. Failure modes: none on input.
 pub fn join<'s>(
     name: &str,
-    events: VecCollection<'s, u64, Event>,
-    predictions: VecCollection<'s, u64, Prediction>,
-    labels: VecCollection<'s, u64, Label>,
+    records: VecCollection<'s, u64, Record>,
     life: Lifetimes,
 ) -> Joined<'s> {
     let Lifetimes {
@@ -87,91 +232,181 @@ pub fn join<'s>(
         retention,
         label_window,
     } = life;
-    // Event ids outlive their events (and the labels that may refer to them), so that an
-    // event's expiry never turns its labels into orphans after the fact.
     let known_ttl = ttl + label_window + retention;
-    let known = expire_at(
-        events.clone().map(|e| (e.id, e.time)),
-        &format!("{name}.KnownExpiry"),
-        move |(_, t)| tick_floor(*t, tick) + known_ttl,
-    )
-    .map(|(id, _)| id)
-    .distinct();
-    let events = expire_at(events, &format!("{name}.EventExpiry"), move |e: &Event| {
-        tick_floor(e.time, tick) + ttl
-    });
-    let predictions = expire_at(
-        predictions,
-        &format!("{name}.PredictionExpiry"),
-        move |p: &Prediction| tick_floor(p.time, tick) + ttl,
-    );
     // Labels stay one retention longer than events: when an event's first label expires, its
     // remaining labels form a new state, which must land only in already retired windows (or an
     // orphan would be counted twice). Labels of one event more than `retention` apart are
     // therefore treated as separate histories.
     let label_ttl = ttl + retention;
-    let labels = expire_at(labels, &format!("{name}.LabelExpiry"), move |l: &Label| {
-        tick_floor(l.time, tick) + label_ttl
-    });
-
-    let label_state = labels
-        .map(|l| (l.event_id, (l.time, l.label)))
-        .reduce_named(&format!("{name}.LabelDedupe"), |_id, input, output| {
-            let versions: isize = input.iter().map(|(_, r)| *r).sum();
-            let first_time = input[0].0 .0;
-            // Values arrive sorted: the last one has the latest label time (ties: larger label).
-            let &(time, label) = input[input.len() - 1].0;
-            output.push((
-                LabelState {
-                    label,
-                    time,
-                    first_time,
-                    versions: versions as u32,
-                },
-                1,
-            ));
-        });
-
-    let ev_arr: Arr<'s, Event> = events
-        .clone()
-        .map(|e| (e.id.clone(), e))
-        .arrange_by_key_named(&format!("{name}.EventsById"));
-    let lab_arr: Arr<'s, LabelState> = label_state
-        .clone()
-        .arrange_by_key_named(&format!("{name}.LabelsById"));
-
-    let event_labels = ev_arr
-        .clone()
-        .join_core(lab_arr.clone(), |_id, e, l| Some((e.clone(), l.clone())));
-    let scored = predictions
-        .map(|p| (p.event_id.clone(), p))
-        .join_core(ev_arr.clone(), |id, p, e| {
-            Some((id.clone(), (e.clone(), p.clone())))
-        });
-    let scored_arr: Arr<'s, (Event, Prediction)> = scored
-        .clone()
-        .arrange_by_key_named(&format!("{name}.ScoredById"));
-    let labeled = scored_arr
-        .clone()
-        .join_core(lab_arr.clone(), |_id, (e, p), l| {
-            Some((e.clone(), p.clone(), l.clone()))
-        });
-
-    let waited = delay_to(
-        label_state,
-        &format!("{name}.OrphanWait"),
-        move |(_, l): &(String, LabelState)| tick_floor(l.first_time, tick) + horizon,
-    );
-    let orphans = waited.antijoin(known);
-
+    let out = records
+        .inner
+        .unary_frontier::<CapacityContainerBuilder<Vec<(JoinOut, u64, isize)>>, _, _, _>(
+            Exchange::new(|(r, _, _): &(Record, u64, isize)| {
+                let id = match r {
+                    Record::Event(e) => &e.id,
+                    Record::Prediction(p) => &p.event_id,
+                    Record::Label(l) => &l.event_id,
+                };
+                super::panes::stable_hash(id)
+            }),
+            &format!("{name}.Join"),
+            move |_, _| {
+                let mut slots: HashMap<String, Slot> = HashMap::new();
+                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(Record, isize)>)> =
+                    BTreeMap::new();
+                let mut timers: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+                let mut hold: Option<Capability<u64>> = None;
+                let mut before = Vec::new();
+                let mut after = Vec::new();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        for (r, t, d) in data.drain(..) {
+                            pending
+                                .entry(t)
+                                .or_insert_with(|| {
+                                    (cap.delayed(&t, output.output_index()), Vec::new())
+                                })
+                                .1
+                                .push((r, d));
+                        }
+                    });
+                    loop {
+                        let t = match (pending.keys().next(), timers.keys().next()) {
+                            (Some(a), Some(b)) => *a.min(b),
+                            (Some(a), None) => *a,
+                            (None, Some(b)) => *b,
+                            (None, None) => break,
+                        };
+                        if frontier.less_equal(&t) {
+                            break;
+                        }
+                        let (cap, records) = match pending.remove(&t) {
+                            Some(p) => p,
+                            None => (
+                                hold.as_ref().expect("timers are held").delayed(&t),
+                                Vec::new(),
+                            ),
+                        };
+                        let mut touched: Vec<String> = Vec::new();
+                        for (rec, r) in records {
+                            let (id, slot) = match rec {
+                                Record::Event(e) => {
+                                    let slot = slots.entry(e.id.clone()).or_default();
+                                    let base = tick_floor(e.time, tick);
+                                    slot.known.push((t, base + known_ttl, r));
+                                    let id = e.id.clone();
+                                    slot.events.push(Held {
+                                        value: e,
+                                        from: t,
+                                        until: base + ttl,
+                                        r,
+                                    });
+                                    (id, slot)
+                                }
+                                Record::Prediction(p) => {
+                                    let slot = slots.entry(p.event_id.clone()).or_default();
+                                    let id = p.event_id.clone();
+                                    slot.predictions.push(Held {
+                                        until: tick_floor(p.time, tick) + ttl,
+                                        value: p,
+                                        from: t,
+                                        r,
+                                    });
+                                    (id, slot)
+                                }
+                                Record::Label(l) => {
+                                    let slot = slots.entry(l.event_id.clone()).or_default();
+                                    slot.labels.push(Held {
+                                        value: (l.time, l.label),
+                                        from: t,
+                                        until: tick_floor(l.time, tick) + label_ttl,
+                                        r,
+                                    });
+                                    (l.event_id, slot)
+                                }
+                            };
+                            let _ = slot;
+                            touched.push(id);
+                        }
+                        if let Some(ids) = timers.remove(&t) {
+                            for id in ids {
+                                if slots.get(&id).is_some_and(|s| s.timer == Some(t)) {
+                                    touched.push(id);
+                                }
+                            }
+                        }
+                        touched.sort_unstable();
+                        touched.dedup();
+                        let mut session = output.session(&cap);
+                        for id in touched {
+                            let Some(slot) = slots.get_mut(&id) else {
+                                continue;
+                            };
+                            before.clear();
+                            after.clear();
+                            if let Some(last) = slot.last {
+                                slot.outputs(&id, last, tick, horizon, &mut before);
+                            }
+                            slot.outputs(&id, t, tick, horizon, &mut after);
+                            for (o, r) in before.drain(..) {
+                                after.push((o, -r));
+                            }
+                            consolidate(&mut after);
+                            for (o, r) in after.drain(..) {
+                                session.give((o, t, r));
+                            }
+                            slot.prune(t);
+                            slot.last = Some(t);
+                            slot.timer = slot.next_change(t, tick, horizon);
+                            match slot.timer {
+                                Some(at) => {
+                                    timers.entry(at).or_default().push(id);
+                                    if hold.as_ref().is_none_or(|h| *h.time() > at) {
+                                        hold = Some(cap.delayed(&at));
+                                    }
+                                }
+                                None if slot.is_empty() => {
+                                    slots.remove(&id);
+                                }
+                                None => {}
+                            }
+                        }
+                        drop(session);
+                        match timers.keys().next() {
+                            Some(&next) => {
+                                if let Some(h) = hold.as_mut() {
+                                    if *h.time() < next {
+                                        h.downgrade(&next);
+                                    }
+                                }
+                            }
+                            None => hold = None,
+                        }
+                    }
+                }
+            },
+        )
+        .as_collection();
     Joined {
-        events,
-        scored: scored.map(|(_, ep)| ep),
-        event_labels,
-        labeled,
-        orphans,
-        events_by_id: ev_arr,
-        labels_by_id: lab_arr,
-        scored_by_id: scored_arr,
+        events: out.clone().flat_map(|o| match o {
+            JoinOut::Event(e) => Some(e),
+            _ => None,
+        }),
+        event_labels: out.clone().flat_map(|o| match o {
+            JoinOut::EventLabel(e, l) => Some((e, l)),
+            _ => None,
+        }),
+        scored: out.clone().flat_map(|o| match o {
+            JoinOut::Scored(e, p) => Some((e, p)),
+            _ => None,
+        }),
+        labeled: out.clone().flat_map(|o| match o {
+            JoinOut::Labeled(e, p, l) => Some((e, p, l)),
+            _ => None,
+        }),
+        orphans: out.flat_map(|o| match o {
+            JoinOut::Orphan(id, l) => Some((id, l)),
+            _ => None,
+        }),
     }
 }

@@ -18,6 +18,7 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use super::join::{Joined, Labeled};
+use super::keyed_join::keyed_join;
 use super::ordered::{in_order, Snapshots};
 use super::quality::QKey;
 use super::sums::Sums;
@@ -227,30 +228,32 @@ pub fn learn<'s>(
         &format!("{name}.OnlineScoreExpiry"),
         move |(_, (time, _))| time.saturating_add(ttl),
     );
-    // Joined against the shared arrangements: only the small score collections are arranged
-    // here, never another copy of the events.
-    let scores = scores.arrange_by_key_named(&format!("{name}.OnlineScoresById"));
-    let labeled = scores
-        .clone()
-        .join_core(joined.labels_by_id.clone(), |id, (_, score), l| {
-            Some((id.clone(), (*score, l.clone())))
-        })
-        .arrange_by_key_named(&format!("{name}.OnlineLabelsById"))
-        .join_core(joined.events_by_id.clone(), |_, (score, l), e| {
+    // The scores meet the join's events with their labels, and the production predictions.
+    let labeled = keyed_join(
+        scores.clone(),
+        joined
+            .event_labels
+            .clone()
+            .map(|(e, l)| (e.id.clone(), (e, l))),
+        &format!("{name}.OnlineLabeled"),
+        |_, (_, score), (e, l)| {
             let p = Prediction {
                 event_id: e.id.clone(),
                 model: ONLINE.to_string(),
                 score: *score,
                 time: e.time,
             };
-            Some((e.clone(), p, l.clone()))
-        });
+            (e.clone(), p, l.clone())
+        },
+    );
     let threshold = crate::records::to_micro(job.spec.metrics.threshold);
     let (w, j) = (windows.clone(), job.clone());
-    let pairs = scores
-        .join_core(joined.scored_by_id.clone(), |_, (_, online), (e, p)| {
-            Some((e.clone(), p.clone(), *online))
-        })
+    let pairs = keyed_join(
+        scores,
+        joined.scored.clone().map(|(e, p)| (e.id.clone(), (e, p))),
+        &format!("{name}.Shadow"),
+        |_, (_, online), (e, p)| (e.clone(), p.clone(), *online),
+    )
         .explode(move |(e, p, online)| {
             let agree = ((online >= threshold) == (p.score >= threshold)) as i64;
             let d = online - p.score;

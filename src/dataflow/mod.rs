@@ -5,6 +5,7 @@ pub mod detect;
 pub mod drift;
 pub mod features;
 pub mod join;
+pub mod keyed_join;
 pub mod labels;
 pub mod learn;
 pub mod ordered;
@@ -31,7 +32,7 @@ use crate::error::Result;
 use crate::outputs::rows::{Format, IngestRow, OutputRow};
 use crate::outputs::sink::{sink, SinkState};
 use crate::outputs::writer::ChangelogWriter;
-use crate::records::{DeadLetter, Record};
+use crate::records::DeadLetter;
 use crate::replay::manifest::Manifest;
 use crate::replay::recorder::{record, Checkpointer};
 use crate::replay::source::{replay, ReplayFeed};
@@ -393,16 +394,8 @@ pub fn build(
             Vec::new()
         };
         let base = base.to_stream(scope).as_collection().map(|(k, ())| k);
-        let events = ingested.clone().flat_map(|i| match i {
-            Ingested::Accepted(Record::Event(e), _) => Some(e),
-            _ => None,
-        });
-        let predictions = ingested.clone().flat_map(|i| match i {
-            Ingested::Accepted(Record::Prediction(p), _) => Some(p),
-            _ => None,
-        });
-        let labels_in = ingested.clone().flat_map(|i| match i {
-            Ingested::Accepted(Record::Label(l), _) => Some(l),
+        let records = ingested.clone().flat_map(|i| match i {
+            Ingested::Accepted(r, _) => Some(r),
             _ => None,
         });
         let dead = ingested.clone().flat_map(|i| match i {
@@ -448,7 +441,7 @@ pub fn build(
             retention: t.retention_ms,
             label_window: job.max_window_ms(),
         };
-        let joined = join::join(&name, events, predictions, labels_in, life);
+        let joined = join::join(&name, records, life);
         let learned = job.learn.as_ref().map(|l| {
             let state = plan.state.state.as_ref();
             learn::learn(
