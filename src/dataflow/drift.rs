@@ -366,7 +366,7 @@ pub struct DriftOutputs<'s> {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct DriftPane {
     nulls: i64,
-    cells: Vec<i64>,
+    cells: BTreeMap<u32, i64>,
     cats: BTreeMap<String, i64>,
     values: BTreeMap<i64, i64>,
 }
@@ -382,11 +382,8 @@ fn add_to<K: Ord + Clone>(m: &mut BTreeMap<K, i64>, k: &K, r: i64) {
 impl PaneAcc for DriftPane {
     fn merge(&mut self, d: &Self) {
         self.nulls += d.nulls;
-        if self.cells.len() < d.cells.len() {
-            self.cells.resize(d.cells.len(), 0);
-        }
-        for (a, b) in self.cells.iter_mut().zip(&d.cells) {
-            *a += b;
+        for (k, n) in &d.cells {
+            add_to(&mut self.cells, k, *n);
         }
         for (k, n) in &d.cats {
             add_to(&mut self.cats, k, *n);
@@ -398,7 +395,7 @@ impl PaneAcc for DriftPane {
 
     fn is_empty(&self) -> bool {
         self.nulls == 0
-            && self.cells.iter().all(|c| *c == 0)
+            && self.cells.is_empty()
             && self.cats.is_empty()
             && self.values.is_empty()
     }
@@ -428,8 +425,10 @@ impl Render for DriftRender {
         let mut cats: BTreeMap<&str, i64> = BTreeMap::new();
         for p in panes {
             nulls += p.nulls;
-            for (a, b) in cells.iter_mut().zip(&p.cells) {
-                *a += b;
+            for (c, n) in &p.cells {
+                if let Some(a) = cells.get_mut(*c as usize) {
+                    *a += n;
+                }
             }
             for (k, n) in &p.cats {
                 *cats.entry(k.as_str()).or_default() += n;
@@ -528,8 +527,8 @@ pub fn drift<'s>(
         }
     };
     // Each feature's fine bin edges and cell count, by feature index (None for categorical).
-    let edges: Vec<Option<(Vec<i64>, usize)>> = (0..drift.features.len())
-        .map(|i| numeric_ref(&drift, i as u16).map(|r| (r.edges.clone(), r.cells.len())))
+    let edges: Vec<Option<Vec<i64>>> = (0..drift.features.len())
+        .map(|i| numeric_ref(&drift, i as u16).map(|r| r.edges.clone()))
         .collect();
     let score_feature = drift
         .features
@@ -537,7 +536,7 @@ pub fn drift<'s>(
         .position(|f| f.kind == FeatureKind::Score);
     let score_ref = score_feature
         .and(drift.profile.score.as_ref())
-        .map(|r| (r.edges.clone(), r.cells.len()));
+        .map(|r| r.edges.clone());
     let scored = match score_ref {
         Some(_) => joined.scored.clone().map(|(e, p)| (e, Some(p))),
         None => joined
@@ -556,20 +555,17 @@ pub fn drift<'s>(
             let pane = p.pane_of(e.time);
             let segs = segs_of(e);
             if let Some(pred) = pred {
-                let (Some(i), Some((edges, n))) = (score_feature, &score_ref) else {
+                let (Some(i), Some(edges)) = (score_feature, &score_ref) else {
                     return;
                 };
                 let model: Arc<str> = Arc::from(pred.model.as_str());
-                let cell = cell_of(edges, pred.score) as usize;
+                let cell = cell_of(edges, pred.score);
                 for s in &segs {
                     emit(
                         (s.clone(), i as u16, model.clone()),
                         pane,
                         &mut |a: &mut DriftPane| {
-                            if a.cells.is_empty() {
-                                a.cells = vec![0; *n];
-                            }
-                            a.cells[cell] += r;
+                            add_to(&mut a.cells, &cell, r);
                             add_to(&mut a.values, &pred.score, r);
                         },
                     );
@@ -580,22 +576,19 @@ pub fn drift<'s>(
                 let feature = i as u16;
                 match f.kind {
                     FeatureKind::Numeric(x) => {
-                        let (edges, n) = edges[i]
+                        let edges = edges[i]
                             .as_ref()
                             .expect("numeric features have a reference");
                         let v = e.numeric[x];
-                        let cell = v.map(|v| cell_of(edges, v) as usize);
+                        let cell = v.map(|v| cell_of(edges, v));
                         for s in &segs {
                             emit(
                                 (s.clone(), feature, none.clone()),
                                 pane,
                                 &mut |a: &mut DriftPane| {
-                                    if a.cells.is_empty() {
-                                        a.cells = vec![0; *n];
-                                    }
                                     match (v, cell) {
                                         (Some(v), Some(c)) => {
-                                            a.cells[c] += r;
+                                            add_to(&mut a.cells, &c, r);
                                             add_to(&mut a.values, &v, r);
                                         }
                                         _ => a.nulls += r,

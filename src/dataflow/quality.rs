@@ -186,10 +186,8 @@ pub fn bin_of(score: i64, bins: u32) -> u16 {
 pub struct QualityPane {
     /// [count, positives, predicted positive, correct, log-loss nano, Brier nano].
     sums: [i64; 6],
-    /// Per calibration bin: (count, sum of scores, positives); empty until the first record.
-    calibration: Vec<(i64, i64, i64)>,
-    /// Per AUC bin: (positives, negatives); empty until the first record.
-    auc: Vec<(i64, i64)>,
+    /// Per AUC bin: [positives, negatives, sum of scores] (calibration bins group them).
+    bins: BTreeMap<u16, [i64; 3]>,
     /// Score → [negatives, positives].
     scores: BTreeMap<i64, [i64; 2]>,
 }
@@ -199,20 +197,14 @@ impl PaneAcc for QualityPane {
         for (a, b) in self.sums.iter_mut().zip(d.sums) {
             *a += b;
         }
-        if self.calibration.len() < d.calibration.len() {
-            self.calibration.resize(d.calibration.len(), (0, 0, 0));
-        }
-        for (a, b) in self.calibration.iter_mut().zip(&d.calibration) {
-            a.0 += b.0;
-            a.1 += b.1;
-            a.2 += b.2;
-        }
-        if self.auc.len() < d.auc.len() {
-            self.auc.resize(d.auc.len(), (0, 0));
-        }
-        for (a, b) in self.auc.iter_mut().zip(&d.auc) {
-            a.0 += b.0;
-            a.1 += b.1;
+        for (b, c) in &d.bins {
+            let e = self.bins.entry(*b).or_default();
+            for (x, y) in e.iter_mut().zip(c) {
+                *x += y;
+            }
+            if *e == [0; 3] {
+                self.bins.remove(b);
+            }
         }
         for (score, c) in &d.scores {
             let e = self.scores.entry(*score).or_default();
@@ -266,20 +258,12 @@ impl QualityPane {
         for (a, b) in self.sums.iter_mut().zip(one) {
             *a += b * r;
         }
-        if self.auc.is_empty() {
-            self.auc = vec![(0, 0); q.auc_bins as usize];
-            self.calibration = vec![(0, 0, 0); q.cal_bins as usize];
-        }
-        let b = bin_of(score, q.auc_bins) as usize;
-        let per_cal = (q.auc_bins / q.cal_bins) as usize;
-        let c = &mut self.calibration[b / per_cal];
-        c.0 += r;
-        c.1 += score * r;
-        c.2 += label as i64 * r;
-        if label == 1 {
-            self.auc[b].0 += r;
-        } else {
-            self.auc[b].1 += r;
+        let b = bin_of(score, q.auc_bins);
+        let e = self.bins.entry(b).or_default();
+        e[(label != 1) as usize] += r;
+        e[2] += score * r;
+        if *e == [0; 3] {
+            self.bins.remove(&b);
         }
         let e = self.scores.entry(score).or_default();
         e[label.min(1) as usize] += r;
@@ -329,6 +313,7 @@ impl Render for QualityRender {
         out: &mut Vec<QualityRow>,
     ) {
         let q = &self.params;
+        let per_cal = (q.auc_bins / q.cal_bins) as usize;
         let mut a = QualityAgg {
             calibration: vec![(0, 0, 0); q.cal_bins as usize],
             auc_positive: vec![0; q.auc_bins as usize],
@@ -343,14 +328,14 @@ impl Render for QualityRender {
             a.correct += s[3];
             a.logloss_nano += s[4];
             a.brier_nano += s[5];
-            for (c, d) in a.calibration.iter_mut().zip(&p.calibration) {
-                c.0 += d.0;
-                c.1 += d.1;
-                c.2 += d.2;
-            }
-            for (i, d) in p.auc.iter().enumerate() {
-                a.auc_positive[i] += d.0;
-                a.auc_negative[i] += d.1;
+            for (b, [pos, neg, score]) in &p.bins {
+                let b = *b as usize;
+                let c = &mut a.calibration[b / per_cal];
+                c.0 += pos + neg;
+                c.1 += score;
+                c.2 += pos;
+                a.auc_positive[b] += pos;
+                a.auc_negative[b] += neg;
             }
         }
         if a.count <= 0 {
