@@ -64,7 +64,7 @@ pub fn detect<'s>(
     let threshold = (threshold * MICRO as f64).round() as i64;
     let examples = labeled.map(move |(e, p, l)| {
         let error = ((p.score >= threshold) as u8 != l.label) as u8;
-        (e.time, e.id, p.model, error)
+        (e.time, e.id.clone(), p.model.clone(), error)
     });
     in_order(
         examples,

@@ -550,7 +550,7 @@ pub fn drift<'s>(
     let deltas = pre_aggregate(
         all_in,
         &format!("{name}.DriftPre"),
-        move |(e, pred): &(crate::records::Event, Option<crate::records::Prediction>), r, emit| {
+        move |(e, pred): &(super::join::Ev, Option<super::join::Pr>), r, emit| {
             let r = r as i64;
             let pane = p.pane_of(e.time);
             let segs = segs_of(e);

@@ -207,7 +207,7 @@ pub fn features<'s>(
     let deltas = pre_aggregate(
         joined.events.clone(),
         &format!("{name}.FeaturesPre"),
-        move |e: &crate::records::Event, r, emit| {
+        move |e: &super::join::Ev, r, emit| {
             let r = r as i64;
             emit(
                 e.entity.clone(),

@@ -4,6 +4,7 @@
 //! contributions of each changed slot, split into the collections downstream operators read.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use differential_dataflow::collection::AsCollection;
 use differential_dataflow::VecCollection;
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Partition;
 use timely::dataflow::operators::Capability;
 
 use crate::records::{Event, Prediction, Record};
@@ -29,21 +31,27 @@ pub struct LabelState {
     pub versions: u32,
 }
 
+/// An event shared by every output it appears in (cloning it is a reference count).
+pub type Ev = Arc<Event>;
+
+/// A prediction shared likewise.
+pub type Pr = Arc<Prediction>;
+
 /// A prediction joined with its event and effective label.
-pub type Labeled = (Event, Prediction, LabelState);
+pub type Labeled = (Ev, Pr, LabelState);
 
 /// What one slot contributes at a time: every output of the join stage, keyed as downstream
 /// needs it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum JoinOut {
     /// An event in state.
-    Event(Event),
+    Event(Ev),
     /// An event with its effective label.
-    EventLabel(Event, LabelState),
+    EventLabel(Ev, LabelState),
     /// A prediction with its event.
-    Scored(Event, Prediction),
+    Scored(Ev, Pr),
     /// A prediction with its event and effective label.
-    Labeled(Event, Prediction, LabelState),
+    Labeled(Ev, Pr, LabelState),
     /// An orphaned effective label.
     Orphan(String, LabelState),
 }
@@ -51,11 +59,11 @@ pub enum JoinOut {
 /// Outputs of the join stage.
 pub struct Joined<'s> {
     /// Events, valid until their expiry.
-    pub events: VecCollection<'s, u64, Event>,
+    pub events: VecCollection<'s, u64, Ev>,
     /// Events that have a label, with it.
-    pub event_labels: VecCollection<'s, u64, (Event, LabelState)>,
+    pub event_labels: VecCollection<'s, u64, (Ev, LabelState)>,
     /// Predictions with their event.
-    pub scored: VecCollection<'s, u64, (Event, Prediction)>,
+    pub scored: VecCollection<'s, u64, (Ev, Pr)>,
     /// Predictions with their event and label.
     pub labeled: VecCollection<'s, u64, Labeled>,
     /// Effective labels whose event is unknown after the label horizon.
@@ -95,10 +103,10 @@ impl<V> Held<V> {
 /// Everything the join holds for one event id.
 #[derive(Debug, Default)]
 struct Slot {
-    events: Vec<Held<Event>>,
+    events: Vec<Held<Ev>>,
     /// Event ids outlive their events (see `join`): `(from, until, r)`.
     known: Vec<(u64, u64, isize)>,
-    predictions: Vec<Held<Prediction>>,
+    predictions: Vec<Held<Pr>>,
     labels: Vec<Held<(u64, u8)>>,
     /// The time of the slot's last evaluation (its outputs as of then were emitted).
     last: Option<u64>,
@@ -133,14 +141,14 @@ impl Slot {
 
     /// Every output of the slot at `t`, with multiplicities, into `out`.
     fn outputs(&self, id: &str, t: u64, tick: u64, horizon: u64, out: &mut Vec<(JoinOut, isize)>) {
-        let mut events: Vec<(&Event, isize)> = self
+        let mut events: Vec<(&Ev, isize)> = self
             .events
             .iter()
             .filter(|e| e.present(t))
             .map(|e| (&e.value, e.r))
             .collect();
         consolidate(&mut events);
-        let mut preds: Vec<(&Prediction, isize)> = self
+        let mut preds: Vec<(&Pr, isize)> = self
             .predictions
             .iter()
             .filter(|p| p.present(t))
@@ -296,7 +304,7 @@ pub fn join<'s>(
                                     slot.known.push((t, base + known_ttl, r));
                                     let id = e.id.clone();
                                     slot.events.push(Held {
-                                        value: e,
+                                        value: Arc::new(e),
                                         from: t,
                                         until: base + ttl,
                                         r,
@@ -308,7 +316,7 @@ pub fn join<'s>(
                                     let id = p.event_id.clone();
                                     slot.predictions.push(Held {
                                         until: tick_floor(p.time, tick) + ttl,
-                                        value: p,
+                                        value: Arc::new(p),
                                         from: t,
                                         r,
                                     });
@@ -387,24 +395,40 @@ pub fn join<'s>(
             },
         )
         .as_collection();
+    // Each output moves into exactly one of the collections (no clone per consumer).
+    let mut parts = out
+        .inner
+        .partition(5, |(o, t, r)| {
+            let i = match &o {
+                JoinOut::Event(_) => 0,
+                JoinOut::EventLabel(..) => 1,
+                JoinOut::Scored(..) => 2,
+                JoinOut::Labeled(..) => 3,
+                JoinOut::Orphan(..) => 4,
+            };
+            (i, (o, t, r))
+        })
+        .into_iter()
+        .map(|s| s.as_collection());
+    let mut next = || parts.next().expect("five parts");
     Joined {
-        events: out.clone().flat_map(|o| match o {
+        events: next().flat_map(|o| match o {
             JoinOut::Event(e) => Some(e),
             _ => None,
         }),
-        event_labels: out.clone().flat_map(|o| match o {
+        event_labels: next().flat_map(|o| match o {
             JoinOut::EventLabel(e, l) => Some((e, l)),
             _ => None,
         }),
-        scored: out.clone().flat_map(|o| match o {
+        scored: next().flat_map(|o| match o {
             JoinOut::Scored(e, p) => Some((e, p)),
             _ => None,
         }),
-        labeled: out.clone().flat_map(|o| match o {
+        labeled: next().flat_map(|o| match o {
             JoinOut::Labeled(e, p, l) => Some((e, p, l)),
             _ => None,
         }),
-        orphans: out.flat_map(|o| match o {
+        orphans: next().flat_map(|o| match o {
             JoinOut::Orphan(id, l) => Some((id, l)),
             _ => None,
         }),

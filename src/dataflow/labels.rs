@@ -210,7 +210,7 @@ pub fn labels<'s>(
     let deltas = pre_aggregate(
         all,
         &format!("{name}.LabelsPre"),
-        move |(e, l): &(Option<crate::records::Event>, Option<LabelState>), r, emit| {
+        move |(e, l): &(Option<super::join::Ev>, Option<LabelState>), r, emit| {
             let r = r as i64;
             match (e, l) {
                 (Some(e), None) => {

@@ -237,12 +237,12 @@ pub fn learn<'s>(
             .map(|(e, l)| (e.id.clone(), (e, l))),
         &format!("{name}.OnlineLabeled"),
         |_, (_, score), (e, l)| {
-            let p = Prediction {
+            let p = Arc::new(Prediction {
                 event_id: e.id.clone(),
                 model: ONLINE.to_string(),
                 score: *score,
                 time: e.time,
-            };
+            });
             (e.clone(), p, l.clone())
         },
     );
@@ -297,7 +297,7 @@ pub fn learn<'s>(
 /// The examples of one timestamp: events whose first effective label appeared at it (a label
 /// state added with no earlier one retracted), sorted by event id.
 fn new_examples(
-    batch: Vec<((crate::records::Event, super::join::LabelState), isize)>,
+    batch: Vec<((super::join::Ev, super::join::LabelState), isize)>,
 ) -> Vec<Example> {
     let mut out = Vec::new();
     let mut i = 0;
