@@ -87,6 +87,9 @@ where
                             }
                             sides.0.push((va, ra));
                             consolidate(&mut sides.0);
+                            if sides.0.is_empty() && sides.1.is_empty() {
+                                state.remove(&k);
+                            }
                         }
                         for ((k, vb), rb) in db {
                             let sides = state.entry(k.clone()).or_default();
@@ -99,7 +102,6 @@ where
                                 state.remove(&k);
                             }
                         }
-                        state.retain(|_, s| !(s.0.is_empty() && s.1.is_empty()));
                         consolidate(&mut out);
                         let mut session = output.session(&cap);
                         for (o, r) in out {
