@@ -450,7 +450,7 @@ impl Render for DriftRender {
             (Status::Final, Some(r)) => {
                 let mut window: Vec<(i64, u64)> = Vec::new();
                 let maps: Vec<&BTreeMap<i64, i64>> = panes.iter().map(|p| &p.values).collect();
-                merge_counts(&maps, |v, n| {
+                super::panes::merge_counts(&maps, |v, n| {
                     if n != 0 {
                         window.push((v, n as u64));
                     }
@@ -482,25 +482,6 @@ impl Render for DriftRender {
             status: Status::Retired,
             ..row.clone()
         })
-    }
-}
-
-/// Calls `f(value, count)` for every key of `maps` in ascending order, counts summed.
-fn merge_counts(maps: &[&BTreeMap<i64, i64>], mut f: impl FnMut(i64, i64)) {
-    let mut iters: Vec<_> = maps.iter().map(|m| m.iter().peekable()).collect();
-    loop {
-        let next = iters
-            .iter_mut()
-            .filter_map(|i| i.peek().map(|(v, _)| **v))
-            .min();
-        let Some(v) = next else { break };
-        let mut n = 0;
-        for i in iters.iter_mut() {
-            if let Some((_, c)) = i.next_if(|(k, _)| **k == v) {
-                n += c;
-            }
-        }
-        f(v, n);
     }
 }
 

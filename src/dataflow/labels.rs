@@ -153,16 +153,18 @@ impl Render for LabelRender {
         out: &mut Vec<LabelRow>,
     ) {
         let mut sums = [0i64; 5];
-        let mut latency: BTreeMap<u64, i64> = BTreeMap::new();
         for p in panes {
             for (a, b) in sums.iter_mut().zip(p.sums) {
                 *a += b;
             }
-            for (b, n) in &p.latency {
-                *latency.entry(*b).or_default() += n;
-            }
         }
-        latency.retain(|_, n| *n != 0);
+        let mut latency: Vec<(u64, i64)> = Vec::new();
+        let maps: Vec<&BTreeMap<u64, i64>> = panes.iter().map(|p| &p.latency).collect();
+        super::panes::merge_counts(&maps, |b, n| {
+            if n != 0 {
+                latency.push((b, n));
+            }
+        });
         if sums == [0; 5] && latency.is_empty() {
             return;
         }
@@ -179,7 +181,7 @@ impl Render for LabelRender {
                 within_horizon,
                 relabeled,
                 orphans,
-                latency: latency.into_iter().collect(),
+                latency,
             },
         });
     }

@@ -21,9 +21,9 @@ use super::join::{Joined, Labeled};
 use super::keyed_join::keyed_join;
 use super::ordered::{in_order, Snapshots};
 use super::quality::QKey;
-use super::sums::Sums;
+use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
 use super::temporal::expire_at;
-use super::windows::{window_segments, Windows};
+use super::windows::{segments_of, Status, Win, Windows};
 use crate::config::Job;
 use crate::error::Error;
 use crate::learn::learner::{
@@ -62,6 +62,64 @@ pub struct ShadowRow {
     pub abs_diff: i64,
     /// Sum of (online − production) scores, micro-units.
     pub diff: i64,
+}
+
+/// The accumulator of one shadow pane: [count, agree, Σ|diff|, Σ diff].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct ShadowPane([i64; 4]);
+
+impl PaneAcc for ShadowPane {
+    fn merge(&mut self, d: &Self) {
+        for (a, b) in self.0.iter_mut().zip(d.0) {
+            *a += b;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
+    }
+}
+
+/// Renders shadow rows (no status: a row lives until its window retires, with no tombstone).
+struct ShadowRender;
+
+impl Render for ShadowRender {
+    type Group = (String, String);
+    type Acc = ShadowPane;
+    type Row = ShadowRow;
+
+    fn render(
+        &self,
+        (segment, model): &(String, String),
+        win: Win,
+        _status: Status,
+        panes: &[&ShadowPane],
+        out: &mut Vec<ShadowRow>,
+    ) {
+        let mut a = ShadowPane::default();
+        for p in panes {
+            a.merge(p);
+        }
+        if a.is_empty() {
+            return;
+        }
+        let [count, agree, abs_diff, diff] = a.0;
+        out.push(ShadowRow {
+            key: QKey {
+                win,
+                segment: segment.clone(),
+                model: model.clone(),
+            },
+            count,
+            agree,
+            abs_diff,
+            diff,
+        });
+    }
+
+    fn tombstone(&self, _row: &ShadowRow) -> Option<ShadowRow> {
+        None
+    }
 }
 
 /// Writes a live run's versions and decisions to the registry.
@@ -247,44 +305,35 @@ pub fn learn<'s>(
         },
     );
     let threshold = crate::records::to_micro(job.spec.metrics.threshold);
-    let (w, j) = (windows.clone(), job.clone());
     let pairs = keyed_join(
         scores,
         joined.scored.clone().map(|(e, p)| (e.id.clone(), (e, p))),
         &format!("{name}.Shadow"),
         |_, (_, online), (e, p)| (e.clone(), p.clone(), *online),
-    )
-        .explode(move |(e, p, online)| {
-            let agree = ((online >= threshold) == (p.score >= threshold)) as i64;
+    );
+    let panes = Panes::new(windows);
+    let (pn, j) = (panes.clone(), job.clone());
+    let deltas = pre_aggregate(
+        pairs,
+        &format!("{name}.ShadowPre"),
+        move |(e, p, online): &(super::join::Ev, super::join::Pr, i64), r, emit| {
+            let r = r as i64;
+            let agree = ((*online >= threshold) == (p.score >= threshold)) as i64;
             let d = online - p.score;
-            window_segments(&w, &j, &e)
-                .into_iter()
-                .map(|(win, segment)| {
-                    let key = QKey {
-                        win,
-                        segment,
-                        model: p.model.clone(),
-                    };
-                    (key, Sums([1, agree, d.abs(), d]))
-                })
-                .collect::<Vec<_>>()
-        });
-    let w = windows.clone();
-    let pairs = expire_at(
-        pairs.map(|k| (k, ())),
-        &format!("{name}.ShadowRetire"),
-        move |(k, _)| w.retire_at(&k.win),
-    )
-    .map(|(k, ())| k);
-    let shadow = pairs
-        .count()
-        .map(|(key, Sums([count, agree, abs_diff, diff]))| ShadowRow {
-            key,
-            count,
-            agree,
-            abs_diff,
-            diff,
-        });
+            for segment in segments_of(&j, e) {
+                emit(
+                    (segment, p.model.clone()),
+                    pn.pane_of(e.time),
+                    &mut |a: &mut ShadowPane| {
+                        for (x, y) in a.0.iter_mut().zip([1, agree, d.abs(), d]) {
+                            *x += y * r;
+                        }
+                    },
+                );
+            }
+        },
+    );
+    let shadow = assemble(deltas, &format!("{name}.ShadowWindows"), panes, ShadowRender);
     LearnOutputs {
         versions,
         decisions,

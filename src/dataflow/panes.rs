@@ -329,3 +329,23 @@ where
         )
         .as_collection()
 }
+
+/// Calls `f(key, count)` for every key of `maps` in ascending order, counts summed over the maps
+/// (a k-way merge: windows read their panes without building a merged map).
+pub fn merge_counts<K: Ord + Copy>(maps: &[&BTreeMap<K, i64>], mut f: impl FnMut(K, i64)) {
+    let mut iters: Vec<_> = maps.iter().map(|m| m.iter().peekable()).collect();
+    loop {
+        let next = iters
+            .iter_mut()
+            .filter_map(|i| i.peek().map(|(k, _)| **k))
+            .min();
+        let Some(k) = next else { break };
+        let mut n = 0;
+        for i in iters.iter_mut() {
+            if let Some((_, c)) = i.next_if(|(x, _)| **x == k) {
+                n += c;
+            }
+        }
+        f(k, n);
+    }
+}
