@@ -394,10 +394,7 @@ impl PaneAcc for DriftPane {
     }
 
     fn is_empty(&self) -> bool {
-        self.nulls == 0
-            && self.cells.is_empty()
-            && self.cats.is_empty()
-            && self.values.is_empty()
+        self.nulls == 0 && self.cells.is_empty() && self.cats.is_empty() && self.values.is_empty()
     }
 }
 
@@ -566,14 +563,12 @@ pub fn drift<'s>(
                             emit(
                                 (s.clone(), feature, none.clone()),
                                 pane,
-                                &mut |a: &mut DriftPane| {
-                                    match (v, cell) {
-                                        (Some(v), Some(c)) => {
-                                            add_to(&mut a.cells, &c, r);
-                                            add_to(&mut a.values, &v, r);
-                                        }
-                                        _ => a.nulls += r,
+                                &mut |a: &mut DriftPane| match (v, cell) {
+                                    (Some(v), Some(c)) => {
+                                        add_to(&mut a.cells, &c, r);
+                                        add_to(&mut a.values, &v, r);
                                     }
+                                    _ => a.nulls += r,
                                 },
                             );
                         }

@@ -297,7 +297,7 @@ pub fn join<'s>(
                         };
                         let mut touched: Vec<String> = Vec::new();
                         for (rec, r) in records {
-                            let (id, slot) = match rec {
+                            let id = match rec {
                                 Record::Event(e) => {
                                     let slot = slots.entry(e.id.clone()).or_default();
                                     let base = tick_floor(e.time, tick);
@@ -309,7 +309,7 @@ pub fn join<'s>(
                                         until: base + ttl,
                                         r,
                                     });
-                                    (id, slot)
+                                    id
                                 }
                                 Record::Prediction(p) => {
                                     let slot = slots.entry(p.event_id.clone()).or_default();
@@ -320,7 +320,7 @@ pub fn join<'s>(
                                         from: t,
                                         r,
                                     });
-                                    (id, slot)
+                                    id
                                 }
                                 Record::Label(l) => {
                                     let slot = slots.entry(l.event_id.clone()).or_default();
@@ -330,10 +330,9 @@ pub fn join<'s>(
                                         until: tick_floor(l.time, tick) + label_ttl,
                                         r,
                                     });
-                                    (l.event_id, slot)
+                                    l.event_id
                                 }
                             };
-                            let _ = slot;
                             touched.push(id);
                         }
                         if let Some(ids) = timers.remove(&t) {

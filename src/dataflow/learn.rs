@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::join::{Joined, Labeled};
 use super::keyed_join::keyed_join;
 use super::ordered::{in_order, Snapshots};
-use super::quality::QKey;
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
+use super::quality::QKey;
 use super::temporal::expire_at;
 use super::windows::{segments_of, Status, Win, Windows};
 use crate::config::Job;
@@ -333,7 +333,12 @@ pub fn learn<'s>(
             }
         },
     );
-    let shadow = assemble(deltas, &format!("{name}.ShadowWindows"), panes, ShadowRender);
+    let shadow = assemble(
+        deltas,
+        &format!("{name}.ShadowWindows"),
+        panes,
+        ShadowRender,
+    );
     LearnOutputs {
         versions,
         decisions,
@@ -345,9 +350,7 @@ pub fn learn<'s>(
 
 /// The examples of one timestamp: events whose first effective label appeared at it (a label
 /// state added with no earlier one retracted), sorted by event id.
-fn new_examples(
-    batch: Vec<((super::join::Ev, super::join::LabelState), isize)>,
-) -> Vec<Example> {
+fn new_examples(batch: Vec<((super::join::Ev, super::join::LabelState), isize)>) -> Vec<Example> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < batch.len() {

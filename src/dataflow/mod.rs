@@ -616,4 +616,3 @@ pub fn build(
         publish_error,
     })
 }
-pub mod sums;

@@ -254,8 +254,12 @@ where
                                 if retire <= t {
                                     continue;
                                 }
-                                if !st.rows.contains_key(&win) {
-                                    st.rows.insert(win, Vec::new());
+                                if let std::collections::btree_map::Entry::Vacant(v) =
+                                    st.rows.entry(win)
+                                {
+                                    // A new window: one timer when it becomes final, one when
+                                    // it retires.
+                                    v.insert(Vec::new());
                                     let fin = w.final_at(&win);
                                     for at in [fin, retire] {
                                         if at > t {
