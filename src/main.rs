@@ -9,6 +9,12 @@ use tidemark::generate::{write_dataset, DataFormat};
 use tidemark::generator::GeneratorParams;
 use tidemark::runtime::{iso_time, run, RunOptions, RunSummary};
 
+// The hot path allocates many small, short-lived values across worker threads; mimalloc's
+// thread-local free lists beat glibc's arenas there and keep large buffers mapped instead of
+// returning them to the kernel and faulting them back in, zeroed, on the next allocation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Streaming model monitoring and online learning on timely/differential dataflow.
 #[derive(Parser)]
 #[command(name = "tidemark", version, about, args_override_self = true)]
