@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::join::Joined;
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
-use super::windows::{segments_of, Status, Win, Windows, ALL};
+use super::windows::{Names, Status, Win, Windows, ALL};
 use crate::drift::profile::{cell_of, NumericRef};
 use crate::drift::spec::{Severity, Statistic};
 use crate::drift::stats::{
@@ -494,16 +494,8 @@ pub fn drift<'s>(
     let all: Arc<str> = Arc::from(ALL);
     let none: Arc<str> = Arc::from("");
     let panes = Panes::new(windows);
-    let segs_of = {
-        let j = job.clone();
-        move |e: &crate::records::Event| -> Vec<Arc<str>> {
-            if segments {
-                segments_of(&j, e).into_iter().map(Arc::from).collect()
-            } else {
-                vec![all.clone()]
-            }
-        }
-    };
+    let mut names = Names::new(job);
+    let mut segs = Vec::new();
     // Each feature's fine bin edges and cell count, by feature index (None for categorical).
     let edges: Vec<Option<Vec<i64>>> = (0..drift.features.len())
         .map(|i| numeric_ref(&drift, i as u16).map(|r| r.edges.clone()))
@@ -531,12 +523,17 @@ pub fn drift<'s>(
         move |(e, pred): &(super::join::Ev, Option<super::join::Pr>), r, emit| {
             let r = r as i64;
             let pane = p.pane_of(e.time);
-            let segs = segs_of(e);
+            if segments {
+                names.segments(e, &mut segs);
+            } else {
+                segs.clear();
+                segs.push(all.clone());
+            }
             if let Some(pred) = pred {
                 let (Some(i), Some(edges)) = (score_feature, &score_ref) else {
                     return;
                 };
-                let model: Arc<str> = Arc::from(pred.model.as_str());
+                let model = names.model(&pred.model);
                 let cell = cell_of(edges, pred.score);
                 for s in &segs {
                     emit(

@@ -4,6 +4,7 @@
 //! contributions of each changed slot, split into the collections downstream operators read.
 
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use differential_dataflow::collection::AsCollection;
@@ -193,7 +194,12 @@ impl Slot {
         times.extend(self.predictions.iter().map(|p| p.until));
         times.extend(self.labels.iter().map(|l| l.until));
         if let Some(l) = self.label_state(t) {
-            times.push(tick_floor(l.first_time, tick) + horizon);
+            // The orphan deadline matters only if no event is known then (a known event's
+            // expiry is a timer of its own).
+            let at = tick_floor(l.first_time, tick) + horizon;
+            if !self.known.iter().any(|k| k.0 <= at && at < k.1) {
+                times.push(at);
+            }
         }
         times.into_iter().filter(|x| *x > t).min()
     }
@@ -259,10 +265,21 @@ pub fn join<'s>(
             }),
             &format!("{name}.Join"),
             move |_, _| {
-                let mut slots: HashMap<String, Slot> = HashMap::new();
+                let mut slots: HashMap<Rc<str>, Slot> = HashMap::new();
+                // The slot of `id`, and its key (shared by the touched list and the timers).
+                fn slot_of<'a>(
+                    slots: &'a mut HashMap<Rc<str>, Slot>,
+                    id: &str,
+                ) -> (Rc<str>, &'a mut Slot) {
+                    if !slots.contains_key(id) {
+                        slots.insert(Rc::from(id), Slot::default());
+                    }
+                    let k = slots.get_key_value(id).expect("inserted above").0.clone();
+                    (k, slots.get_mut(id).expect("inserted above"))
+                }
                 let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(Record, isize)>)> =
                     BTreeMap::new();
-                let mut timers: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+                let mut timers: BTreeMap<u64, Vec<Rc<str>>> = BTreeMap::new();
                 let mut hold: Option<Capability<u64>> = None;
                 let mut before = Vec::new();
                 let mut after = Vec::new();
@@ -295,14 +312,13 @@ pub fn join<'s>(
                                 Vec::new(),
                             ),
                         };
-                        let mut touched: Vec<String> = Vec::new();
+                        let mut touched: Vec<Rc<str>> = Vec::new();
                         for (rec, r) in records {
                             let id = match rec {
                                 Record::Event(e) => {
-                                    let slot = slots.entry(e.id.clone()).or_default();
+                                    let (id, slot) = slot_of(&mut slots, &e.id);
                                     let base = tick_floor(e.time, tick);
                                     slot.known.push((t, base + known_ttl, r));
-                                    let id = e.id.clone();
                                     slot.events.push(Held {
                                         value: Arc::new(e),
                                         from: t,
@@ -312,8 +328,7 @@ pub fn join<'s>(
                                     id
                                 }
                                 Record::Prediction(p) => {
-                                    let slot = slots.entry(p.event_id.clone()).or_default();
-                                    let id = p.event_id.clone();
+                                    let (id, slot) = slot_of(&mut slots, &p.event_id);
                                     slot.predictions.push(Held {
                                         until: tick_floor(p.time, tick) + ttl,
                                         value: Arc::new(p),
@@ -323,21 +338,21 @@ pub fn join<'s>(
                                     id
                                 }
                                 Record::Label(l) => {
-                                    let slot = slots.entry(l.event_id.clone()).or_default();
+                                    let (id, slot) = slot_of(&mut slots, &l.event_id);
                                     slot.labels.push(Held {
                                         value: (l.time, l.label),
                                         from: t,
                                         until: tick_floor(l.time, tick) + label_ttl,
                                         r,
                                     });
-                                    l.event_id
+                                    id
                                 }
                             };
                             touched.push(id);
                         }
                         if let Some(ids) = timers.remove(&t) {
                             for id in ids {
-                                if slots.get(&id).is_some_and(|s| s.timer == Some(t)) {
+                                if slots.get(&*id).is_some_and(|s| s.timer == Some(t)) {
                                     touched.push(id);
                                 }
                             }
@@ -346,7 +361,7 @@ pub fn join<'s>(
                         touched.dedup();
                         let mut session = output.session(&cap);
                         for id in touched {
-                            let Some(slot) = slots.get_mut(&id) else {
+                            let Some(slot) = slots.get_mut(&*id) else {
                                 continue;
                             };
                             before.clear();
@@ -373,7 +388,7 @@ pub fn join<'s>(
                                     }
                                 }
                                 None if slot.is_empty() => {
-                                    slots.remove(&id);
+                                    slots.remove(&*id);
                                 }
                                 None => {}
                             }

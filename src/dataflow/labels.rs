@@ -8,16 +8,16 @@
 //! (3 significant digits). Unlabeled events are `events - labeled_within_horizon` once final.
 //! Time and state as for quality metrics: counts in diffs, retired with the window.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::join::{Joined, LabelState};
-use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
+use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render, SortedCounts};
 use super::status::StatusRow;
-use super::windows::{segments_of, Status, Win, Windows, ALL};
+use super::windows::{Names, Status, Win, Windows, ALL};
 use crate::config::Job;
 
 /// Key of a label row.
@@ -114,7 +114,7 @@ impl StatusRow for LabelRow {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct LabelPane {
     sums: [i64; 5],
-    latency: BTreeMap<u64, i64>,
+    latency: SortedCounts<u64>,
 }
 
 impl PaneAcc for LabelPane {
@@ -122,13 +122,7 @@ impl PaneAcc for LabelPane {
         for (a, b) in self.sums.iter_mut().zip(d.sums) {
             *a += b;
         }
-        for (b, n) in &d.latency {
-            let e = self.latency.entry(*b).or_default();
-            *e += n;
-            if *e == 0 {
-                self.latency.remove(b);
-            }
-        }
+        self.latency.merge(&d.latency);
     }
 
     fn is_empty(&self) -> bool {
@@ -140,13 +134,13 @@ impl PaneAcc for LabelPane {
 struct LabelRender;
 
 impl Render for LabelRender {
-    type Group = String;
+    type Group = Arc<str>;
     type Acc = LabelPane;
     type Row = LabelRow;
 
     fn render(
         &self,
-        segment: &String,
+        segment: &Arc<str>,
         win: Win,
         status: Status,
         panes: &[&LabelPane],
@@ -159,12 +153,8 @@ impl Render for LabelRender {
             }
         }
         let mut latency: Vec<(u64, i64)> = Vec::new();
-        let maps: Vec<&BTreeMap<u64, i64>> = panes.iter().map(|p| &p.latency).collect();
-        super::panes::merge_counts(&maps, |b, n| {
-            if n != 0 {
-                latency.push((b, n));
-            }
-        });
+        let parts: Vec<&SortedCounts<u64>> = panes.iter().map(|p| &p.latency).collect();
+        SortedCounts::sum(&parts, &mut latency);
         if sums == [0; 5] && latency.is_empty() {
             return;
         }
@@ -172,7 +162,7 @@ impl Render for LabelRender {
         out.push(LabelRow {
             key: LKey {
                 win,
-                segment: segment.clone(),
+                segment: segment.to_string(),
             },
             status,
             agg: LabelAgg {
@@ -206,42 +196,49 @@ pub fn labels<'s>(
     let events = joined.events.clone().map(|e| (Some(e), None));
     let labeled = joined.event_labels.clone().map(|(e, l)| (Some(e), Some(l)));
     let orphans = joined.orphans.clone().map(|(_, l)| (None, Some(l)));
-    let all = events.concat(labeled).concat(orphans);
-    let (p, j) = (panes.clone(), job.clone());
+    let contributions = events.concat(labeled).concat(orphans);
+    let p = panes.clone();
+    let mut names = Names::new(job);
+    let mut segments = Vec::new();
+    let all: Arc<str> = Arc::from(ALL);
     let buckets = histogram();
     let deltas = pre_aggregate(
-        all,
+        contributions,
         &format!("{name}.LabelsPre"),
         move |(e, l): &(Option<super::join::Ev>, Option<LabelState>), r, emit| {
             let r = r as i64;
             match (e, l) {
                 (Some(e), None) => {
-                    for segment in segments_of(&j, e) {
-                        emit(segment, p.pane_of(e.time), &mut |a: &mut LabelPane| {
-                            a.sums[0] += r
-                        });
+                    names.segments(e, &mut segments);
+                    for segment in &segments {
+                        emit(
+                            segment.clone(),
+                            p.pane_of(e.time),
+                            &mut |a: &mut LabelPane| a.sums[0] += r,
+                        );
                     }
                 }
                 (Some(e), Some(l)) => {
                     let bucket = latency_bucket(&buckets, l.first_time.saturating_sub(e.time));
                     let within = (l.first_time <= e.time + horizon) as i64;
                     let relabeled = (l.versions > 1) as i64;
-                    for segment in segments_of(&j, e) {
-                        emit(segment, p.pane_of(e.time), &mut |a: &mut LabelPane| {
-                            a.sums[1] += r;
-                            a.sums[2] += within * r;
-                            a.sums[3] += relabeled * r;
-                            let n = a.latency.entry(bucket).or_default();
-                            *n += r;
-                            if *n == 0 {
-                                a.latency.remove(&bucket);
-                            }
-                        });
+                    names.segments(e, &mut segments);
+                    for segment in &segments {
+                        emit(
+                            segment.clone(),
+                            p.pane_of(e.time),
+                            &mut |a: &mut LabelPane| {
+                                a.sums[1] += r;
+                                a.sums[2] += within * r;
+                                a.sums[3] += relabeled * r;
+                                a.latency.add(bucket, r);
+                            },
+                        );
                     }
                 }
                 (None, Some(l)) => {
                     emit(
-                        ALL.to_string(),
+                        all.clone(),
                         p.pane_of(l.first_time),
                         &mut |a: &mut LabelPane| a.sums[4] += r,
                     );

@@ -23,7 +23,7 @@ use super::ordered::{in_order, Snapshots};
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
 use super::quality::QKey;
 use super::temporal::expire_at;
-use super::windows::{segments_of, Status, Win, Windows};
+use super::windows::{Names, Status, Win, Windows};
 use crate::config::Job;
 use crate::error::Error;
 use crate::learn::learner::{
@@ -84,13 +84,13 @@ impl PaneAcc for ShadowPane {
 struct ShadowRender;
 
 impl Render for ShadowRender {
-    type Group = (String, String);
+    type Group = (Arc<str>, Arc<str>);
     type Acc = ShadowPane;
     type Row = ShadowRow;
 
     fn render(
         &self,
-        (segment, model): &(String, String),
+        (segment, model): &(Arc<str>, Arc<str>),
         win: Win,
         _status: Status,
         panes: &[&ShadowPane],
@@ -107,8 +107,8 @@ impl Render for ShadowRender {
         out.push(ShadowRow {
             key: QKey {
                 win,
-                segment: segment.clone(),
-                model: model.clone(),
+                segment: segment.to_string(),
+                model: model.to_string(),
             },
             count,
             agree,
@@ -312,7 +312,9 @@ pub fn learn<'s>(
         |_, (_, online), (e, p)| (e.clone(), p.clone(), *online),
     );
     let panes = Panes::new(windows);
-    let (pn, j) = (panes.clone(), job.clone());
+    let pn = panes.clone();
+    let mut names = Names::new(job);
+    let mut segments = Vec::new();
     let deltas = pre_aggregate(
         pairs,
         &format!("{name}.ShadowPre"),
@@ -320,9 +322,11 @@ pub fn learn<'s>(
             let r = r as i64;
             let agree = ((*online >= threshold) == (p.score >= threshold)) as i64;
             let d = online - p.score;
-            for segment in segments_of(&j, e) {
+            names.segments(e, &mut segments);
+            let model = names.model(&p.model);
+            for segment in &segments {
                 emit(
-                    (segment, p.model.clone()),
+                    (segment.clone(), model.clone()),
                     pn.pane_of(e.time),
                     &mut |a: &mut ShadowPane| {
                         for (x, y) in a.0.iter_mut().zip([1, agree, d.abs(), d]) {

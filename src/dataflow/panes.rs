@@ -28,6 +28,7 @@ use std::hash::{Hash, Hasher};
 
 use differential_dataflow::collection::AsCollection;
 use differential_dataflow::{Data, ExchangeData, VecCollection};
+use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
@@ -352,4 +353,91 @@ pub fn merge_counts<K: Ord + Copy>(maps: &[&BTreeMap<K, i64>], mut f: impl FnMut
         }
         f(k, n);
     }
+}
+
+/// Counts by key as a sorted vector: cheap to scan and to merge linearly, as window rendering
+/// does for every pane it reads (a map would chase pointers).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SortedCounts<K>(pub Vec<(K, i64)>);
+
+impl<K> Default for SortedCounts<K> {
+    fn default() -> Self {
+        SortedCounts(Vec::new())
+    }
+}
+
+impl<K: Ord + Copy> SortedCounts<K> {
+    /// Adds `n` to `k`'s count, dropping it at zero.
+    pub fn add(&mut self, k: K, n: i64) {
+        match self.0.binary_search_by(|(x, _)| x.cmp(&k)) {
+            Ok(i) => {
+                self.0[i].1 += n;
+                if self.0[i].1 == 0 {
+                    self.0.remove(i);
+                }
+            }
+            Err(i) if n != 0 => self.0.insert(i, (k, n)),
+            Err(_) => {}
+        }
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &SortedCounts<K>) {
+        if other.0.len() * 8 < self.0.len() {
+            for &(k, n) in &other.0 {
+                self.add(k, n);
+            }
+            return;
+        }
+        let mut out = Vec::with_capacity(self.0.len() + other.0.len());
+        sum_sorted(&self.0, &other.0, &mut out);
+        self.0 = out;
+    }
+
+    /// Whether no count is left.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The counts of `parts` summed, zeros dropped, into `out`.
+    pub fn sum(parts: &[&SortedCounts<K>], out: &mut Vec<(K, i64)>) {
+        out.clear();
+        let mut tmp = Vec::new();
+        for p in parts {
+            if out.is_empty() {
+                out.extend_from_slice(&p.0);
+                continue;
+            }
+            tmp.clear();
+            sum_sorted(out, &p.0, &mut tmp);
+            std::mem::swap(out, &mut tmp);
+        }
+    }
+}
+
+/// Merges two sorted count lists, summing equal keys and dropping zeros.
+fn sum_sorted<K: Ord + Copy>(a: &[(K, i64)], b: &[(K, i64)], out: &mut Vec<(K, i64)>) {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let n = a[i].1 + b[j].1;
+                if n != 0 {
+                    out.push((a[i].0, n));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
 }

@@ -9,13 +9,14 @@
 //! finality) the scores; everything leaves state when the window retires.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use super::join::Labeled;
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
-use super::windows::{segments_of, Status, Win, Windows};
+use super::windows::{Names, Status, Win, Windows};
 use crate::config::Job;
 use crate::records::MICRO;
 
@@ -300,13 +301,13 @@ struct QualityRender {
 }
 
 impl Render for QualityRender {
-    type Group = (String, String);
+    type Group = (Arc<str>, Arc<str>);
     type Acc = QualityPane;
     type Row = QualityRow;
 
     fn render(
         &self,
-        (segment, model): &(String, String),
+        (segment, model): &(Arc<str>, Arc<str>),
         win: Win,
         status: Status,
         panes: &[&QualityPane],
@@ -359,8 +360,8 @@ impl Render for QualityRender {
         out.push(QualityRow {
             key: QKey {
                 win,
-                segment: segment.clone(),
-                model: model.clone(),
+                segment: segment.to_string(),
+                model: model.to_string(),
             },
             status,
             agg: a,
@@ -390,15 +391,19 @@ pub fn quality<'s>(
         "validated: calibration bins group AUC bins"
     );
     let panes = Panes::new(windows);
-    let (p, j) = (panes.clone(), job.clone());
+    let p = panes.clone();
+    let mut names = Names::new(job);
+    let mut segments = Vec::new();
     let deltas = pre_aggregate(
         labeled,
         &format!("{name}.QualityPre"),
         move |(e, pr, l): &Labeled, r, emit| {
             let pane = p.pane_of(e.time);
-            for segment in segments_of(&j, e) {
+            names.segments(e, &mut segments);
+            let model = names.model(&pr.model);
+            for segment in &segments {
                 emit(
-                    (segment, pr.model.clone()),
+                    (segment.clone(), model.clone()),
                     pane,
                     &mut |a: &mut QualityPane| a.add(&params, pr.score, l.label, r as i64),
                 );

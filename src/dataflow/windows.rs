@@ -4,6 +4,8 @@
 //! it is **retired** (leaves state) at `end + retention`. Because timestamps are event-time
 //! ticks, both times are known from the window itself.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Job, WindowKind};
@@ -133,6 +135,71 @@ pub fn segments_of(job: &Job, e: &Event) -> Vec<String> {
         out.push(format!("{}={v}", names[i]));
     }
     out
+}
+
+/// Segment names of events and model names of predictions, interned by content (the same
+/// names in every worker, whatever the arrival order), so that pane groups share them.
+#[derive(Debug, Clone)]
+pub struct Names {
+    all: std::sync::Arc<str>,
+    /// Per segment column: its categorical index, name, interned values and null name.
+    columns: Vec<(
+        usize,
+        String,
+        HashMap<String, std::sync::Arc<str>>,
+        std::sync::Arc<str>,
+    )>,
+    models: HashMap<String, std::sync::Arc<str>>,
+}
+
+impl Names {
+    /// The segment columns of `job`.
+    pub fn new(job: &Job) -> Names {
+        let names = &job.schema(crate::schema::Stream::Events).categorical;
+        Names {
+            all: std::sync::Arc::from(ALL),
+            columns: job
+                .segment_idx
+                .iter()
+                .map(|&i| {
+                    let null = std::sync::Arc::from(format!("{}=<null>", names[i]).as_str());
+                    (i, names[i].clone(), HashMap::new(), null)
+                })
+                .collect(),
+            models: HashMap::new(),
+        }
+    }
+
+    /// The segments `e` belongs to, as [`segments_of`] names them, into `out`.
+    pub fn segments(&mut self, e: &Event, out: &mut Vec<std::sync::Arc<str>>) {
+        out.clear();
+        out.push(self.all.clone());
+        for (i, name, cache, null) in &mut self.columns {
+            let s = match e.categorical[*i].as_deref() {
+                None => null.clone(),
+                Some(v) => match cache.get(v) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s: std::sync::Arc<str> =
+                            std::sync::Arc::from(format!("{name}={v}").as_str());
+                        cache.insert(v.to_string(), s.clone());
+                        s
+                    }
+                },
+            };
+            out.push(s);
+        }
+    }
+
+    /// The interned name of model `m`.
+    pub fn model(&mut self, m: &str) -> std::sync::Arc<str> {
+        if let Some(s) = self.models.get(m) {
+            return s.clone();
+        }
+        let s: std::sync::Arc<str> = std::sync::Arc::from(m);
+        self.models.insert(m.to_string(), s.clone());
+        s
+    }
 }
 
 /// Every (window, segment) pair an event contributes to, windows outermost.
