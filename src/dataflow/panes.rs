@@ -441,3 +441,48 @@ fn sum_sorted<K: Ord + Copy>(a: &[(K, i64)], b: &[(K, i64)], out: &mut Vec<(K, i
     out.extend_from_slice(&a[i..]);
     out.extend_from_slice(&b[j..]);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::SortedCounts;
+
+    proptest! {
+        /// Sorted counts merged and summed in any grouping equal a map's sums.
+        #[test]
+        fn sorted_counts_sum_like_a_map(
+            parts in proptest::collection::vec(
+                proptest::collection::vec((0u64..50, -3i64..4), 0..40),
+                1..5,
+            )
+        ) {
+            let mut reference: BTreeMap<u64, i64> = BTreeMap::new();
+            let mut panes: Vec<SortedCounts<u64>> = Vec::new();
+            for part in &parts {
+                let mut pane = SortedCounts::default();
+                let mut delta = SortedCounts::default();
+                for (i, &(k, n)) in part.iter().enumerate() {
+                    *reference.entry(k).or_default() += n;
+                    // Half the updates go straight in, half through a merged delta.
+                    if i % 2 == 0 {
+                        pane.add(k, n);
+                    } else {
+                        delta.add(k, n);
+                    }
+                }
+                pane.merge(&delta);
+                prop_assert!(pane.0.windows(2).all(|w| w[0].0 < w[1].0));
+                prop_assert!(pane.0.iter().all(|(_, n)| *n != 0));
+                panes.push(pane);
+            }
+            reference.retain(|_, n| *n != 0);
+            let refs: Vec<&SortedCounts<u64>> = panes.iter().collect();
+            let mut out = Vec::new();
+            SortedCounts::sum(&refs, &mut out);
+            prop_assert_eq!(out, reference.into_iter().collect::<Vec<_>>());
+        }
+    }
+}

@@ -239,4 +239,17 @@ mod tests {
         }
         assert_eq!(w.of(50).iter().filter(|w| w.family == 1).count(), 1);
     }
+
+    #[test]
+    fn panes_divide_every_window() {
+        let w = windows(vec![
+            (WindowKind::Tumbling, 300, 300),
+            (WindowKind::Sliding, 900, 200),
+        ]);
+        assert_eq!(w.pane_ms(), 100);
+        for win in w.of(1250) {
+            assert_eq!(win.start % w.pane_ms(), 0);
+            assert_eq!(win.end % w.pane_ms(), 0);
+        }
+    }
 }
