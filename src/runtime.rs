@@ -83,7 +83,8 @@ pub struct RunSummary {
 }
 
 /// Records held in differential state across this process's workers, from differential's
-/// arrangement log: batches built, merged and dropped, and records waiting in batchers.
+/// arrangement log: batches built, merged and dropped, and records waiting in batchers. The
+/// state samples add the hot path's own entries (`Progress::held`).
 #[derive(Debug, Default)]
 pub struct StateGauge {
     records: std::sync::atomic::AtomicI64,
@@ -580,7 +581,7 @@ fn execute(
                 let frontier = probe.with_frontier(|f| f.first().copied());
                 if let Some(t) = frontier {
                     if wm.swap(t, Ordering::Relaxed) != t {
-                        samples.push((t, g.records()));
+                        samples.push((t, g.records() + p.held.load(Ordering::Relaxed)));
                     }
                 }
                 if let Some(s) = sampler.as_mut() {
@@ -826,7 +827,7 @@ fn draw_progress(
         let status = format!(
             "{records} records, {rate:.0} rec/s, watermark {}, state {} records",
             iso_time(watermark.load(Ordering::Relaxed)),
-            gauge.records()
+            gauge.records() + progress.held.load(Ordering::Relaxed)
         );
         if terminal {
             bar.set_message(status);

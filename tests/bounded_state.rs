@@ -1,5 +1,6 @@
-//! Memory stays bounded: on a long generated stream with short retention, the records held in
-//! differential state (arrangements and batchers) stop growing after warm-up.
+//! Memory stays bounded: on a long generated stream with short retention, the state gauge
+//! (records in differential's arrangements and batchers, plus the entries held by the join's
+//! slots and the window panes) stops growing after warm-up.
 
 mod common;
 

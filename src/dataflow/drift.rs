@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::join::Joined;
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
-use super::windows::{Names, Status, Win, Windows, ALL};
+use super::windows::{Names, Status, Win, ALL};
 use crate::drift::profile::{cell_of, NumericRef};
 use crate::drift::spec::{Severity, Statistic};
 use crate::drift::stats::{
@@ -380,6 +380,10 @@ fn add_to<K: Ord + Clone>(m: &mut BTreeMap<K, i64>, k: &K, r: i64) {
 }
 
 impl PaneAcc for DriftPane {
+    fn held(&self) -> usize {
+        1 + self.cells.len() + self.cats.len() + self.values.len()
+    }
+
     fn merge(&mut self, d: &Self) {
         self.nulls += d.nulls;
         for (k, n) in &d.cells {
@@ -487,13 +491,13 @@ pub fn drift<'s>(
     name: &str,
     job: &crate::config::Job,
     drift: Arc<Drift>,
-    windows: &Windows,
+    panes: &Panes,
     joined: &Joined<'s>,
 ) -> DriftOutputs<'s> {
     let segments = drift.spec.segments;
     let all: Arc<str> = Arc::from(ALL);
     let none: Arc<str> = Arc::from("");
-    let panes = Panes::new(windows);
+    let panes = panes.clone();
     let mut names = Names::new(job);
     let mut segs = Vec::new();
     // Each feature's fine bin edges and cell count, by feature index (None for categorical).

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::join::Joined;
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
 use super::status::StatusRow;
-use super::windows::{Status, Win, Windows};
+use super::windows::{Status, Win};
 use crate::config::Job;
 
 /// Key of a feature row.
@@ -110,6 +110,10 @@ pub struct FeaturePane {
 }
 
 impl PaneAcc for FeaturePane {
+    fn held(&self) -> usize {
+        1 + self.stats.len()
+    }
+
     fn merge(&mut self, d: &Self) {
         self.events += d.events;
         self.last_time = self.last_time.max(d.last_time);
@@ -196,13 +200,13 @@ impl Render for FeatureRender {
 /// Builds the entity-feature changelog.
 pub fn features<'s>(
     job: &Job,
-    windows: &Windows,
+    panes: &Panes,
     joined: &Joined<'s>,
 ) -> VecCollection<'s, u64, FeatureRow> {
     let name = &job.spec.name;
     let idx = job.entity_feature_idx.clone();
     let features = idx.len();
-    let panes = Panes::new(windows);
+    let panes = panes.clone();
     let p = panes.clone();
     let deltas = pre_aggregate(
         joined.events.clone(),

@@ -204,6 +204,11 @@ impl Slot {
         times.into_iter().filter(|x| *x > t).min()
     }
 
+    /// Entries held: events, known ids, predictions and labels.
+    fn len(&self) -> usize {
+        self.events.len() + self.known.len() + self.predictions.len() + self.labels.len()
+    }
+
     /// Forgets what can no longer be present at any time after `t`.
     fn prune(&mut self, t: u64) {
         self.events.retain(|e| e.until > t);
@@ -238,6 +243,7 @@ pub fn join<'s>(
     name: &str,
     records: VecCollection<'s, u64, Record>,
     life: Lifetimes,
+    held: Arc<std::sync::atomic::AtomicI64>,
 ) -> Joined<'s> {
     let Lifetimes {
         tick,
@@ -313,6 +319,12 @@ pub fn join<'s>(
                             ),
                         };
                         let mut touched: Vec<Rc<str>> = Vec::new();
+                        // Events count twice (the event and its known id).
+                        let added: usize = records
+                            .iter()
+                            .map(|(r, _)| 1 + matches!(r, Record::Event(_)) as usize)
+                            .sum();
+                        held.fetch_add(added as i64, std::sync::atomic::Ordering::Relaxed);
                         for (rec, r) in records {
                             let id = match rec {
                                 Record::Event(e) => {
@@ -377,7 +389,12 @@ pub fn join<'s>(
                             for (o, r) in after.drain(..) {
                                 session.give((o, t, r));
                             }
+                            let before = slot.len();
                             slot.prune(t);
+                            held.fetch_sub(
+                                (before - slot.len()) as i64,
+                                std::sync::atomic::Ordering::Relaxed,
+                            );
                             slot.last = Some(t);
                             slot.timer = slot.next_change(t, tick, horizon);
                             match slot.timer {

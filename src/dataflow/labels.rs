@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::join::{Joined, LabelState};
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render, SortedCounts};
 use super::status::StatusRow;
-use super::windows::{Names, Status, Win, Windows, ALL};
+use super::windows::{Names, Status, Win, ALL};
 use crate::config::Job;
 
 /// Key of a label row.
@@ -118,6 +118,10 @@ pub struct LabelPane {
 }
 
 impl PaneAcc for LabelPane {
+    fn held(&self) -> usize {
+        1 + self.latency.0.len()
+    }
+
     fn merge(&mut self, d: &Self) {
         for (a, b) in self.sums.iter_mut().zip(d.sums) {
             *a += b;
@@ -184,12 +188,12 @@ impl Render for LabelRender {
 /// Builds the label latency and completeness changelog.
 pub fn labels<'s>(
     job: &Job,
-    windows: &Windows,
+    panes: &Panes,
     joined: &Joined<'s>,
 ) -> VecCollection<'s, u64, LabelRow> {
     let name = &job.spec.name;
     let horizon = job.spec.time.label_horizon_ms;
-    let panes = Panes::new(windows);
+    let panes = panes.clone();
 
     // Per event: one count per segment; per labeled event, its latency bucket; per orphan, one
     // count in the overall segment of the windows of its first label time.

@@ -23,7 +23,7 @@ use super::ordered::{in_order, Snapshots};
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
 use super::quality::QKey;
 use super::temporal::expire_at;
-use super::windows::{Names, Status, Win, Windows};
+use super::windows::{Names, Status, Win};
 use crate::config::Job;
 use crate::error::Error;
 use crate::learn::learner::{
@@ -206,7 +206,7 @@ pub struct LearnStart {
 pub fn learn<'s>(
     job: &Job,
     learn: Arc<Learn>,
-    windows: &Windows,
+    panes: &Panes,
     joined: &Joined<'s>,
     ttl: u64,
     start: LearnStart,
@@ -311,7 +311,7 @@ pub fn learn<'s>(
         &format!("{name}.Shadow"),
         |_, (_, online), (e, p)| (e.clone(), p.clone(), *online),
     );
-    let panes = Panes::new(windows);
+    let panes = panes.clone();
     let pn = panes.clone();
     let mut names = Names::new(job);
     let mut segments = Vec::new();

@@ -357,7 +357,8 @@ pub fn build(
     let probe = ProbeHandle::new();
     let name = job.spec.name.clone();
     let format = Format::new(&job);
-    let win = windows::Windows::new(&job);
+    let held = progress.held.clone();
+    let win = panes::Panes::new(&windows::Windows::new(&job), held.clone());
     let t = job.spec.time.clone();
     let emit = job.spec.outputs.emit_interval(t.tick_ms);
     worker.dataflow_named(&format!("tidemark.{name}"), |scope| {
@@ -441,7 +442,7 @@ pub fn build(
             retention: t.retention_ms,
             label_window: job.max_window_ms(),
         };
-        let joined = join::join(&name, records, life);
+        let joined = join::join(&name, records, life, held.clone());
         let learned = job.learn.as_ref().map(|l| {
             let state = plan.state.state.as_ref();
             learn::learn(

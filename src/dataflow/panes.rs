@@ -25,6 +25,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use differential_dataflow::collection::AsCollection;
 use differential_dataflow::{Data, ExchangeData, VecCollection};
@@ -43,6 +45,10 @@ pub trait PaneAcc: ExchangeData + Default {
     fn merge(&mut self, delta: &Self);
     /// Whether every sum is zero (the pane holds nothing).
     fn is_empty(&self) -> bool;
+    /// How many entries it holds, for the state gauge (histogram entries, or 1).
+    fn held(&self) -> usize {
+        1
+    }
 }
 
 /// How one output renders a window from its panes.
@@ -155,14 +161,17 @@ pub struct Panes {
     pub windows: Windows,
     /// Pane length in ms: the gcd of every window size and slide.
     pub pane_ms: u64,
+    /// The state gauge's count of entries held by pane operators.
+    held: Arc<AtomicI64>,
 }
 
 impl Panes {
-    /// The panes of `windows`.
-    pub fn new(windows: &Windows) -> Panes {
+    /// The panes of `windows`; the entries they hold are counted in `held`.
+    pub fn new(windows: &Windows, held: Arc<AtomicI64>) -> Panes {
         Panes {
             pane_ms: windows.pane_ms(),
             windows: windows.clone(),
+            held,
         }
     }
 
@@ -246,10 +255,14 @@ where
                             }
                             let st = groups.entry(g.clone()).or_default();
                             let slot = st.panes.entry(pane).or_default();
+                            let before = slot.held() as i64;
                             slot.merge(&a);
+                            let mut held = slot.held() as i64 - before;
                             if slot.is_empty() {
+                                held -= slot.held() as i64;
                                 st.panes.remove(&pane);
                             }
+                            panes.held.fetch_add(held, Ordering::Relaxed);
                             for win in w.of(pane) {
                                 let retire = w.retire_at(&win);
                                 if retire <= t {
@@ -288,7 +301,15 @@ where
                                     session.give((row, t, -1));
                                 }
                                 let live = &panes;
-                                st.panes.retain(|p, _| live.pane_expiry(*p) > t);
+                                let mut dropped = 0;
+                                st.panes.retain(|p, a| {
+                                    let keep = live.pane_expiry(*p) > t;
+                                    if !keep {
+                                        dropped += a.held() as i64;
+                                    }
+                                    keep
+                                });
+                                panes.held.fetch_sub(dropped, Ordering::Relaxed);
                                 if st.rows.is_empty() && st.panes.is_empty() {
                                     groups.remove(&g);
                                 }

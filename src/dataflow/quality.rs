@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::join::Labeled;
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
-use super::windows::{Names, Status, Win, Windows};
+use super::windows::{Names, Status, Win};
 use crate::config::Job;
 use crate::records::MICRO;
 
@@ -194,6 +194,10 @@ pub struct QualityPane {
 }
 
 impl PaneAcc for QualityPane {
+    fn held(&self) -> usize {
+        1 + self.bins.len() + self.scores.len()
+    }
+
     fn merge(&mut self, d: &Self) {
         for (a, b) in self.sums.iter_mut().zip(d.sums) {
             *a += b;
@@ -380,7 +384,7 @@ impl Render for QualityRender {
 /// Builds the quality changelog from labeled predictions.
 pub fn quality<'s>(
     job: &Job,
-    windows: &Windows,
+    panes: &Panes,
     labeled: VecCollection<'s, u64, Labeled>,
 ) -> VecCollection<'s, u64, QualityRow> {
     let name = &job.spec.name;
@@ -390,7 +394,7 @@ pub fn quality<'s>(
         0,
         "validated: calibration bins group AUC bins"
     );
-    let panes = Panes::new(windows);
+    let panes = panes.clone();
     let p = panes.clone();
     let mut names = Names::new(job);
     let mut segments = Vec::new();

@@ -130,6 +130,9 @@ pub struct Progress {
     pub stream_records: [AtomicU64; 3],
     /// The newest record time read per stream (ms of its own clock).
     pub stream_newest: [AtomicU64; 3],
+    /// Entries held by the hot path's own operators (join slot entries, pane histogram
+    /// entries), beside what differential's arrangements hold: the rest of the state gauge.
+    pub held: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Progress {
