@@ -4,12 +4,13 @@
 //! the events in a window (by event time) is compared with the reference: PSI and
 //! Jensen–Shannon over the reference's quantile bins, KS and Wasserstein-1 for numeric values,
 //! chi-square, PSI and the unseen-category rate for categorical ones, null rate and a
-//! constant-feature flag for all. Time: while a window is open, each record adds one count to
-//! its feature's fine reference bin (one update per record, window, segment and feature) and the
-//! statistics come from those counts (`binned`); when the window becomes final, KS and
-//! Wasserstein are computed once from the window's sorted values (`exact`, or `sketch` when the
-//! reference itself is a sketch), and again only if a late record amends the window. State: bin
-//! counts per key until retirement; the values of final windows until retirement.
+//! constant-feature flag for all. Time: each record adds one count to its feature's fine
+//! reference bin in one pane per segment, and an open window's statistics come from those counts
+//! (`binned`); when the window becomes final, KS and Wasserstein are computed from the window's
+//! sorted values, merged from its panes (`exact`, or `sketch` when the reference itself is a
+//! sketch), and again only if a late record amends the window. State: per pane, segment, feature
+//! and model, the bin counts, category counts and every numeric value with its count, until the
+//! last window containing the pane retires.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -2,8 +2,9 @@
 //! of the configured numeric features, and freshness (window end minus the entity's last event).
 //!
 //! Semantics: nulls are skipped per feature (`n` counts non-null values); the standard deviation
-//! is the population one. Time: one reduce per (window, entity) over its events, re-run when that
-//! key changes; sums are exact 128-bit fixed-point. State: the window's events, until retirement.
+//! is the population one. Time: each event updates one pane of its entity; sums are exact
+//! 128-bit fixed-point. State: per pane and entity, (n, Σ, Σ², min, max) per feature and the
+//! last event time, until the last window containing the pane retires.
 
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,8 @@
 //! was still unknown `label_horizon` after the label (overall segment only: an orphan has no
 //! event and so no segment); latency from event time to the first label as hdrhistogram buckets
 //! (3 significant digits). Unlabeled events are `events - labeled_within_horizon` once final.
-//! Time and state as for quality metrics: counts in diffs, retired with the window.
+//! Time and state as for quality metrics: counts and latency buckets per pane and segment,
+//! dropped with the last window containing the pane.
 
 use std::sync::Arc;
 

@@ -1,4 +1,6 @@
-//! The dataflow: join, windows, label latency, quality metrics and entity features.
+//! The dataflow: ingest, one keyed join, window aggregates on panes (quality, label health,
+//! entity features, drift, shadow), the history-dependent operators (learner, detectors,
+//! alerts) and the sinks.
 
 pub mod alerting;
 pub mod detect;

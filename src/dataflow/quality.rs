@@ -2,11 +2,12 @@
 //!
 //! Semantics: count, positives, accuracy at the job's threshold, log-loss, Brier score,
 //! calibration bins and AUC over the labeled predictions of each window (by event time).
-//! Time: sums live in fixed-point diffs (log-loss and Brier in 1e-9 units), so any worker count
-//! adds the same integers. The provisional AUC comes from score-bin counts; once the window is
-//! final, the exact AUC is computed from the window's sorted scores, once, and again only if a
-//! late record amends the window. State: per window key, the component counts and (after
-//! finality) the scores; everything leaves state when the window retires.
+//! Time: each labeled prediction updates one pane per segment (see [`super::panes`]); sums are
+//! fixed-point integers (log-loss and Brier in 1e-9 units), so any worker count adds the same
+//! integers. The provisional AUC comes from score-bin counts; a final window's exact AUC comes
+//! from its panes' score histograms, merged in score order, whenever the final row is rendered.
+//! State: per pane, segment and model, the sums, the score bins and every score with its label
+//! counts; a pane leaves state when the last window containing it retires.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -125,18 +125,6 @@ impl Windows {
 /// The overall segment's name.
 pub const ALL: &str = "all";
 
-/// The segments an event belongs to: the overall one, then `column=value` per segment column.
-pub fn segments_of(job: &Job, e: &Event) -> Vec<String> {
-    let mut out = Vec::with_capacity(1 + job.segment_idx.len());
-    out.push(ALL.to_string());
-    let names = &job.schema(crate::schema::Stream::Events).categorical;
-    for &i in &job.segment_idx {
-        let v = e.categorical[i].as_deref().unwrap_or("<null>");
-        out.push(format!("{}={v}", names[i]));
-    }
-    out
-}
-
 /// Segment names of events and model names of predictions, interned by content (the same
 /// names in every worker, whatever the arrival order), so that pane groups share them.
 #[derive(Debug, Clone)]
@@ -170,7 +158,8 @@ impl Names {
         }
     }
 
-    /// The segments `e` belongs to, as [`segments_of`] names them, into `out`.
+    /// The segments `e` belongs to, into `out`: the overall one (`all`), then `column=value`
+    /// per segment column (`column=<null>` for a null).
     pub fn segments(&mut self, e: &Event, out: &mut Vec<std::sync::Arc<str>>) {
         out.clear();
         out.push(self.all.clone());
@@ -200,17 +189,6 @@ impl Names {
         self.models.insert(m.to_string(), s.clone());
         s
     }
-}
-
-/// Every (window, segment) pair an event contributes to, windows outermost.
-pub fn window_segments(windows: &Windows, job: &Job, e: &Event) -> Vec<(Win, String)> {
-    let segs = segments_of(job, e);
-    let wins = windows.of(e.time);
-    let mut out = Vec::with_capacity(segs.len() * wins.len());
-    for win in wins {
-        out.extend(segs.iter().map(|s| (win, s.clone())));
-    }
-    out
 }
 
 #[cfg(test)]
