@@ -18,6 +18,8 @@ pub struct BenchReport {
     pub records: u64,
     /// Worker threads.
     pub workers: usize,
+    /// Event-time events per second of the input.
+    pub rate: f64,
     /// Seconds spent generating the input (not part of the throughput).
     pub generate_secs: f64,
     /// Seconds the job ran.
@@ -123,12 +125,19 @@ pub fn bench(
     replay: bool,
     drift: bool,
     learn: bool,
+    rate: f64,
 ) -> Result<BenchReport> {
-    let data = dir.join(format!("data-{events}"));
     let params = GeneratorParams {
         events,
         seed: 7,
+        rate_per_s: rate,
         ..Default::default()
+    };
+    // The default rate keeps its old directory, so inputs generated before `--rate` are reused.
+    let data = if rate == GeneratorParams::default().rate_per_s {
+        dir.join(format!("data-{events}"))
+    } else {
+        dir.join(format!("data-{events}-r{rate}"))
     };
     let start = Instant::now();
     if !data.join("metadata.json").exists() {
@@ -193,6 +202,7 @@ pub fn bench(
         events,
         records: summary.records_read,
         workers,
+        rate,
         generate_secs,
         run_secs,
         peak_rss_bytes: peak_rss_bytes(),

@@ -55,6 +55,10 @@ enum Command {
         /// Learn an online model (publishing versions as outputs, no registry).
         #[arg(long)]
         learn: bool,
+        /// Event-time events per second of the generated input (state grows with it: a window
+        /// holds rate × size events).
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
         /// Read the input from Kafka: the peak throughput from topics through the pipeline,
         /// then update latency at half of it (the mock cluster in process unless --brokers).
         #[arg(long)]
@@ -376,6 +380,7 @@ fn main() -> ExitCode {
             replay,
             drift,
             learn,
+            rate,
             ..
         } => cmd_bench(
             &dir,
@@ -386,6 +391,7 @@ fn main() -> ExitCode {
             replay,
             drift,
             learn,
+            rate,
         ),
     };
     match result {
@@ -502,7 +508,11 @@ fn cmd_bench(
     replay: bool,
     drift: bool,
     learn: bool,
+    rate: f64,
 ) -> Result<(), String> {
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(format!("--rate must be a positive number of events per second, not {rate}"));
+    }
     let r = tidemark::bench::bench(
         dir,
         events,
@@ -512,6 +522,7 @@ fn cmd_bench(
         replay,
         drift,
         learn,
+        rate,
     )
     .map_err(|e| e.to_string())?;
     println!("events            {}", r.events);
@@ -520,6 +531,7 @@ fn cmd_bench(
         r.records
     );
     println!("workers           {}", r.workers);
+    println!("rate              {} events/s of event time", r.rate);
     println!("generate (once)   {:.1} s", r.generate_secs);
     println!("run               {:.1} s", r.run_secs);
     println!(

@@ -258,16 +258,17 @@ pub fn join<'s>(
     // orphan would be counted twice). Labels of one event more than `retention` apart are
     // therefore treated as separate histories.
     let label_ttl = ttl + retention;
+    let peers = records.inner.scope().peers();
     let out = records
         .inner
         .unary_frontier::<CapacityContainerBuilder<Vec<(JoinOut, u64, isize)>>, _, _, _>(
-            Exchange::new(|(r, _, _): &(Record, u64, isize)| {
+            Exchange::new(move |(r, _, _): &(Record, u64, isize)| {
                 let id = match r {
                     Record::Event(e) => &e.id,
                     Record::Prediction(p) => &p.event_id,
                     Record::Label(l) => &l.event_id,
                 };
-                super::panes::stable_hash(id)
+                super::panes::owner(super::panes::stable_hash(id), peers)
             }),
             &format!("{name}.Join"),
             move |_, _| {

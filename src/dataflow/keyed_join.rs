@@ -17,7 +17,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::Capability;
 
-use super::panes::stable_hash;
+use super::panes::{owner, stable_hash};
 
 type Sides<A, B> = (Vec<(A, isize)>, Vec<(B, isize)>);
 
@@ -35,11 +35,16 @@ where
     O: Data,
     F: Fn(&K, &A, &B) -> O + 'static,
 {
+    let peers = a.inner.scope().peers();
     a.inner
         .binary_frontier::<_, CapacityContainerBuilder<Vec<(O, u64, isize)>>, _, _, _, _>(
             b.inner,
-            Exchange::new(|((k, _), _, _): &((K, A), u64, isize)| stable_hash(k)),
-            Exchange::new(|((k, _), _, _): &((K, B), u64, isize)| stable_hash(k)),
+            Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| {
+                owner(stable_hash(k), peers)
+            }),
+            Exchange::new(move |((k, _), _, _): &((K, B), u64, isize)| {
+                owner(stable_hash(k), peers)
+            }),
             name,
             move |_, _| {
                 let mut state: HashMap<K, Sides<A, B>> = HashMap::new();
