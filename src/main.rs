@@ -511,7 +511,9 @@ fn cmd_bench(
     rate: f64,
 ) -> Result<(), String> {
     if !(rate.is_finite() && rate > 0.0) {
-        return Err(format!("--rate must be a positive number of events per second, not {rate}"));
+        return Err(format!(
+            "--rate must be a positive number of events per second, not {rate}"
+        ));
     }
     let r = tidemark::bench::bench(
         dir,

@@ -452,11 +452,15 @@ impl Render for DriftRender {
             (Status::Final, Some(r)) => {
                 let mut window: Vec<(i64, u64)> = Vec::new();
                 let maps: Vec<&BTreeMap<i64, i64>> = panes.iter().map(|p| &p.values).collect();
-                super::panes::merge_counts(&maps, |v, n| {
-                    if n != 0 {
-                        window.push((v, n as u64));
-                    }
-                });
+                super::panes::merge_sorted(
+                    &maps,
+                    |a, b| *a += b,
+                    |v, n| {
+                        if n != 0 {
+                            window.push((v, n as u64));
+                        }
+                    },
+                );
                 Some(ExactNumeric {
                     n: window.iter().map(|v| v.1).sum(),
                     distinct: window.len() as u64,

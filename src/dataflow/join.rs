@@ -16,6 +16,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Partition;
 use timely::dataflow::operators::Capability;
 
+use super::timers::TimerHold;
 use crate::records::{Event, Prediction, Record};
 use crate::sources::stamp::tick_floor;
 
@@ -287,7 +288,7 @@ pub fn join<'s>(
                 let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(Record, isize)>)> =
                     BTreeMap::new();
                 let mut timers: BTreeMap<u64, Vec<Rc<str>>> = BTreeMap::new();
-                let mut hold: Option<Capability<u64>> = None;
+                let mut hold = TimerHold::default();
                 let mut before = Vec::new();
                 let mut after = Vec::new();
                 move |(input, frontier), output| {
@@ -314,10 +315,7 @@ pub fn join<'s>(
                         }
                         let (cap, records) = match pending.remove(&t) {
                             Some(p) => p,
-                            None => (
-                                hold.as_ref().expect("timers are held").delayed(&t),
-                                Vec::new(),
-                            ),
+                            None => (hold.at(t), Vec::new()),
                         };
                         let mut touched: Vec<Rc<str>> = Vec::new();
                         // Events count twice (the event and its known id).
@@ -401,9 +399,7 @@ pub fn join<'s>(
                             match slot.timer {
                                 Some(at) => {
                                     timers.entry(at).or_default().push(id);
-                                    if hold.as_ref().is_none_or(|h| *h.time() > at) {
-                                        hold = Some(cap.delayed(&at));
-                                    }
+                                    hold.cover(&cap, at);
                                 }
                                 None if slot.is_empty() => {
                                     slots.remove(&*id);
@@ -412,16 +408,7 @@ pub fn join<'s>(
                             }
                         }
                         drop(session);
-                        match timers.keys().next() {
-                            Some(&next) => {
-                                if let Some(h) = hold.as_mut() {
-                                    if *h.time() < next {
-                                        h.downgrade(&next);
-                                    }
-                                }
-                            }
-                            None => hold = None,
-                        }
+                        hold.release_to(timers.keys().next().copied());
                     }
                 }
             },

@@ -15,6 +15,7 @@ pub mod panes;
 pub mod quality;
 pub mod status;
 pub mod temporal;
+pub mod timers;
 pub mod windows;
 
 use std::cell::RefCell;

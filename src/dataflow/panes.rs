@@ -37,6 +37,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
+use super::timers::TimerHold;
 use super::windows::{Status, Win, Windows};
 
 /// An accumulator of one pane (and of a delta to it): integer sums that add exactly in any order.
@@ -229,7 +230,7 @@ where
                     BTreeMap::new();
                 let mut timers: BTreeMap<u64, BTreeSet<(R::Group, Win)>> = BTreeMap::new();
                 // A capability at the earliest timer.
-                let mut hold: Option<Capability<u64>> = None;
+                let mut hold = TimerHold::default();
                 let mut groups: BTreeMap<R::Group, GroupState<R::Acc, R::Row>> = BTreeMap::new();
                 let mut rendered = Vec::new();
                 move |(input, frontier), output| {
@@ -258,12 +259,7 @@ where
                         }
                         let (cap, deltas) = match pending.remove(&t) {
                             Some(p) => p,
-                            None => (
-                                hold.as_ref()
-                                    .expect("a timer is held by a capability")
-                                    .delayed(&t),
-                                Vec::new(),
-                            ),
+                            None => (hold.at(t), Vec::new()),
                         };
                         let mut dirty: BTreeSet<(R::Group, Win)> =
                             timers.remove(&t).unwrap_or_default();
@@ -296,9 +292,7 @@ where
                                     for at in [fin, retire] {
                                         if at > t {
                                             timers.entry(at).or_default().insert((g.clone(), win));
-                                            if hold.as_ref().is_none_or(|h| *h.time() > at) {
-                                                hold = Some(cap.delayed(&at));
-                                            }
+                                            hold.cover(&cap, at);
                                         }
                                     }
                                 }
@@ -356,17 +350,7 @@ where
                             }
                         }
                         drop(session);
-                        // Hold the earliest remaining timer only.
-                        match timers.keys().next() {
-                            Some(&next) => {
-                                if let Some(h) = hold.as_mut() {
-                                    if *h.time() < next {
-                                        h.downgrade(&next);
-                                    }
-                                }
-                            }
-                            None => hold = None,
-                        }
+                        hold.release_to(timers.keys().next().copied());
                     }
                 }
             },
@@ -374,9 +358,13 @@ where
         .as_collection()
 }
 
-/// Calls `f(key, count)` for every key of `maps` in ascending order, counts summed over the maps
-/// (a k-way merge: windows read their panes without building a merged map).
-pub fn merge_counts<K: Ord + Copy>(maps: &[&BTreeMap<K, i64>], mut f: impl FnMut(K, i64)) {
+/// Calls `f(key, value)` for every key of `maps` in ascending order, the values of equal keys
+/// added up with `add` (a k-way merge: windows read their panes without building a merged map).
+pub fn merge_sorted<K: Ord + Copy, V: Copy + Default>(
+    maps: &[&BTreeMap<K, V>],
+    add: impl Fn(&mut V, &V),
+    mut f: impl FnMut(K, V),
+) {
     let mut iters: Vec<_> = maps.iter().map(|m| m.iter().peekable()).collect();
     loop {
         let next = iters
@@ -384,13 +372,13 @@ pub fn merge_counts<K: Ord + Copy>(maps: &[&BTreeMap<K, i64>], mut f: impl FnMut
             .filter_map(|i| i.peek().map(|(k, _)| **k))
             .min();
         let Some(k) = next else { break };
-        let mut n = 0;
+        let mut sum = V::default();
         for i in iters.iter_mut() {
-            if let Some((_, c)) = i.next_if(|(x, _)| **x == k) {
-                n += c;
+            if let Some((_, v)) = i.next_if(|(x, _)| **x == k) {
+                add(&mut sum, v);
             }
         }
-        f(k, n);
+        f(k, sum);
     }
 }
 
@@ -498,7 +486,10 @@ mod tests {
                 counts[w] += 1;
             }
             let share = 7000 / (2 * peers as u64 - 1);
-            assert!(counts[0].abs_diff(share) <= share / 5, "{peers}: {counts:?}");
+            assert!(
+                counts[0].abs_diff(share) <= share / 5,
+                "{peers}: {counts:?}"
+            );
             for c in &counts[1..] {
                 assert!(c.abs_diff(2 * share) <= share / 5, "{peers}: {counts:?}");
             }

@@ -16,7 +16,7 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use super::join::Labeled;
-use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
+use super::panes::{assemble, merge_sorted, pre_aggregate, PaneAcc, Panes, Render};
 use super::windows::{Names, Status, Win};
 use crate::config::Job;
 use crate::records::MICRO;
@@ -279,27 +279,6 @@ impl QualityPane {
     }
 }
 
-/// Calls `f(score, [negatives, positives])` for every score of `panes` in ascending order,
-/// counts summed over the panes.
-pub fn merged_scores(panes: &[&BTreeMap<i64, [i64; 2]>], mut f: impl FnMut(i64, [i64; 2])) {
-    let mut iters: Vec<_> = panes.iter().map(|m| m.iter().peekable()).collect();
-    loop {
-        let next = iters
-            .iter_mut()
-            .filter_map(|i| i.peek().map(|(s, _)| **s))
-            .min();
-        let Some(s) = next else { break };
-        let mut c = [0i64; 2];
-        for i in iters.iter_mut() {
-            if let Some((_, v)) = i.next_if(|(k, _)| **k == s) {
-                c[0] += v[0];
-                c[1] += v[1];
-            }
-        }
-        f(s, c);
-    }
-}
-
 /// Renders quality rows of windows from their panes.
 struct QualityRender {
     params: QualityParams,
@@ -354,7 +333,11 @@ impl Render for QualityRender {
                 negatives: 0,
                 twice_concordant: 0,
             };
-            merged_scores(&maps, |_, [neg, pos]| {
+            let add = |a: &mut [i64; 2], b: &[i64; 2]| {
+                a[0] += b[0];
+                a[1] += b[1];
+            };
+            merge_sorted(&maps, add, |_, [neg, pos]| {
                 let (gp, gn) = (pos as u64, neg as u64);
                 e.twice_concordant += gp as u128 * (2 * e.negatives as u128 + gn as u128);
                 e.positives += gp;

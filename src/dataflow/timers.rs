@@ -1,0 +1,39 @@
+//! A capability held at an operator's earliest pending timer.
+//!
+//! Operators that act at data-dependent times (a window becoming final or retiring, a join slot
+//! expiring) keep their timers in a map by time and hold one capability: at the earliest
+//! timer, so the frontier downstream waits for exactly that and no longer.
+
+use timely::dataflow::operators::Capability;
+
+/// The capability of an operator's earliest pending timer, if any.
+#[derive(Debug, Default)]
+pub struct TimerHold(Option<Capability<u64>>);
+
+impl TimerHold {
+    /// Holds a capability at or below `at`, derived from `cap` (whose time is at most `at`).
+    pub fn cover(&mut self, cap: &Capability<u64>, at: u64) {
+        if self.0.as_ref().is_none_or(|h| *h.time() > at) {
+            self.0 = Some(cap.delayed(&at));
+        }
+    }
+
+    /// A capability for a due timer at `t`.
+    ///
+    /// Panics if no timer is held: a due timer was covered when it was set.
+    pub fn at(&self, t: u64) -> Capability<u64> {
+        self.0
+            .as_ref()
+            .expect("a pending timer is held")
+            .delayed(&t)
+    }
+
+    /// Keeps only what the earliest remaining timer `next` needs.
+    pub fn release_to(&mut self, next: Option<u64>) {
+        match (next, self.0.as_mut()) {
+            (Some(next), Some(h)) if *h.time() < next => h.downgrade(&next),
+            (Some(_), _) => {}
+            (None, _) => self.0 = None,
+        }
+    }
+}
