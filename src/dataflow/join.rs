@@ -14,9 +14,8 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Partition;
-use timely::dataflow::operators::Capability;
 
-use super::timers::TimerHold;
+use super::timers::{pending_at, Pending, TimerHold};
 use crate::records::{Event, Prediction, Record};
 use crate::sources::stamp::tick_floor;
 
@@ -116,6 +115,17 @@ struct Slot {
     timer: Option<u64>,
 }
 
+/// The values of `held` present at `t`, with their multiplicities summed.
+fn present<V: Ord>(held: &[Held<V>], t: u64) -> Vec<(&V, isize)> {
+    let mut out: Vec<(&V, isize)> = held
+        .iter()
+        .filter(|h| h.present(t))
+        .map(|h| (&h.value, h.r))
+        .collect();
+    consolidate(&mut out);
+    out
+}
+
 /// Sums the multiplicities of equal values and drops zeros.
 fn consolidate<T: Ord>(v: &mut Vec<(T, isize)>) {
     differential_dataflow::consolidation::consolidate(v);
@@ -143,20 +153,8 @@ impl Slot {
 
     /// Every output of the slot at `t`, with multiplicities, into `out`.
     fn outputs(&self, id: &str, t: u64, tick: u64, horizon: u64, out: &mut Vec<(JoinOut, isize)>) {
-        let mut events: Vec<(&Ev, isize)> = self
-            .events
-            .iter()
-            .filter(|e| e.present(t))
-            .map(|e| (&e.value, e.r))
-            .collect();
-        consolidate(&mut events);
-        let mut preds: Vec<(&Pr, isize)> = self
-            .predictions
-            .iter()
-            .filter(|p| p.present(t))
-            .map(|p| (&p.value, p.r))
-            .collect();
-        consolidate(&mut preds);
+        let events = present(&self.events, t);
+        let preds = present(&self.predictions, t);
         let label = self.label_state(t);
         for (e, r) in &events {
             out.push((JoinOut::Event((*e).clone()), *r));
@@ -285,8 +283,7 @@ pub fn join<'s>(
                     let k = slots.get_key_value(id).expect("inserted above").0.clone();
                     (k, slots.get_mut(id).expect("inserted above"))
                 }
-                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(Record, isize)>)> =
-                    BTreeMap::new();
+                let mut pending: Pending<Vec<(Record, isize)>> = BTreeMap::new();
                 let mut timers: BTreeMap<u64, Vec<Rc<str>>> = BTreeMap::new();
                 let mut hold = TimerHold::default();
                 let mut before = Vec::new();
@@ -294,13 +291,7 @@ pub fn join<'s>(
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         for (r, t, d) in data.drain(..) {
-                            pending
-                                .entry(t)
-                                .or_insert_with(|| {
-                                    (cap.delayed(&t, output.output_index()), Vec::new())
-                                })
-                                .1
-                                .push((r, d));
+                            pending_at(&mut pending, &cap, output.output_index(), t).push((r, d));
                         }
                     });
                     loop {

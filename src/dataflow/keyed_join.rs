@@ -15,9 +15,9 @@ use differential_dataflow::{Data, ExchangeData, VecCollection};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::Capability;
 
 use super::panes::{owner, stable_hash};
+use super::timers::{pending_at, Pending};
 
 type Sides<A, B> = (Vec<(A, isize)>, Vec<(B, isize)>);
 
@@ -48,31 +48,17 @@ where
             name,
             move |_, _| {
                 let mut state: HashMap<K, Sides<A, B>> = HashMap::new();
-                let mut pending: BTreeMap<u64, (Capability<u64>, Sides<(K, A), (K, B)>)> =
-                    BTreeMap::new();
+                let mut pending: Pending<Sides<(K, A), (K, B)>> = BTreeMap::new();
                 move |(in_a, fa), (in_b, fb), output| {
+                    let port = output.output_index();
                     in_a.for_each(|cap, data| {
                         for (d, t, r) in data.drain(..) {
-                            pending
-                                .entry(t)
-                                .or_insert_with(|| {
-                                    (cap.delayed(&t, output.output_index()), Default::default())
-                                })
-                                .1
-                                 .0
-                                .push((d, r));
+                            pending_at(&mut pending, &cap, port, t).0.push((d, r));
                         }
                     });
                     in_b.for_each(|cap, data| {
                         for (d, t, r) in data.drain(..) {
-                            pending
-                                .entry(t)
-                                .or_insert_with(|| {
-                                    (cap.delayed(&t, output.output_index()), Default::default())
-                                })
-                                .1
-                                 .1
-                                .push((d, r));
+                            pending_at(&mut pending, &cap, port, t).1.push((d, r));
                         }
                     });
                     while let Some(entry) = pending.first_entry() {

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::Capability;
 
 use super::detect::DetectorState;
+use super::timers::{pending_at, Pending};
 use crate::learn::learner::LearnerState;
 
 /// Snapshots of one operator's state at segment boundaries, shared with the checkpointer:
@@ -94,8 +94,7 @@ where
             Exchange::new(|_| 0u64),
             name,
             move |cap, _| {
-                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(D, isize)>)> =
-                    BTreeMap::new();
+                let mut pending: Pending<Vec<(D, isize)>> = BTreeMap::new();
                 let mut next_snapshot = first.div_ceil(segment_ms) * segment_ms;
                 let mut hold = Some(cap);
                 let mut earlier = Some(earlier);
@@ -110,13 +109,7 @@ where
                     }
                     input.for_each(|cap, data| {
                         for (d, t, r) in data.drain(..) {
-                            pending
-                                .entry(t)
-                                .or_insert_with(|| {
-                                    (cap.delayed(&t, output.output_index()), Vec::new())
-                                })
-                                .1
-                                .push((d, r));
+                            pending_at(&mut pending, &cap, output.output_index(), t).push((d, r));
                         }
                     });
                     // The state is the same at every boundary from `next` up to `upto`: one

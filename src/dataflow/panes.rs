@@ -34,10 +34,9 @@ use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use super::timers::TimerHold;
+use super::timers::{pending_at, Pending, TimerHold};
 use super::windows::{Status, Win, Windows};
 
 /// An accumulator of one pane (and of a delta to it): integer sums that add exactly in any order.
@@ -121,17 +120,11 @@ where
             Pipeline,
             name,
             move |_, _| {
-                let mut open: BTreeMap<u64, (Capability<u64>, BTreeMap<(G, u64), A>)> =
-                    BTreeMap::new();
+                let mut open: Pending<BTreeMap<(G, u64), A>> = BTreeMap::new();
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         for (d, t, r) in data.drain(..) {
-                            let map = &mut open
-                                .entry(t)
-                                .or_insert_with(|| {
-                                    (cap.delayed(&t, output.output_index()), BTreeMap::new())
-                                })
-                                .1;
+                            let map = pending_at(&mut open, &cap, output.output_index(), t);
                             explode(&d, r, &mut |g, pane, f| {
                                 f(map.entry((g, pane)).or_default());
                             });
@@ -226,8 +219,7 @@ where
             name,
             move |_, _| {
                 let w = panes.windows.clone();
-                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<(R::Group, u64, R::Acc)>)> =
-                    BTreeMap::new();
+                let mut pending: Pending<Vec<(R::Group, u64, R::Acc)>> = BTreeMap::new();
                 let mut timers: BTreeMap<u64, BTreeSet<(R::Group, Win)>> = BTreeMap::new();
                 // A capability at the earliest timer.
                 let mut hold = TimerHold::default();
@@ -236,12 +228,7 @@ where
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         for (g, pane, t, a) in data.drain(..) {
-                            pending
-                                .entry(t)
-                                .or_insert_with(|| {
-                                    (cap.delayed(&t, output.output_index()), Vec::new())
-                                })
-                                .1
+                            pending_at(&mut pending, &cap, output.output_index(), t)
                                 .push((g, pane, a));
                         }
                     });

@@ -1,10 +1,30 @@
-//! A capability held at an operator's earliest pending timer.
+//! Capabilities of frontier-driven operators: per-timestamp pending input, and one capability
+//! held at the earliest pending timer.
 //!
 //! Operators that act at data-dependent times (a window becoming final or retiring, a join slot
 //! expiring) keep their timers in a map by time and hold one capability: at the earliest
 //! timer, so the frontier downstream waits for exactly that and no longer.
 
-use timely::dataflow::operators::Capability;
+use std::collections::BTreeMap;
+
+use timely::dataflow::operators::{Capability, InputCapability};
+
+/// Input waiting for its timestamp to complete, with a capability for that timestamp.
+pub type Pending<S> = BTreeMap<u64, (Capability<u64>, S)>;
+
+/// The pending state of timestamp `t`, created (with a capability for `t` on output `port`,
+/// derived from the message's `cap`) if it is new.
+pub fn pending_at<'a, S: Default>(
+    pending: &'a mut Pending<S>,
+    cap: &InputCapability<u64>,
+    port: usize,
+    t: u64,
+) -> &'a mut S {
+    &mut pending
+        .entry(t)
+        .or_insert_with(|| (cap.delayed(&t, port), S::default()))
+        .1
+}
 
 /// The capability of an operator's earliest pending timer, if any.
 #[derive(Debug, Default)]
