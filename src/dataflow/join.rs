@@ -294,20 +294,9 @@ pub fn join<'s>(
                             pending_at(&mut pending, &cap, output.output_index(), t).push((r, d));
                         }
                     });
-                    loop {
-                        let t = match (pending.keys().next(), timers.keys().next()) {
-                            (Some(a), Some(b)) => *a.min(b),
-                            (Some(a), None) => *a,
-                            (None, Some(b)) => *b,
-                            (None, None) => break,
-                        };
-                        if frontier.less_equal(&t) {
-                            break;
-                        }
-                        let (cap, records) = match pending.remove(&t) {
-                            Some(p) => p,
-                            None => (hold.at(t), Vec::new()),
-                        };
+                    while let Some((t, cap, records)) =
+                        hold.next_due(&mut pending, &timers, frontier)
+                    {
                         let mut touched: Vec<Rc<str>> = Vec::new();
                         // Events count twice (the event and its known id).
                         let added: usize = records

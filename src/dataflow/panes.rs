@@ -232,22 +232,9 @@ where
                                 .push((g, pane, a));
                         }
                     });
-                    loop {
-                        let next_input = pending.keys().next().copied();
-                        let next_timer = timers.keys().next().copied();
-                        let t = match (next_input, next_timer) {
-                            (Some(a), Some(b)) => a.min(b),
-                            (Some(a), None) => a,
-                            (None, Some(b)) => b,
-                            (None, None) => break,
-                        };
-                        if frontier.less_equal(&t) {
-                            break;
-                        }
-                        let (cap, deltas) = match pending.remove(&t) {
-                            Some(p) => p,
-                            None => (hold.at(t), Vec::new()),
-                        };
+                    while let Some((t, cap, deltas)) =
+                        hold.next_due(&mut pending, &timers, frontier)
+                    {
                         let mut dirty: BTreeSet<(R::Group, Win)> =
                             timers.remove(&t).unwrap_or_default();
                         for (g, pane, a) in deltas {

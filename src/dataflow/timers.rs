@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use timely::dataflow::operators::{Capability, InputCapability};
+use timely::progress::frontier::MutableAntichain;
 
 /// Input waiting for its timestamp to complete, with a capability for that timestamp.
 pub type Pending<S> = BTreeMap<u64, (Capability<u64>, S)>;
@@ -46,6 +47,29 @@ impl TimerHold {
             .as_ref()
             .expect("a pending timer is held")
             .delayed(&t)
+    }
+
+    /// The earliest timestamp the `frontier` has passed with pending input or a due timer: its
+    /// capability and its input (empty if only timers are due).
+    pub fn next_due<S: Default, V>(
+        &self,
+        pending: &mut Pending<S>,
+        timers: &BTreeMap<u64, V>,
+        frontier: &MutableAntichain<u64>,
+    ) -> Option<(u64, Capability<u64>, S)> {
+        let t = match (pending.keys().next(), timers.keys().next()) {
+            (Some(a), Some(b)) => *a.min(b),
+            (Some(a), None) => *a,
+            (None, Some(b)) => *b,
+            (None, None) => return None,
+        };
+        if frontier.less_equal(&t) {
+            return None;
+        }
+        let (cap, input) = pending
+            .remove(&t)
+            .unwrap_or_else(|| (self.at(t), S::default()));
+        Some((t, cap, input))
     }
 
     /// Keeps only what the earliest remaining timer `next` needs.
