@@ -26,6 +26,7 @@ pub mod kafka;
 pub mod learn;
 pub mod metrics;
 pub mod outputs;
+pub mod profile;
 pub mod records;
 pub mod registry;
 pub mod replay;

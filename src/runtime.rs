@@ -554,6 +554,7 @@ fn execute(
     let guards = timely::execute(config, move |worker| -> Result<WorkerResult> {
         let writes = worker.index() == 0;
         g.register(worker);
+        let profile = crate::profile::OperatorProfile::register(worker);
         let mut samples = Vec::new();
         let built = crate::dataflow::build(
             worker,
@@ -602,10 +603,7 @@ fn execute(
                 let below = sinks.written_below().min(u64::MAX - 1);
                 let mut cp = cp.borrow_mut();
                 let began = Instant::now();
-                let r = match cp.error.take() {
-                    Some(e) => Err(e),
-                    None => cp.try_commit(below, |t| sinks.cuts(t)),
-                };
+                let r = cp.try_commit(below, |t| sinks.cuts(t));
                 if let (Ok(true), Some(s)) = (&r, sampler.as_mut()) {
                     s.commit(began.elapsed(), cp.manifest());
                 }
@@ -630,6 +628,9 @@ fn execute(
             };
         }
         sinks.finish()?;
+        if let Some(p) = &profile {
+            eprint!("{}", p.borrow().report(worker.index()));
+        }
         if let Some(e) = publish_error.borrow_mut().take() {
             return Err(e);
         }
@@ -644,9 +645,6 @@ fn execute(
                 return Err(e);
             }
             let mut cp = cp.borrow_mut();
-            if let Some(e) = cp.error.take() {
-                return Err(e);
-            }
             let began = Instant::now();
             if cp.try_commit(u64::MAX, |t| sinks.cuts(t))? {
                 if let Some(s) = sampler.as_mut() {

@@ -280,11 +280,15 @@ pub fn learn<'s>(
         LearnOut::Score(id, time, score) => Some((id, (time, score))),
         _ => None,
     });
-    // Scores leave state when their event does.
+    // Scores leave state once their event has (it leaves at its tick plus `ttl`, at or before
+    // this), at the next emit boundary: every input arrives at one, so the joins below see the
+    // same contents there, and the retractions share one timestamp per emit interval instead of
+    // one per event (each a capability held and a time through every operator downstream).
+    let emit = job.spec.outputs.emit_interval(job.spec.time.tick_ms);
     let scores = expire_at(
         scores,
         &format!("{name}.OnlineScoreExpiry"),
-        move |(_, (time, _))| time.saturating_add(ttl),
+        move |(_, (time, _))| time.saturating_add(ttl).div_ceil(emit) * emit,
     );
     // The scores meet the join's events with their labels, and the production predictions.
     let labeled = keyed_join(

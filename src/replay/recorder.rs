@@ -3,7 +3,7 @@
 //!
 //! All records are exchanged to worker 0, which cuts them into segments at multiples of the
 //! segment length (so segment files are the same on every worker count) once the frontier has
-//! passed a boundary. A commit at boundary `T` needs two things: every segment below `T` is
+//! passed a boundary, and has them encoded and written on a thread of their own. A commit at boundary `T` needs two things: every segment below `T` is
 //! written, and every output sink has written its lines below `T`. Then the manifest is
 //! replaced, naming the segments, the partitions' resume points valid at `T` (marks stamped
 //! below `T`), and each output file's length holding exactly its lines below `T`.
@@ -22,11 +22,15 @@ use super::segment::{write_segment, BufferStream, SegmentMeta};
 use crate::error::{Error, Result};
 use crate::sources::{Ingested, PartitionState};
 
-/// Segments written and partition states captured up to a boundary, awaiting the outputs.
+/// Segments being written and partition states captured up to a boundary, awaiting the
+/// outputs.
 #[derive(Debug)]
 struct Staged {
     end: u64,
-    segments: Vec<SegmentMeta>,
+    /// The boundary's segment files, encoded and written off the worker thread (Parquet
+    /// encoding and compression are most of the recorder's work, and need nothing of the
+    /// dataflow); a commit waits for them.
+    segments: std::thread::JoinHandle<Result<Vec<SegmentMeta>>>,
     partitions: BTreeMap<String, PartitionState>,
 }
 
@@ -37,8 +41,6 @@ pub struct Checkpointer {
     staged: VecDeque<Staged>,
     retention: Option<u64>,
     disorder: u64,
-    /// The first failure of the recorder, which stops the run.
-    pub error: Option<Error>,
     /// Commits made in this run.
     pub commits: u64,
     /// Operator-state snapshots at segment boundaries, committed with them (drift detectors).
@@ -61,7 +63,6 @@ impl Checkpointer {
             staged: VecDeque::new(),
             retention,
             disorder,
-            error: None,
             commits: 0,
             snapshots: Vec::new(),
             group_offsets: None,
@@ -83,7 +84,11 @@ impl Checkpointer {
         let mut last = None;
         while self.staged.front().is_some_and(|s| s.end <= outputs_below) {
             let s = self.staged.pop_front().expect("checked");
-            self.manifest.segments.extend(s.segments);
+            let segments = s
+                .segments
+                .join()
+                .map_err(|_| Error::replay(&self.dir, "the segment writer panicked"))??;
+            self.manifest.segments.extend(segments);
             last = Some((s.end, s.partitions));
         }
         let Some((end, partitions)) = last else {
@@ -291,19 +296,24 @@ pub fn record<'s>(
                 }
             }
             let mut cp = cp.borrow_mut();
-            let mut segments = Vec::new();
-            for (k, streams) in closing {
-                for (stream, mut rows) in streams {
-                    rows.sort();
-                    let start = k * segment_ms;
-                    match write_segment(&cp.dir, stream, start, start + segment_ms, &rows) {
-                        Ok(meta) => segments.push(meta),
-                        Err(e) => {
-                            cp.error.get_or_insert(e);
-                        }
+            let dir = cp.dir.clone();
+            let segments = std::thread::spawn(move || {
+                let mut segments = Vec::new();
+                for (k, streams) in closing {
+                    for (stream, mut rows) in streams {
+                        rows.sort();
+                        let start = k * segment_ms;
+                        segments.push(write_segment(
+                            &dir,
+                            stream,
+                            start,
+                            start + segment_ms,
+                            &rows,
+                        )?);
                     }
                 }
-            }
+                Ok(segments)
+            });
             let partitions = keys
                 .iter()
                 .enumerate()
