@@ -630,3 +630,29 @@ fn a_process_killed_at_any_step_of_a_registry_write_leaves_it_consistent() {
     }
     assert_eq!(crashes, 15);
 }
+
+#[test]
+fn snapshots_are_the_state_serialized_whole_as_the_score_log_grows_and_expires() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    // A short ttl, so that scores leave the log while others arrive.
+    let mut l = Learner::new(spec(GATE), features(), "t", "f", 0.5, 3_000, None);
+    let exs = examples(&mut rng, 3000, 0, false);
+    let mut out = Vec::new();
+    let mut sizes = Vec::new();
+    for (k, chunk) in exs.chunks(70).enumerate() {
+        l.step(chunk[0].event_time + k as u64, chunk, &mut out);
+        if k % 3 != 1 {
+            let whole = serde_json::to_vec(&l.state).unwrap();
+            assert_eq!(l.snapshot(), whole, "snapshot after step {k}");
+            sizes.push(l.live_scores().count());
+        }
+    }
+    // The log both grew and shrank between snapshots, and a restored learner snapshots alike.
+    assert!(sizes.windows(2).any(|w| w[1] < w[0]) && sizes.iter().any(|n| *n > 200));
+    let state: tidemark::learn::learner::LearnerState =
+        serde_json::from_slice(&l.snapshot()).unwrap();
+    let mut r = Learner::new(spec(GATE), features(), "t", "f", 0.5, 3_000, Some(state));
+    assert_eq!(r.snapshot(), serde_json::to_vec(&r.state).unwrap());
+    r.step(40_000, &exs[..50], &mut out);
+    assert_eq!(r.snapshot(), serde_json::to_vec(&r.state).unwrap());
+}

@@ -74,7 +74,7 @@ pub fn detect<'s>(
         first,
         segment_ms,
         snapshots,
-        |state: &DetectorState| serde_json::to_vec(state).expect("state serializes"),
+        |state: &mut DetectorState| serde_json::to_vec(state).expect("state serializes"),
         move |state, _t, batch, out| {
             for ((time, id, model, error), r) in batch {
                 let m = state

@@ -240,7 +240,7 @@ pub fn learn<'s>(
         start.first,
         segment_ms,
         snapshots,
-        |l: &Learner| serde_json::to_vec(&l.state).expect("learner state serializes"),
+        Learner::snapshot,
         move |learner, t, batch, out| {
             let examples = new_examples(batch);
             let mut produced = Vec::new();

@@ -73,7 +73,7 @@ pub fn in_order<'s, D, O, S, F, G>(
     first: u64,
     segment_ms: u64,
     snapshots: Option<Snapshots>,
-    snapshot: G,
+    mut snapshot: G,
     mut step: F,
 ) -> VecCollection<'s, u64, O>
 where
@@ -81,7 +81,7 @@ where
     O: Data,
     S: 'static,
     F: FnMut(&mut S, u64, Vec<(D, isize)>, &mut Vec<(O, isize)>) + 'static,
-    G: Fn(&S) -> Vec<u8> + 'static,
+    G: FnMut(&mut S) -> Vec<u8> + 'static,
 {
     // Only worker 0 receives the input, so only it holds a state and its earlier outputs.
     let earlier = if coll.inner.scope().index() == 0 {
@@ -114,7 +114,7 @@ where
                     });
                     // The state is the same at every boundary from `next` up to `upto`: one
                     // snapshot covers them all.
-                    let snap = |state: &S, upto: u64, next: &mut u64| {
+                    let mut snap = |state: &mut S, upto: u64, next: &mut u64| {
                         if *next > upto {
                             return;
                         }
@@ -135,7 +135,7 @@ where
                         let t = *entry.key();
                         let (cap, mut batch) = entry.remove();
                         // Everything below `t` is processed: boundaries up to `t` are due.
-                        snap(&state, t, &mut next_snapshot);
+                        snap(&mut state, t, &mut next_snapshot);
                         if t < first {
                             continue;
                         }
@@ -150,7 +150,7 @@ where
                     }
                     match frontier.frontier().first() {
                         Some(f) => {
-                            snap(&state, *f, &mut next_snapshot);
+                            snap(&mut state, *f, &mut next_snapshot);
                             if let Some(h) = hold.as_mut() {
                                 h.downgrade(&next_snapshot.saturating_sub(1));
                             }
@@ -158,7 +158,7 @@ where
                         None => {
                             // Input complete: this state holds at every later boundary.
                             if hold.take().is_some() {
-                                snap(&state, u64::MAX, &mut next_snapshot);
+                                snap(&mut state, u64::MAX, &mut next_snapshot);
                             }
                         }
                     }

@@ -330,6 +330,25 @@ pub struct Learner {
     /// The state, snapshotted with the replay buffer.
     pub state: LearnerState,
     scratch: Scratch,
+    /// Scores given since the state began (restored ones included): the log's next index.
+    scored: u64,
+    /// The score log's JSON, kept between snapshots.
+    score_text: ScoreText,
+}
+
+/// The JSON text of the live part of the score log, one entry per score, so that a snapshot
+/// serializes only the scores given since the last one: the log holds every score whose event
+/// is still in the dataflow's state (minutes of them), and re-serializing it whole at every
+/// segment boundary was most of the learner's time.
+#[derive(Debug, Default)]
+struct ScoreText {
+    /// `,entry` for each cached entry, from `start` on.
+    text: Vec<u8>,
+    start: usize,
+    /// Byte length of each cached entry, oldest first.
+    lens: VecDeque<usize>,
+    /// The log index of the first cached entry.
+    first: u64,
 }
 
 impl Learner {
@@ -367,9 +386,62 @@ impl Learner {
             fingerprint: fingerprint.to_string(),
             threshold: to_micro(threshold),
             ttl,
+            scored: state.scores.len() as u64,
+            score_text: ScoreText::default(),
             state,
             scratch: Scratch::default(),
         }
+    }
+
+    /// The state as JSON: exactly `serde_json::to_vec(&self.state)`, with the score log's
+    /// text reused from earlier snapshots.
+    pub fn snapshot(&mut self) -> Vec<u8> {
+        let live = self.state.scores.len() as u64;
+        let first = self.scored - live;
+        let c = &mut self.score_text;
+        if c.first > first {
+            // Not a suffix of what is cached (cannot happen: the log only grows at the back).
+            *c = ScoreText {
+                first,
+                ..ScoreText::default()
+            };
+        }
+        while c.first < first {
+            match c.lens.pop_front() {
+                Some(n) => c.start += n,
+                None => c.start = c.text.len(),
+            }
+            c.first += 1;
+        }
+        let cached = c.first + c.lens.len() as u64;
+        for e in self.state.scores.range((cached - first) as usize..) {
+            let before = c.text.len();
+            c.text.push(b',');
+            serde_json::to_writer(&mut c.text, e).expect("a score entry serializes");
+            c.lens.push_back(c.text.len() - before);
+        }
+        if c.start > c.text.len() / 2 {
+            c.text.drain(..c.start);
+            c.start = 0;
+        }
+        let scores = std::mem::take(&mut self.state.scores);
+        let head = serde_json::to_vec(&self.state).expect("learner state serializes");
+        self.state.scores = scores;
+        // The only unescaped `"scores":[]` is the state's own (empty) field: keys of nested
+        // maps are strings, where quotes are escaped.
+        const EMPTY: &[u8] = b"\"scores\":[]";
+        let at = head
+            .windows(EMPTY.len())
+            .position(|w| w == EMPTY)
+            .expect("the state has a score log")
+            + EMPTY.len()
+            - 1;
+        let entries = c.text.get(c.start + 1..).unwrap_or_default();
+        let mut out = Vec::with_capacity(head.len() + entries.len());
+        out.extend_from_slice(&head[..at]);
+        out.extend_from_slice(entries);
+        out.extend_from_slice(&head[at..]);
+        out
     }
 
     /// The online model.
@@ -445,6 +517,7 @@ impl Learner {
             let x = st.online.encode(&input);
             let score = to_micro(st.online.predict(&x)).clamp(0, MICRO);
             out.push(Out::Score(ex.event_id.clone(), ex.event_time, score));
+            self.scored += 1;
             st.scores.push_back(ScoreEntry {
                 ts,
                 event_id: ex.event_id.clone(),
