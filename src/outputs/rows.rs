@@ -477,19 +477,19 @@ impl OutputRow for IngestRow {
 
 /// Renders one changelog line as JSON, columns in schema order after `ts` and `diff`.
 pub fn json_line(ts: u64, diff: isize, cols: &Columns) -> String {
-    let mut s = String::with_capacity(256);
-    s.push_str("{\"ts\":");
-    s.push_str(&ts.to_string());
-    s.push_str(",\"diff\":");
-    s.push_str(&diff.to_string());
+    use std::io::Write;
+    // Values are written straight into the line (a `String` per value was most of a sink's
+    // allocations); the text is `Value`'s own `Display`, so the bytes are unchanged.
+    let mut s: Vec<u8> = Vec::with_capacity(256);
+    write!(s, "{{\"ts\":{ts},\"diff\":{diff}").expect("writing to memory");
     for (k, v) in cols {
-        s.push_str(",\"");
-        s.push_str(k);
-        s.push_str("\":");
-        s.push_str(&v.to_string());
+        s.extend_from_slice(b",\"");
+        s.extend_from_slice(k.as_bytes());
+        s.extend_from_slice(b"\":");
+        serde_json::to_writer(&mut s, v).expect("a JSON value serializes");
     }
-    s.push('}');
-    s
+    s.push(b'}');
+    String::from_utf8(s).expect("JSON is UTF-8")
 }
 
 fn window_stat_cols(w: &WindowStats) -> Columns {
