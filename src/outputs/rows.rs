@@ -42,6 +42,9 @@ pub struct Format {
     pub drift: Option<std::sync::Arc<crate::drift::Drift>>,
     /// Alert rules.
     pub alerts: std::sync::Arc<Vec<crate::alerts::Rule>>,
+    /// Outputs are written only as JSON Lines (no Parquet, no Kafka topic), so a line's text
+    /// is all a sink needs of it.
+    pub text_only: bool,
 }
 
 impl Format {
@@ -52,6 +55,12 @@ impl Format {
             feature_names: job.spec.metrics.entity_features.clone(),
             drift: job.drift.clone(),
             alerts: job.alerts.clone(),
+            text_only: !job
+                .spec
+                .outputs
+                .formats
+                .contains(&crate::config::OutputFormat::Parquet)
+                && job.spec.outputs.kafka.is_none(),
         }
     }
 }

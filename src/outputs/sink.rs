@@ -1,8 +1,9 @@
 //! The changelog sink: consolidates each timestamp once it is complete and writes it in order.
 //!
-//! All updates of an output are exchanged to worker 0, buffered per timestamp, and written when
-//! the frontier passes that timestamp: consolidated (equal rows' diffs summed, zeros dropped)
-//! and sorted by row, so the bytes do not depend on the worker count or on arrival order.
+//! Each worker consolidates its own updates of an output per timestamp and formats their lines;
+//! worker 0 receives them all, and writes each timestamp when the frontier passes it: merged
+//! (equal rows' diffs summed, zeros dropped) and sorted by row, so the bytes do not depend on
+//! the worker count or on arrival order.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -10,11 +11,13 @@ use std::rc::Rc;
 
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::{ExchangeData, VecCollection};
-use timely::dataflow::channels::pact::Exchange;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 
-use super::rows::{Columns, Format, OutputRow};
+use super::rows::{json_line, Columns, Format, OutputRow};
 use super::writer::ChangelogWriter;
+use crate::dataflow::timers::{pending_at, Pending};
 use crate::dataflow::windows::Status;
 
 /// What a sink keeps for the end-of-run summary.
@@ -83,7 +86,18 @@ impl<R> SinkState<R> {
 /// How many retired rows the summary remembers (the most recent windows).
 const RETIRED_KEPT: usize = 512;
 
+/// A row's change at a timestamp, with its JSON lines formatted by the worker that produced it
+/// (`None`: format it again, as the change merged changes of several workers).
+type Formatted<R> = (R, isize, Option<Vec<String>>);
+
 /// Attaches a changelog sink to `coll`; changes are reported as of the next multiple of `emit`.
+///
+/// Two operators: `…Format.<output>` on every worker consolidates each complete timestamp of
+/// its own rows and formats their JSON lines when those are all that is written (formatting is
+/// most of a sink's work, and worker 0 has the most else to do); `…Sink.<output>` on worker 0 merges them in row order and writes.
+/// Time: a timestamp is written once the frontier passes it. State: the rows of incomplete
+/// timestamps. Failure modes: the first write error stops this sink's writes and is reported
+/// by the commit and at the end of the run.
 pub fn sink<'s, R>(
     coll: VecCollection<'s, u64, R>,
     job_name: &str,
@@ -93,82 +107,158 @@ pub fn sink<'s, R>(
 ) where
     R: OutputRow + ExchangeData,
 {
+    let formatted = format_rows(
+        coll,
+        &format!("{job_name}.Format.{}", R::NAME),
+        &format,
+        emit,
+    );
     let name = format!("{job_name}.Sink.{}", R::NAME);
-    let mut pending: BTreeMap<u64, Vec<(R, isize)>> = BTreeMap::new();
+    let mut pending: BTreeMap<u64, Vec<Formatted<R>>> = BTreeMap::new();
     let mut cols: Vec<Columns> = Vec::new();
-    coll.inner
-        .sink(Exchange::new(|_| 0), &name, move |(input, frontier)| {
-            input.for_each(|_cap, data| {
-                for (r, t, d) in data.drain(..) {
-                    let at = t.div_ceil(emit) * emit;
-                    let batch = pending.entry(at).or_default();
-                    batch.push((r, d));
-                    // Keep a long interval's buffer consolidated as it grows.
-                    if batch.len() >= 4096 && batch.len().is_power_of_two() {
-                        consolidate(batch);
-                    }
-                }
-            });
-            let mut st = state.borrow_mut();
-            let shared = st.metrics.clone();
-            let mut metrics = shared.as_ref().map(|m| m.lock());
-            while let Some(entry) = pending.first_entry() {
-                if frontier.less_equal(entry.key()) {
-                    break;
-                }
-                let ts = *entry.key();
-                let mut updates = entry.remove();
-                consolidate(&mut updates);
-                let st = &mut *st;
-                let write = st.write.contains(&ts);
-                if let (true, Some(w), Some(cuts)) = (
-                    write && !updates.is_empty(),
-                    st.writer.as_ref(),
-                    st.cuts.as_mut(),
-                ) {
-                    cuts.push_back((ts, w.jsonl_bytes));
-                }
-                for (row, diff) in updates {
-                    if let Some(cur) = st.current.as_mut() {
-                        let e = cur.entry(row.clone()).or_insert(0);
-                        *e += diff;
-                        if *e == 0 {
-                            cur.remove(&row);
-                        }
-                        if row.status() == Some(Status::Retired) {
-                            // Tombstones are never retracted: keep only the most recent ones.
-                            st.retired.push_back(row.clone());
-                            if st.retired.len() > RETIRED_KEPT {
-                                if let Some(old) = st.retired.pop_front() {
-                                    cur.remove(&old);
-                                }
-                            }
-                        }
-                    }
-                    if !write {
-                        continue;
-                    }
-                    // Only written lines move metrics: a restart's muted replay of
-                    // history does not count its lines twice.
-                    if let Some(m) = metrics.as_mut() {
-                        row.observe(diff, &format, m);
-                    }
-                    cols.clear();
-                    row.columns(&format, &mut cols);
-                    if let (Some(w), None) = (st.writer.as_mut(), &st.error) {
-                        for c in &cols {
-                            if let Err(e) = w.write(ts, diff, c) {
-                                st.error = Some(e);
-                                break;
-                            }
-                        }
-                    }
-                    st.lines += cols.len() as u64;
-                }
-            }
-            st.written_below = frontier.frontier().first().copied().unwrap_or(u64::MAX);
-            if let Some(m) = metrics.as_mut() {
-                crate::metrics::observe::written_below(m, R::NAME, st.written_below);
+    formatted.sink(Exchange::new(|_| 0), &name, move |(input, frontier)| {
+        input.for_each(|_cap, data| {
+            for ((r, d, lines), t, _) in data.drain(..) {
+                pending.entry(t).or_default().push((r, d, lines));
             }
         });
+        let mut st = state.borrow_mut();
+        let shared = st.metrics.clone();
+        let mut metrics = shared.as_ref().map(|m| m.lock());
+        while let Some(entry) = pending.first_entry() {
+            if frontier.less_equal(entry.key()) {
+                break;
+            }
+            let ts = *entry.key();
+            let updates = merge(entry.remove());
+            let st = &mut *st;
+            let write = st.write.contains(&ts);
+            if let (true, Some(w), Some(cuts)) = (
+                write && !updates.is_empty(),
+                st.writer.as_ref(),
+                st.cuts.as_mut(),
+            ) {
+                cuts.push_back((ts, w.jsonl_bytes));
+            }
+            for (row, diff, lines) in updates {
+                if let Some(cur) = st.current.as_mut() {
+                    let e = cur.entry(row.clone()).or_insert(0);
+                    *e += diff;
+                    if *e == 0 {
+                        cur.remove(&row);
+                    }
+                    if row.status() == Some(Status::Retired) {
+                        // Tombstones are never retracted: keep only the most recent ones.
+                        st.retired.push_back(row.clone());
+                        if st.retired.len() > RETIRED_KEPT {
+                            if let Some(old) = st.retired.pop_front() {
+                                cur.remove(&old);
+                            }
+                        }
+                    }
+                }
+                if !write {
+                    continue;
+                }
+                // Only written lines move metrics: a restart's muted replay of
+                // history does not count its lines twice.
+                if let Some(m) = metrics.as_mut() {
+                    row.observe(diff, &format, m);
+                }
+                let (Some(w), None) = (st.writer.as_mut(), &st.error) else {
+                    continue;
+                };
+                let written = match lines {
+                    Some(lines) if !w.needs_columns() => {
+                        st.lines += lines.len() as u64;
+                        lines.iter().try_for_each(|l| w.write_line(l))
+                    }
+                    _ => {
+                        cols.clear();
+                        row.columns(&format, &mut cols);
+                        st.lines += cols.len() as u64;
+                        cols.iter().try_for_each(|c| w.write(ts, diff, c))
+                    }
+                };
+                if let Err(e) = written {
+                    st.error = Some(e);
+                }
+            }
+        }
+        st.written_below = frontier.frontier().first().copied().unwrap_or(u64::MAX);
+        if let Some(m) = metrics.as_mut() {
+            crate::metrics::observe::written_below(m, R::NAME, st.written_below);
+        }
+    });
+}
+
+/// Sorts a timestamp's formatted changes by row and merges equal rows (their diffs summed,
+/// zeros dropped, lines formatted again).
+fn merge<R: Ord>(mut updates: Vec<Formatted<R>>) -> Vec<Formatted<R>> {
+    updates.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<Formatted<R>> = Vec::with_capacity(updates.len());
+    for (r, d, lines) in updates {
+        match out.last_mut() {
+            Some(last) if last.0 == r => {
+                last.1 += d;
+                last.2 = None;
+            }
+            _ => out.push((r, d, lines)),
+        }
+    }
+    out.retain(|u| u.1 != 0);
+    out
+}
+
+/// Consolidates each complete timestamp (rounded up to `emit`) of this worker's rows and, if
+/// the lines' text is all that is written, formats them.
+fn format_rows<'s, R>(
+    coll: VecCollection<'s, u64, R>,
+    name: &str,
+    format: &Format,
+    emit: u64,
+) -> timely::dataflow::Stream<'s, u64, Vec<(Formatted<R>, u64, isize)>>
+where
+    R: OutputRow + ExchangeData,
+{
+    let format = format.clone();
+    coll.inner
+        .unary_frontier::<CapacityContainerBuilder<Vec<(Formatted<R>, u64, isize)>>, _, _, _>(
+            Pipeline,
+            name,
+            move |_, _| {
+                let mut pending: Pending<Vec<(R, isize)>> = BTreeMap::new();
+                let mut cols: Vec<Columns> = Vec::new();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        for (r, t, d) in data.drain(..) {
+                            let at = t.div_ceil(emit) * emit;
+                            let batch = pending_at(&mut pending, &cap, output.output_index(), at);
+                            batch.push((r, d));
+                            // Keep a long interval's buffer consolidated as it grows.
+                            if batch.len() >= 4096 && batch.len().is_power_of_two() {
+                                consolidate(batch);
+                            }
+                        }
+                    });
+                    while let Some(entry) = pending.first_entry() {
+                        if frontier.less_equal(entry.key()) {
+                            break;
+                        }
+                        let ts = *entry.key();
+                        let (cap, mut updates) = entry.remove();
+                        consolidate(&mut updates);
+                        let mut session = output.session(&cap);
+                        for (row, diff) in updates {
+                            let lines = format.text_only.then(|| {
+                                cols.clear();
+                                row.columns(&format, &mut cols);
+                                cols.iter().map(|c| json_line(ts, diff, c)).collect()
+                            });
+                            session.give(((row, diff, lines), ts, 1));
+                        }
+                    }
+                }
+            },
+        )
 }

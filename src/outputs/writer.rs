@@ -187,11 +187,8 @@ impl ChangelogWriter {
         if let (Some(k), Some(line)) = (&mut self.kafka, &line) {
             k.send(ts, line, cols)?;
         }
-        if let (Some((path, out)), Some(line)) = (&mut self.jsonl, &line) {
-            out.write_all(line.as_bytes())
-                .and_then(|_| out.write_all(b"\n"))
-                .map_err(|e| Error::io(path.as_path(), e))?;
-            self.jsonl_bytes += line.len() as u64 + 1;
+        if let Some(line) = &line {
+            self.append_jsonl(line)?;
         }
         if let Some(p) = &mut self.parquet {
             let mut m = serde_json::Map::new();
@@ -204,6 +201,29 @@ impl ChangelogWriter {
             if p.pending.len() >= PARQUET_BATCH {
                 Self::flush_parquet(p)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Some format needs a line's columns, not only its JSON text (Parquet, Kafka).
+    pub fn needs_columns(&self) -> bool {
+        self.parquet.is_some() || self.kafka.is_some()
+    }
+
+    /// Appends one changelog line formatted by [`json_line`] elsewhere; only for a writer that
+    /// does not need the columns.
+    pub fn write_line(&mut self, line: &str) -> Result<()> {
+        debug_assert!(!self.needs_columns());
+        self.lines += 1;
+        self.append_jsonl(line)
+    }
+
+    fn append_jsonl(&mut self, line: &str) -> Result<()> {
+        if let Some((path, out)) = &mut self.jsonl {
+            out.write_all(line.as_bytes())
+                .and_then(|_| out.write_all(b"\n"))
+                .map_err(|e| Error::io(path.as_path(), e))?;
+            self.jsonl_bytes += line.len() as u64 + 1;
         }
         Ok(())
     }
