@@ -55,6 +55,9 @@ pub enum JoinOut {
     Labeled(Ev, Pr, LabelState),
     /// An orphaned effective label.
     Orphan(String, LabelState),
+    /// An event that became labeled: its first effective label appeared (with no earlier one
+    /// retracted at the same time). Only ever added, once per such change.
+    Example(Ev, LabelState),
 }
 
 /// Outputs of the join stage.
@@ -69,6 +72,8 @@ pub struct Joined<'s> {
     pub labeled: VecCollection<'s, u64, Labeled>,
     /// Effective labels whose event is unknown after the label horizon.
     pub orphans: VecCollection<'s, u64, (String, LabelState)>,
+    /// Events as they become labeled: what the learner learns from, at the time it happens.
+    pub examples: VecCollection<'s, u64, (Ev, LabelState)>,
 }
 
 /// How long join state is kept, in milliseconds of event time.
@@ -365,6 +370,18 @@ pub fn join<'s>(
                                 after.push((o, -r));
                             }
                             consolidate(&mut after);
+                            // The slot's labeled events changed only by additions: an example
+                            // (the greatest, as the learner takes the last of an id's sorted
+                            // changes). Its outputs are all of this id's changes at `t`.
+                            let mut labeled = after
+                                .iter()
+                                .filter(|(o, _)| matches!(o, JoinOut::EventLabel(..)))
+                                .peekable();
+                            if labeled.peek().is_some() && labeled.clone().all(|(_, r)| *r > 0) {
+                                if let Some((JoinOut::EventLabel(e, l), _)) = labeled.last() {
+                                    session.give((JoinOut::Example(e.clone(), l.clone()), t, 1));
+                                }
+                            }
                             for (o, r) in after.drain(..) {
                                 session.give((o, t, r));
                             }
@@ -397,19 +414,20 @@ pub fn join<'s>(
     // Each output moves into exactly one of the collections (no clone per consumer).
     let mut parts = out
         .inner
-        .partition(5, |(o, t, r)| {
+        .partition(6, |(o, t, r)| {
             let i = match &o {
                 JoinOut::Event(_) => 0,
                 JoinOut::EventLabel(..) => 1,
                 JoinOut::Scored(..) => 2,
                 JoinOut::Labeled(..) => 3,
                 JoinOut::Orphan(..) => 4,
+                JoinOut::Example(..) => 5,
             };
             (i, (o, t, r))
         })
         .into_iter()
         .map(|s| s.as_collection());
-    let mut next = || parts.next().expect("five parts");
+    let mut next = || parts.next().expect("six parts");
     Joined {
         events: next().flat_map(|o| match o {
             JoinOut::Event(e) => Some(e),
@@ -429,6 +447,10 @@ pub fn join<'s>(
         }),
         orphans: next().flat_map(|o| match o {
             JoinOut::Orphan(id, l) => Some((id, l)),
+            _ => None,
+        }),
+        examples: next().flat_map(|o| match o {
+            JoinOut::Example(e, l) => Some((e, l)),
             _ => None,
         }),
     }

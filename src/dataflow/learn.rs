@@ -233,7 +233,7 @@ pub fn learn<'s>(
         })
         .collect();
     let outs = in_order(
-        joined.event_labels.clone(),
+        joined.examples.clone(),
         &format!("{name}.Learner"),
         learner,
         earlier,
