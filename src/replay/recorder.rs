@@ -30,7 +30,7 @@ struct Staged {
     /// The boundary's segment files, encoded and written off the worker thread (Parquet
     /// encoding and compression are most of the recorder's work, and need nothing of the
     /// dataflow); a commit waits for them.
-    segments: std::thread::JoinHandle<Result<Vec<SegmentMeta>>>,
+    segments: Result<std::thread::JoinHandle<Result<Vec<SegmentMeta>>>>,
     partitions: BTreeMap<String, PartitionState>,
 }
 
@@ -85,7 +85,7 @@ impl Checkpointer {
         while self.staged.front().is_some_and(|s| s.end <= outputs_below) {
             let s = self.staged.pop_front().expect("checked");
             let segments = s
-                .segments
+                .segments?
                 .join()
                 .map_err(|_| Error::replay(&self.dir, "the segment writer panicked"))??;
             self.manifest.segments.extend(segments);
@@ -297,7 +297,7 @@ pub fn record<'s>(
             }
             let mut cp = cp.borrow_mut();
             let dir = cp.dir.clone();
-            let segments = std::thread::spawn(move || {
+            let write = move || {
                 let mut segments = Vec::new();
                 for (k, streams) in closing {
                     for (stream, mut rows) in streams {
@@ -313,7 +313,13 @@ pub fn record<'s>(
                     }
                 }
                 Ok(segments)
-            });
+            };
+            let segments = std::thread::Builder::new()
+                .name("tidemark-segments".into())
+                .spawn(write)
+                .map_err(|e| {
+                    Error::replay(&cp.dir, format!("cannot start the segment writer: {e}"))
+                });
             let partitions = keys
                 .iter()
                 .enumerate()
