@@ -427,12 +427,12 @@ impl Learner {
         let scores = std::mem::take(&mut self.state.scores);
         let head = serde_json::to_vec(&self.state).expect("learner state serializes");
         self.state.scores = scores;
-        // The only unescaped `"scores":[]` is the state's own (empty) field: keys of nested
-        // maps are strings, where quotes are escaped.
+        // The last `"scores":[]` is the state's own (emptied) field: only `caps` follows it,
+        // whose keys are escaped strings and whose values are maps.
         const EMPTY: &[u8] = b"\"scores\":[]";
         let at = head
             .windows(EMPTY.len())
-            .position(|w| w == EMPTY)
+            .rposition(|w| w == EMPTY)
             .expect("the state has a score log")
             + EMPTY.len()
             - 1;

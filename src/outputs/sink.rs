@@ -94,7 +94,8 @@ type Formatted<R> = (R, isize, Option<Vec<String>>);
 ///
 /// Two operators: `…Format.<output>` on every worker consolidates each complete timestamp of
 /// its own rows and formats their JSON lines when those are all that is written (formatting is
-/// most of a sink's work, and worker 0 has the most else to do); `…Sink.<output>` on worker 0 merges them in row order and writes.
+/// most of a sink's work, and worker 0 has the most else to do); `…Sink.<output>` on worker 0
+/// merges them in row order and writes.
 /// Time: a timestamp is written once the frontier passes it. State: the rows of incomplete
 /// timestamps. Failure modes: the first write error stops this sink's writes and is reported
 /// by the commit and at the end of the run.
@@ -165,23 +166,20 @@ pub fn sink<'s, R>(
                 if let Some(m) = metrics.as_mut() {
                     row.observe(diff, &format, m);
                 }
-                let (Some(w), None) = (st.writer.as_mut(), &st.error) else {
-                    continue;
-                };
-                let written = match lines {
-                    Some(lines) if !w.needs_columns() => {
-                        st.lines += lines.len() as u64;
-                        lines.iter().try_for_each(|l| w.write_line(l))
+                let text = lines.filter(|_| !st.writer.as_ref().is_some_and(|w| w.needs_columns()));
+                if text.is_none() {
+                    cols.clear();
+                    row.columns(&format, &mut cols);
+                }
+                st.lines += text.as_ref().map_or(cols.len(), |l| l.len()) as u64;
+                if let (Some(w), None) = (st.writer.as_mut(), &st.error) {
+                    let written = match &text {
+                        Some(lines) => lines.iter().try_for_each(|l| w.write_line(l)),
+                        None => cols.iter().try_for_each(|c| w.write(ts, diff, c)),
+                    };
+                    if let Err(e) = written {
+                        st.error = Some(e);
                     }
-                    _ => {
-                        cols.clear();
-                        row.columns(&format, &mut cols);
-                        st.lines += cols.len() as u64;
-                        cols.iter().try_for_each(|c| w.write(ts, diff, c))
-                    }
-                };
-                if let Err(e) = written {
-                    st.error = Some(e);
                 }
             }
         }

@@ -1,12 +1,13 @@
 //! Recording: the dataflow operator that writes ingested records into segments, and the commit
 //! that makes segments, source positions and output lengths durable together.
 //!
-//! All records are exchanged to worker 0, which cuts them into segments at multiples of the
-//! segment length (so segment files are the same on every worker count) once the frontier has
-//! passed a boundary, and has them encoded and written on a thread of their own. A commit at boundary `T` needs two things: every segment below `T` is
-//! written, and every output sink has written its lines below `T`. Then the manifest is
-//! replaced, naming the segments, the partitions' resume points valid at `T` (marks stamped
-//! below `T`), and each output file's length holding exactly its lines below `T`.
+//! All records are exchanged to worker 0, which cuts them into segments at multiples of the segment
+//! length (so segment files are the same on every worker count) once the frontier has passed a
+//! boundary, and has them encoded and written on a thread of their own. A commit at boundary `T`
+//! needs two things: every segment below `T` is written, and every output sink has written its
+//! lines below `T`. Then the manifest is replaced, naming the segments, the partitions' resume
+//! points valid at `T` (marks stamped below `T`), and each output file's length holding exactly its
+//! lines below `T`.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
