@@ -68,7 +68,7 @@ fn default_schemas_dir() -> PathBuf {
 }
 
 /// Time model parameters, all in milliseconds of event time.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeSpec {
     /// Granularity of timely timestamps.
@@ -83,6 +83,46 @@ pub struct TimeSpec {
     pub label_horizon_ms: u64,
     /// How long after a window ends its state is kept; then it is retired.
     pub retention_ms: u64,
+    /// How far ahead of its partition's watermark one record may be before the next records
+    /// must confirm the jump (default: the larger of 10 × the allowed disorder and one hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_jump_ms: Option<u64>,
+    /// How many following records in a row confirm a jump (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jump_confirm_records: Option<u32>,
+}
+
+impl TimeSpec {
+    /// Records a partition holds back before following a jump further than this.
+    pub fn jump_bound(&self) -> crate::sources::stamp::JumpBound {
+        crate::sources::stamp::JumpBound {
+            max_jump: self
+                .max_jump_ms
+                .unwrap_or((10 * self.allowed_disorder_ms).max(3_600_000)),
+            confirm: self.jump_confirm_records.unwrap_or(16) as usize,
+        }
+    }
+}
+
+// The job fingerprint prints this: the jump keys appear only when set, so jobs without them
+// keep the fingerprint their replay buffers and model versions carry.
+impl std::fmt::Debug for TimeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("TimeSpec");
+        d.field("tick_ms", &self.tick_ms)
+            .field("allowed_disorder_ms", &self.allowed_disorder_ms)
+            .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .field("max_lateness_ms", &self.max_lateness_ms)
+            .field("label_horizon_ms", &self.label_horizon_ms)
+            .field("retention_ms", &self.retention_ms);
+        if let Some(j) = self.max_jump_ms {
+            d.field("max_jump_ms", &j);
+        }
+        if let Some(c) = self.jump_confirm_records {
+            d.field("jump_confirm_records", &c);
+        }
+        d.finish()
+    }
 }
 
 /// The source of each input stream.
@@ -348,6 +388,12 @@ impl Job {
                     format!("{v} is not a multiple of time.tick_ms ({})", t.tick_ms),
                 ));
             }
+        }
+        if t.max_jump_ms == Some(0) {
+            return Err(err(
+                "time.max_jump_ms",
+                "must be positive (it bounds how far one record may move a watermark)".into(),
+            ));
         }
         if t.retention_ms <= t.max_lateness_ms {
             return Err(err(

@@ -126,8 +126,9 @@ pub fn excerpt(raw: &str) -> String {
 /// A dead letter's reason as one of a fixed set of classes, for metric labels of bounded
 /// cardinality (the reason itself names values).
 pub fn reason_class(reason: &str) -> &'static str {
-    const CLASSES: [(&str, &str); 12] = [
+    const CLASSES: [(&str, &str); 13] = [
         ("max_lateness", "too_late"),
+        ("max_jump", "time_jump"),
         ("invalid JSON", "invalid_json"),
         ("invalid UTF-8", "invalid_utf8"),
         ("unreadable Parquet", "unreadable_parquet"),
@@ -157,6 +158,12 @@ mod reason_tests {
             "wrong_type"
         );
         assert_eq!(reason_class("score 1.5 is outside [0, 1]"), "out_of_range");
+        assert_eq!(
+            reason_class(
+                "time 9 is 5 ms ahead of the partition watermark 4, past max_jump_ms 3; …"
+            ),
+            "time_jump"
+        );
         assert_eq!(reason_class("negative time -3"), "bad_time");
         assert_eq!(reason_class("invalid JSON: EOF"), "invalid_json");
         assert_eq!(reason_class("missing"), "missing");

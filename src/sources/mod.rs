@@ -27,7 +27,7 @@ use crate::config::{Job, SourceKind};
 use crate::records::{DeadLetter, Position, Record};
 use crate::schema::{Role, Stream};
 use partition::{Cursor, Partition, PartitionSpec};
-use stamp::Stamper;
+use stamp::{Stamped, Stamper};
 
 /// What leaves a source: an accepted record, a refused one, or a partition's resume point.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -253,6 +253,7 @@ pub fn ingest<'s>(
                     )
                     .unwrap_or_else(|e| panic!("cannot open a source partition: {e}"));
                     let stamper = Stamper::new(t.tick_ms, t.allowed_disorder_ms, t.max_lateness_ms)
+                        .with_jump(t.jump_bound())
                         .restored(state.max_seen, state.floor);
                     Some(Part {
                         index: g as u32,
@@ -261,6 +262,8 @@ pub fn ingest<'s>(
                         hi: state.hi,
                         committed: state.committed,
                         idle: false,
+                        held: Vec::new(),
+                        origin: None,
                     })
                 })
                 .collect();
@@ -272,6 +275,7 @@ pub fn ingest<'s>(
             let mut cap = if parts.is_empty() { None } else { Some(cap) };
             let idle_after = Duration::from_millis(t.idle_timeout_ms);
             let mut buf = Vec::with_capacity(BATCH);
+            let mut decided = Vec::with_capacity(BATCH);
             let mut staged: BTreeMap<u64, Vec<(Ingested, u64, isize)>> = BTreeMap::new();
             move |output| {
                 let Some(c) = cap.as_mut() else { return };
@@ -289,6 +293,8 @@ pub fn ingest<'s>(
                     hi,
                     committed,
                     idle,
+                    held,
+                    origin,
                 } in parts.iter_mut()
                 {
                     if stamper.frontier() > limit {
@@ -296,6 +302,15 @@ pub fn ingest<'s>(
                         continue;
                     }
                     let before = part.cursor();
+                    // Where a restart re-reads this batch from, should it hold records back.
+                    let at_start = PartitionState {
+                        cursor: before,
+                        max_seen: stamper.max_seen(),
+                        hi: *hi,
+                        done: false,
+                        floor: stamper.floor(),
+                        committed: None,
+                    };
                     part.read_batch(BATCH, &mut buf)
                         .unwrap_or_else(|e| panic!("source read failed: {e}"));
                     progress
@@ -329,22 +344,41 @@ pub fn ingest<'s>(
                         }
                     }
                     for (pos, r) in buf.drain(..) {
+                        match r {
+                            Ok(rec) => {
+                                stamper.admit(rec.time(), (pos, Ok(rec)), held, &mut decided)
+                            }
+                            // Undecodable records move no watermark: they need not wait.
+                            Err(dl) => {
+                                let ts = stamper.frontier();
+                                decided.push(((pos, Err(dl)), Stamped::At(ts)));
+                            }
+                        }
+                    }
+                    if part.is_done() {
+                        stamper.finish(held, &mut decided);
+                    }
+                    if held.is_empty() {
+                        *origin = None;
+                    } else if origin.is_none() {
+                        *origin = Some(at_start);
+                    }
+                    for ((pos, r), stamped) in decided.drain(..) {
                         let offset = pos.offset;
-                        let (item, ts) = match r {
-                            Ok(rec) => match stamper.stamp(rec.time()) {
-                                Ok(ts) => (Ingested::Accepted(rec, pos), ts),
-                                Err(late) => (
-                                    Ingested::Dead(too_late(
-                                        part.stream,
-                                        &time_fields[part.stream.index()],
-                                        pos,
-                                        late.reason,
-                                        &rec,
-                                    )),
-                                    late.ts,
-                                ),
-                            },
-                            Err(dl) => (Ingested::Dead(dl), stamper.frontier()),
+                        let (item, ts) = match (r, stamped) {
+                            (Ok(rec), Stamped::At(ts)) => (Ingested::Accepted(rec, pos), ts),
+                            (Ok(rec), Stamped::Refused(late)) => (
+                                Ingested::Dead(too_late(
+                                    part.stream,
+                                    &time_fields[part.stream.index()],
+                                    pos,
+                                    late.reason,
+                                    &rec,
+                                )),
+                                late.ts,
+                            ),
+                            (Err(dl), Stamped::At(ts)) => (Ingested::Dead(dl), ts),
+                            (Err(dl), Stamped::Refused(late)) => (Ingested::Dead(dl), late.ts),
                         };
                         // A restarted partition re-reads from its last mark: records already in
                         // committed segments are skipped. Stamps of files and bounded reads are
@@ -363,13 +397,21 @@ pub fn ingest<'s>(
                         progress.stream_newest[part.stream.index()].fetch_max(t, Ordering::Relaxed);
                     }
                     if read || part.is_done() {
-                        let state = PartitionState {
-                            cursor: part.cursor(),
-                            max_seen: stamper.max_seen(),
-                            hi: *hi,
-                            done: part.is_done(),
-                            floor: stamper.floor(),
-                            committed: None,
+                        // With records held back, a restart re-reads from the batch the first
+                        // of them came in, with the stamper as it was then: the same decisions.
+                        let state = match origin {
+                            Some(o) => PartitionState {
+                                hi: *hi,
+                                ..o.clone()
+                            },
+                            None => PartitionState {
+                                cursor: part.cursor(),
+                                max_seen: stamper.max_seen(),
+                                hi: *hi,
+                                done: part.is_done(),
+                                floor: stamper.floor(),
+                                committed: None,
+                            },
                         };
                         // `hi` is at or above the partition's frontier, hence the capability.
                         let at = (*hi).max(now);
@@ -435,6 +477,10 @@ struct Part {
     committed: Option<u64>,
     /// Silent past the idle timeout: not holding the frontier.
     idle: bool,
+    /// Records far ahead of the watermark, waiting for the next records to confirm the jump.
+    held: Vec<(u64, partition::Decoded)>,
+    /// The partition's state where the batch of the first held record began.
+    origin: Option<PartitionState>,
 }
 
 fn too_late(
