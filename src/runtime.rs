@@ -615,6 +615,9 @@ fn execute(
                 }
             }
         }
+        if let Some(s) = sampler.as_mut() {
+            s.finished();
+        }
         if stop.load(Ordering::Relaxed) {
             // Stopped mid-stream: nothing more is written or committed, and the dataflow is
             // dropped (timely would otherwise wait for it to complete, which it never does).

@@ -46,6 +46,42 @@ impl Shared {
     pub fn render(&self) -> String {
         self.lock().registry.render()
     }
+
+    /// Whether the job is ready: its dataflow runs and the replay buffer committed (or the
+    /// dataflow started) less than `max_age` ago; otherwise why not.
+    pub fn readiness(&self, max_age: std::time::Duration) -> Result<(), String> {
+        let m = self.lock();
+        let Some(started) = m.health.started else {
+            return Err("not ready: the dataflow has not started".into());
+        };
+        if m.health.finished {
+            return Err("not ready: the dataflow has finished".into());
+        }
+        let (what, at) = match m.health.last_commit {
+            Some(c) => ("last replay-buffer commit", c),
+            None => ("dataflow start, and no commit since,", started),
+        };
+        let age = at.elapsed();
+        if age > max_age {
+            return Err(format!(
+                "not ready: {what} {:.0} s ago (more than {} s)",
+                age.as_secs_f64(),
+                max_age.as_secs()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the readiness probe reads: when the dataflow started and last committed.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// When the dataflow began running.
+    pub started: Option<std::time::Instant>,
+    /// When the replay buffer last committed.
+    pub last_commit: Option<std::time::Instant>,
+    /// The dataflow has completed or stopped.
+    pub finished: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -69,6 +105,8 @@ pub struct Metrics {
     /// Alerts firing per `(rule, severity)`.
     firing: BTreeMap<(String, String), i64>,
     retention_ms: u64,
+    /// What the readiness probe reads.
+    pub health: Health,
 }
 
 impl Metrics {

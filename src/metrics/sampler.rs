@@ -42,6 +42,7 @@ fn now_ms() -> u64 {
 impl Sampler {
     /// A sampler writing into `shared`.
     pub fn new(shared: Shared) -> Sampler {
+        shared.lock().health.started = Some(Instant::now());
         Sampler {
             shared,
             next: Instant::now(),
@@ -116,9 +117,15 @@ impl Sampler {
         }
     }
 
+    /// The dataflow has completed or stopped: the job is no longer ready.
+    pub fn finished(&mut self) {
+        self.shared.lock().health.finished = true;
+    }
+
     /// A replay-buffer commit that took `took`; `manifest` is the buffer after it.
     pub fn commit(&mut self, took: Duration, manifest: &crate::replay::manifest::Manifest) {
         let mut m = self.shared.lock();
+        m.health.last_commit = Some(Instant::now());
         m.registry.observe(
             COMMIT,
             COMMIT_HELP,

@@ -1,64 +1,64 @@
-//! The HTTP endpoint: `GET /metrics` answers with the registry's text exposition.
+//! The HTTP endpoint: `GET /metrics` (the registry's text exposition), `/healthz` and
+//! `/readyz` (Kubernetes probes).
 //!
-//! One thread, one connection at a time, `Connection: close`: a scrape every few seconds is the
-//! whole load, so nothing here needs an HTTP library.
+//! hyper on a single-threaded tokio runtime of its own thread: connections are served
+//! concurrently, so idle or trickling clients cannot hold a scrape. Each connection must send
+//! its request head within [`HEAD_DEADLINE`] and is closed after [`CONNECTION_DEADLINE`]; at most
+//! [`MAX_CONNECTIONS`] are open at once, and further ones are closed as they arrive.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{oneshot, Semaphore};
 
 use super::Shared;
 use crate::error::{Error, Result};
 
+/// Time a client has to send its request head.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// Time a connection may stay open in all.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 512;
+/// `/readyz` fails when the replay buffer has not committed for this long.
+pub const READY_COMMIT_AGE: Duration = Duration::from_secs(300);
+
 /// A running endpoint; dropping it stops the thread.
 pub struct Server {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
     /// Listens on `addr` and serves `metrics` until dropped.
     pub fn start(addr: &str, metrics: Shared) -> Result<Server> {
-        let listener = TcpListener::bind(addr).map_err(|e| {
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
             Error::Runtime(format!(
                 "metrics endpoint: cannot listen on {addr}: {e} (choose another with --metrics HOST:PORT, or --metrics off)"
             ))
         })?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::Runtime(format!("metrics endpoint: {e}")))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::Runtime(format!("metrics endpoint: {e}")))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
+        let fail = |e: std::io::Error| Error::Runtime(format!("metrics endpoint: {e}"));
+        let local = listener.local_addr().map_err(fail)?;
+        listener.set_nonblocking(true).map_err(fail)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(fail)?;
+        let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("tidemark-metrics".into())
-            .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((conn, _)) => {
-                            if let Err(e) = answer(conn, &metrics) {
-                                tracing::debug!("metrics endpoint: {e}");
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                        Err(e) => {
-                            tracing::warn!("metrics endpoint: accept failed: {e}");
-                            std::thread::sleep(Duration::from_millis(200));
-                        }
-                    }
-                }
-            })
-            .map_err(|e| Error::Runtime(format!("metrics endpoint: {e}")))?;
+            .spawn(move || runtime.block_on(serve(listener, metrics, stopped)))
+            .map_err(fail)?;
         Ok(Server {
             addr: local,
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -71,64 +71,96 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-/// Reads one request head and answers it.
-fn answer(mut conn: TcpStream, metrics: &Shared) -> std::io::Result<()> {
-    conn.set_nonblocking(false)?;
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    // One deadline for the whole request head: a client trickling bytes cannot hold the
-    // endpoint (or the process's exit, which joins this thread).
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Ok(());
+/// Accepts connections until `stopped`; open connections end with the runtime.
+async fn serve(
+    listener: std::net::TcpListener,
+    metrics: Shared,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("metrics endpoint: {e}");
+            return;
         }
-        conn.set_read_timeout(Some(left))?;
-        let n = conn.read(&mut buf)?;
-        if n == 0 || head.len() > 16 * 1024 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
+    };
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let conn = tokio::select! {
+            _ = &mut stopped => return,
+            c = listener.accept() => c,
+        };
+        let stream = match conn {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!("metrics endpoint: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Over the bound, the newcomer is closed at once rather than left in the backlog.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(answer(&req, &metrics)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_DEADLINE)
+                .keep_alive(false)
+                .title_case_headers(true)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_DEADLINE, conn).await {
+                Ok(Err(e)) => tracing::debug!("metrics endpoint: {e}"),
+                Err(_) => tracing::debug!("metrics endpoint: connection past its deadline"),
+                Ok(Ok(())) => {}
+            }
+            drop(slot);
+        });
     }
-    let line = String::from_utf8_lossy(&head);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, kind, body) = match (method, path.split('?').next().unwrap_or("")) {
-        ("GET", "/metrics") => (
-            "200 OK",
+}
+
+/// The response to one request.
+fn answer(req: &Request<Incoming>, metrics: &Shared) -> Response<Full<Bytes>> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let (status, kind, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
             metrics.render(),
         ),
-        ("GET", "/") => (
-            "200 OK",
-            "text/plain; charset=utf-8",
-            "tidemark: metrics at /metrics\n".to_string(),
+        (&Method::GET, "/healthz") => (StatusCode::OK, TEXT, "ok\n".into()),
+        (&Method::GET, "/readyz") => match metrics.readiness(READY_COMMIT_AGE) {
+            Ok(()) => (StatusCode::OK, TEXT, "ready\n".into()),
+            Err(why) => (StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{why}\n")),
+        },
+        (&Method::GET, "/") => (
+            StatusCode::OK,
+            TEXT,
+            "tidemark: metrics at /metrics, probes at /healthz and /readyz\n".into(),
         ),
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found\n".into(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "only GET\n".into(),
-        ),
+        (&Method::GET, _) => (StatusCode::NOT_FOUND, TEXT, "not found\n".into()),
+        _ => (StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET\n".into()),
     };
-    write!(
-        conn,
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    conn.flush()
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(kind),
+    );
+    r
 }
