@@ -514,6 +514,12 @@ impl Job {
                 ),
             ));
         }
+        if let Err(reason) = crate::confine::output_dir(&spec.outputs.dir) {
+            return Err(err(
+                "outputs.dir",
+                format!("{:?} {reason}", spec.outputs.dir),
+            ));
+        }
         if !spec.outputs.formats.contains(&OutputFormat::Jsonl) {
             return Err(err(
                 "outputs.formats",

@@ -67,6 +67,15 @@ pub enum Error {
         /// librdkafka's message.
         reason: String,
     },
+    /// A path where tidemark keeps its own files is not its to change (a symbolic link, or a
+    /// directory it must not write into).
+    #[error("{path}: {reason}")]
+    Confined {
+        /// The path refused.
+        path: PathBuf,
+        /// Why tidemark will not touch it.
+        reason: String,
+    },
     /// The timely runtime failed (a worker panicked or could not start).
     #[error("runtime: {0}")]
     Runtime(String),

@@ -202,6 +202,10 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
         .out_dir
         .clone()
         .unwrap_or_else(|| job.spec.outputs.dir.clone());
+    crate::confine::output_dir(&out_dir).map_err(|reason| Error::Confined {
+        path: out_dir.clone(),
+        reason: format!("cannot be an output directory: it {reason}"),
+    })?;
     let dir = crate::replay::buffer_dir(&out_dir);
     let writes = opts.process == 0;
     // Only the process that writes outputs holds the buffer; the others read its manifest.
@@ -358,26 +362,27 @@ fn resumed_in_registry(job: &Job, start: &crate::dataflow::ordered::StateStart) 
     Ok(!file.paused && file.applied_seq >= learner.decisions())
 }
 
-/// Removes a previous run's buffer and outputs.
+/// Removes a previous run's buffer and outputs: only the names tidemark writes, none reached
+/// through a link (refused before anything is removed).
 fn start_over(out_dir: &Path, dir: &Path) -> Result<()> {
-    // The manifest goes first: a crash part-way must not leave it naming deleted segments.
     let manifest = dir.join(crate::replay::manifest::MANIFEST);
-    if manifest.exists() {
-        std::fs::remove_file(&manifest).map_err(|e| Error::io(&manifest, e))?;
+    let mut files = vec![out_dir.join("metrics.prom")];
+    for name in OUTPUTS {
+        for ext in ["jsonl", "parquet"] {
+            files.push(out_dir.join(format!("{name}.{ext}")));
+        }
+    }
+    crate::confine::not_link(dir)?;
+    for p in files.iter().chain([&manifest]) {
+        crate::confine::not_link(p)?;
+    }
+    // The manifest goes first: a crash part-way must not leave it naming deleted segments.
+    if crate::confine::remove(&manifest)? {
         crate::replay::segment::sync_dir(dir)?;
     }
     crate::replay::clean(dir, None)?;
-    let prom = out_dir.join("metrics.prom");
-    if prom.exists() {
-        std::fs::remove_file(&prom).map_err(|e| Error::io(&prom, e))?;
-    }
-    for name in OUTPUTS {
-        for ext in ["jsonl", "parquet"] {
-            let p = out_dir.join(format!("{name}.{ext}"));
-            if p.exists() {
-                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-            }
-        }
+    for p in &files {
+        crate::confine::remove(p)?;
     }
     Ok(())
 }

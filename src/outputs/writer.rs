@@ -90,11 +90,7 @@ impl ChangelogWriter {
         let jsonl_path = dir.join(format!("{name}.jsonl"));
         let mut committed = Vec::new();
         if let Some(len) = resume_at {
-            let mut f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&jsonl_path)
-                .map_err(|e| Error::io(&jsonl_path, e))?;
+            let mut f = crate::confine::read_write(&jsonl_path)?;
             let have = f.metadata().map_err(|e| Error::io(&jsonl_path, e))?.len();
             if have < len {
                 return Err(Error::replay(
@@ -113,11 +109,10 @@ impl ChangelogWriter {
         }
         if formats.contains(&OutputFormat::Jsonl) {
             let f = if resume_at.is_some() {
-                std::fs::OpenOptions::new().append(true).open(&jsonl_path)
+                crate::confine::append(&jsonl_path)?
             } else {
-                File::create(&jsonl_path)
-            }
-            .map_err(|e| Error::io(&jsonl_path, e))?;
+                crate::confine::create(&jsonl_path)?
+            };
             w.jsonl = Some((jsonl_path.clone(), BufWriter::with_capacity(1 << 16, f)));
         }
         if formats.contains(&OutputFormat::Parquet) {
@@ -127,7 +122,8 @@ impl ChangelogWriter {
             )?));
             let path = dir.join(format!("{name}.parquet"));
             let tmp = dir.join(format!(".{name}.parquet.tmp"));
-            let f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let f = crate::confine::create(&tmp)?;
+            crate::confine::not_link(&path)?;
             let props = WriterProperties::builder()
                 .set_compression(Compression::ZSTD(ZstdLevel::default()))
                 .set_created_by("tidemark".to_string())

@@ -51,7 +51,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = temp_name(path);
     fault("create");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut f = crate::confine::create(&tmp)?;
     let half = bytes.len() / 2;
     f.write_all(&bytes[..half])
         .map_err(|e| Error::io(&tmp, e))?;

@@ -136,7 +136,7 @@ pub struct Registry {
 /// Takes the registry's lock; fails if another process (a running job, an operator) holds it.
 fn take_lock(dir: &Path) -> Result<std::sync::Arc<std::fs::File>> {
     let path = dir.join("LOCK");
-    let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+    let file = crate::confine::lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(std::sync::Arc::new(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(refuse(
@@ -157,15 +157,15 @@ impl Registry {
     /// removes temporaries a crash left.
     pub fn open(dir: &Path) -> Result<Registry> {
         let versions = dir.join(VERSIONS);
-        std::fs::create_dir_all(&versions).map_err(|e| Error::io(&versions, e))?;
+        crate::confine::create_dir(dir)?;
+        crate::confine::create_dir(&versions)?;
         let lock = take_lock(dir)?;
         for d in [dir, versions.as_path()] {
             for entry in std::fs::read_dir(d).map_err(|e| Error::io(d, e))? {
                 let entry = entry.map_err(|e| Error::io(d, e))?;
                 let name = entry.file_name().to_string_lossy().to_string();
                 if name.starts_with('.') && name.ends_with(".tmp") {
-                    let p = entry.path();
-                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                    crate::confine::remove(&entry.path())?;
                 }
             }
         }

@@ -39,9 +39,9 @@ pub struct Lock {
 
 /// Takes the buffer's lock, creating the directory; fails if another job holds it.
 pub fn lock(dir: &Path) -> Result<Lock> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::confine::create_dir(dir)?;
     let path = dir.join("LOCK");
-    let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+    let file = crate::confine::lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(Lock { _file: file }),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::replay(
@@ -52,43 +52,91 @@ pub fn lock(dir: &Path) -> Result<Lock> {
     }
 }
 
-/// Removes what a crash can leave in a buffer: temporary files, and segment files that the
-/// manifest does not name (written after the last commit). Returns how many were removed.
+/// Removes what a crash can leave in a buffer: temporary files, and segment and state files
+/// that the manifest does not name (written after the last commit). Returns how many were
+/// removed.
+///
+/// Only names of tidemark's own pattern are removed (`<20 digits>-<20 digits>.parquet` in a
+/// stream directory, `<20 digits>.json.zst` in `state/`, `.<name>.tmp`); anything else is left
+/// where it is. A link in place of the buffer or one of its directories is refused before
+/// anything is removed, and one file that cannot be removed does not stop the others.
 pub fn clean(dir: &Path, manifest: Option<&Manifest>) -> Result<usize> {
     let named: std::collections::BTreeSet<PathBuf> = manifest
         .map(|m| m.files(dir).into_iter().collect())
         .unwrap_or_default();
+    crate::confine::not_link(dir)?;
     if !dir.is_dir() {
         return Ok(0);
     }
-    let mut removed = 0;
-    let mut remove = |p: &Path| -> Result<()> {
-        std::fs::remove_file(p).map_err(|e| Error::io(p, e))?;
-        removed += 1;
-        Ok(())
-    };
+    let streams = BufferStream::ALL.iter().map(|s| (s.name(), false));
+    let subdirs: Vec<(PathBuf, bool)> = streams
+        .chain([(manifest::STATE_DIR, true)])
+        .map(|(name, state)| (dir.join(name), state))
+        .collect();
+    for (sub, _) in &subdirs {
+        crate::confine::not_link(sub)?;
+    }
+    let mut doomed = Vec::new();
     for entry in read_dir(dir)? {
-        if entry.file_name().to_string_lossy().ends_with(".tmp") {
-            remove(&entry.path())?;
+        if is_temp(&entry.file_name().to_string_lossy()) {
+            doomed.push(entry.path());
         }
     }
-    let subdirs = BufferStream::ALL
-        .iter()
-        .map(|s| s.name())
-        .chain([manifest::STATE_DIR]);
-    for name in subdirs {
-        let sub = dir.join(name);
+    for (sub, state) in &subdirs {
         if !sub.is_dir() {
             continue;
         }
-        for entry in read_dir(&sub)? {
+        for entry in read_dir(sub)? {
             let p = entry.path();
-            if !named.contains(&p) {
-                remove(&p)?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let ours = is_temp(&name)
+                || if *state {
+                    is_state_name(&name)
+                } else {
+                    is_segment_name(&name)
+                };
+            if ours && !named.contains(&p) {
+                doomed.push(p);
             }
         }
     }
-    Ok(removed)
+    let mut removed = 0;
+    let mut first_error = None;
+    for p in doomed {
+        match crate::confine::remove(&p) {
+            Ok(r) => removed += r as usize,
+            Err(e) => {
+                tracing::error!("replay buffer: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
+}
+
+/// `.<name>.tmp`: a file tidemark was writing.
+fn is_temp(name: &str) -> bool {
+    name.len() > 5 && name.starts_with('.') && name.ends_with(".tmp")
+}
+
+fn digits(s: &str, n: usize) -> bool {
+    s.len() == n && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `<start>-<end>.parquet`, both 20 digits: a segment.
+fn is_segment_name(name: &str) -> bool {
+    name.strip_suffix(".parquet")
+        .and_then(|s| s.split_once('-'))
+        .is_some_and(|(a, b)| digits(a, 20) && digits(b, 20))
+}
+
+/// `<at>.json.zst`, 20 digits: a state snapshot.
+fn is_state_name(name: &str) -> bool {
+    name.strip_suffix(".json.zst")
+        .is_some_and(|s| digits(s, 20))
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
