@@ -80,10 +80,12 @@ fn number(f: &FieldSpec, v: Value<'_>) -> Result<f64, FieldError> {
 }
 
 fn time(f: &FieldSpec, v: Value<'_>) -> Result<u64, FieldError> {
+    // Out of i64's range stands in as i64::MAX, which is absurd; the message shows `v` as given.
     let t = match v {
         Value::I64(x) => x,
         Value::U64(x) => i64::try_from(x).unwrap_or(i64::MAX),
-        Value::F64(x) if x.fract() == 0.0 && x.is_finite() => x as i64,
+        Value::F64(x) if x.fract() == 0.0 && x.is_finite() && x.abs() < 9.0e18 => x as i64,
+        Value::F64(x) if x.fract() == 0.0 && x.is_finite() => i64::MAX,
         Value::Null => return Err(fail(f, "missing")),
         other => {
             return Err(fail(
@@ -101,7 +103,7 @@ fn time(f: &FieldSpec, v: Value<'_>) -> Result<u64, FieldError> {
     if !(MIN_TIME_MS..MAX_TIME_MS).contains(&t) {
         return Err(fail(
             f,
-            format!("absurd time {t} (outside years 2000..2100)"),
+            format!("absurd time {} (outside years 2000..2100)", describe(v)),
         ));
     }
     Ok(t as u64)
@@ -213,13 +215,41 @@ fn describe(v: Value<'_>) -> String {
 
 /// Decodes one JSON Lines line; the error's field is empty when the line is not a JSON object.
 pub fn decode_json_line(schema: &InputSchema, line: &str) -> Result<Record, FieldError> {
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| (String::new(), format!("invalid JSON: {e}")))?;
-    let obj = match value {
-        serde_json::Value::Object(m) => m,
-        _ => return Err((String::new(), "not a JSON object".to_string())),
+    decode_json_bytes(schema, line.as_bytes())
+}
+
+/// Decodes one JSON object from raw bytes. A value that cannot be read (a number out of range,
+/// invalid UTF-8 in a string) names the field it belongs to; a key given twice is refused.
+pub fn decode_json_bytes(schema: &InputSchema, line: &[u8]) -> Result<Record, FieldError> {
+    use serde::de::DeserializeSeed;
+    let mut reading = None;
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let parsed = Fields {
+        reading: &mut reading,
+    }
+    .deserialize(&mut de)
+    .and_then(|f| de.end().map(|()| f));
+    let obj = match parsed {
+        Ok(Some(pairs)) => pairs,
+        Ok(None) => return Err((String::new(), "not a JSON object".to_string())),
+        Err(e) => {
+            let what = if e.to_string().contains("unicode") || std::str::from_utf8(line).is_err() {
+                "invalid UTF-8 or escape"
+            } else {
+                "invalid JSON"
+            };
+            // A line cut short is the record's fault, not the field's it stopped in.
+            let field = if e.is_eof() { None } else { reading };
+            return Err((field.unwrap_or_default(), format!("{what}: {e}")));
+        }
     };
-    for key in obj.keys() {
+    for (i, (key, _)) in obj.iter().enumerate() {
+        if obj[..i].iter().any(|(k, _)| k == key) {
+            return Err((
+                key.clone(),
+                "duplicate field: the key appears more than once in the object".into(),
+            ));
+        }
         if !schema.fields.iter().any(|f| &f.name == key) {
             return Err((
                 key.clone(),
@@ -227,7 +257,8 @@ pub fn decode_json_line(schema: &InputSchema, line: &str) -> Result<Record, Fiel
             ));
         }
     }
-    decode(schema, |name| match obj.get(name) {
+    let get = |name: &str| obj.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    decode(schema, |name| match get(name) {
         None | Some(serde_json::Value::Null) => Value::Null,
         Some(serde_json::Value::String(s)) => Value::Str(s),
         Some(serde_json::Value::Bool(b)) => Value::Bool(*b),
@@ -243,4 +274,103 @@ pub fn decode_json_line(schema: &InputSchema, line: &str) -> Result<Record, Fiel
         Some(serde_json::Value::Array(_)) => Value::Other("an array"),
         Some(serde_json::Value::Object(_)) => Value::Other("an object"),
     })
+}
+
+/// A JSON object read as its key-value pairs in order (duplicates kept, to be refused), or
+/// `None` for any other JSON value; `reading` names the key whose value is being read, so an
+/// error inside it can name the field.
+struct Fields<'r> {
+    reading: &'r mut Option<String>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Fields<'_> {
+    type Value = Option<Vec<(String, serde_json::Value)>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Fields<'_> {
+    type Value = Option<Vec<(String, serde_json::Value)>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            *self.reading = Some(key.clone());
+            let v = map.next_value::<serde_json::Value>()?;
+            out.push((key, v));
+        }
+        *self.reading = None;
+        Ok(Some(out))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    fn events() -> InputSchema {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        InputSchema::load(&dir, "events.v1", Stream::Events).unwrap()
+    }
+
+    #[test]
+    fn an_unreadable_value_names_its_field() {
+        let s = events();
+        let mut line =
+            br#"{"event_id":"a","entity":"b","event_time":1767225600000,"country":""#.to_vec();
+        line.extend_from_slice(&[0xff, 0xfe]);
+        line.extend_from_slice(br#""}"#);
+        let (field, reason) = decode_json_bytes(&s, &line).unwrap_err();
+        assert_eq!(field, "country", "{reason}");
+        assert!(reason.contains("invalid UTF-8"), "{reason}");
+        let (field, reason) = decode_json_line(
+            &s,
+            r#"{"event_id":"a","amount":1e400,"entity":"b","event_time":1767225600000}"#,
+        )
+        .unwrap_err();
+        assert_eq!(field, "amount", "{reason}");
+        let (field, _) = decode_json_line(&s, r#"{"event_id":"a","entity":"#).unwrap_err();
+        assert_eq!(field, "", "a truncated line is the record's fault");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        let (field, reason) = decode_json_line(
+            &events(),
+            r#"{"event_id":"a","entity":"b","entity":"c","event_time":1767225600000}"#,
+        )
+        .unwrap_err();
+        assert_eq!(field, "entity");
+        assert!(reason.contains("duplicate field"), "{reason}");
+    }
 }

@@ -126,8 +126,10 @@ pub fn excerpt(raw: &str) -> String {
 /// A dead letter's reason as one of a fixed set of classes, for metric labels of bounded
 /// cardinality (the reason itself names values).
 pub fn reason_class(reason: &str) -> &'static str {
-    const CLASSES: [(&str, &str); 13] = [
+    const CLASSES: [(&str, &str); 15] = [
         ("max_lateness", "too_late"),
+        ("duplicate field", "duplicate_field"),
+        ("blank line", "blank_line"),
         ("max_jump", "time_jump"),
         ("invalid JSON", "invalid_json"),
         ("invalid UTF-8", "invalid_utf8"),

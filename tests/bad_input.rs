@@ -28,6 +28,13 @@ fn every_kind_of_bad_record_is_dead_lettered_and_counts_reconcile() {
         good(100),
         event("late12", "A", T0 + 1_000, 5.0, "US"), // 13: far behind the watermark: past max lateness
         good(101),
+        r#"{"event_id":"bad15","entity":"A","event_id":"bad15b","event_time":1767225615000}"#
+            .to_string(), // 15: a key given twice
+        r#"{"event_id":"bad16","entity":"A","event_time":1767225616000,"amount":1e400}"#
+            .to_string(), // 16: a number out of range
+        r#"{"event_id":"bad17","entity":"A","event_time":1180591620717411303424}"#.to_string(), // 17: 2^70
+        String::new(), // 18: a blank line
+        good(102),
     ];
     write_lines(d, "events.jsonl", &events);
     write_lines(
@@ -77,6 +84,10 @@ fn every_kind_of_bad_record_is_dead_lettered_and_counts_reconcile() {
         ("events", 10, "", "not a JSON object"),
         ("events", 11, "colour", "unknown field"),
         ("events", 13, "event_time", "past max_lateness_ms"),
+        ("events", 15, "event_id", "duplicate field"),
+        ("events", 16, "amount", "invalid JSON: number out of range"),
+        ("events", 17, "event_time", "absurd time 11805916207174113"),
+        ("events", 18, "", "blank line"),
         ("predictions", 2, "score", "outside [0, 1]"),
         ("predictions", 3, "score", "missing"),
         ("labels", 2, "label", "expected 0 or 1"),
@@ -104,7 +115,7 @@ fn every_kind_of_bad_record_is_dead_lettered_and_counts_reconcile() {
     assert_eq!(
         counts,
         vec![
-            ("events", 14, 4, 10),
+            ("events", 19, 5, 14),
             ("labels", 2, 1, 1),
             ("predictions", 3, 1, 2)
         ]

@@ -11,7 +11,7 @@ use arrow_schema::{DataType, TimeUnit};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::decode::{decode, decode_json_line, Value};
+use crate::decode::{decode, decode_json_bytes, decode_json_line, Value};
 use crate::error::{Error, Result};
 use crate::generator::{GeneratorParams, GeneratorStream};
 use crate::records::{excerpt, DeadLetter, Position, Record};
@@ -227,29 +227,31 @@ impl Partition {
                         source: path.clone(),
                         offset: *line_no,
                     };
-                    let text = match std::str::from_utf8(buf) {
-                        Ok(t) => t.trim_end_matches(['\n', '\r']),
-                        Err(e) => {
-                            let raw = String::from_utf8_lossy(buf).to_string();
-                            out.push((
-                                pos.clone(),
-                                Err(dead(
-                                    stream,
-                                    pos,
-                                    String::new(),
-                                    format!("invalid UTF-8: {e}"),
-                                    &raw,
-                                )),
-                            ));
-                            continue;
-                        }
-                    };
-                    if text.trim().is_empty() {
-                        // Blank lines are separators, not records.
-                        continue;
+                    let mut line: &[u8] = buf;
+                    while let [rest @ .., b'\n' | b'\r'] = line {
+                        line = rest;
                     }
-                    let r = decode_json_line(schema, text)
-                        .map_err(|(field, reason)| dead(stream, pos.clone(), field, reason, text));
+                    // A blank line is no record, but it was read: it is counted as a dead letter
+                    // so that read = accepted + dead-lettered holds for every line.
+                    let r = if line.iter().all(u8::is_ascii_whitespace) {
+                        Err(dead(
+                            stream,
+                            pos.clone(),
+                            String::new(),
+                            "blank line: not a record".into(),
+                            "",
+                        ))
+                    } else {
+                        decode_json_bytes(schema, line).map_err(|(field, reason)| {
+                            dead(
+                                stream,
+                                pos.clone(),
+                                field,
+                                reason,
+                                &String::from_utf8_lossy(line),
+                            )
+                        })
+                    };
                     out.push((pos, r));
                 }
             }
@@ -311,26 +313,23 @@ impl Partition {
                     let bytes = payload.unwrap_or_default();
                     self.bytes_read
                         .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    let rec = match (payload, std::str::from_utf8(bytes)) {
-                        (None, _) => Err(dead(
+                    let rec = match payload {
+                        None => Err(dead(
                             stream,
                             pos.clone(),
                             String::new(),
                             "a record without a value (a tombstone)".into(),
                             "",
                         )),
-                        (_, Err(e)) => Err(dead(
-                            stream,
-                            pos.clone(),
-                            String::new(),
-                            format!("invalid UTF-8: {e}"),
-                            &String::from_utf8_lossy(bytes),
-                        )),
-                        (_, Ok(text)) => {
-                            decode_json_line(schema, text.trim_end_matches(['\n', '\r'])).map_err(
-                                |(field, reason)| dead(stream, pos.clone(), field, reason, text),
+                        Some(_) => decode_json_bytes(schema, bytes).map_err(|(field, reason)| {
+                            dead(
+                                stream,
+                                pos.clone(),
+                                field,
+                                reason,
+                                &String::from_utf8_lossy(bytes),
                             )
-                        }
+                        }),
                     };
                     out.push((pos, rec));
                 })?;
