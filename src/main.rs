@@ -196,6 +196,9 @@ struct RunArgs {
     /// Discard the replay buffer and outputs of an interrupted run instead of resuming it.
     #[arg(long)]
     fresh: bool,
+    /// Write into a non-empty directory that holds no tidemark outputs.
+    #[arg(long)]
+    force: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (`off` to disable; port 0 picks one).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     metrics: String,
@@ -239,6 +242,9 @@ struct BackfillArgs {
     /// Do not draw the progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Write into a non-empty directory that holds no tidemark outputs.
+    #[arg(long)]
+    force: bool,
 }
 
 fn parse_ts(s: &str) -> Result<u64, String> {
@@ -706,6 +712,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         progress: !a.no_progress,
         fresh: a.fresh,
         metrics: (a.metrics != "off").then_some(a.metrics),
+        force: a.force,
     };
     let summary = run(job, &opts).map_err(|e| e.to_string())?;
     if let (Some(s), true) = (summary, summary_wanted) {
@@ -784,6 +791,7 @@ fn cmd_backfill(a: BackfillArgs) -> Result<(), String> {
         out_dir: Some(a.out),
         progress: !a.no_progress,
         fresh: true,
+        force: a.force,
         ..RunOptions::default()
     };
     let summary = run(job, &opts).map_err(|e| e.to_string())?;
@@ -981,14 +989,23 @@ fn cmd_inspect(dir: &std::path::Path) -> Result<(), String> {
             bad += 1;
         }
     }
-    if bad > 0 {
+    let mut bad_states = 0;
+    for st in &m.states {
+        if let Err(e) = tidemark::replay::read_state(dir, st) {
+            println!("BAD {e}");
+            bad_states += 1;
+        }
+    }
+    if bad + bad_states > 0 {
         return Err(format!(
-            "{bad} of {} segments failed verification",
-            m.segments.len()
+            "{bad} of {} segments and {bad_states} of {} state snapshots failed verification",
+            m.segments.len(),
+            m.states.len()
         ));
     }
     println!();
     println!("all {} segment checksums verified", m.segments.len());
+    println!("all {} state snapshots verified", m.states.len());
     Ok(())
 }
 

@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub fresh: bool,
     /// Serve Prometheus metrics on this `host:port` (process 0 of a live run).
     pub metrics: Option<String>,
+    /// Write into a non-empty directory that holds no tidemark outputs.
+    pub force: bool,
 }
 
 impl Default for RunOptions {
@@ -44,6 +46,7 @@ impl Default for RunOptions {
             progress: false,
             fresh: false,
             metrics: None,
+            force: false,
         }
     }
 }
@@ -194,6 +197,56 @@ const OUTPUTS: [&str; 13] = [
     "alerts",
 ];
 
+/// Whether `dir` is missing, empty, or a tidemark output directory (it has a replay buffer, a
+/// changelog or `metrics.prom`).
+fn holds_only_ours_or_nothing(dir: &Path) -> Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut any = false;
+    for e in entries {
+        let name = e.map_err(|e| Error::io(dir, e))?.file_name();
+        let name = name.to_string_lossy();
+        let ours = name == "replay"
+            || name == "metrics.prom"
+            || OUTPUTS.iter().any(|o| {
+                name.strip_prefix(o)
+                    .is_some_and(|ext| ext == ".jsonl" || ext == ".parquet")
+            });
+        if ours {
+            return Ok(true);
+        }
+        any = true;
+    }
+    Ok(!any)
+}
+
+/// A `[learn]` registry inside the job's output directory moves with `--out`: a run into another
+/// directory must not publish into the first one's registry. A registry elsewhere is shared on
+/// purpose and stays.
+fn rebase_registry(job: &mut Job, out_dir: &Path) {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (from, to) = (abs(&job.spec.outputs.dir), abs(out_dir));
+    if from == to {
+        return;
+    }
+    let Some(learn) = job.learn.as_mut() else {
+        return;
+    };
+    let Some(rel) = learn
+        .registry
+        .as_deref()
+        .and_then(|r| abs(r).strip_prefix(&from).ok().map(Path::to_path_buf))
+    else {
+        return;
+    };
+    let moved = to.join(rel);
+    tracing::info!(registry = %moved.display(), "the registry moves with --out");
+    std::sync::Arc::make_mut(learn).registry = Some(moved);
+}
+
 /// Runs `job` to completion, recording its replay buffer; resumes an interrupted run from its
 /// buffer. Returns the summary in the process that writes outputs.
 pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
@@ -202,12 +255,22 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
         .out_dir
         .clone()
         .unwrap_or_else(|| job.spec.outputs.dir.clone());
+    rebase_registry(&mut job, &out_dir);
     crate::confine::output_dir(&out_dir).map_err(|reason| Error::Confined {
         path: out_dir.clone(),
         reason: format!("cannot be an output directory: it {reason}"),
     })?;
     let dir = crate::replay::buffer_dir(&out_dir);
     let writes = opts.process == 0;
+    if writes && !opts.force && !holds_only_ours_or_nothing(&out_dir)? {
+        return Err(Error::Confined {
+            path: out_dir.clone(),
+            reason: "is not empty and holds no tidemark outputs: the run would write its \
+                     changelogs and replay buffer among files it did not make. Name a new or \
+                     empty directory, or pass --force"
+                .into(),
+        });
+    }
     // Only the process that writes outputs holds the buffer; the others read its manifest.
     let _lock = if writes {
         Some(crate::replay::lock(&dir)?)

@@ -171,3 +171,47 @@ fn the_root_and_the_working_directory_are_refused_as_outputs() {
     let e = try_run(&job_file, Path::new("/")).unwrap_err();
     assert!(e.contains("root"), "{e}");
 }
+
+#[test]
+fn a_registry_inside_the_outputs_moves_with_out() {
+    let d = tempfile::tempdir().unwrap();
+    let registry = d.path().join("out").join("registry");
+    let job = job(
+        d.path(),
+        &format!("[learn]\nregistry = \"{}\"\n", registry.display()),
+    );
+    let elsewhere = d.path().join("other");
+    try_run(&job, &elsewhere).unwrap();
+    assert!(!registry.exists(), "the job's own registry was written");
+    assert!(
+        elsewhere.join("registry").is_dir(),
+        "the registry moved under --out"
+    );
+}
+
+#[test]
+fn a_directory_of_other_files_is_refused_unless_forced() {
+    let d = tempfile::tempdir().unwrap();
+    let job = job(d.path(), "");
+    let theirs = d.path().join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::write(theirs.join("thesis.tex"), b"years of work").unwrap();
+    let e = try_run(&job, &theirs).unwrap_err();
+    assert!(
+        e.contains("holds no tidemark outputs") && e.contains("--force"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 1);
+    let opts = RunOptions {
+        workers: 1,
+        out_dir: Some(theirs.clone()),
+        force: true,
+        ..Default::default()
+    };
+    run(Job::load(&job).unwrap(), &opts).unwrap();
+    assert_eq!(
+        std::fs::read(theirs.join("thesis.tex")).unwrap(),
+        b"years of work"
+    );
+    assert!(theirs.join("quality.jsonl").exists());
+}
