@@ -777,5 +777,15 @@ pub fn resolve_files(
         ));
     }
     out.sort();
+    if kind == SourceKind::Parquet {
+        // A file whose footer cannot be read (empty, truncated, not Parquet) is refused here,
+        // naming it, rather than found out by the running job.
+        for p in &out {
+            let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            if let Err(e) = parquet::file::reader::SerializedFileReader::new(f) {
+                return Err(format!("{}: not a readable Parquet file: {e}", p.display()));
+            }
+        }
+    }
     Ok(out)
 }

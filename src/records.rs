@@ -126,8 +126,9 @@ pub fn excerpt(raw: &str) -> String {
 /// A dead letter's reason as one of a fixed set of classes, for metric labels of bounded
 /// cardinality (the reason itself names values).
 pub fn reason_class(reason: &str) -> &'static str {
-    const CLASSES: [(&str, &str); 15] = [
+    const CLASSES: [(&str, &str); 16] = [
         ("max_lateness", "too_late"),
+        ("cannot read this source", "unreadable_source"),
         ("duplicate field", "duplicate_field"),
         ("blank line", "blank_line"),
         ("max_jump", "time_jump"),

@@ -300,6 +300,16 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
     }
     let plan = match manifest {
         None => {
+            let lost = !dir.join(crate::replay::manifest::MANIFEST).exists()
+                && dir.join(crate::replay::manifest::COMMITTED).exists();
+            if writes && lost && !opts.fresh {
+                return Err(Error::replay(
+                    dir.join(crate::replay::manifest::MANIFEST),
+                    "missing, but this buffer has committed before: the interrupted run cannot \
+                     resume without it. Restore MANIFEST.json from a backup, or start over with \
+                     --fresh (which deletes the buffer and the outputs)",
+                ));
+            }
             if writes {
                 start_over(&out_dir, &dir)?;
             }
@@ -443,6 +453,7 @@ fn start_over(out_dir: &Path, dir: &Path) -> Result<()> {
     if crate::confine::remove(&manifest)? {
         crate::replay::segment::sync_dir(dir)?;
     }
+    crate::confine::remove(&dir.join(crate::replay::manifest::COMMITTED))?;
     crate::replay::clean(dir, None)?;
     for p in &files {
         crate::confine::remove(p)?;

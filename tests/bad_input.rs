@@ -125,3 +125,27 @@ fn every_kind_of_bad_record_is_dead_lettered_and_counts_reconcile() {
     let last = retired(&q, &["window_start", "segment", "model_version"]);
     assert_eq!(last[&format!("{T0}|\"all\"|\"m1\"")]["count"], 1);
 }
+
+#[test]
+fn an_empty_parquet_file_is_refused_by_validation_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("events.parquet"), b"").unwrap();
+    let job = file_job(
+        d,
+        &Times::default(),
+        "[[windows]]\nname = \"1m\"\nkind = \"tumbling\"\nsize_ms = 60000\n",
+        "",
+    );
+    let text = std::fs::read_to_string(&job).unwrap().replacen(
+        "kind = \"jsonl\"\npath = \"events.jsonl\"",
+        "kind = \"parquet\"\npath = \"events.parquet\"",
+        1,
+    );
+    std::fs::write(&job, text).unwrap();
+    let e = tidemark::config::Job::load(&job).unwrap_err().to_string();
+    assert!(
+        e.contains("events.parquet") && e.contains("not a readable Parquet file"),
+        "{e}"
+    );
+}

@@ -215,3 +215,25 @@ fn a_directory_of_other_files_is_refused_unless_forced() {
     );
     assert!(theirs.join("quality.jsonl").exists());
 }
+
+#[test]
+fn a_lost_manifest_is_not_silently_started_over() {
+    let d = tempfile::tempdir().unwrap();
+    let job = job(d.path(), "");
+    let out = d.path().join("out");
+    try_run(&job, &out).unwrap();
+    let before = std::fs::read(out.join("quality.jsonl")).unwrap();
+    std::fs::remove_file(out.join("replay").join("MANIFEST.json")).unwrap();
+    let e = try_run(&job, &out).unwrap_err();
+    assert!(e.contains("MANIFEST.json") && e.contains("--fresh"), "{e}");
+    // Nothing was deleted by the refusal.
+    assert_eq!(std::fs::read(out.join("quality.jsonl")).unwrap(), before);
+    let opts = RunOptions {
+        workers: 1,
+        out_dir: Some(out.clone()),
+        fresh: true,
+        ..Default::default()
+    };
+    run(Job::load(&job).unwrap(), &opts).unwrap();
+    assert_eq!(std::fs::read(out.join("quality.jsonl")).unwrap(), before);
+}

@@ -377,7 +377,7 @@ fn check_incremental(reference: &[(Option<i32>, usize, u32)], stream: &[Ev]) {
         .collect();
     write_lines(d, "events.jsonl", &events);
     write_lines(d, "predictions.jsonl", &predictions);
-    write_lines(d, "labels.jsonl", &[String::new()]);
+    write_lines(d, "labels.jsonl", &[]);
     let times = Times::default();
     let job = file_job(
         d,
@@ -1109,7 +1109,7 @@ fn bad_reference_and_drift_config_are_refused_with_clear_errors() {
         .collect();
     write_lines(d, "events.jsonl", &events);
     write_lines(d, "predictions.jsonl", &predictions);
-    write_lines(d, "labels.jsonl", &[String::new()]);
+    write_lines(d, "labels.jsonl", &[]);
     let files =
         "reference = { events = [\"events.jsonl\"], predictions = [\"predictions.jsonl\"] }";
     let job_path = d.join("job.toml").display().to_string();

@@ -36,7 +36,7 @@ fn format() -> Format {
         .collect();
     common::write_lines(dir.path(), "events.jsonl", &events);
     common::write_lines(dir.path(), "predictions.jsonl", &predictions);
-    common::write_lines(dir.path(), "labels.jsonl", &[String::new()]);
+    common::write_lines(dir.path(), "labels.jsonl", &[]);
     let job = common::file_job(
         dir.path(),
         &common::Times::default(),

@@ -109,6 +109,10 @@ pub fn state_file(at: u64) -> String {
 /// The buffer subdirectory of state snapshots.
 pub const STATE_DIR: &str = "state";
 
+/// The file a buffer gains at its first commit: a buffer that has it but no manifest lost its
+/// manifest (it did not merely crash before committing), and is not started over silently.
+pub const COMMITTED: &str = "COMMITTED";
+
 /// How many watermark points the manifest keeps.
 pub const WATERMARKS_KEPT: usize = 1024;
 

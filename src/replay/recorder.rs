@@ -167,6 +167,13 @@ impl Checkpointer {
             states.retain(|s| s.at > cutoff);
         }
         self.manifest.store(&self.dir)?;
+        if self.commits == 0 {
+            let marker = self.dir.join(super::manifest::COMMITTED);
+            if !marker.exists() {
+                crate::confine::create(&marker)?;
+                super::segment::sync_dir(&self.dir)?;
+            }
+        }
         // Only after the manifest stops naming them may expired segments go.
         for file in expired {
             let path = self.dir.join(&file);

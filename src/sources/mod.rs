@@ -243,15 +243,21 @@ pub fn ingest<'s>(
                         return None;
                     }
                     let schema = Arc::new(job.schema(stream).clone());
+                    // A partition that cannot be opened (a file changed since validation,
+                    // a broker gone) yields one dead letter naming it, and ends.
                     let p = Partition::open(
                         stream,
-                        schema,
+                        schema.clone(),
                         &spec,
                         &job.spec.generator,
                         progress.bytes_read.clone(),
-                        Some(state.cursor),
+                        Some(state.cursor.clone()),
                     )
-                    .unwrap_or_else(|e| panic!("cannot open a source partition: {e}"));
+                    .unwrap_or_else(|e| {
+                        let source = position_source(stream, &spec);
+                        tracing::error!("cannot open source partition {source}: {e}");
+                        Partition::failed(stream, schema, source, state.cursor.offset, e)
+                    });
                     let stamper = Stamper::new(t.tick_ms, t.allowed_disorder_ms, t.max_lateness_ms)
                         .with_jump(t.jump_bound())
                         .restored(state.max_seen, state.floor);
@@ -311,8 +317,11 @@ pub fn ingest<'s>(
                         floor: stamper.floor(),
                         committed: None,
                     };
-                    part.read_batch(BATCH, &mut buf)
-                        .unwrap_or_else(|e| panic!("source read failed: {e}"));
+                    if let Err(e) = part.read_batch(BATCH, &mut buf) {
+                        // A read error ends the partition with a dead letter naming it.
+                        tracing::error!("source read failed: {e}");
+                        part.fail(e, &mut buf);
+                    }
                     progress
                         .records
                         .fetch_add(buf.len() as u64, Ordering::Relaxed);

@@ -65,6 +65,12 @@ enum Reader {
         seq: u64,
     },
     Kafka(crate::kafka::source::PartitionReader),
+    /// Could not be opened: one dead letter naming why, then the end.
+    Failed {
+        source: String,
+        offset: u64,
+        reason: Option<String>,
+    },
 }
 
 /// An open partition of one stream.
@@ -196,6 +202,54 @@ impl Partition {
                 offset: r.next_offset(),
                 byte: 0,
             },
+            Reader::Failed { offset, .. } => Cursor {
+                offset: *offset,
+                byte: 0,
+            },
+        }
+    }
+
+    /// A partition that could not be opened: it yields one dead letter with `error`, and ends.
+    pub fn failed(
+        stream: Stream,
+        schema: Arc<InputSchema>,
+        source: String,
+        offset: u64,
+        error: Error,
+    ) -> Partition {
+        Partition {
+            stream,
+            schema,
+            reader: Reader::Failed {
+                source,
+                offset,
+                reason: Some(format!("cannot read this source: {error}")),
+            },
+            bytes_read: Arc::default(),
+            done: false,
+        }
+    }
+
+    /// Ends the partition after a read error, with a dead letter naming it at the cursor.
+    pub fn fail(&mut self, error: Error, out: &mut Vec<Decoded>) {
+        let pos = Position {
+            source: self.source_name(),
+            offset: self.cursor().offset,
+        };
+        let reason = format!("cannot read this source from here on: {error}");
+        out.push((
+            pos.clone(),
+            Err(dead(self.stream, pos, String::new(), reason, "")),
+        ));
+        self.done = true;
+    }
+
+    fn source_name(&self) -> String {
+        match &self.reader {
+            Reader::Jsonl { path, .. } | Reader::Parquet { path, .. } => path.clone(),
+            Reader::Generator { name, .. } => name.clone(),
+            Reader::Kafka(r) => r.source.clone(),
+            Reader::Failed { source, .. } => source.clone(),
         }
     }
 
@@ -302,6 +356,23 @@ impl Partition {
                         .map_err(|(field, reason)| dead(stream, pos.clone(), field, reason, &line));
                     out.push((pos, r));
                 }
+            }
+            Reader::Failed {
+                source,
+                offset,
+                reason,
+            } => {
+                if let Some(reason) = reason.take() {
+                    let pos = Position {
+                        source: source.clone(),
+                        offset: *offset,
+                    };
+                    out.push((
+                        pos.clone(),
+                        Err(dead(stream, pos, String::new(), reason, "")),
+                    ));
+                }
+                self.done = true;
             }
             Reader::Kafka(r) => {
                 let source = r.source.clone();

@@ -103,10 +103,12 @@ kind = "generator"
     path
 }
 
-/// Writes lines to `dir/name`.
+/// Writes lines to `dir/name` (no lines: an empty file).
 pub fn write_lines(dir: &Path, name: &str, lines: &[String]) {
     let mut text = lines.join("\n");
-    text.push('\n');
+    if !lines.is_empty() {
+        text.push('\n');
+    }
     std::fs::write(dir.join(name), text).unwrap();
 }
 
