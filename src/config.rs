@@ -47,6 +47,9 @@ pub struct JobSpec {
     /// Alert rules over final windows' quality and label health.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<crate::alerts::AlertSpec>,
+    /// Bounds on distinct values (`[limits]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSpec>,
 }
 
 /// The replay buffer (`<outputs.dir>/replay`): segment length and retention.
@@ -65,6 +68,31 @@ pub struct ReplaySpec {
 
 fn default_schemas_dir() -> PathBuf {
     PathBuf::from("../schemas")
+}
+
+/// Bounds on distinct keys, so that a flood of distinct values cannot grow state and outputs
+/// without bound (values beyond a cap fold into `__other__`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Distinct values of each segment column per pane (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_segment_values: Option<usize>,
+    /// Distinct entities per pane in the entity features (default 100,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_entities: Option<usize>,
+}
+
+impl LimitsSpec {
+    /// The cap on distinct values of one segment column per pane.
+    pub fn segment_values(&self) -> usize {
+        self.max_segment_values.unwrap_or(1000)
+    }
+
+    /// The cap on distinct entities per pane.
+    pub fn entities(&self) -> usize {
+        self.max_entities.unwrap_or(100_000)
+    }
 }
 
 /// Time model parameters, all in milliseconds of event time.
@@ -389,6 +417,16 @@ impl Job {
                 ));
             }
         }
+        if let Some(l) = &spec.limits {
+            for (key, v) in [
+                ("limits.max_segment_values", l.max_segment_values),
+                ("limits.max_entities", l.max_entities),
+            ] {
+                if v == Some(0) {
+                    return Err(err(key, "must be at least 1".into()));
+                }
+            }
+        }
         if t.max_jump_ms == Some(0) {
             return Err(err(
                 "time.max_jump_ms",
@@ -711,6 +749,10 @@ impl Job {
         // The alert state refers to rules by position.
         if !s.alerts.is_empty() {
             text.push_str(&format!("|alerts|{:?}", s.alerts));
+        }
+        // Caps decide which rows exist.
+        if let Some(l) = &s.limits {
+            text.push_str(&format!("|limits|{l:?}"));
         }
         crate::replay::segment::sha256_hex(text.as_bytes())
     }

@@ -1027,6 +1027,12 @@ fn print_summary(s: &RunSummary) {
         s.commits,
         tidemark::replay::buffer_dir(&s.out_dir).display()
     );
+    if s.folded > 0 {
+        println!(
+            "cardinality caps ([limits]) folded {} pane updates of values beyond them into __other__",
+            s.folded
+        );
+    }
     println!();
     println!(
         "{:<12} {:>10} {:>10} {:>14}  reconciles",

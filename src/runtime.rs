@@ -66,6 +66,8 @@ pub struct RunSummary {
     pub lines: Vec<(&'static str, u64)>,
     /// Records read by this process.
     pub records_read: u64,
+    /// Pane deltas folded into `__other__` by a cardinality cap (`[limits]`).
+    pub folded: u64,
     /// Wall-clock duration of the run.
     pub elapsed: Duration,
     /// Worker threads per process.
@@ -828,6 +830,7 @@ fn execute(
                 labels,
                 lines,
                 records_read: progress.records.load(Ordering::Relaxed),
+                folded: progress.folded.load(Ordering::Relaxed),
                 elapsed: start.elapsed(),
                 workers: opts.workers,
                 state_samples,

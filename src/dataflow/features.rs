@@ -9,6 +9,7 @@
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
+use super::cardinality::admit;
 use super::join::Joined;
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
 use super::status::StatusRow;
@@ -245,6 +246,8 @@ pub fn features<'s>(
             );
         },
     );
+    let cap = job.spec.limits.clone().unwrap_or_default().entities();
+    let deltas = admit(deltas, &format!("{name}.FeaturesCap"), panes.clone(), cap);
     assemble(
         deltas,
         &format!("{name}.FeaturesWindows"),

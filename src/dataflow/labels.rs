@@ -15,6 +15,7 @@ use differential_dataflow::VecCollection;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::cardinality::admit;
 use super::join::{Joined, LabelState};
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render, SortedCounts};
 use super::status::StatusRow;
@@ -252,5 +253,7 @@ pub fn labels<'s>(
             }
         },
     );
+    let cap = job.spec.limits.clone().unwrap_or_default().segment_values();
+    let deltas = admit(deltas, &format!("{name}.LabelsCap"), panes.clone(), cap);
     assemble(deltas, &format!("{name}.LabelsWindows"), panes, LabelRender)
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
+use super::cardinality::admit;
 use super::join::{Joined, Labeled};
 use super::keyed_join::keyed_join;
 use super::ordered::{in_order, Snapshots};
@@ -341,6 +342,8 @@ pub fn learn<'s>(
             }
         },
     );
+    let cap = job.spec.limits.clone().unwrap_or_default().segment_values();
+    let deltas = admit(deltas, &format!("{name}.ShadowCap"), panes.clone(), cap);
     let shadow = assemble(
         deltas,
         &format!("{name}.ShadowWindows"),

@@ -3,6 +3,7 @@
 //! alerts) and the sinks.
 
 pub mod alerting;
+pub mod cardinality;
 pub mod detect;
 pub mod drift;
 pub mod features;
@@ -361,7 +362,11 @@ pub fn build(
     let name = job.spec.name.clone();
     let format = Format::new(&job);
     let held = progress.held.clone();
-    let win = panes::Panes::new(&windows::Windows::new(&job), held.clone());
+    let win = panes::Panes::new(
+        &windows::Windows::new(&job),
+        held.clone(),
+        progress.folded.clone(),
+    );
     let t = job.spec.time.clone();
     let emit = job.spec.outputs.emit_interval(t.tick_ms);
     worker.dataflow_named(&format!("tidemark.{name}"), |scope| {

@@ -172,15 +172,23 @@ pub struct Panes {
     pub pane_ms: u64,
     /// The state gauge's count of entries held by pane operators.
     held: Arc<AtomicI64>,
+    /// Pane deltas folded into an overflow value by a cardinality cap.
+    pub folded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Panes {
-    /// The panes of `windows`; the entries they hold are counted in `held`.
-    pub fn new(windows: &Windows, held: Arc<AtomicI64>) -> Panes {
+    /// The panes of `windows`; the entries they hold are counted in `held`, deltas folded by a
+    /// cardinality cap in `folded`.
+    pub fn new(
+        windows: &Windows,
+        held: Arc<AtomicI64>,
+        folded: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Panes {
         Panes {
             pane_ms: windows.pane_ms(),
             windows: windows.clone(),
             held,
+            folded,
         }
     }
 
@@ -190,7 +198,7 @@ impl Panes {
     }
 
     /// When the last window containing pane `p` retires.
-    fn pane_expiry(&self, p: u64) -> u64 {
+    pub fn pane_expiry(&self, p: u64) -> u64 {
         self.windows
             .of(p)
             .iter()

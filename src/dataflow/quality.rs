@@ -15,6 +15,7 @@ use std::sync::Arc;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
+use super::cardinality::admit;
 use super::join::Labeled;
 use super::panes::{assemble, merge_sorted, pre_aggregate, PaneAcc, Panes, Render};
 use super::windows::{Names, Status, Win};
@@ -398,6 +399,8 @@ pub fn quality<'s>(
             }
         },
     );
+    let cap = job.spec.limits.clone().unwrap_or_default().segment_values();
+    let deltas = admit(deltas, &format!("{name}.QualityCap"), panes.clone(), cap);
     assemble(
         deltas,
         &format!("{name}.QualityWindows"),

@@ -125,6 +125,9 @@ impl Windows {
 /// The overall segment's name.
 pub const ALL: &str = "all";
 
+/// Names interned per segment column (or of models) before the cache starts over.
+const NAMES_CACHED: usize = 65_536;
+
 /// Segment names of events and model names of predictions, interned by content (the same
 /// names in every worker, whatever the arrival order), so that pane groups share them.
 #[derive(Debug, Clone)]
@@ -171,6 +174,11 @@ impl Names {
                     None => {
                         let s: std::sync::Arc<str> =
                             std::sync::Arc::from(format!("{name}={v}").as_str());
+                        // Interning only shares memory; a flood of distinct values must not
+                        // make the cache itself unbounded.
+                        if cache.len() >= NAMES_CACHED {
+                            cache.clear();
+                        }
                         cache.insert(v.to_string(), s.clone());
                         s
                     }
@@ -186,6 +194,9 @@ impl Names {
             return s.clone();
         }
         let s: std::sync::Arc<str> = std::sync::Arc::from(m);
+        if self.models.len() >= NAMES_CACHED {
+            self.models.clear();
+        }
         self.models.insert(m.to_string(), s.clone());
         s
     }

@@ -96,6 +96,12 @@ impl Sampler {
                 wall.saturating_sub(watermark) as f64 / 1000.0,
             );
         }
+        m.registry.set_total(
+            "tidemark_cardinality_folded_total",
+            "Pane updates of segment values or entities beyond the [limits] caps, folded into __other__.",
+            vec![],
+            progress.folded.load(Ordering::Relaxed) as f64,
+        );
         for s in Stream::ALL {
             let labels = vec![("stream", s.name().to_string())];
             let read = progress.stream_records[s.index()].load(Ordering::Relaxed);

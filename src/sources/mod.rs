@@ -133,6 +133,8 @@ pub struct Progress {
     /// Entries held by the hot path's own operators (join slot entries, pane histogram
     /// entries), beside what differential's arrangements hold: the rest of the state gauge.
     pub held: Arc<std::sync::atomic::AtomicI64>,
+    /// Pane deltas folded into `__other__` by a cardinality cap (`[limits]`).
+    pub folded: Arc<AtomicU64>,
 }
 
 impl Progress {
