@@ -253,7 +253,7 @@ pub fn ingest<'s>(
                         &spec,
                         &job.spec.generator,
                         progress.bytes_read.clone(),
-                        Some(state.cursor.clone()),
+                        Some(state.cursor),
                     )
                     .unwrap_or_else(|e| {
                         let source = position_source(stream, &spec);
