@@ -170,7 +170,11 @@ impl Checkpointer {
         if self.commits == 0 {
             let marker = self.dir.join(super::manifest::COMMITTED);
             if !marker.exists() {
-                crate::confine::create(&marker)?;
+                use std::io::Write;
+                let mut f = crate::confine::create(&marker)?;
+                f.write_all(b"this replay buffer has committed: its MANIFEST.json must exist\n")
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| Error::io(&marker, e))?;
                 super::segment::sync_dir(&self.dir)?;
             }
         }
