@@ -78,7 +78,7 @@ pub struct LimitsSpec {
     /// Distinct values of each segment column per pane (default 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_segment_values: Option<usize>,
-    /// Distinct entities per pane in the entity features (default 100,000).
+    /// Distinct entities per pane in the entity features (default 10,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_entities: Option<usize>,
 }
@@ -91,7 +91,7 @@ impl LimitsSpec {
 
     /// The cap on distinct entities per pane.
     pub fn entities(&self) -> usize {
-        self.max_entities.unwrap_or(100_000)
+        self.max_entities.unwrap_or(10_000)
     }
 }
 
