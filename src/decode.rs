@@ -188,8 +188,10 @@ pub fn decode<'a>(
                 other => {
                     return Err(fail(
                         f,
+                        // Integers, 0.0/1.0 and booleans; strings are refused whatever they
+                        // say ("1", "yes", "true" would each need a rule of their own).
                         format!("expected 0 or 1, found {}", describe(other)),
-                    ))
+                    ));
                 }
             };
             let f = schema.field(Role::Time);
@@ -361,6 +363,25 @@ mod json_tests {
         assert_eq!(field, "amount", "{reason}");
         let (field, _) = decode_json_line(&s, r#"{"event_id":"a","entity":"#).unwrap_err();
         assert_eq!(field, "", "a truncated line is the record's fault");
+    }
+
+    #[test]
+    fn labels_are_integers_floats_or_booleans_never_strings() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        let s = InputSchema::load(&dir, "labels.v1", Stream::Labels).unwrap();
+        let line =
+            |v: &str| format!(r#"{{"event_id":"a","label":{v},"label_time":1767225600000}}"#);
+        for (v, want) in [("1", 1), ("0", 0), ("1.0", 1), ("true", 1), ("false", 0)] {
+            match decode_json_line(&s, &line(v)) {
+                Ok(Record::Label(l)) => assert_eq!(l.label, want, "{v}"),
+                other => panic!("{v}: {other:?}"),
+            }
+        }
+        for v in [r#""1""#, r#""true""#, "2", "0.5"] {
+            let (field, reason) = decode_json_line(&s, &line(v)).unwrap_err();
+            assert_eq!(field, "label");
+            assert!(reason.contains("expected 0 or 1"), "{reason}");
+        }
     }
 
     #[test]
