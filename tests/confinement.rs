@@ -56,16 +56,34 @@ fn assert_refused(err: Result<(), String>, names: &str) {
     assert!(e.contains("symbolic link") && e.contains(names), "{e}");
 }
 
+/// A job in a fresh directory with `out/<linked>` a link to the outside directory (`to_dir`) or
+/// to its sentinel file: the directory guard, the job, its outputs and the outside.
+fn planted(
+    linked: &str,
+    to_dir: bool,
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    PathBuf,
+    PathBuf,
+    PathBuf,
+    Vec<u8>,
+) {
+    let d = tempfile::tempdir().unwrap();
+    let job = job(d.path(), "");
+    let out = d.path().join("out");
+    let (elsewhere, sentinel, bytes) = outside(d.path());
+    let link = out.join(linked);
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    let target = if to_dir { &elsewhere } else { &sentinel };
+    std::os::unix::fs::symlink(target, &link).unwrap();
+    (d, job, out, elsewhere, sentinel, bytes)
+}
+
 #[test]
 fn a_linked_buffer_directory_is_refused_and_its_target_untouched() {
     for linked in ["replay", "replay/events", "replay/state"] {
-        let d = tempfile::tempdir().unwrap();
-        let job = job(d.path(), "");
-        let out = d.path().join("out");
-        let (elsewhere, sentinel, bytes) = outside(d.path());
-        let link = out.join(linked);
-        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let (_d, job, out, elsewhere, sentinel, bytes) = planted(linked, true);
         assert_refused(try_run(&job, &out), linked);
         assert_eq!(std::fs::read(&sentinel).unwrap(), bytes, "{linked}");
         assert_eq!(
@@ -79,13 +97,7 @@ fn a_linked_buffer_directory_is_refused_and_its_target_untouched() {
 #[test]
 fn a_linked_lock_or_changelog_is_refused_and_its_target_not_truncated() {
     for linked in ["replay/LOCK", "quality.jsonl", "replay/MANIFEST.json"] {
-        let d = tempfile::tempdir().unwrap();
-        let job = job(d.path(), "");
-        let out = d.path().join("out");
-        let (_, sentinel, bytes) = outside(d.path());
-        let link = out.join(linked);
-        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(&sentinel, &link).unwrap();
+        let (_d, job, out, _, sentinel, bytes) = planted(linked, false);
         assert!(try_run(&job, &out).is_err(), "{linked}");
         assert_eq!(std::fs::read(&sentinel).unwrap(), bytes, "{linked}");
     }

@@ -80,6 +80,20 @@ pub struct PartitionState {
     pub committed: Option<u64>,
 }
 
+impl PartitionState {
+    /// The state of a partition read up to `cursor`, with `stamper`'s watermark bookkeeping.
+    fn of(cursor: Cursor, stamper: &Stamper, hi: u64, done: bool) -> PartitionState {
+        PartitionState {
+            cursor,
+            max_seen: stamper.max_seen(),
+            hi,
+            done,
+            floor: stamper.floor(),
+            committed: None,
+        }
+    }
+}
+
 /// Where sources continue after a restart: partitions by key, and the committed timestamp
 /// below which every record is already in the replay buffer (and is skipped when re-read).
 #[derive(Debug, Clone, Default)]
@@ -311,14 +325,7 @@ pub fn ingest<'s>(
                     }
                     let before = part.cursor();
                     // Where a restart re-reads this batch from, should it hold records back.
-                    let at_start = PartitionState {
-                        cursor: before,
-                        max_seen: stamper.max_seen(),
-                        hi: *hi,
-                        done: false,
-                        floor: stamper.floor(),
-                        committed: None,
-                    };
+                    let at_start = PartitionState::of(before, stamper, *hi, false);
                     if let Err(e) = part.read_batch(BATCH, &mut buf) {
                         // A read error ends the partition with a dead letter naming it.
                         tracing::error!("source read failed: {e}");
@@ -339,14 +346,7 @@ pub fn ingest<'s>(
                         let floor = (*hi).max(now);
                         if floor > stamper.frontier() {
                             stamper.raise(floor);
-                            let state = PartitionState {
-                                cursor: before,
-                                max_seen: stamper.max_seen(),
-                                hi: *hi,
-                                done: false,
-                                floor: stamper.floor(),
-                                committed: None,
-                            };
+                            let state = PartitionState::of(before, stamper, *hi, false);
                             staged.entry(floor).or_default().push((
                                 Ingested::Mark(*index, state),
                                 floor,
@@ -415,14 +415,7 @@ pub fn ingest<'s>(
                                 hi: *hi,
                                 ..o.clone()
                             },
-                            None => PartitionState {
-                                cursor: part.cursor(),
-                                max_seen: stamper.max_seen(),
-                                hi: *hi,
-                                done: part.is_done(),
-                                floor: stamper.floor(),
-                                committed: None,
-                            },
+                            None => PartitionState::of(part.cursor(), stamper, *hi, part.is_done()),
                         };
                         // `hi` is at or above the partition's frontier, hence the capability.
                         let at = (*hi).max(now);
