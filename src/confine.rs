@@ -26,7 +26,7 @@ fn refuse(path: &Path, reason: &str) -> Error {
 }
 
 /// Refuses an output directory that would spread tidemark's files where they do not belong:
-/// empty, the file system's root, or the working directory itself.
+/// empty or the file system's root.
 pub fn output_dir(dir: &Path) -> std::result::Result<(), String> {
     if dir.as_os_str().is_empty() {
         return Err("is empty; name a directory of the job's own".into());
@@ -35,6 +35,13 @@ pub fn output_dir(dir: &Path) -> std::result::Result<(), String> {
     if dir == Path::new("/") || resolved.as_deref() == Some(Path::new("/")) {
         return Err("is the file system's root; name a directory of the job's own".into());
     }
+    Ok(())
+}
+
+/// Refuses the working directory itself as the directory a run writes into (checked when a run
+/// starts, not when a job is loaded: other commands may run from inside an output directory).
+pub fn not_working_dir(dir: &Path) -> std::result::Result<(), String> {
+    let resolved = std::fs::canonicalize(dir).ok();
     let cwd = std::env::current_dir()
         .ok()
         .and_then(|c| std::fs::canonicalize(c).ok());
@@ -151,12 +158,14 @@ mod tests {
 
     #[test]
     fn the_root_the_empty_path_and_the_working_directory_are_no_output_directory() {
-        for d in ["", "/", "/.", "."] {
+        for d in ["", "/", "/."] {
             assert!(output_dir(Path::new(d)).is_err(), "{d:?}");
         }
         let cwd = std::env::current_dir().unwrap();
-        assert!(output_dir(&cwd).is_err());
+        assert!(not_working_dir(Path::new(".")).is_err());
+        assert!(not_working_dir(&cwd).is_err());
         assert!(output_dir(&cwd.join("out/job")).is_ok());
+        assert!(not_working_dir(&cwd.join("out/job")).is_ok());
     }
 
     #[test]

@@ -302,7 +302,12 @@ impl<'de> serde::de::Visitor<'de> for Fields<'_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
+        loop {
+            // An error in a key (or between pairs) is the record's, not the previous field's.
+            *self.reading = None;
+            let Some(key) = map.next_key::<String>()? else {
+                break;
+            };
             *self.reading = Some(key.clone());
             let v = map.next_value::<serde_json::Value>()?;
             out.push((key, v));

@@ -237,11 +237,14 @@ fn rebase_registry(job: &mut Job, out_dir: &Path) {
     let Some(learn) = job.learn.as_mut() else {
         return;
     };
-    let Some(rel) = learn
-        .registry
-        .as_deref()
-        .and_then(|r| abs(r).strip_prefix(&from).ok().map(Path::to_path_buf))
-    else {
+    let Some(registry) = learn.registry.as_deref().map(abs) else {
+        return;
+    };
+    // Already under the run's directory (a backfill's own registry): it stays.
+    if registry.starts_with(&to) {
+        return;
+    }
+    let Ok(rel) = registry.strip_prefix(&from).map(Path::to_path_buf) else {
         return;
     };
     let moved = to.join(rel);
@@ -258,10 +261,12 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
         .clone()
         .unwrap_or_else(|| job.spec.outputs.dir.clone());
     rebase_registry(&mut job, &out_dir);
-    crate::confine::output_dir(&out_dir).map_err(|reason| Error::Confined {
-        path: out_dir.clone(),
-        reason: format!("cannot be an output directory: it {reason}"),
-    })?;
+    crate::confine::output_dir(&out_dir)
+        .and_then(|()| crate::confine::not_working_dir(&out_dir))
+        .map_err(|reason| Error::Confined {
+            path: out_dir.clone(),
+            reason: format!("cannot be an output directory: it {reason}"),
+        })?;
     let dir = crate::replay::buffer_dir(&out_dir);
     let writes = opts.process == 0;
     if writes && !opts.force && !holds_only_ours_or_nothing(&out_dir)? {
@@ -475,6 +480,12 @@ pub fn replay(
         .out_dir
         .clone()
         .ok_or_else(|| Error::Runtime("a replay needs an output directory".into()))?;
+    crate::confine::output_dir(&out_dir)
+        .and_then(|()| crate::confine::not_working_dir(&out_dir))
+        .map_err(|reason| Error::Confined {
+            path: out_dir.clone(),
+            reason: format!("cannot be an output directory: it {reason}"),
+        })?;
     let m = crate::replay::load_for(&job, buffer)?.ok_or_else(|| {
         Error::replay(
             buffer.join(crate::replay::manifest::MANIFEST),

@@ -157,7 +157,8 @@ impl Registry {
     /// removes temporaries a crash left.
     pub fn open(dir: &Path) -> Result<Registry> {
         let versions = dir.join(VERSIONS);
-        crate::confine::create_dir(dir)?;
+        // The registry directory is the user's to place (a link is fine); what is inside is ours.
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         crate::confine::create_dir(&versions)?;
         let lock = take_lock(dir)?;
         for d in [dir, versions.as_path()] {

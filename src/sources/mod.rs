@@ -324,8 +324,6 @@ pub fn ingest<'s>(
                         continue;
                     }
                     let before = part.cursor();
-                    // Where a restart re-reads this batch from, should it hold records back.
-                    let at_start = PartitionState::of(before, stamper, *hi, false);
                     if let Err(e) = part.read_batch(BATCH, &mut buf) {
                         // A read error ends the partition with a dead letter naming it.
                         tracing::error!("source read failed: {e}");
@@ -346,14 +344,22 @@ pub fn ingest<'s>(
                         let floor = (*hi).max(now);
                         if floor > stamper.frontier() {
                             stamper.raise(floor);
-                            let state = PartitionState::of(before, stamper, *hi, false);
-                            staged.entry(floor).or_default().push((
-                                Ingested::Mark(*index, state),
-                                floor,
-                                1,
-                            ));
+                            // With records held from an earlier batch, the batch's own mark
+                            // (below) carries where they began; a mark past them here could
+                            // let a restart skip them.
+                            if origin.is_none() {
+                                let state = PartitionState::of(before, stamper, *hi, false);
+                                staged.entry(floor).or_default().push((
+                                    Ingested::Mark(*index, state),
+                                    floor,
+                                    1,
+                                ));
+                            }
                         }
                     }
+                    // Where a restart re-reads this batch from, should it hold records back:
+                    // the stamper as this batch's records meet it (after any wake-up raise).
+                    let at_start = PartitionState::of(before, stamper, *hi, false);
                     for (pos, r) in buf.drain(..) {
                         match r {
                             Ok(rec) => {
