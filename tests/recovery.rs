@@ -56,6 +56,32 @@ fn input_records(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Bursts of records a day ahead, across read-batch boundaries: the source holds them until
+/// the next record refuses them, so kills land while records are held.
+fn insert_time_jumps(events: &Path) {
+    let text = std::fs::read_to_string(events).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for at in [4090usize, 1020] {
+        let Some(model) = lines[at..]
+            .iter()
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event_time"].is_u64())
+        else {
+            continue;
+        };
+        let burst: Vec<String> = (0..10u64)
+            .map(|k| {
+                let mut v = model.clone();
+                v["event_id"] = format!("jump{at}_{k}").into();
+                v["event_time"] = (v["event_time"].as_u64().unwrap() + 86_400_000 + k).into();
+                v.to_string()
+            })
+            .collect();
+        lines.splice(at..at, burst);
+    }
+    std::fs::write(events, lines.join("\n") + "\n").unwrap();
+}
+
 #[test]
 fn twenty_kills_lose_and_double_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -68,6 +94,7 @@ fn twenty_kills_lose_and_double_nothing() {
         ..GeneratorParams::default()
     };
     write_dataset(&params, d, DataFormat::Jsonl).unwrap();
+    insert_time_jumps(&d.join("events.jsonl"));
     let times = Times {
         tick: 1000,
         disorder: 2000,
@@ -83,6 +110,15 @@ fn twenty_kills_lose_and_double_nothing() {
     let st = tidemark_run(&job, &clean).status().unwrap();
     assert!(st.success());
     let full = t0.elapsed();
+    let jumps = std::fs::read_to_string(clean.join("dead_letters.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("past max_jump_ms"))
+        .count();
+    assert_eq!(
+        jumps, 20,
+        "both bursts are refused, held until the next record"
+    );
 
     // Kill at random points within the first part of a run, then restart.
     let crashed = d.join("crashed");
