@@ -199,6 +199,17 @@ const OUTPUTS: [&str; 13] = [
     "alerts",
 ];
 
+/// Refuses an output directory a run must not write into: empty, the root, the working
+/// directory.
+fn check_out_dir(out_dir: &Path) -> Result<()> {
+    crate::confine::output_dir(out_dir)
+        .and_then(|()| crate::confine::not_working_dir(out_dir))
+        .map_err(|reason| Error::Confined {
+            path: out_dir.to_path_buf(),
+            reason: format!("cannot be an output directory: it {reason}"),
+        })
+}
+
 /// Whether `dir` is missing, empty, or a tidemark output directory (it has a replay buffer, a
 /// changelog or `metrics.prom`).
 fn holds_only_ours_or_nothing(dir: &Path) -> Result<bool> {
@@ -261,12 +272,7 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
         .clone()
         .unwrap_or_else(|| job.spec.outputs.dir.clone());
     rebase_registry(&mut job, &out_dir);
-    crate::confine::output_dir(&out_dir)
-        .and_then(|()| crate::confine::not_working_dir(&out_dir))
-        .map_err(|reason| Error::Confined {
-            path: out_dir.clone(),
-            reason: format!("cannot be an output directory: it {reason}"),
-        })?;
+    check_out_dir(&out_dir)?;
     let dir = crate::replay::buffer_dir(&out_dir);
     let writes = opts.process == 0;
     if writes && !opts.force && !holds_only_ours_or_nothing(&out_dir)? {
@@ -480,12 +486,7 @@ pub fn replay(
         .out_dir
         .clone()
         .ok_or_else(|| Error::Runtime("a replay needs an output directory".into()))?;
-    crate::confine::output_dir(&out_dir)
-        .and_then(|()| crate::confine::not_working_dir(&out_dir))
-        .map_err(|reason| Error::Confined {
-            path: out_dir.clone(),
-            reason: format!("cannot be an output directory: it {reason}"),
-        })?;
+    check_out_dir(&out_dir)?;
     let m = crate::replay::load_for(&job, buffer)?.ok_or_else(|| {
         Error::replay(
             buffer.join(crate::replay::manifest::MANIFEST),

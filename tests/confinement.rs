@@ -29,15 +29,28 @@ fn job(dir: &Path, extra: &str) -> PathBuf {
     file_job(dir, &Times::default(), WINDOWS, extra)
 }
 
-/// Runs the job into `dir/out` and returns its error, if any.
+/// Runs the job into `out` and returns its error, if any.
 fn try_run(job_file: &Path, out: &Path) -> Result<(), String> {
+    run_opts(job_file, out, RunOptions::default())
+}
+
+/// Runs the job into `out` with `opts` (its workers and output directory set here).
+fn run_opts(job_file: &Path, out: &Path, opts: RunOptions) -> Result<(), String> {
     let job = Job::load(job_file).map_err(|e| e.to_string())?;
     let opts = RunOptions {
         workers: 1,
         out_dir: Some(out.to_path_buf()),
-        ..Default::default()
+        ..opts
     };
     run(job, &opts).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Options that start over.
+fn fresh() -> RunOptions {
+    RunOptions {
+        fresh: true,
+        ..Default::default()
+    }
 }
 
 /// A directory outside the outputs with a sentinel file (named like a segment, so a careless
@@ -144,13 +157,7 @@ fn starting_over_removes_only_the_names_tidemark_writes() {
         std::fs::write(&p, f).unwrap();
     }
     let first = std::fs::read(out.join("quality.jsonl")).unwrap();
-    let opts = RunOptions {
-        workers: 1,
-        out_dir: Some(out.clone()),
-        fresh: true,
-        ..Default::default()
-    };
-    run(Job::load(&job).unwrap(), &opts).unwrap();
+    run_opts(&job, &out, fresh()).unwrap();
     for f in theirs {
         assert_eq!(std::fs::read(out.join(f)).unwrap(), f.as_bytes(), "{f}");
     }
@@ -214,13 +221,11 @@ fn a_directory_of_other_files_is_refused_unless_forced() {
         "{e}"
     );
     assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 1);
-    let opts = RunOptions {
-        workers: 1,
-        out_dir: Some(theirs.clone()),
+    let force = RunOptions {
         force: true,
         ..Default::default()
     };
-    run(Job::load(&job).unwrap(), &opts).unwrap();
+    run_opts(&job, &theirs, force).unwrap();
     assert_eq!(
         std::fs::read(theirs.join("thesis.tex")).unwrap(),
         b"years of work"
@@ -240,12 +245,6 @@ fn a_lost_manifest_is_not_silently_started_over() {
     assert!(e.contains("MANIFEST.json") && e.contains("--fresh"), "{e}");
     // Nothing was deleted by the refusal.
     assert_eq!(std::fs::read(out.join("quality.jsonl")).unwrap(), before);
-    let opts = RunOptions {
-        workers: 1,
-        out_dir: Some(out.clone()),
-        fresh: true,
-        ..Default::default()
-    };
-    run(Job::load(&job).unwrap(), &opts).unwrap();
+    run_opts(&job, &out, fresh()).unwrap();
     assert_eq!(std::fs::read(out.join("quality.jsonl")).unwrap(), before);
 }
