@@ -97,8 +97,9 @@ where
         name,
         move |_, _| {
             let mut pending: Pending<Vec<(G, u64, A)>> = BTreeMap::new();
-            // Admitted values per (column, pane), and when each pane's last window retires.
-            let mut admitted: HashMap<(String, u64), HashSet<String>> = HashMap::new();
+            // Admitted values per column and pane, and when each pane's last window retires.
+            // Looked up by `&str`: nothing is allocated for a value already admitted.
+            let mut admitted: HashMap<String, HashMap<u64, HashSet<String>>> = HashMap::new();
             let mut expiry: BTreeMap<u64, Vec<(String, u64)>> = BTreeMap::new();
             let mut warned: HashSet<String> = HashSet::new();
             move |(input, frontier), output| {
@@ -119,8 +120,10 @@ where
                         if *e.key() > t {
                             break;
                         }
-                        for k in e.remove() {
-                            admitted.remove(&k);
+                        for (column, pane) in e.remove() {
+                            if let Some(by_pane) = admitted.get_mut(&column) {
+                                by_pane.remove(&pane);
+                            }
                         }
                     }
                     batch.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
@@ -129,9 +132,15 @@ where
                         let keep = match g.capped() {
                             None => true,
                             Some((column, value)) => {
-                                let key = (column.to_string(), pane);
-                                let set = admitted.entry(key.clone()).or_insert_with(|| {
-                                    expiry.entry(panes.pane_expiry(pane)).or_default().push(key);
+                                if !admitted.contains_key(column) {
+                                    admitted.insert(column.to_string(), HashMap::new());
+                                }
+                                let by_pane = admitted.get_mut(column).expect("inserted above");
+                                let set = by_pane.entry(pane).or_insert_with(|| {
+                                    expiry
+                                        .entry(panes.pane_expiry(pane))
+                                        .or_default()
+                                        .push((column.to_string(), pane));
                                     HashSet::new()
                                 });
                                 if set.contains(value) {
