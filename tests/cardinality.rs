@@ -126,14 +126,16 @@ fn distinct_values_beyond_the_caps_fold_into_other_and_totals_hold() {
     for (w, rows) in by_window(&out, "label_health") {
         assert!(rows.len() <= SEGMENTS + 2, "window {w}: {}", rows.len());
     }
-    // Bounded state: within 1.5× of the same stream with a handful of values.
+    // Bounded state: within 10 % of the same stream with a handful of values. The join holds
+    // every event either way; without the caps the bomb's pane state took it to 1.49× (38,476
+    // against 25,779 entries), so the 1.5× on RSS would not tell them apart here.
     eprintln!(
         "peak state: bomb {}, normal {}",
         peak_state(&bs),
         peak_state(&ns)
     );
     assert!(
-        peak_state(&bs) * 2 <= peak_state(&ns) * 3,
+        peak_state(&bs) * 10 <= peak_state(&ns) * 11,
         "peak state {} against {}",
         peak_state(&bs),
         peak_state(&ns)
