@@ -529,6 +529,7 @@ pub fn drift<'s>(
     let deltas = pre_aggregate(
         all_in,
         &format!("{name}.DriftPre"),
+        &panes,
         move |(e, pred): &(super::join::Ev, Option<super::join::Pr>), r, emit| {
             let r = r as i64;
             let pane = p.pane_of(e.time);

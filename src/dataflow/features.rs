@@ -213,6 +213,7 @@ pub fn features<'s>(
     let deltas = pre_aggregate(
         joined.events.clone(),
         &format!("{name}.FeaturesPre"),
+        &panes,
         move |e: &super::join::Ev, r, emit| {
             let r = r as i64;
             emit(

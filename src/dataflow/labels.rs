@@ -211,6 +211,7 @@ pub fn labels<'s>(
     let deltas = pre_aggregate(
         contributions,
         &format!("{name}.LabelsPre"),
+        &panes,
         move |(e, l): &(Option<super::join::Ev>, Option<LabelState>), r, emit| {
             let r = r as i64;
             match (e, l) {

@@ -323,6 +323,7 @@ pub fn learn<'s>(
     let deltas = pre_aggregate(
         pairs,
         &format!("{name}.ShadowPre"),
+        &panes,
         move |(e, p, online): &(super::join::Ev, super::join::Pr, i64), r, emit| {
             let r = r as i64;
             let agree = ((*online >= threshold) == (p.score >= threshold)) as i64;

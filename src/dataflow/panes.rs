@@ -100,13 +100,15 @@ pub type PaneDelta<G, A> = (G, u64, u64, A);
 
 /// Pre-aggregates the contributions of `coll` per timestamp and (group, pane): `explode(d, r,
 /// emit)` calls `emit(group, pane_start, |acc| …)` for every pane accumulator record `d` (with
-/// multiplicity `r`) changes.
+/// multiplicity `r`) changes. Deltas of panes of `panes` whose last window has retired are
+/// dropped here.
 ///
 /// Time: a timestamp's map is flushed when the frontier passes it. State: the maps of open
 /// timestamps only.
 pub fn pre_aggregate<'s, D, G, A, F>(
     coll: VecCollection<'s, u64, D>,
     name: &str,
+    panes: &Panes,
     mut explode: F,
 ) -> Stream<'s, u64, Vec<PaneDelta<G, A>>>
 where
@@ -115,6 +117,7 @@ where
     A: PaneAcc,
     F: FnMut(&D, isize, &mut dyn FnMut(G, u64, &mut dyn FnMut(&mut A))) + 'static,
 {
+    let panes = panes.clone();
     coll.inner
         .unary_frontier::<CapacityContainerBuilder<Vec<PaneDelta<G, A>>>, _, _, _>(
             Pipeline,
@@ -126,7 +129,12 @@ where
                         for (d, t, r) in data.drain(..) {
                             let map = pending_at(&mut open, &cap, output.output_index(), t);
                             explode(&d, r, &mut |g, pane, f| {
-                                f(map.entry((g, pane)).or_default());
+                                // A pane whose windows have all retired takes no more deltas
+                                // (`assemble` would ignore them): most are the retractions of
+                                // records leaving the join, half of what it emits.
+                                if panes.pane_expiry(pane) > t {
+                                    f(map.entry((g, pane)).or_default());
+                                }
                             });
                         }
                     });
@@ -199,12 +207,7 @@ impl Panes {
 
     /// When the last window containing pane `p` retires.
     pub fn pane_expiry(&self, p: u64) -> u64 {
-        self.windows
-            .of(p)
-            .iter()
-            .map(|w| self.windows.retire_at(w))
-            .max()
-            .unwrap_or(0)
+        self.windows.last_retire(p)
     }
 }
 

@@ -386,6 +386,7 @@ pub fn quality<'s>(
     let deltas = pre_aggregate(
         labeled,
         &format!("{name}.QualityPre"),
+        &panes,
         move |(e, pr, l): &Labeled, r, emit| {
             let pane = p.pane_of(e.time);
             names.segments(e, &mut segments);

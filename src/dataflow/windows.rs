@@ -100,6 +100,16 @@ impl Windows {
         w.end + self.retention
     }
 
+    /// When the last window containing `t` retires: per family the latest of them starts at
+    /// `t - t % slide` (as in [`Windows::of`]), so nothing is allocated.
+    pub fn last_retire(&self, t: u64) -> u64 {
+        self.families
+            .iter()
+            .map(|(_, size, slide)| t - t % slide + size + self.retention)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The pane length: the gcd of every window size and slide, so that each window is a union
     /// of whole panes.
     pub fn pane_ms(&self) -> u64 {
@@ -227,6 +237,19 @@ mod tests {
             assert!(win.start <= 1250 && 1250 < win.end);
         }
         assert_eq!(w.of(50).iter().filter(|w| w.family == 1).count(), 1);
+    }
+
+    #[test]
+    fn last_retire_is_the_latest_retirement_of_the_windows_containing_t() {
+        let w = windows(vec![
+            (WindowKind::Tumbling, 300, 300),
+            (WindowKind::Sliding, 900, 300),
+            (WindowKind::Sliding, 500, 100),
+        ]);
+        for t in (0..5000).step_by(7) {
+            let want = w.of(t).iter().map(|x| w.retire_at(x)).max().unwrap();
+            assert_eq!(w.last_retire(t), want, "t = {t}");
+        }
     }
 
     #[test]
