@@ -35,11 +35,21 @@ struct Staged {
     partitions: BTreeMap<String, PartitionState>,
 }
 
+/// A commit whose state file is being written: its manifest is stored once the file is.
+struct Writing {
+    manifest: Manifest,
+    end: u64,
+    /// Files the manifest no longer names, deleted after it is stored.
+    expired: Vec<String>,
+    state: std::thread::JoinHandle<Result<super::manifest::StateMeta>>,
+}
+
 /// The commit state of a recording job (worker 0 only).
 pub struct Checkpointer {
     dir: PathBuf,
     manifest: Manifest,
     staged: VecDeque<Staged>,
+    writing: Option<Writing>,
     retention: Option<u64>,
     disorder: u64,
     /// Commits made in this run.
@@ -62,6 +72,7 @@ impl Checkpointer {
             dir,
             manifest,
             staged: VecDeque::new(),
+            writing: None,
             retention,
             disorder,
             commits: 0,
@@ -76,12 +87,31 @@ impl Checkpointer {
     }
 
     /// Commits the latest staged boundary at or below `outputs_below`; `cut(T)` gives each
-    /// output file's durable length holding exactly its lines below `T`.
+    /// output file's durable length holding exactly its lines below `T`. Returns whether a
+    /// commit completed.
+    ///
+    /// A boundary with operator state has its state file compressed and written on a thread of
+    /// its own (a snapshot holds every live online score: compressing it on the worker was a
+    /// tenth of worker 0's time); its manifest is stored by a later call, once the file is
+    /// durable, and no other boundary is prepared meanwhile. The last commit (`u64::MAX`) waits.
     pub fn try_commit(
         &mut self,
         outputs_below: u64,
         cut: impl FnOnce(u64) -> Result<BTreeMap<String, u64>>,
     ) -> Result<bool> {
+        let mut done = false;
+        if let Some(w) = self.writing.take() {
+            if !w.state.is_finished() && outputs_below != u64::MAX {
+                self.writing = Some(w);
+                return Ok(false);
+            }
+            let meta = w
+                .state
+                .join()
+                .map_err(|_| Error::replay(&self.dir, "the state writer panicked"))??;
+            self.finish(w.manifest, w.end, w.expired, Some(meta))?;
+            done = true;
+        }
         let mut last = None;
         while self.staged.front().is_some_and(|s| s.end <= outputs_below) {
             let s = self.staged.pop_front().expect("checked");
@@ -93,9 +123,10 @@ impl Checkpointer {
             last = Some((s.end, s.partitions));
         }
         let Some((end, partitions)) = last else {
-            return Ok(false);
+            return Ok(done);
         };
-        let m = &mut self.manifest;
+        // The next manifest; `self.manifest` stays the committed one until it is stored.
+        let mut m = self.manifest.clone();
         m.segments.sort_by_key(|s| (s.ts_start, s.stream));
         m.committed = end;
         m.complete = end == u64::MAX;
@@ -117,56 +148,85 @@ impl Checkpointer {
         }
         m.partitions.extend(partitions);
         m.outputs = cut(end)?;
-        if !self.snapshots.is_empty() && end != u64::MAX {
-            // One state file holds every operator's snapshot: `{"name": state, …}`.
-            let mut bytes = b"{".to_vec();
-            for (i, (name, snaps)) in self.snapshots.iter().enumerate() {
-                let snaps = snaps.borrow();
-                let Some(state) = crate::dataflow::ordered::snapshot_at(&snaps, end) else {
-                    return Err(Error::replay(
-                        &self.dir,
-                        format!("no {name} state at the commit point {end}"),
-                    ));
-                };
-                if i > 0 {
-                    bytes.push(b',');
-                }
-                bytes.extend_from_slice(format!("\"{name}\":").as_bytes());
-                bytes.extend_from_slice(state);
-            }
-            bytes.push(b'}');
-            let bytes = &bytes;
-            let file = super::manifest::state_file(end);
-            let path = self.dir.join(&file);
-            let parent = path.parent().expect("state files are in a subdirectory");
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-            // JSON of model parameters and live scores compresses about sixfold.
-            let packed = zstd::encode_all(bytes.as_slice(), 3).map_err(|e| Error::io(&path, e))?;
-            let bytes = &packed;
-            super::segment::write_atomic(&path, bytes)?;
-            self.manifest.states.push(super::manifest::StateMeta {
-                at: end,
-                file,
-                bytes: bytes.len() as u64,
-                sha256: super::segment::sha256_hex(bytes),
-            });
-            for (_, snaps) in &self.snapshots {
-                snaps.borrow_mut().retain(|_, (last, _)| *last > end);
-            }
+        let expired: Vec<String> = self
+            .expire(&mut m, end)
+            .into_iter()
+            .map(|s| s.file)
+            .collect();
+        if self.snapshots.is_empty() || end == u64::MAX {
+            self.finish(m, end, expired, None)?;
+            return Ok(true);
         }
-        let mut expired: Vec<String> = self.expire(end).into_iter().map(|s| s.file).collect();
+        // One state file holds every operator's snapshot: `{"name": state, …}`.
+        let mut bytes = b"{".to_vec();
+        for (i, (name, snaps)) in self.snapshots.iter().enumerate() {
+            let snaps = snaps.borrow();
+            let Some(state) = crate::dataflow::ordered::snapshot_at(&snaps, end) else {
+                return Err(Error::replay(
+                    &self.dir,
+                    format!("no {name} state at the commit point {end}"),
+                ));
+            };
+            if i > 0 {
+                bytes.push(b',');
+            }
+            bytes.extend_from_slice(format!("\"{name}\":").as_bytes());
+            bytes.extend_from_slice(state);
+        }
+        bytes.push(b'}');
+        for (_, snaps) in &self.snapshots {
+            snaps.borrow_mut().retain(|_, (last, _)| *last > end);
+        }
+        let file = super::manifest::state_file(end);
+        let path = self.dir.join(&file);
+        let state = std::thread::Builder::new()
+            .name("tidemark-state".into())
+            .spawn(move || -> Result<super::manifest::StateMeta> {
+                let parent = path.parent().expect("state files are in a subdirectory");
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                // JSON of model parameters and live scores compresses about sixfold.
+                let packed =
+                    zstd::encode_all(bytes.as_slice(), 3).map_err(|e| Error::io(&path, e))?;
+                super::segment::write_atomic(&path, &packed)?;
+                Ok(super::manifest::StateMeta {
+                    at: end,
+                    file,
+                    bytes: packed.len() as u64,
+                    sha256: super::segment::sha256_hex(&packed),
+                })
+            })
+            .map_err(|e| Error::io(&self.dir, e))?;
+        self.writing = Some(Writing {
+            manifest: m,
+            end,
+            expired,
+            state,
+        });
+        Ok(done)
+    }
+
+    /// Stores manifest `m` of boundary `end` (with its state file, if any, already durable),
+    /// then deletes the files it no longer names.
+    fn finish(
+        &mut self,
+        mut m: Manifest,
+        end: u64,
+        mut expired: Vec<String>,
+        state: Option<super::manifest::StateMeta>,
+    ) -> Result<()> {
+        m.states.extend(state);
         if let (Some(keep), false) = (self.retention, end == u64::MAX) {
             let cutoff = end.saturating_sub(keep);
-            let states = &mut self.manifest.states;
             expired.extend(
-                states
+                m.states
                     .iter()
                     .filter(|s| s.at <= cutoff)
                     .map(|s| s.file.clone()),
             );
-            states.retain(|s| s.at > cutoff);
+            m.states.retain(|s| s.at > cutoff);
         }
-        self.manifest.store(&self.dir)?;
+        m.store(&self.dir)?;
+        self.manifest = m;
         if self.commits == 0 {
             let marker = self.dir.join(super::manifest::COMMITTED);
             if !marker.exists() {
@@ -191,16 +251,15 @@ impl Checkpointer {
         if let Some(g) = &self.group_offsets {
             g.commit(&self.manifest.partitions, end == u64::MAX);
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Drops segments older than retention from the manifest, adding them to the base counts.
-    fn expire(&mut self, end: u64) -> Vec<SegmentMeta> {
+    fn expire(&self, m: &mut Manifest, end: u64) -> Vec<SegmentMeta> {
         let (Some(keep), false) = (self.retention, end == u64::MAX) else {
             return Vec::new();
         };
         let cutoff = end.saturating_sub(keep);
-        let m = &mut self.manifest;
         let (old, kept): (Vec<_>, Vec<_>) = m.segments.drain(..).partition(|s| s.ts_end <= cutoff);
         m.segments = kept;
         for s in &old {
