@@ -639,20 +639,31 @@ fn snapshots_are_the_state_serialized_whole_as_the_score_log_grows_and_expires()
     let exs = examples(&mut rng, 3000, 0, false);
     let mut out = Vec::new();
     let mut sizes = Vec::new();
+    let mut taken = Vec::new();
     for (k, chunk) in exs.chunks(70).enumerate() {
         l.step(chunk[0].event_time + k as u64, chunk, &mut out);
         if k % 3 != 1 {
             let whole = serde_json::to_vec(&l.state).unwrap();
-            assert_eq!(l.snapshot(), whole, "snapshot after step {k}");
+            let snap = l.snapshot();
+            assert_eq!(snap.to_vec(), whole, "snapshot after step {k}");
             sizes.push(l.live_scores().count());
+            taken.push((k, snap, whole));
         }
+    }
+    // Snapshots share their text with later ones: each still holds the state it was taken of.
+    for (k, snap, whole) in &taken {
+        assert_eq!(
+            &snap.to_vec(),
+            whole,
+            "snapshot after step {k}, read at the end"
+        );
     }
     // The log both grew and shrank between snapshots, and a restored learner snapshots alike.
     assert!(sizes.windows(2).any(|w| w[1] < w[0]) && sizes.iter().any(|n| *n > 200));
     let state: tidemark::learn::learner::LearnerState =
-        serde_json::from_slice(&l.snapshot()).unwrap();
+        serde_json::from_slice(&l.snapshot().to_vec()).unwrap();
     let mut r = Learner::new(spec(GATE), features(), "t", "f", 0.5, 3_000, Some(state));
-    assert_eq!(r.snapshot(), serde_json::to_vec(&r.state).unwrap());
+    assert_eq!(r.snapshot().to_vec(), serde_json::to_vec(&r.state).unwrap());
     r.step(40_000, &exs[..50], &mut out);
-    assert_eq!(r.snapshot(), serde_json::to_vec(&r.state).unwrap());
+    assert_eq!(r.snapshot().to_vec(), serde_json::to_vec(&r.state).unwrap());
 }

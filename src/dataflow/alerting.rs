@@ -156,7 +156,7 @@ pub fn alerts<'s>(
         start.first,
         start.segment_ms,
         start.snapshots,
-        |state: &mut AlertState| serde_json::to_vec(state).expect("state serializes"),
+        |state: &mut AlertState| serde_json::to_vec(state).expect("state serializes").into(),
         move |state, _t, batch, out| {
             let mut events = Vec::new();
             // Retractions (a final row amended) carry no new value: the +1 that replaces it does.

@@ -74,7 +74,7 @@ pub fn detect<'s>(
         first,
         segment_ms,
         snapshots,
-        |state: &mut DetectorState| serde_json::to_vec(state).expect("state serializes"),
+        |state: &mut DetectorState| serde_json::to_vec(state).expect("state serializes").into(),
         move |state, _t, batch, out| {
             for ((time, id, model, error), r) in batch {
                 let m = state

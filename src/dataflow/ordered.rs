@@ -22,17 +22,44 @@ use super::detect::DetectorState;
 use super::timers::{pending_at, Pending};
 use crate::learn::learner::LearnerState;
 
+/// One operator's serialized state: the concatenation of its pieces. Pieces are shared, not
+/// copied: consecutive learner snapshots share almost all of their score log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot(pub Vec<bytes::Bytes>);
+
+impl Snapshot {
+    /// Appends the serialized state to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        for p in &self.0 {
+            out.extend_from_slice(p);
+        }
+    }
+
+    /// The serialized state.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.0.iter().map(|p| p.len()).sum());
+        self.write_to(&mut out);
+        out
+    }
+}
+
+impl From<Vec<u8>> for Snapshot {
+    fn from(bytes: Vec<u8>) -> Snapshot {
+        Snapshot(vec![bytes.into()])
+    }
+}
+
 /// Snapshots of one operator's state at segment boundaries, shared with the checkpointer:
 /// first boundary → (last boundary it holds for, serialized state).
-pub type Snapshots = Rc<RefCell<BTreeMap<u64, (u64, Vec<u8>)>>>;
+pub type Snapshots = Rc<RefCell<BTreeMap<u64, (u64, Snapshot)>>>;
 
 /// The snapshot that holds at boundary `at`, if taken.
-pub fn snapshot_at(snapshots: &BTreeMap<u64, (u64, Vec<u8>)>, at: u64) -> Option<&[u8]> {
+pub fn snapshot_at(snapshots: &BTreeMap<u64, (u64, Snapshot)>, at: u64) -> Option<&Snapshot> {
     snapshots
         .range(..=at)
         .next_back()
         .filter(|(_, (last, _))| *last >= at)
-        .map(|(_, (_, bytes))| bytes.as_slice())
+        .map(|(_, (_, s))| s)
 }
 
 /// The committed state of every history-dependent operator at one boundary: one state file.
@@ -81,7 +108,7 @@ where
     O: Data,
     S: 'static,
     F: FnMut(&mut S, u64, Vec<(D, isize)>, &mut Vec<(O, isize)>) + 'static,
-    G: FnMut(&mut S) -> Vec<u8> + 'static,
+    G: FnMut(&mut S) -> Snapshot + 'static,
 {
     // Only worker 0 receives the input, so only it holds a state and its earlier outputs.
     let earlier = if coll.inner.scope().index() == 0 {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{shard_of, BatchExample, FeatureSpec, Input, Model, Scratch};
 use super::spec::{DriftAction, LearnSpec};
+use crate::dataflow::ordered::Snapshot;
 use crate::dataflow::quality::logloss_nano;
 use crate::drift::detectors::{Detector, Signal};
 use crate::records::{to_micro, MICRO};
@@ -339,16 +340,35 @@ pub struct Learner {
 /// The JSON text of the live part of the score log, one entry per score, so that a snapshot
 /// serializes only the scores given since the last one: the log holds every score whose event
 /// is still in the dataflow's state (minutes of them), and re-serializing it whole at every
-/// segment boundary was most of the learner's time.
+/// segment boundary was most of the learner's time. The text is kept in one shared block per
+/// snapshot, which snapshots reference instead of copying (several are pending at once).
 #[derive(Debug, Default)]
 struct ScoreText {
-    /// `,entry` for each cached entry, from `start` on.
-    text: Vec<u8>,
+    /// `,entry` for each cached entry, in blocks, oldest first; the first `start` bytes of the
+    /// front block are entries no longer live.
+    blocks: VecDeque<bytes::Bytes>,
     start: usize,
     /// Byte length of each cached entry, oldest first.
     lens: VecDeque<usize>,
     /// The log index of the first cached entry.
     first: u64,
+}
+
+impl ScoreText {
+    /// Forgets the oldest cached entry (all of them, if none is cached).
+    fn drop_first(&mut self) {
+        match self.lens.pop_front() {
+            Some(n) => self.start += n,
+            None => {
+                self.blocks.clear();
+                self.start = 0;
+            }
+        }
+        while self.blocks.front().is_some_and(|b| b.len() <= self.start) {
+            self.start -= self.blocks.pop_front().map_or(0, |b| b.len());
+        }
+        self.first += 1;
+    }
 }
 
 impl Learner {
@@ -394,8 +414,8 @@ impl Learner {
     }
 
     /// The state as JSON: exactly `serde_json::to_vec(&self.state)`, with the score log's
-    /// text reused from earlier snapshots.
-    pub fn snapshot(&mut self) -> Vec<u8> {
+    /// text shared with earlier snapshots.
+    pub fn snapshot(&mut self) -> Snapshot {
         let live = self.state.scores.len() as u64;
         let first = self.scored - live;
         let c = &mut self.score_text;
@@ -407,22 +427,18 @@ impl Learner {
             };
         }
         while c.first < first {
-            match c.lens.pop_front() {
-                Some(n) => c.start += n,
-                None => c.start = c.text.len(),
-            }
-            c.first += 1;
+            c.drop_first();
         }
         let cached = c.first + c.lens.len() as u64;
+        let mut block = Vec::new();
         for e in self.state.scores.range((cached - first) as usize..) {
-            let before = c.text.len();
-            c.text.push(b',');
-            serde_json::to_writer(&mut c.text, e).expect("a score entry serializes");
-            c.lens.push_back(c.text.len() - before);
+            let before = block.len();
+            block.push(b',');
+            serde_json::to_writer(&mut block, e).expect("a score entry serializes");
+            c.lens.push_back(block.len() - before);
         }
-        if c.start > c.text.len() / 2 {
-            c.text.drain(..c.start);
-            c.start = 0;
+        if !block.is_empty() {
+            c.blocks.push_back(block.into());
         }
         let scores = std::mem::take(&mut self.state.scores);
         let head = serde_json::to_vec(&self.state).expect("learner state serializes");
@@ -436,12 +452,15 @@ impl Learner {
             .expect("the state has a score log")
             + EMPTY.len()
             - 1;
-        let entries = c.text.get(c.start + 1..).unwrap_or_default();
-        let mut out = Vec::with_capacity(head.len() + entries.len());
-        out.extend_from_slice(&head[..at]);
-        out.extend_from_slice(entries);
-        out.extend_from_slice(&head[at..]);
-        out
+        let head = bytes::Bytes::from(head);
+        let mut parts = vec![head.slice(..at)];
+        for (i, b) in c.blocks.iter().enumerate() {
+            // The first live entry's leading comma is not written.
+            let from = if i == 0 { c.start + 1 } else { 0 };
+            parts.push(b.slice(from..));
+        }
+        parts.push(head.slice(at..));
+        Snapshot(parts)
     }
 
     /// The online model.

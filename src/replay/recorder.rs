@@ -157,9 +157,10 @@ impl Checkpointer {
             self.finish(m, end, expired, None)?;
             return Ok(true);
         }
-        // One state file holds every operator's snapshot: `{"name": state, …}`.
-        let mut bytes = b"{".to_vec();
-        for (i, (name, snaps)) in self.snapshots.iter().enumerate() {
+        // One state file holds every operator's snapshot: `{"name": state, …}`, put together
+        // on the writer thread (the snapshots share their pieces; nothing is copied here).
+        let mut states = Vec::with_capacity(self.snapshots.len());
+        for (name, snaps) in &self.snapshots {
             let snaps = snaps.borrow();
             let Some(state) = crate::dataflow::ordered::snapshot_at(&snaps, end) else {
                 return Err(Error::replay(
@@ -167,13 +168,8 @@ impl Checkpointer {
                     format!("no {name} state at the commit point {end}"),
                 ));
             };
-            if i > 0 {
-                bytes.push(b',');
-            }
-            bytes.extend_from_slice(format!("\"{name}\":").as_bytes());
-            bytes.extend_from_slice(state);
+            states.push((*name, state.clone()));
         }
-        bytes.push(b'}');
         for (_, snaps) in &self.snapshots {
             snaps.borrow_mut().retain(|_, (last, _)| *last > end);
         }
@@ -184,6 +180,15 @@ impl Checkpointer {
             .spawn(move || -> Result<super::manifest::StateMeta> {
                 let parent = path.parent().expect("state files are in a subdirectory");
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                let mut bytes = b"{".to_vec();
+                for (i, (name, state)) in states.iter().enumerate() {
+                    if i > 0 {
+                        bytes.push(b',');
+                    }
+                    bytes.extend_from_slice(format!("\"{name}\":").as_bytes());
+                    state.write_to(&mut bytes);
+                }
+                bytes.push(b'}');
                 // JSON of model parameters and live scores compresses about sixfold.
                 let packed =
                     zstd::encode_all(bytes.as_slice(), 3).map_err(|e| Error::io(&path, e))?;
