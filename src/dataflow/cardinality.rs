@@ -12,7 +12,9 @@
 //! values of each live (column, pane), dropped when the pane's last window retires. Failure
 //! modes: none.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
+use ahash::{AHashMap, AHashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -99,7 +101,7 @@ where
             let mut pending: Pending<Vec<(G, u64, A)>> = BTreeMap::new();
             // Admitted values per column and pane, and when each pane's last window retires.
             // Looked up by `&str`: nothing is allocated for a value already admitted.
-            let mut admitted: HashMap<String, HashMap<u64, HashSet<String>>> = HashMap::new();
+            let mut admitted: AHashMap<String, AHashMap<u64, AHashSet<String>>> = AHashMap::new();
             let mut expiry: BTreeMap<u64, Vec<(String, u64)>> = BTreeMap::new();
             let mut warned: HashSet<String> = HashSet::new();
             move |(input, frontier), output| {
@@ -133,7 +135,7 @@ where
                             None => true,
                             Some((column, value)) => {
                                 if !admitted.contains_key(column) {
-                                    admitted.insert(column.to_string(), HashMap::new());
+                                    admitted.insert(column.to_string(), AHashMap::new());
                                 }
                                 let by_pane = admitted.get_mut(column).expect("inserted above");
                                 let set = by_pane.entry(pane).or_insert_with(|| {
@@ -141,7 +143,7 @@ where
                                         .entry(panes.pane_expiry(pane))
                                         .or_default()
                                         .push((column.to_string(), pane));
-                                    HashSet::new()
+                                    AHashSet::new()
                                 });
                                 if set.contains(value) {
                                     true

@@ -3,7 +3,9 @@
 //! One keyed operator holds a slot per event id (see [`join`]); what leaves it are ±1
 //! contributions of each changed slot, split into the collections downstream operators read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use ahash::AHashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -276,10 +278,10 @@ pub fn join<'s>(
             }),
             &format!("{name}.Join"),
             move |_, _| {
-                let mut slots: HashMap<Rc<str>, Slot> = HashMap::new();
+                let mut slots: AHashMap<Rc<str>, Slot> = AHashMap::new();
                 // The slot of `id`, and its key (shared by the touched list and the timers).
                 fn slot_of<'a>(
-                    slots: &'a mut HashMap<Rc<str>, Slot>,
+                    slots: &'a mut AHashMap<Rc<str>, Slot>,
                     id: &str,
                 ) -> (Rc<str>, &'a mut Slot) {
                     if !slots.contains_key(id) {

@@ -6,7 +6,9 @@
 //! timestamp order once both frontiers pass `t`. State: each side's current values per key,
 //! dropped when a key's values cancel. Failure modes: none.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use ahash::AHashMap;
 use std::hash::Hash;
 
 use differential_dataflow::collection::AsCollection;
@@ -47,7 +49,7 @@ where
             }),
             name,
             move |_, _| {
-                let mut state: HashMap<K, Sides<A, B>> = HashMap::new();
+                let mut state: AHashMap<K, Sides<A, B>> = AHashMap::new();
                 let mut pending: Pending<Sides<(K, A), (K, B)>> = BTreeMap::new();
                 move |(in_a, fa), (in_b, fb), output| {
                     let port = output.output_index();

@@ -4,7 +4,7 @@
 //! it is **retired** (leaves state) at `end + retention`. Because timestamps are event-time
 //! ticks, both times are known from the window itself.
 
-use std::collections::HashMap;
+use ahash::AHashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -147,10 +147,10 @@ pub struct Names {
     columns: Vec<(
         usize,
         String,
-        HashMap<String, std::sync::Arc<str>>,
+        AHashMap<String, std::sync::Arc<str>>,
         std::sync::Arc<str>,
     )>,
-    models: HashMap<String, std::sync::Arc<str>>,
+    models: AHashMap<String, std::sync::Arc<str>>,
 }
 
 impl Names {
@@ -164,10 +164,10 @@ impl Names {
                 .iter()
                 .map(|&i| {
                     let null = std::sync::Arc::from(format!("{}=<null>", names[i]).as_str());
-                    (i, names[i].clone(), HashMap::new(), null)
+                    (i, names[i].clone(), AHashMap::new(), null)
                 })
                 .collect(),
-            models: HashMap::new(),
+            models: AHashMap::new(),
         }
     }
 
