@@ -50,6 +50,23 @@ pub enum LearnOut {
     Quarantine(QuarantineRow),
 }
 
+/// What an online score meets in the join's output.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Side {
+    /// An event with its effective label.
+    Label(super::join::Ev, super::join::LabelState),
+    /// A production prediction with its event.
+    Scored(super::join::Ev, super::join::Pr),
+}
+
+/// An online score joined: with a labeled event (quality input) or a production prediction
+/// (the shadow comparison: event, production prediction, online score).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Met {
+    Labeled(super::join::Ev, super::join::Pr, super::join::LabelState),
+    Pair(super::join::Ev, super::join::Pr, i64),
+}
+
 /// Online and production scores of the same events, per window × segment × production model.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ShadowRow {
@@ -277,12 +294,21 @@ pub fn learn<'s>(
         LearnOut::Quarantine(q) => Some(q),
         _ => None,
     });
+    // Each score's online prediction is made once, shared by every row it appears in.
     let scores = outs.flat_map(|o| match o {
-        LearnOut::Score(id, time, score) => Some((id, (time, score))),
+        LearnOut::Score(id, time, score) => {
+            let p = Arc::new(Prediction {
+                event_id: id.clone(),
+                model: ONLINE.to_string(),
+                score,
+                time,
+            });
+            Some((id, (time, p)))
+        }
         _ => None,
     });
     // Scores leave state once their event has (it leaves at its tick plus `ttl`, at or before
-    // this), at the next emit boundary: every input arrives at one, so the joins below see the
+    // this), at the next emit boundary: every input arrives at one, so the join below sees the
     // same contents there, and the retractions share one timestamp per emit interval instead of
     // one per event (each a capability held and a time through every operator downstream).
     let emit = job.spec.outputs.emit_interval(job.spec.time.tick_ms);
@@ -291,31 +317,36 @@ pub fn learn<'s>(
         &format!("{name}.OnlineScoreExpiry"),
         move |(_, (time, _))| time.saturating_add(ttl).div_ceil(emit) * emit,
     );
-    // The scores meet the join's events with their labels, and the production predictions.
-    let labeled = keyed_join(
-        scores.clone(),
-        joined
-            .event_labels
-            .clone()
-            .map(|(e, l)| (e.id.clone(), (e, l))),
-        &format!("{name}.OnlineLabeled"),
-        |_, (_, score), (e, l)| {
-            let p = Arc::new(Prediction {
-                event_id: e.id.clone(),
-                model: ONLINE.to_string(),
-                score: *score,
-                time: e.time,
-            });
-            (e.clone(), p, l.clone())
+    // The scores meet the join's labeled events (the online model's quality) and its
+    // production predictions (the shadow comparison) in one keyed join.
+    let sides = joined
+        .event_labels
+        .clone()
+        .map(|(e, l)| (e.id.clone(), Side::Label(e, l)))
+        .concat(
+            joined
+                .scored
+                .clone()
+                .map(|(e, p)| (e.id.clone(), Side::Scored(e, p))),
+        );
+    let met = keyed_join(
+        scores,
+        sides,
+        &format!("{name}.Online"),
+        |_, (_, online), side| match side {
+            Side::Label(e, l) => Met::Labeled(e.clone(), online.clone(), l.clone()),
+            Side::Scored(e, p) => Met::Pair(e.clone(), p.clone(), online.score),
         },
     );
+    let labeled = met.clone().flat_map(|m| match m {
+        Met::Labeled(e, p, l) => Some((e, p, l)),
+        Met::Pair(..) => None,
+    });
     let threshold = crate::records::to_micro(job.spec.metrics.threshold);
-    let pairs = keyed_join(
-        scores,
-        joined.scored.clone().map(|(e, p)| (e.id.clone(), (e, p))),
-        &format!("{name}.Shadow"),
-        |_, (_, online), (e, p)| (e.clone(), p.clone(), *online),
-    );
+    let pairs = met.flat_map(|m| match m {
+        Met::Pair(e, p, online) => Some((e, p, online)),
+        Met::Labeled(..) => None,
+    });
     let panes = panes.clone();
     let pn = panes.clone();
     let mut names = Names::new(job);
