@@ -410,6 +410,7 @@ struct DriftRender {
 
 impl Render for DriftRender {
     type Group = (Arc<str>, u16, Arc<str>);
+    type Memo = ();
     type Acc = DriftPane;
     type Row = DriftRow;
 

@@ -150,6 +150,7 @@ struct FeatureRender {
 
 impl Render for FeatureRender {
     type Group = String;
+    type Memo = ();
     type Acc = FeaturePane;
     type Row = FeatureRow;
 

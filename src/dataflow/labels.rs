@@ -141,6 +141,7 @@ struct LabelRender;
 
 impl Render for LabelRender {
     type Group = Arc<str>;
+    type Memo = ();
     type Acc = LabelPane;
     type Row = LabelRow;
 

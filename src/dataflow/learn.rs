@@ -103,6 +103,7 @@ struct ShadowRender;
 
 impl Render for ShadowRender {
     type Group = (Arc<str>, Arc<str>);
+    type Memo = ();
     type Acc = ShadowPane;
     type Row = ShadowRow;
 

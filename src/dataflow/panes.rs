@@ -70,6 +70,23 @@ pub trait Render: 'static {
     );
     /// The tombstone a row leaves when its window retires (final rows only), if any.
     fn tombstone(&self, row: &Self::Row) -> Option<Self::Row>;
+    /// What a window keeps between its renders (a statistic maintained incrementally), `()`
+    /// for none.
+    type Memo: Default + 'static;
+    /// Takes note of `delta`, just merged into one of the window's panes.
+    fn absorb(&self, _memo: &mut Self::Memo, _delta: &Self::Acc) {}
+    /// [`Render::render`], with the window's memo.
+    fn render_with(
+        &self,
+        group: &Self::Group,
+        win: Win,
+        status: Status,
+        panes: &[&Self::Acc],
+        _memo: &mut Self::Memo,
+        out: &mut Vec<Self::Row>,
+    ) {
+        self.render(group, win, status, panes, out)
+    }
 }
 
 /// A stable hash for exchanges (the same in every process of a build).
@@ -149,13 +166,13 @@ where
         )
 }
 
-/// The live windows of one group: their panes and last emitted rows.
-struct GroupState<A, R> {
+/// The live windows of one group: their panes, and per window its last emitted rows and memo.
+struct GroupState<A, R, M> {
     panes: BTreeMap<u64, A>,
-    rows: BTreeMap<Win, Vec<R>>,
+    rows: BTreeMap<Win, (Vec<R>, M)>,
 }
 
-impl<A, R> Default for GroupState<A, R> {
+impl<A, R, M> Default for GroupState<A, R, M> {
     fn default() -> Self {
         GroupState {
             panes: BTreeMap::new(),
@@ -227,7 +244,8 @@ where
                 let mut timers: BTreeMap<u64, BTreeSet<(R::Group, Win)>> = BTreeMap::new();
                 // A capability at the earliest timer.
                 let mut hold = TimerHold::default();
-                let mut groups: BTreeMap<R::Group, GroupState<R::Acc, R::Row>> = BTreeMap::new();
+                let mut groups: BTreeMap<R::Group, GroupState<R::Acc, R::Row, R::Memo>> =
+                    BTreeMap::new();
                 let mut rendered = Vec::new();
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
@@ -260,18 +278,24 @@ where
                                 if retire <= t {
                                     continue;
                                 }
-                                if let std::collections::btree_map::Entry::Vacant(v) =
-                                    st.rows.entry(win)
-                                {
-                                    // A new window: one timer when it becomes final, one when
-                                    // it retires.
-                                    v.insert(Vec::new());
-                                    let fin = w.final_at(&win);
-                                    for at in [fin, retire] {
-                                        if at > t {
-                                            timers.entry(at).or_default().insert((g.clone(), win));
-                                            hold.cover(&cap, at);
+                                match st.rows.entry(win) {
+                                    std::collections::btree_map::Entry::Vacant(v) => {
+                                        // A new window: one timer when it becomes final, one
+                                        // when it retires.
+                                        v.insert((Vec::new(), R::Memo::default()));
+                                        let fin = w.final_at(&win);
+                                        for at in [fin, retire] {
+                                            if at > t {
+                                                timers
+                                                    .entry(at)
+                                                    .or_default()
+                                                    .insert((g.clone(), win));
+                                                hold.cover(&cap, at);
+                                            }
                                         }
+                                    }
+                                    std::collections::btree_map::Entry::Occupied(mut o) => {
+                                        render.absorb(&mut o.get_mut().1, &a);
                                     }
                                 }
                                 dirty.insert((g.clone(), win));
@@ -284,7 +308,7 @@ where
                             };
                             let retire = w.retire_at(&win);
                             if t >= retire {
-                                for row in st.rows.remove(&win).unwrap_or_default() {
+                                for row in st.rows.remove(&win).map(|r| r.0).unwrap_or_default() {
                                     if let Some(tomb) = render.tombstone(&row) {
                                         session.give((tomb, t, 1));
                                     }
@@ -312,11 +336,11 @@ where
                             };
                             let parts: Vec<&R::Acc> =
                                 st.panes.range(win.start..win.end).map(|(_, a)| a).collect();
+                            let (old, memo) = st.rows.get_mut(&win).expect("live window");
                             rendered.clear();
                             if !parts.is_empty() {
-                                render.render(&g, win, status, &parts, &mut rendered);
+                                render.render_with(&g, win, status, &parts, memo, &mut rendered);
                             }
-                            let old = st.rows.get_mut(&win).expect("live window");
                             if *old != rendered {
                                 for row in old.drain(..) {
                                     session.give((row, t, -1));
