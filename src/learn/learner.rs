@@ -340,34 +340,109 @@ pub struct Learner {
 /// The JSON text of the live part of the score log, one entry per score, so that a snapshot
 /// serializes only the scores given since the last one: the log holds every score whose event
 /// is still in the dataflow's state (minutes of them), and re-serializing it whole at every
-/// segment boundary was most of the learner's time. The text is kept in one shared block per
-/// snapshot, which snapshots reference instead of copying (several are pending at once).
-#[derive(Debug, Default)]
+/// segment boundary was most of the learner's time.
+///
+/// The text is cut into chunks where an entry's text hashes to a multiple of
+/// [`CHUNK_ENTRIES`] (content-defined, so the cuts are the same after a restart, whatever was
+/// cached). Sealed chunks are shared by every snapshot that holds them, and the state file's
+/// writer compresses each once (see `replay::recorder`).
+#[derive(Debug)]
 struct ScoreText {
-    /// `,entry` for each cached entry, in blocks, oldest first; the first `start` bytes of the
-    /// front block are entries no longer live.
-    blocks: VecDeque<bytes::Bytes>,
-    start: usize,
-    /// Byte length of each cached entry, oldest first.
-    lens: VecDeque<usize>,
-    /// The log index of the first cached entry.
+    /// Entries per chunk, on average.
+    chunk: u64,
+    /// Sealed chunks of `,entry` text, oldest first, with their entries' byte lengths.
+    chunks: VecDeque<(bytes::Bytes, Vec<u32>)>,
+    /// The text after the sealed chunks, with its entries' byte lengths.
+    open: (Vec<u8>, Vec<u32>),
+    /// The log index of the first entry held.
     first: u64,
+    /// Entries at the front (of the first chunk, or of `open`) no longer live.
+    skip: usize,
+}
+
+/// Score-log entries per chunk of [`ScoreText`], on average.
+const CHUNK_ENTRIES: u64 = 2048;
+
+/// FNV-1a: a fixed hash of an entry's text, the same on every machine.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl Default for ScoreText {
+    fn default() -> Self {
+        ScoreText::new(CHUNK_ENTRIES)
+    }
 }
 
 impl ScoreText {
-    /// Forgets the oldest cached entry (all of them, if none is cached).
-    fn drop_first(&mut self) {
-        match self.lens.pop_front() {
-            Some(n) => self.start += n,
-            None => {
-                self.blocks.clear();
-                self.start = 0;
+    /// Empty, cut into chunks of `chunk` entries on average.
+    fn new(chunk: u64) -> ScoreText {
+        ScoreText {
+            chunk,
+            chunks: VecDeque::new(),
+            open: Default::default(),
+            first: 0,
+            skip: 0,
+        }
+    }
+
+    /// Entries held, the dead ones at the front included.
+    fn held(&self) -> u64 {
+        self.chunks.iter().map(|c| c.1.len() as u64).sum::<u64>() + self.open.1.len() as u64
+    }
+
+    /// Forgets the entries before log index `live`.
+    fn drop_before(&mut self, live: u64) {
+        if self.first + self.held() < live {
+            *self = ScoreText {
+                first: live,
+                ..ScoreText::new(self.chunk)
+            };
+            return;
+        }
+        while let Some((_, lens)) = self.chunks.front() {
+            if self.first + lens.len() as u64 > live {
+                break;
+            }
+            self.first += lens.len() as u64;
+            self.chunks.pop_front();
+        }
+        self.skip = (live - self.first) as usize;
+    }
+
+    /// Appends one entry's text (`,entry`), sealing the open chunk first at a cut.
+    fn push(&mut self, text: &[u8]) {
+        if fnv1a(text) % self.chunk == 0 && !self.open.1.is_empty() {
+            let (t, lens) = std::mem::take(&mut self.open);
+            self.chunks.push_back((t.into(), lens));
+        }
+        self.open.0.extend_from_slice(text);
+        self.open.1.push(text.len() as u32);
+    }
+
+    /// The live text as shared pieces, without the first entry's leading comma.
+    fn pieces(&self, out: &mut Vec<bytes::Bytes>) {
+        let open = bytes::Bytes::copy_from_slice(&self.open.0);
+        let all = self
+            .chunks
+            .iter()
+            .map(|(t, lens)| (t.clone(), lens.as_slice()))
+            .chain(std::iter::once((open, self.open.1.as_slice())));
+        for (i, (text, lens)) in all.enumerate() {
+            let from = if i == 0 {
+                match lens.get(self.skip..).filter(|l| !l.is_empty()) {
+                    Some(_) => lens[..self.skip].iter().map(|l| *l as usize).sum::<usize>() + 1,
+                    None => continue,
+                }
+            } else {
+                0
+            };
+            if from < text.len() {
+                out.push(text.slice(from..));
             }
         }
-        while self.blocks.front().is_some_and(|b| b.len() <= self.start) {
-            self.start -= self.blocks.pop_front().map_or(0, |b| b.len());
-        }
-        self.first += 1;
     }
 }
 
@@ -419,26 +494,14 @@ impl Learner {
         let live = self.state.scores.len() as u64;
         let first = self.scored - live;
         let c = &mut self.score_text;
-        if c.first > first {
-            // Not a suffix of what is cached (cannot happen: the log only grows at the back).
-            *c = ScoreText {
-                first,
-                ..ScoreText::default()
-            };
-        }
-        while c.first < first {
-            c.drop_first();
-        }
-        let cached = c.first + c.lens.len() as u64;
-        let mut block = Vec::new();
-        for e in self.state.scores.range((cached - first) as usize..) {
-            let before = block.len();
-            block.push(b',');
-            serde_json::to_writer(&mut block, e).expect("a score entry serializes");
-            c.lens.push_back(block.len() - before);
-        }
-        if !block.is_empty() {
-            c.blocks.push_back(block.into());
+        c.drop_before(first);
+        let held = c.first + c.held();
+        let mut text = Vec::new();
+        for e in self.state.scores.range((held - first) as usize..) {
+            text.clear();
+            text.push(b',');
+            serde_json::to_writer(&mut text, e).expect("a score entry serializes");
+            c.push(&text);
         }
         let scores = std::mem::take(&mut self.state.scores);
         let head = serde_json::to_vec(&self.state).expect("learner state serializes");
@@ -454,11 +517,7 @@ impl Learner {
             - 1;
         let head = bytes::Bytes::from(head);
         let mut parts = vec![head.slice(..at)];
-        for (i, b) in c.blocks.iter().enumerate() {
-            // The first live entry's leading comma is not written.
-            let from = if i == 0 { c.start + 1 } else { 0 };
-            parts.push(b.slice(from..));
-        }
+        self.score_text.pieces(&mut parts);
         parts.push(head.slice(at..));
         Snapshot(parts)
     }
@@ -888,4 +947,50 @@ fn trimmed_mean(losses: &mut [i64], trim: f64) -> f64 {
 
 fn bin(score: i64) -> u8 {
     ((score as i128 * SCORE_BINS as i128 / MICRO as i128) as usize).min(SCORE_BINS - 1) as u8
+}
+
+#[cfg(test)]
+mod score_text_tests {
+    use super::ScoreText;
+
+    fn entry(i: u64) -> Vec<u8> {
+        format!(",[{i},\"ev{:06}\",{}]", i * 7919 % 1_000_003, i % 97).into_bytes()
+    }
+
+    fn text(pieces: &[bytes::Bytes]) -> Vec<u8> {
+        pieces.iter().flat_map(|p| p.iter().copied()).collect()
+    }
+
+    /// The live text is exact as entries come and go, and a text rebuilt from the live entries
+    /// alone (a restart) cuts its chunks where the long-running one does.
+    #[test]
+    fn live_text_and_cuts_survive_a_restart() {
+        let mut long = ScoreText::new(4);
+        let (mut first, mut next) = (0u64, 0u64);
+        for step in 0..200u64 {
+            for _ in 0..(step * 7 % 11) {
+                long.push(&entry(next));
+                next += 1;
+            }
+            first = (first + step * 5 % 9).min(next);
+            long.drop_before(first);
+            let mut pieces = Vec::new();
+            long.pieces(&mut pieces);
+            let mut want: Vec<u8> = (first..next).flat_map(entry).collect();
+            if !want.is_empty() {
+                want.remove(0);
+            }
+            assert_eq!(text(&pieces), want, "step {step}");
+            let mut restarted = ScoreText::new(4);
+            restarted.drop_before(first);
+            for i in first..next {
+                restarted.push(&entry(i));
+            }
+            let mut again = Vec::new();
+            restarted.pieces(&mut again);
+            let lens = |p: &[bytes::Bytes]| p.iter().map(|b| b.len()).collect::<Vec<_>>();
+            assert_eq!(lens(&again), lens(&pieces), "step {step}");
+        }
+        assert!(long.chunks.len() > 3);
+    }
 }

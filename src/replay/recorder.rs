@@ -50,6 +50,8 @@ pub struct Checkpointer {
     manifest: Manifest,
     staged: VecDeque<Staged>,
     writing: Option<Writing>,
+    /// Compressed pieces of the last state file, shared with its writer thread.
+    frames: std::sync::Arc<std::sync::Mutex<super::frames::Frames>>,
     retention: Option<u64>,
     disorder: u64,
     /// Commits made in this run.
@@ -73,6 +75,7 @@ impl Checkpointer {
             manifest,
             staged: VecDeque::new(),
             writing: None,
+            frames: Default::default(),
             retention,
             disorder,
             commits: 0,
@@ -176,23 +179,24 @@ impl Checkpointer {
         }
         let file = super::manifest::state_file(end);
         let path = self.dir.join(&file);
+        let frames = self.frames.clone();
         let state = std::thread::Builder::new()
             .name("tidemark-state".into())
             .spawn(move || -> Result<super::manifest::StateMeta> {
                 let parent = path.parent().expect("state files are in a subdirectory");
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-                let mut bytes = b"{".to_vec();
+                let mut pieces = vec![bytes::Bytes::from_static(b"{")];
                 for (i, (name, state)) in states.iter().enumerate() {
-                    if i > 0 {
-                        bytes.push(b',');
-                    }
-                    bytes.extend_from_slice(format!("\"{name}\":").as_bytes());
-                    state.write_to(&mut bytes);
+                    let sep = if i > 0 { "," } else { "" };
+                    pieces.push(format!("{sep}\"{name}\":").into());
+                    pieces.extend(state.0.iter().cloned());
                 }
-                bytes.push(b'}');
-                // JSON of model parameters and live scores compresses about sixfold.
-                let packed =
-                    zstd::encode_all(bytes.as_slice(), 3).map_err(|e| Error::io(&path, e))?;
+                pieces.push(bytes::Bytes::from_static(b"}"));
+                let packed = frames
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pack(&pieces)
+                    .map_err(|e| Error::io(&path, e))?;
                 super::segment::write_atomic(&path, &packed)?;
                 Ok(super::manifest::StateMeta {
                     at: end,
