@@ -125,32 +125,83 @@ struct Slot {
     timer: Option<u64>,
 }
 
-/// The values of `held` present at `t`, with their multiplicities summed.
-fn present<V: Ord>(held: &[Held<V>], t: u64) -> Vec<(&V, isize)> {
-    let mut out: Vec<(&V, isize)> = held
+/// Values present at a time, with multiplicities: nearly always one.
+type Present<'a, V> = SmallVec<[(&'a V, isize); 2]>;
+
+/// The values of `held` present at `t`, with their multiplicities summed (zeros dropped).
+fn present<V: Ord>(held: &[Held<V>], t: u64) -> Present<'_, V> {
+    let mut out: Present<'_, V> = held
         .iter()
         .filter(|h| h.present(t))
         .map(|h| (&h.value, h.r))
         .collect();
-    consolidate(&mut out);
+    consolidate_small(&mut out);
     out
 }
 
-/// Sums the multiplicities of equal values and drops zeros.
-fn consolidate<T: Ord>(v: &mut Vec<(T, isize)>) {
-    differential_dataflow::consolidation::consolidate(v);
+/// Sums the multiplicities of equal values of a short list and drops zeros, sorted.
+fn consolidate_small<T: Ord>(v: &mut SmallVec<[(T, isize); 2]>) {
+    if v.len() == 1 {
+        if v[0].1 == 0 {
+            v.clear();
+        }
+        return;
+    }
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out: SmallVec<[(T, isize); 2]> = SmallVec::new();
+    for (x, r) in v.drain(..) {
+        match out.last_mut() {
+            Some(last) if last.0 == x => last.1 += r,
+            _ => out.push((x, r)),
+        }
+    }
+    out.retain(|e| e.1 != 0);
+    *v = out;
+}
+
+/// The same shared value: the same allocation, or equal contents.
+fn same<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
+impl JoinOut {
+    /// Equality that compares shared records by address first (a slot's outputs before and
+    /// after a change share them; comparing their contents was most of the diff's time).
+    fn same(&self, other: &JoinOut) -> bool {
+        use JoinOut::*;
+        match (self, other) {
+            (Event(a), Event(b)) => same(a, b),
+            (EventLabel(a, l), EventLabel(b, m)) => l == m && same(a, b),
+            (Scored(a, p), Scored(b, q)) => same(p, q) && same(a, b),
+            (Labeled(a, p, l), Labeled(b, q, m)) => l == m && same(p, q) && same(a, b),
+            (Orphan(a, l), Orphan(b, m)) => l == m && a == b,
+            (Example(a, l), Example(b, m)) => l == m && same(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// `after − before`, zeros dropped, into `after` (both lists are a slot's few outputs).
+fn diff(before: &mut Vec<(JoinOut, isize)>, after: &mut Vec<(JoinOut, isize)>) {
+    for (o, r) in before.drain(..) {
+        match after.iter_mut().find(|(x, _)| x.same(&o)) {
+            Some(a) => a.1 -= r,
+            None => after.push((o, -r)),
+        }
+    }
+    after.retain(|(_, r)| *r != 0);
 }
 
 impl Slot {
     /// The deduplicated label at `t`: latest label time wins (ties: larger label).
     fn label_state(&self, t: u64) -> Option<LabelState> {
-        let mut present: Vec<((u64, u8), isize)> = self
+        let mut present: SmallVec<[((u64, u8), isize); 2]> = self
             .labels
             .iter()
             .filter(|l| l.present(t))
             .map(|l| (l.value, l.r))
             .collect();
-        consolidate(&mut present);
+        consolidate_small(&mut present);
         let first = present.first()?;
         let last = present[present.len() - 1];
         Some(LabelState {
@@ -358,23 +409,22 @@ pub fn join<'s>(
                                 }
                             }
                         }
-                        touched.sort_unstable();
-                        touched.dedup();
                         let mut session = output.session(&cap);
                         for id in touched {
                             let Some(slot) = slots.get_mut(&*id) else {
                                 continue;
                             };
+                            if slot.last == Some(t) {
+                                // Touched twice at `t`: already evaluated.
+                                continue;
+                            }
                             before.clear();
                             after.clear();
                             if let Some(last) = slot.last {
                                 slot.outputs(&id, last, tick, horizon, &mut before);
                             }
                             slot.outputs(&id, t, tick, horizon, &mut after);
-                            for (o, r) in before.drain(..) {
-                                after.push((o, -r));
-                            }
-                            consolidate(&mut after);
+                            diff(&mut before, &mut after);
                             // The slot's labeled events changed only by additions: an example
                             // (the greatest, as the learner takes the last of an id's sorted
                             // changes). Its outputs are all of this id's changes at `t`.
@@ -383,7 +433,9 @@ pub fn join<'s>(
                                 .filter(|(o, _)| matches!(o, JoinOut::EventLabel(..)))
                                 .peekable();
                             if labeled.peek().is_some() && labeled.clone().all(|(_, r)| *r > 0) {
-                                if let Some((JoinOut::EventLabel(e, l), _)) = labeled.last() {
+                                if let Some((JoinOut::EventLabel(e, l), _)) =
+                                    labeled.max_by(|a, b| a.0.cmp(&b.0))
+                                {
                                     session.give((JoinOut::Example(e.clone(), l.clone()), t, 1));
                                 }
                             }
