@@ -80,6 +80,59 @@ pub trait OutputRow: Clone + Ord + std::fmt::Debug + 'static {
     }
     /// Moves the metrics by this row's change of `diff`.
     fn observe(&self, _diff: isize, _ctx: &Format, _m: &mut crate::metrics::Metrics) {}
+    /// This value's JSON lines at `ts` with `diff`, appended to `out` (`cols` is scratch):
+    /// `json_line` of each of its columns.
+    fn lines(
+        &self,
+        ts: u64,
+        diff: isize,
+        ctx: &Format,
+        cols: &mut Vec<Columns>,
+        out: &mut Vec<String>,
+    ) {
+        cols.clear();
+        self.columns(ctx, cols);
+        out.extend(cols.iter().map(|c| json_line(ts, diff, c)));
+    }
+}
+
+/// A JSON line written field by field, with `serde_json`'s own text for every value (the
+/// bytes `json_line` gives for the same columns), for outputs with many lines.
+struct Line(Vec<u8>);
+
+impl Line {
+    fn new(ts: u64, diff: isize) -> Line {
+        use std::io::Write;
+        let mut s = Vec::with_capacity(320);
+        write!(s, "{{\"ts\":{ts},\"diff\":{diff}").expect("writing to memory");
+        Line(s)
+    }
+
+    fn key(&mut self, k: &str) -> &mut Line {
+        self.0.extend_from_slice(b",\"");
+        self.0.extend_from_slice(k.as_bytes());
+        self.0.extend_from_slice(b"\":");
+        self
+    }
+
+    fn value<T: serde::Serialize + ?Sized>(&mut self, k: &str, v: &T) -> &mut Line {
+        self.key(k);
+        serde_json::to_writer(&mut self.0, v).expect("a JSON value serializes");
+        self
+    }
+
+    /// A float as `opt` writes it: null unless finite.
+    fn float(&mut self, k: &str, v: Option<f64>) -> &mut Line {
+        match v {
+            Some(x) if x.is_finite() => self.value(k, &x),
+            _ => self.value(k, &()),
+        }
+    }
+
+    fn finish(&mut self) -> String {
+        self.0.push(b'}');
+        String::from_utf8(std::mem::take(&mut self.0)).expect("JSON is UTF-8")
+    }
 }
 
 fn win_cols(windows: &Windows, w: &Win) -> Columns {
@@ -322,6 +375,51 @@ impl OutputRow for FeatureRow {
 
     fn status(&self) -> Option<Status> {
         Some(self.status)
+    }
+
+    /// The lines of [`FeatureRow::columns`], written without building columns: entity
+    /// features are most of a bench run's output lines.
+    fn lines(
+        &self,
+        ts: u64,
+        diff: isize,
+        ctx: &Format,
+        _cols: &mut Vec<Columns>,
+        out: &mut Vec<String>,
+    ) {
+        let a = &self.agg;
+        let w = &self.key.win;
+        let base = |feature: Option<&str>| {
+            let mut l = Line::new(ts, diff);
+            l.value("window", ctx.windows.name(w))
+                .value("window_start", &w.start)
+                .value("window_end", &w.end)
+                .value("entity", &self.key.entity)
+                .value("feature", &feature)
+                .value("status", self.status.name())
+                .value("events", &a.events)
+                .value("freshness_ms", &w.end.saturating_sub(a.last_time));
+            l
+        };
+        if a.stats.is_empty() {
+            let mut l = base(None);
+            l.value("n", &0)
+                .value("mean", &())
+                .value("std", &())
+                .value("min", &())
+                .value("max", &());
+            out.push(l.finish());
+        }
+        for (s, name) in a.stats.iter().zip(&ctx.feature_names) {
+            let some = s.n > 0;
+            let mut l = base(Some(name));
+            l.value("n", &s.n)
+                .float("mean", s.mean())
+                .float("std", s.std())
+                .float("min", some.then(|| s.min as f64 / 1e6))
+                .float("max", some.then(|| s.max as f64 / 1e6));
+            out.push(l.finish());
+        }
     }
 }
 
@@ -588,5 +686,63 @@ impl OutputRow for ShadowRow {
             ("mean_score_diff", mean(self.diff)),
         ]);
         out.push(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataflow::features::{FKey, FeatureAgg, FeatureStat};
+
+    /// Entity features written field by field are the bytes their columns give.
+    #[test]
+    fn feature_lines_equal_their_columns() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/demo.toml");
+        let job = crate::config::Job::load(&dir).expect("the demo job loads");
+        let ctx = Format::new(&job);
+        let stat = |n, sum: i128, sum_sq: i128, min, max| FeatureStat {
+            n,
+            sum,
+            sum_sq,
+            min,
+            max,
+        };
+        let stats = [
+            vec![],
+            vec![stat(0, 0, 0, 0, 0); ctx.feature_names.len()],
+            (0..ctx.feature_names.len())
+                .map(|i| stat(3, 6_123_457 * i as i128, 14_000_000_000_000, -2, 4_500_001))
+                .collect(),
+            vec![stat(2, i128::MAX / 2, i128::MAX, i64::MIN, i64::MAX); ctx.feature_names.len()],
+        ];
+        for (i, stats) in stats.into_iter().enumerate() {
+            for status in [Status::Provisional, Status::Final, Status::Retired] {
+                let row = FeatureRow {
+                    key: FKey {
+                        win: Win {
+                            family: 0,
+                            start: 1_767_225_300_000,
+                            end: 1_767_225_600_000,
+                        },
+                        entity: format!("ent\"{i}\\é"),
+                    },
+                    status,
+                    agg: FeatureAgg {
+                        events: 11,
+                        last_time: 1_767_225_599_990 + i as u64 * 100,
+                        stats: stats.clone(),
+                    },
+                };
+                let (mut cols, mut fast) = (Vec::new(), Vec::new());
+                row.lines(1_767_225_600_000, -1, &ctx, &mut cols, &mut fast);
+                cols.clear();
+                row.columns(&ctx, &mut cols);
+                let slow: Vec<String> = cols
+                    .iter()
+                    .map(|c| json_line(1_767_225_600_000, -1, c))
+                    .collect();
+                assert_eq!(fast, slow);
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 
-use super::rows::{json_line, Columns, Format, OutputRow};
+use super::rows::{Columns, Format, OutputRow};
 use super::writer::ChangelogWriter;
 use crate::dataflow::timers::{pending_at, Pending};
 use crate::dataflow::windows::Status;
@@ -249,9 +249,9 @@ where
                         let mut session = output.session(&cap);
                         for (row, diff) in updates {
                             let lines = format.text_only.then(|| {
-                                cols.clear();
-                                row.columns(&format, &mut cols);
-                                cols.iter().map(|c| json_line(ts, diff, c)).collect()
+                                let mut lines = Vec::new();
+                                row.lines(ts, diff, &format, &mut cols, &mut lines);
+                                lines
                             });
                             session.give(((row, diff, lines), ts, 1));
                         }
