@@ -15,8 +15,11 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::vec::Partition;
+use timely::dataflow::Stream;
+use timely::progress::operate::FrontierInterest;
 
 use super::timers::{pending_at, Pending, TimerHold};
 use crate::records::{Event, Prediction, Record};
@@ -468,47 +471,68 @@ pub fn join<'s>(
             },
         )
         .as_collection();
-    // Each output moves into exactly one of the collections (no clone per consumer).
-    let mut parts = out
-        .inner
-        .partition(6, |(o, t, r)| {
-            let i = match &o {
-                JoinOut::Event(_) => 0,
-                JoinOut::EventLabel(..) => 1,
-                JoinOut::Scored(..) => 2,
-                JoinOut::Labeled(..) => 3,
-                JoinOut::Orphan(..) => 4,
-                JoinOut::Example(..) => 5,
-            };
-            (i, (o, t, r))
-        })
-        .into_iter()
-        .map(|s| s.as_collection());
-    let mut next = || parts.next().expect("six parts");
+    split(out.inner, name)
+}
+
+/// Splits the join's outputs by kind into the typed collections downstream reads (`…JoinSplit`):
+/// one stateless operator, where a partition and a map per kind each copied every output.
+/// Time: outputs keep their timestamps. State: none. Failure modes: none.
+fn split<'s>(out: Stream<'s, u64, Vec<(JoinOut, u64, isize)>>, name: &str) -> Joined<'s> {
+    let mut builder = OperatorBuilder::new(format!("{name}.JoinSplit"), out.scope());
+    let mut input = builder.new_input(out, Pipeline);
+    builder.set_notify_for(0, FrontierInterest::Never);
+    let (mut o_events, events) = builder.new_output::<Vec<(Ev, u64, isize)>>();
+    let (mut o_event_labels, event_labels) =
+        builder.new_output::<Vec<((Ev, LabelState), u64, isize)>>();
+    let (mut o_scored, scored) = builder.new_output::<Vec<((Ev, Pr), u64, isize)>>();
+    let (mut o_labeled, labeled) = builder.new_output::<Vec<(Labeled, u64, isize)>>();
+    let (mut o_orphans, orphans) = builder.new_output::<Vec<((String, LabelState), u64, isize)>>();
+    let (mut o_examples, examples) = builder.new_output::<Vec<((Ev, LabelState), u64, isize)>>();
+    builder.build(move |_| {
+        move |_| {
+            let mut h_events = o_events.activate();
+            let mut h_event_labels = o_event_labels.activate();
+            let mut h_scored = o_scored.activate();
+            let mut h_labeled = o_labeled.activate();
+            let mut h_orphans = o_orphans.activate();
+            let mut h_examples = o_examples.activate();
+            input.for_each_stamp(|cap, data| {
+                let (mut ev, mut el, mut sc, mut lb, mut or, mut ex) = Default::default();
+                for container in data {
+                    for (o, t, r) in container.drain(..) {
+                        match o {
+                            JoinOut::Event(e) => push(&mut ev, (e, t, r)),
+                            JoinOut::EventLabel(e, l) => push(&mut el, ((e, l), t, r)),
+                            JoinOut::Scored(e, p) => push(&mut sc, ((e, p), t, r)),
+                            JoinOut::Labeled(e, p, l) => push(&mut lb, ((e, p, l), t, r)),
+                            JoinOut::Orphan(id, l) => push(&mut or, ((id, l), t, r)),
+                            JoinOut::Example(e, l) => push(&mut ex, ((e, l), t, r)),
+                        }
+                    }
+                }
+                h_events.give(&cap, &mut ev);
+                h_event_labels.give(&cap, &mut el);
+                h_scored.give(&cap, &mut sc);
+                h_labeled.give(&cap, &mut lb);
+                h_orphans.give(&cap, &mut or);
+                h_examples.give(&cap, &mut ex);
+            });
+        }
+    });
     Joined {
-        events: next().flat_map(|o| match o {
-            JoinOut::Event(e) => Some(e),
-            _ => None,
-        }),
-        event_labels: next().flat_map(|o| match o {
-            JoinOut::EventLabel(e, l) => Some((e, l)),
-            _ => None,
-        }),
-        scored: next().flat_map(|o| match o {
-            JoinOut::Scored(e, p) => Some((e, p)),
-            _ => None,
-        }),
-        labeled: next().flat_map(|o| match o {
-            JoinOut::Labeled(e, p, l) => Some((e, p, l)),
-            _ => None,
-        }),
-        orphans: next().flat_map(|o| match o {
-            JoinOut::Orphan(id, l) => Some((id, l)),
-            _ => None,
-        }),
-        examples: next().flat_map(|o| match o {
-            JoinOut::Example(e, l) => Some((e, l)),
-            _ => None,
-        }),
+        events: events.as_collection(),
+        event_labels: event_labels.as_collection(),
+        scored: scored.as_collection(),
+        labeled: labeled.as_collection(),
+        orphans: orphans.as_collection(),
+        examples: examples.as_collection(),
     }
+}
+
+/// Pushes `x`, keeping the container's first allocation small (most kinds are rare in a batch).
+fn push<T>(v: &mut Vec<T>, x: T) {
+    if v.capacity() == 0 {
+        v.reserve(64);
+    }
+    v.push(x);
 }
