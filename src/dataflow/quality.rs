@@ -5,9 +5,11 @@
 //! Time: each labeled prediction updates one pane per segment (see [`super::panes`]); sums are
 //! fixed-point integers (log-loss and Brier in 1e-9 units), so any worker count adds the same
 //! integers. The provisional AUC comes from score-bin counts; a final window's exact AUC comes
-//! from its panes' score histograms, merged in score order, whenever the final row is rendered.
+//! from its panes' score histograms, merged in score order when it is first rendered final and
+//! then kept up to date from the deltas of its panes ([`ExactIndex`]).
 //! State: per pane, segment and model, the sums, the score bins and every score with its label
-//! counts; a pane leaves state when the last window containing it retires.
+//! counts; per large final window, its exact-AUC index (bucket counts); a pane leaves state when
+//! the last window containing it retires.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
