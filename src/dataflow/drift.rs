@@ -58,8 +58,10 @@ pub enum Cell {
 pub struct DriftAgg {
     /// Null values.
     pub nulls: u64,
-    /// Numeric: values per fine reference bin (empty for categorical features).
-    pub cells: Vec<u64>,
+    /// Numeric: values per fine reference bin (empty for categorical features). Shared: a
+    /// row is kept as its window's last row and travels to several consumers, and its bins
+    /// (thousands) were most of those copies' memory.
+    pub cells: std::sync::Arc<[u64]>,
     /// Categorical: values per category, by name.
     pub cats: Vec<(String, u64)>,
 }
@@ -443,7 +445,7 @@ impl Render for DriftRender {
         }
         let agg = DriftAgg {
             nulls: nulls as u64,
-            cells: cells.into_iter().map(|c| c as u64).collect(),
+            cells: cells.into_iter().map(|c| c as u64).collect::<Vec<u64>>().into(),
             cats: cats
                 .into_iter()
                 .map(|(k, n)| (k.to_string(), n as u64))

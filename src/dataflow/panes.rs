@@ -113,8 +113,8 @@ pub type PaneDelta<G, A> = (G, u64, u64, A);
 /// multiplicity `r`) changes. Deltas of panes of `panes` whose last window has retired are
 /// dropped here.
 ///
-/// Time: a timestamp's map is flushed when the frontier passes it. State: the maps of open
-/// timestamps only.
+/// Time: a timestamp's map is flushed, in key order, when the frontier passes it. State: the
+/// maps of open timestamps only.
 pub fn pre_aggregate<'s, D, G, A, F>(
     coll: VecCollection<'s, u64, D>,
     name: &str,
@@ -123,7 +123,7 @@ pub fn pre_aggregate<'s, D, G, A, F>(
 ) -> Stream<'s, u64, Vec<PaneDelta<G, A>>>
 where
     D: Data,
-    G: ExchangeData,
+    G: ExchangeData + Hash,
     A: PaneAcc,
     F: FnMut(&D, isize, &mut dyn FnMut(G, u64, &mut dyn FnMut(&mut A))) + 'static,
 {
@@ -133,7 +133,9 @@ where
             Pipeline,
             name,
             move |_, _| {
-                let mut open: Pending<BTreeMap<(G, u64), A>> = BTreeMap::new();
+                // Hashed, not ordered, per record; sorted once per flush, so what leaves is in
+                // key order as before.
+                let mut open: Pending<ahash::AHashMap<(G, u64), A>> = BTreeMap::new();
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         for (d, t, r) in data.drain(..) {
@@ -154,11 +156,12 @@ where
                         }
                         let t = *entry.key();
                         let (cap, map) = entry.remove();
+                        let mut deltas: Vec<_> =
+                            map.into_iter().filter(|(_, a)| !a.is_empty()).collect();
+                        deltas.sort_unstable_by(|x, y| x.0.cmp(&y.0));
                         let mut session = output.session(&cap);
-                        for ((g, pane), a) in map {
-                            if !a.is_empty() {
-                                session.give((g, pane, t, a));
-                            }
+                        for ((g, pane), a) in deltas {
+                            session.give((g, pane, t, a));
                         }
                     }
                 }
