@@ -445,7 +445,11 @@ impl Render for DriftRender {
         }
         let agg = DriftAgg {
             nulls: nulls as u64,
-            cells: cells.into_iter().map(|c| c as u64).collect::<Vec<u64>>().into(),
+            cells: cells
+                .into_iter()
+                .map(|c| c as u64)
+                .collect::<Vec<u64>>()
+                .into(),
             cats: cats
                 .into_iter()
                 .map(|(k, n)| (k.to_string(), n as u64))
