@@ -304,13 +304,14 @@ fn batch_agg(
         _ => None,
     };
     if let Some(r) = r {
-        a.cells = vec![0; r.cells.len()];
+        let mut cells = vec![0u64; r.cells.len()];
         for v in numeric {
             match v {
-                Some(v) => a.cells[r.cell(*v) as usize] += 1,
+                Some(v) => cells[r.cell(*v) as usize] += 1,
                 None => a.nulls += 1,
             }
         }
+        a.cells = cells.into();
     } else {
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for v in cats {

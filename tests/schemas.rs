@@ -246,7 +246,7 @@ fn output_rows_match_their_schema_files() {
             status: Status::Final,
             agg: DriftAgg {
                 nulls: 0,
-                cells: Vec::new(),
+                cells: Default::default(),
                 cats: vec![("FR".into(), 3), ("US".into(), 40)],
             },
             exact: None,

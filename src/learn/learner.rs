@@ -414,7 +414,7 @@ impl ScoreText {
 
     /// Appends one entry's text (`,entry`), sealing the open chunk first at a cut.
     fn push(&mut self, text: &[u8]) {
-        if fnv1a(text) % self.chunk == 0 && !self.open.1.is_empty() {
+        if fnv1a(text).is_multiple_of(self.chunk) && !self.open.1.is_empty() {
             let (t, lens) = std::mem::take(&mut self.open);
             self.chunks.push_back((t.into(), lens));
         }
