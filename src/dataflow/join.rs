@@ -306,8 +306,10 @@ pub fn join<'s>(
     name: &str,
     records: VecCollection<'s, u64, Record>,
     life: Lifetimes,
+    panes: &super::panes::Panes,
     held: Arc<std::sync::atomic::AtomicI64>,
 ) -> Joined<'s> {
+    let panes = panes.clone();
     let Lifetimes {
         tick,
         ttl,
@@ -431,6 +433,17 @@ pub fn join<'s>(
                             }
                             slot.outputs(&id, t, tick, horizon, &mut after);
                             diff(&mut before, &mut after);
+                            // Retractions of events and labeled predictions once every window
+                            // of their pane has retired change nothing downstream: their readers
+                            // are pane aggregations, which drop them, and the concept-drift
+                            // detectors, which read additions only. (Labeled events and scored
+                            // predictions also feed the online join's state, so they stay.)
+                            after.retain(|(o, r)| match o {
+                                JoinOut::Event(e) | JoinOut::Labeled(e, ..) if *r < 0 => {
+                                    panes.pane_expiry(panes.pane_of(e.time)) > t
+                                }
+                                _ => true,
+                            });
                             // The slot's labeled events changed only by additions: an example
                             // (the greatest, as the learner takes the last of an id's sorted
                             // changes). Its outputs are all of this id's changes at `t`.

@@ -450,7 +450,7 @@ pub fn build(
             retention: t.retention_ms,
             label_window: job.max_window_ms(),
         };
-        let joined = join::join(&name, records, life, held.clone());
+        let joined = join::join(&name, records, life, &win, held.clone());
         let learned = job.learn.as_ref().map(|l| {
             let state = plan.state.state.as_ref();
             learn::learn(
