@@ -433,17 +433,6 @@ pub fn join<'s>(
                             }
                             slot.outputs(&id, t, tick, horizon, &mut after);
                             diff(&mut before, &mut after);
-                            // Retractions of events and labeled predictions once every window
-                            // of their pane has retired change nothing downstream: their readers
-                            // are pane aggregations, which drop them, and the concept-drift
-                            // detectors, which read additions only. (Labeled events and scored
-                            // predictions also feed the online join's state, so they stay.)
-                            after.retain(|(o, r)| match o {
-                                JoinOut::Event(e) | JoinOut::Labeled(e, ..) if *r < 0 => {
-                                    panes.pane_expiry(panes.pane_of(e.time)) > t
-                                }
-                                _ => true,
-                            });
                             // The slot's labeled events changed only by additions: an example
                             // (the greatest, as the learner takes the last of an id's sorted
                             // changes). Its outputs are all of this id's changes at `t`.
@@ -458,6 +447,23 @@ pub fn join<'s>(
                                     session.give((JoinOut::Example(e.clone(), l.clone()), t, 1));
                                 }
                             }
+                            // (After the example above, which must see every change.)
+                            // Retractions about an event once every window of its pane has
+                            // retired change nothing downstream: their readers are pane
+                            // aggregations, which drop them, the concept-drift detectors, which
+                            // read additions only, and the online join, which forgets values
+                            // of retired panes by itself.
+                            after.retain(|(o, r)| match o {
+                                JoinOut::Event(e)
+                                | JoinOut::EventLabel(e, _)
+                                | JoinOut::Scored(e, _)
+                                | JoinOut::Labeled(e, ..)
+                                    if *r < 0 =>
+                                {
+                                    panes.pane_expiry(panes.pane_of(e.time)) > t
+                                }
+                                _ => true,
+                            });
                             for (o, r) in after.drain(..) {
                                 session.give((o, t, r));
                             }

@@ -2,9 +2,13 @@
 //! online model's scores against the joined events).
 //!
 //! Semantics: the relational join of the two collections' contents at every timestamp, as a
-//! changelog: at a complete timestamp `t`, `ΔA ⋈ B(t⁻) + A(t) ⋈ ΔB`. Time: processed in
+//! changelog: at a complete timestamp `t`, `ΔA ⋈ B(t⁻) + A(t) ⋈ ΔB`, for values whose event's
+//! pane still has a live window at `t`. Every output is about one event and lands in that
+//! event's pane, so once the pane's windows have all retired a value can only produce outputs
+//! that pane aggregations drop: such values are ignored on input and leave state when their
+//! pane retires (the join upstream no longer sends their retractions). Time: processed in
 //! timestamp order once both frontiers pass `t`. State: each side's current values per key,
-//! dropped when a key's values cancel. Failure modes: none.
+//! dropped when a key's values cancel or their panes retire. Failure modes: none.
 
 use std::collections::BTreeMap;
 
@@ -18,25 +22,36 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 
-use super::panes::{owner, stable_hash};
+use super::panes::{owner, stable_hash, Panes};
 use super::timers::{pending_at, Pending};
 
 type Sides<A, B> = (Vec<(A, isize)>, Vec<(B, isize)>);
 
-/// Joins `a` and `b` on their keys, emitting `f(key, a, b)` for every matching pair.
+/// The event time of a joined value, whose pane decides how long it matters.
+pub trait EventTime {
+    /// Event time, epoch milliseconds.
+    fn event_time(&self) -> u64;
+}
+
+/// Joins `a` and `b` on their keys, emitting `f(key, a, b)` for every matching pair while the
+/// values' panes (of `panes`) have a live window.
 pub fn keyed_join<'s, K, A, B, O, F>(
     a: VecCollection<'s, u64, (K, A)>,
     b: VecCollection<'s, u64, (K, B)>,
     name: &str,
+    panes: &Panes,
     f: F,
 ) -> VecCollection<'s, u64, O>
 where
     K: ExchangeData + Hash,
-    A: ExchangeData,
-    B: ExchangeData,
+    A: ExchangeData + EventTime,
+    B: ExchangeData + EventTime,
     O: Data,
     F: Fn(&K, &A, &B) -> O + 'static,
 {
+    let panes = panes.clone();
+    // When the windows of the pane of event time `e` have all retired.
+    let retires = move |e: u64| panes.pane_expiry(panes.pane_of(e));
     let peers = a.inner.scope().peers();
     a.inner
         .binary_frontier::<_, CapacityContainerBuilder<Vec<(O, u64, isize)>>, _, _, _, _>(
@@ -51,6 +66,8 @@ where
             move |_, _| {
                 let mut state: AHashMap<K, Sides<A, B>> = AHashMap::new();
                 let mut pending: Pending<Sides<(K, A), (K, B)>> = BTreeMap::new();
+                // Keys holding a value whose pane retires at a time, by that time.
+                let mut retiring: BTreeMap<u64, Vec<K>> = BTreeMap::new();
                 move |(in_a, fa), (in_b, fb), output| {
                     let port = output.output_index();
                     in_a.for_each(|cap, data| {
@@ -69,11 +86,18 @@ where
                             break;
                         }
                         let (cap, (mut da, mut db)) = entry.remove();
+                        da.retain(|((_, v), _)| retires(v.event_time()) > t);
+                        db.retain(|((_, v), _)| retires(v.event_time()) > t);
                         consolidate(&mut da);
                         consolidate(&mut db);
                         let mut out = Vec::new();
                         // ΔA against B before t, then ΔB against A after ΔA.
                         for ((k, va), ra) in da {
+                            if !state.contains_key(&k) {
+                                // A key is listed once, at its earliest retirement.
+                                let at = retires(va.event_time());
+                                retiring.entry(at).or_default().push(k.clone());
+                            }
                             let sides = state.entry(k.clone()).or_default();
                             for (vb, rb) in &sides.1 {
                                 out.push((f(&k, &va, vb), ra * rb));
@@ -85,6 +109,11 @@ where
                             }
                         }
                         for ((k, vb), rb) in db {
+                            if !state.contains_key(&k) {
+                                // A key is listed once, at its earliest retirement.
+                                let at = retires(vb.event_time());
+                                retiring.entry(at).or_default().push(k.clone());
+                            }
                             let sides = state.entry(k.clone()).or_default();
                             for (va, ra) in &sides.0 {
                                 out.push((f(&k, va, &vb), ra * rb));
@@ -93,6 +122,32 @@ where
                             consolidate(&mut sides.1);
                             if sides.0.is_empty() && sides.1.is_empty() {
                                 state.remove(&k);
+                            }
+                        }
+                        // Values of retired panes leave (they could only join into retired
+                        // windows from now on).
+                        while let Some(e) = retiring.first_entry() {
+                            if *e.key() > t {
+                                break;
+                            }
+                            for k in e.remove() {
+                                let Some(sides) = state.get_mut(&k) else {
+                                    continue;
+                                };
+                                sides.0.retain(|(v, _)| retires(v.event_time()) > t);
+                                sides.1.retain(|(v, _)| retires(v.event_time()) > t);
+                                let next = sides
+                                    .0
+                                    .iter()
+                                    .map(|(v, _)| retires(v.event_time()))
+                                    .chain(sides.1.iter().map(|(v, _)| retires(v.event_time())))
+                                    .min();
+                                match next {
+                                    Some(at) => retiring.entry(at).or_default().push(k),
+                                    None => {
+                                        state.remove(&k);
+                                    }
+                                }
                             }
                         }
                         consolidate(&mut out);

@@ -59,6 +59,24 @@ enum Side {
     Scored(super::join::Ev, super::join::Pr),
 }
 
+impl super::keyed_join::EventTime for Side {
+    fn event_time(&self) -> u64 {
+        match self {
+            Side::Label(e, _) | Side::Scored(e, _) => e.time,
+        }
+    }
+}
+
+/// An online score with its event's time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct Score(u64, Arc<Prediction>);
+
+impl super::keyed_join::EventTime for Score {
+    fn event_time(&self) -> u64 {
+        self.0
+    }
+}
+
 /// An online score joined: with a labeled event (quality input) or a production prediction
 /// (the shadow comparison: event, production prediction, online score).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -304,7 +322,7 @@ pub fn learn<'s>(
                 score,
                 time,
             });
-            Some((id, (time, p)))
+            Some((id, Score(time, p)))
         }
         _ => None,
     });
@@ -316,7 +334,7 @@ pub fn learn<'s>(
     let scores = expire_at(
         scores,
         &format!("{name}.OnlineScoreExpiry"),
-        move |(_, (time, _))| time.saturating_add(ttl).div_ceil(emit) * emit,
+        move |(_, Score(time, _))| time.saturating_add(ttl).div_ceil(emit) * emit,
     );
     // The scores meet the join's labeled events (the online model's quality) and its
     // production predictions (the shadow comparison) in one keyed join.
@@ -334,7 +352,8 @@ pub fn learn<'s>(
         scores,
         sides,
         &format!("{name}.Online"),
-        |_, (_, online), side| match side {
+        panes,
+        |_, Score(_, online), side| match side {
             Side::Label(e, l) => Met::Labeled(e.clone(), online.clone(), l.clone()),
             Side::Scored(e, p) => Met::Pair(e.clone(), p.clone(), online.score),
         },
