@@ -300,8 +300,10 @@ impl Slot {
 ///
 /// Time: a slot is evaluated at every timestamp at which a record of its id arrives and at the
 /// one timer it holds (the next expiry or orphan deadline); its outputs at that time minus its
-/// outputs at its previous evaluation are emitted as ±1 contributions. No retraction waits in
-/// any batcher. State: the slots of ids with a live record. Failure modes: none on input.
+/// outputs at its previous evaluation are emitted as ±1 contributions, except retractions
+/// about an event whose pane (of `panes`) has no live window left: every reader of those drops
+/// or ignores them. No retraction waits in any batcher. State: the slots of ids with a live
+/// record. Failure modes: none on input.
 pub fn join<'s>(
     name: &str,
     records: VecCollection<'s, u64, Record>,
