@@ -161,3 +161,72 @@ where
         )
         .as_collection()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, AtomicU64};
+    use std::sync::Arc;
+
+    use differential_dataflow::input::Input;
+    use serde::{Deserialize, Serialize};
+    use timely::dataflow::operators::capture::{Capture, Extract};
+
+    use super::*;
+    use crate::dataflow::windows::Windows;
+
+    /// A value with its event time.
+    #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    struct V(u64);
+
+    impl EventTime for V {
+        fn event_time(&self) -> u64 {
+            self.0
+        }
+    }
+
+    /// Values of a pane whose windows have all retired join nothing, whether they arrive then
+    /// or were held from before; values of live panes join as ever.
+    #[test]
+    fn values_of_retired_panes_join_nothing() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/demo.toml");
+        let job = crate::config::Job::load(&path).expect("the demo job loads");
+        let panes = Panes::new(
+            &Windows::new(&job),
+            Arc::new(AtomicI64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let e = 1_767_225_600_000u64;
+        let dead = panes.pane_expiry(panes.pane_of(e));
+        let live = dead + panes.pane_ms;
+        assert!(panes.pane_expiry(panes.pane_of(live)) > dead + 1);
+        let p = panes.clone();
+        let out = timely::execute_directly(move |worker| {
+            let (mut a, mut b, rx) = worker.dataflow::<u64, _, _>(|scope| {
+                let (a, ca) = scope.new_collection::<(u32, V), isize>();
+                let (b, cb) = scope.new_collection::<(u32, V), isize>();
+                let rx = keyed_join(ca, cb, "test", &p, |k, x: &V, y: &V| (*k, x.0, y.0))
+                    .inner
+                    .capture();
+                (a, b, rx)
+            });
+            a.advance_to(e);
+            b.advance_to(e);
+            a.insert((1, V(e))); // pairs now
+            b.insert((1, V(e)));
+            a.insert((2, V(e))); // its partner comes only after the pane retired
+            a.advance_to(dead);
+            b.advance_to(dead);
+            b.insert((2, V(e)));
+            a.insert((3, V(e))); // a held value of key 1's pane meets a late partner
+            b.insert((1, V(e)));
+            a.insert((4, V(live))); // a live pane pairs as ever
+            b.insert((4, V(live)));
+            drop((a, b));
+            while worker.step() {}
+            rx
+        });
+        let got: Vec<((u32, u64, u64), u64, isize)> =
+            out.extract().into_iter().flat_map(|(_, v)| v).collect();
+        assert_eq!(got, vec![((1, e, e), e, 1), ((4, live, live), dead, 1)]);
+    }
+}
