@@ -144,22 +144,8 @@ fn present<V: Ord>(held: &[Held<V>], t: u64) -> Present<'_, V> {
 
 /// Sums the multiplicities of equal values of a short list and drops zeros, sorted.
 fn consolidate_small<T: Ord>(v: &mut SmallVec<[(T, isize); 2]>) {
-    if v.len() == 1 {
-        if v[0].1 == 0 {
-            v.clear();
-        }
-        return;
-    }
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out: SmallVec<[(T, isize); 2]> = SmallVec::new();
-    for (x, r) in v.drain(..) {
-        match out.last_mut() {
-            Some(last) if last.0 == x => last.1 += r,
-            _ => out.push((x, r)),
-        }
-    }
-    out.retain(|e| e.1 != 0);
-    *v = out;
+    let n = differential_dataflow::consolidation::consolidate_slice(v);
+    v.truncate(n);
 }
 
 /// The same shared value: the same allocation, or equal contents.
