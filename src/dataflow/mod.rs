@@ -7,6 +7,7 @@ pub mod cardinality;
 pub mod detect;
 pub mod drift;
 pub mod features;
+pub mod intake;
 pub mod join;
 pub mod keyed_join;
 pub mod labels;
@@ -42,7 +43,7 @@ use crate::replay::recorder::{record, Checkpointer};
 use crate::replay::source::{replay, ReplayFeed};
 use crate::schema::Stream;
 use crate::sources::{
-    ingest, lead_ms, partition_key, partitions, position_source, Ingested, Progress, Resume,
+    ingest, lead_ms, partition_key, partitions, position_source, Progress, Resume,
 };
 
 /// What a run feeds, records and writes.
@@ -385,14 +386,17 @@ pub fn build(
             if plan.record.is_some() {
                 record(live.clone(), &name, segment_ms, keys, checkpointer.clone());
             }
-            ingested.push(live.filter(Ingested::is_record));
+            ingested.push(live);
         }
         if let Some(feed) = &plan.feed {
             let lead = lead_ms(&job) + 2 * segment_ms;
             ingested.push(replay(scope, &name, feed.clone(), probe.clone(), lead));
         }
-        let ingested = differential_dataflow::collection::concatenate(scope, ingested)
-            .delay(move |t| t.div_ceil(emit) * emit);
+        let intake = intake::intake(
+            differential_dataflow::collection::concatenate(scope, ingested),
+            &name,
+            emit,
+        );
         // Counts of records older than the replayed ones, so that totals match the live run.
         let base: Vec<(((Stream, u8), ()), u64, isize)> = if index == 0 {
             plan.base
@@ -403,24 +407,10 @@ pub fn build(
             Vec::new()
         };
         let base = base.to_stream(scope).as_collection().map(|(k, ())| k);
-        let records = ingested.clone().flat_map(|i| match i {
-            Ingested::Accepted(r, _) => Some(r),
-            _ => None,
-        });
-        let dead = ingested.clone().flat_map(|i| match i {
-            Ingested::Dead(d) => Some(d),
-            _ => None,
-        });
-        let ingest_rows = ingested
-            .explode(|i| {
-                let s = i.stream();
-                let kind = if matches!(i, Ingested::Accepted(..)) {
-                    1u8
-                } else {
-                    2
-                };
-                [((s, 0u8), 1isize), ((s, kind), 1)]
-            })
+        let records = intake.records;
+        let dead = intake.dead;
+        let ingest_rows = intake
+            .counts
             .concat(base)
             .count()
             .map(|((s, c), n)| (s, (c, n as i64)))

@@ -363,8 +363,14 @@ pub fn record<'s>(
                                 Ingested::Dead(d) => &d.position,
                                 Ingested::Mark(..) => unreachable!("matched above"),
                             };
-                            let o = offsets.entry(pos.source.clone()).or_default();
-                            *o = (*o).max(pos.offset);
+                            // Looked up before inserting: the source name is cloned once,
+                            // not once per record.
+                            match offsets.get_mut(&pos.source) {
+                                Some(o) => *o = (*o).max(pos.offset),
+                                None => {
+                                    offsets.insert(pos.source.clone(), pos.offset);
+                                }
+                            }
                             let stream = BufferStream::of(&item).expect("a record");
                             closing
                                 .entry(t / segment_ms)

@@ -217,6 +217,39 @@ pub fn partitions(job: &Job) -> Vec<(Stream, PartitionSpec)> {
     out
 }
 
+/// The worker that reads each partition (of [`partitions`]), among `peers`.
+///
+/// Largest input first, each to the least-loaded worker, by file size (Kafka and generated
+/// partitions weigh the same). Ties go to the highest worker index: worker 0 also carries the
+/// sinks, the replay recorder and the history-dependent operators. Which worker reads a
+/// partition changes no output (stamps are per partition), only the balance.
+pub fn owners(parts: &[(Stream, PartitionSpec)], peers: usize) -> Vec<usize> {
+    let peers = peers.max(1);
+    let weight = |spec: &PartitionSpec| match spec {
+        PartitionSpec::Jsonl(p) | PartitionSpec::Parquet(p) => {
+            std::fs::metadata(p).map_or(1, |m| m.len().max(1))
+        }
+        PartitionSpec::Generator | PartitionSpec::Kafka(_) => 1,
+    };
+    let mut order: Vec<(u64, usize)> = parts
+        .iter()
+        .enumerate()
+        .map(|(g, (_, spec))| (weight(spec), g))
+        .collect();
+    order.sort_by_key(|&(w, g)| (std::cmp::Reverse(w), g));
+    let mut load = vec![0u64; peers];
+    let mut owner = vec![0; parts.len()];
+    for (w, g) in order {
+        let least = (0..peers)
+            .rev()
+            .min_by_key(|&i| load[i])
+            .expect("at least one worker");
+        load[least] += w;
+        owner[g] = least;
+    }
+    owner
+}
+
 /// Records read per partition per activation.
 const BATCH: usize = 1024;
 
@@ -253,10 +286,12 @@ pub fn ingest<'s>(
             let activator = scope.activator_for(info.address);
             let t = &job.spec.time;
             let below = resume.as_ref().map_or(0, |r| r.below);
-            let mut parts: Vec<Part> = partitions(&job)
+            let all = partitions(&job);
+            let owner = owners(&all, peers);
+            let mut parts: Vec<Part> = all
                 .into_iter()
                 .enumerate()
-                .filter(|(g, _)| g % peers == index)
+                .filter(|(g, _)| owner[*g] == index)
                 .filter_map(|(g, (stream, spec))| {
                     let state = resume
                         .as_ref()
