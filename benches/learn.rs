@@ -28,6 +28,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tidemark::config::Job;
@@ -37,7 +38,7 @@ use tidemark::generator::{
 use tidemark::learn::learner::{Action, Example, Learner, Out};
 use tidemark::learn::model::sigmoid;
 use tidemark::learn::spec::LearnSpec;
-use tidemark::records::{from_micro, to_micro};
+use tidemark::records::{from_micro, to_micro, Event};
 use tidemark::schema::Stream;
 
 const PHASES: [&str; 5] = [
@@ -193,11 +194,13 @@ fn example_stream(params: &GeneratorParams, emit: u64, tick: u64) -> (Vec<Row>, 
         rows.push(Row {
             ts: first_ts.max(stamp(event_time)),
             example: Example {
-                event_id: id,
-                entity: r.entity.clone(),
-                event_time,
-                numeric: r.numbers.iter().map(|v| v.map(to_micro)).collect(),
-                categorical: r.cats.iter().map(|v| v.map(String::from)).collect(),
+                event: Arc::new(Event {
+                    id,
+                    entity: r.entity.clone(),
+                    time: event_time,
+                    numeric: r.numbers.iter().map(|v| v.map(to_micro)).collect(),
+                    categorical: r.cats.iter().map(|v| v.map(String::from)).collect(),
+                }),
                 label: learned,
             },
             truth,
@@ -206,7 +209,7 @@ fn example_stream(params: &GeneratorParams, emit: u64, tick: u64) -> (Vec<Row>, 
             oracle,
         });
     }
-    rows.sort_by(|a, b| (a.ts, &a.example.event_id).cmp(&(b.ts, &b.example.event_id)));
+    rows.sort_by(|a, b| (a.ts, &a.example.event.id).cmp(&(b.ts, &b.example.event.id)));
     (rows, counts)
 }
 

@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use common::*;
 use rand::{Rng, SeedableRng};
@@ -15,6 +16,7 @@ use serde_json::Value;
 use tidemark::learn::learner::{Action, Example, Learner, Out};
 use tidemark::learn::model::FeatureSpec;
 use tidemark::learn::spec::LearnSpec;
+use tidemark::records::Event;
 use tidemark::registry::{read_version, Registry};
 
 const T0: u64 = 1_767_225_600_000;
@@ -371,11 +373,13 @@ fn examples(rng: &mut rand_chacha::ChaCha8Rng, n: usize, from: usize, flip: bool
             let noise: f64 = rng.gen_range(-0.5..0.5);
             let label = ((2.0 * x - y + noise > 0.0) != flip) as u8;
             Example {
-                event_id: format!("e{i:07}"),
-                entity: format!("u{}", i % 50),
-                event_time: i as u64 * 10,
-                numeric: vec![Some((x * 1e6) as i64), Some((y * 1e6) as i64)],
-                categorical: vec![Some(["a", "b"][i % 2].to_string())],
+                event: Arc::new(Event {
+                    id: format!("e{i:07}"),
+                    entity: format!("u{}", i % 50),
+                    time: i as u64 * 10,
+                    numeric: vec![Some((x * 1e6) as i64), Some((y * 1e6) as i64)],
+                    categorical: vec![Some(["a", "b"][i % 2].to_string())],
+                }),
                 label,
             }
         })

@@ -540,7 +540,7 @@ fn split<'s>(out: Stream<'s, u64, Vec<(JoinOut, u64, isize)>>, name: &str) -> Jo
 }
 
 /// Pushes `x`, keeping the container's first allocation small (most kinds are rare in a batch).
-fn push<T>(v: &mut Vec<T>, x: T) {
+pub(super) fn push<T>(v: &mut Vec<T>, x: T) {
     if v.capacity() == 0 {
         v.reserve(64);
     }

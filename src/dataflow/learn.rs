@@ -14,11 +14,15 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use differential_dataflow::collection::AsCollection;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::progress::operate::FrontierInterest;
 
 use super::cardinality::admit;
-use super::join::{Joined, Labeled};
+use super::join::{push, Joined, Labeled};
 use super::keyed_join::keyed_join;
 use super::ordered::{in_order, Snapshots};
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
@@ -301,31 +305,12 @@ pub fn learn<'s>(
             }
         },
     );
-    let versions = outs.clone().flat_map(|o| match o {
-        LearnOut::Version(v) => Some(v),
-        _ => None,
-    });
-    let decisions = outs.clone().flat_map(|o| match o {
-        LearnOut::Decision(d) => Some(d),
-        _ => None,
-    });
-    let quarantine = outs.clone().flat_map(|o| match o {
-        LearnOut::Quarantine(q) => Some(q),
-        _ => None,
-    });
-    // Each score's online prediction is made once, shared by every row it appears in.
-    let scores = outs.flat_map(|o| match o {
-        LearnOut::Score(id, time, score) => {
-            let p = Arc::new(Prediction {
-                event_id: id.clone(),
-                model: ONLINE.to_string(),
-                score,
-                time,
-            });
-            Some((id, Score(time, p)))
-        }
-        _ => None,
-    });
+    let Split {
+        versions,
+        decisions,
+        quarantine,
+        scores,
+    } = split(outs, &name);
     // Scores leave state once their event has (it leaves at its tick plus `ttl`, at or before
     // this), at the next emit boundary: every input arrives at one, so the join below sees the
     // same contents there, and the retractions share one timestamp per emit interval instead of
@@ -426,15 +411,73 @@ fn new_examples(batch: Vec<((super::join::Ev, super::join::LabelState), isize)>)
         if group.iter().all(|(_, r)| *r > 0) {
             let ((e, l), _) = &group[group.len() - 1];
             out.push(Example {
-                event_id: e.id.clone(),
-                entity: e.entity.clone(),
-                event_time: e.time,
-                numeric: e.numeric.clone(),
-                categorical: e.categorical.clone(),
+                event: e.clone(),
                 label: l.label,
             });
         }
         i = j;
     }
     out
+}
+
+/// The learner's outputs by kind.
+struct Split<'s> {
+    versions: VecCollection<'s, u64, VersionRow>,
+    decisions: VecCollection<'s, u64, DecisionRow>,
+    quarantine: VecCollection<'s, u64, QuarantineRow>,
+    /// Online scores by event id, each made into a prediction shared by every row it joins.
+    scores: VecCollection<'s, u64, (String, Score)>,
+}
+
+/// Splits the learner's outputs by kind (`…LearnerSplit`): one stateless operator that moves
+/// each output once, where a map per kind copied every output for each.
+/// Time: outputs keep their timestamps. State: none. Failure modes: none.
+fn split<'s>(outs: VecCollection<'s, u64, LearnOut>, name: &str) -> Split<'s> {
+    let stream = outs.inner;
+    let mut builder = OperatorBuilder::new(format!("{name}.LearnerSplit"), stream.scope());
+    let mut input = builder.new_input(stream, Pipeline);
+    builder.set_notify_for(0, FrontierInterest::Never);
+    let (mut o_versions, versions) = builder.new_output::<Vec<(VersionRow, u64, isize)>>();
+    let (mut o_decisions, decisions) = builder.new_output::<Vec<(DecisionRow, u64, isize)>>();
+    let (mut o_quarantine, quarantine) = builder.new_output::<Vec<(QuarantineRow, u64, isize)>>();
+    let (mut o_scores, scores) = builder.new_output::<Vec<((String, Score), u64, isize)>>();
+    builder.build(move |_| {
+        move |_| {
+            let mut h_versions = o_versions.activate();
+            let mut h_decisions = o_decisions.activate();
+            let mut h_quarantine = o_quarantine.activate();
+            let mut h_scores = o_scores.activate();
+            input.for_each_stamp(|cap, data| {
+                let (mut v, mut d, mut q, mut s) = Default::default();
+                for container in data {
+                    for (o, t, r) in container.drain(..) {
+                        match o {
+                            LearnOut::Version(x) => push(&mut v, (x, t, r)),
+                            LearnOut::Decision(x) => push(&mut d, (x, t, r)),
+                            LearnOut::Quarantine(x) => push(&mut q, (x, t, r)),
+                            LearnOut::Score(id, time, score) => {
+                                let p = Arc::new(Prediction {
+                                    event_id: id.clone(),
+                                    model: ONLINE.to_string(),
+                                    score,
+                                    time,
+                                });
+                                push(&mut s, ((id, Score(time, p)), t, r));
+                            }
+                        }
+                    }
+                }
+                h_versions.give(&cap, &mut v);
+                h_decisions.give(&cap, &mut d);
+                h_quarantine.give(&cap, &mut q);
+                h_scores.give(&cap, &mut s);
+            });
+        }
+    });
+    Split {
+        versions: versions.as_collection(),
+        decisions: decisions.as_collection(),
+        quarantine: quarantine.as_collection(),
+        scores: scores.as_collection(),
+    }
 }

@@ -10,6 +10,7 @@
 //! champion is restored and updates pause until resumed.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +19,7 @@ use super::spec::{DriftAction, LearnSpec};
 use crate::dataflow::ordered::Snapshot;
 use crate::dataflow::quality::logloss_nano;
 use crate::drift::detectors::{Detector, Signal};
-use crate::records::{to_micro, MICRO};
+use crate::records::{to_micro, Event, MICRO};
 use crate::registry::{Lineage, VersionFile, VersionMetrics};
 
 /// Score bins of the gate's score-distribution check.
@@ -27,16 +28,8 @@ const SCORE_BINS: usize = 10;
 /// One labeled example, in learning order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Example {
-    /// The event id.
-    pub event_id: String,
-    /// Its entity.
-    pub entity: String,
-    /// Its event time.
-    pub event_time: u64,
-    /// Numeric features, micro-units, by schema index.
-    pub numeric: Vec<Option<i64>>,
-    /// Categorical features, by schema index.
-    pub categorical: Vec<Option<String>>,
+    /// The event, shared with the join's outputs (not copied).
+    pub event: Arc<Event>,
     /// The label.
     pub label: u8,
 }
@@ -587,29 +580,30 @@ impl Learner {
         let st = &mut self.state;
         let mut learn: Vec<BatchExample> = Vec::with_capacity(chunk.len());
         let mut drifted = None;
-        for ex in chunk {
+        for Example { event: ex, label } in chunk {
+            let label = *label;
             let input = Input {
                 numeric: &ex.numeric,
                 categorical: &ex.categorical,
             };
             let x = st.online.encode(&input);
             let score = to_micro(st.online.predict(&x)).clamp(0, MICRO);
-            out.push(Out::Score(ex.event_id.clone(), ex.event_time, score));
+            out.push(Out::Score(ex.id.clone(), ex.time, score));
             self.scored += 1;
             st.scores.push_back(ScoreEntry {
                 ts,
-                event_id: ex.event_id.clone(),
-                event_time: ex.event_time,
+                event_id: ex.id.clone(),
+                event_time: ex.time,
                 score,
             });
-            let ok = |s: i64| (s >= self.threshold) as u8 == ex.label;
+            let ok = |s: i64| (s >= self.threshold) as u8 == label;
             let champion = st.champion.as_ref().map(|c| {
                 let s = to_micro(c.model.predict(&c.model.encode(&input))).clamp(0, MICRO);
-                (logloss_nano(s, ex.label), ok(s), bin(s))
+                (logloss_nano(s, label), ok(s), bin(s))
             });
             st.window.push(
                 Obs {
-                    online_loss: logloss_nano(score, ex.label),
+                    online_loss: logloss_nano(score, label),
                     online_ok: ok(score),
                     online_bin: bin(score),
                     champion,
@@ -621,11 +615,11 @@ impl Learner {
                     drifted = Some(det.detail());
                 }
             }
-            if is_held_out(&ex.event_id, spec.canary.holdout) {
+            if is_held_out(&ex.id, spec.canary.holdout) {
                 st.holdout.push_back(Held {
                     numeric: ex.numeric.clone(),
                     categorical: ex.categorical.clone(),
-                    label: ex.label,
+                    label,
                 });
                 if st.holdout.len() > spec.canary.window {
                     st.holdout.pop_front();
@@ -637,19 +631,16 @@ impl Learner {
             }
             if let Some(cap) = spec.defence.entity_cap {
                 let w = spec.defence.entity_window_ms;
-                let per = st
-                    .caps
-                    .entry(ex.event_time - ex.event_time % w)
-                    .or_default();
+                let per = st.caps.entry(ex.time - ex.time % w).or_default();
                 let n = match per.get_mut(&ex.entity) {
                     Some(n) => n,
                     None => per.entry(ex.entity.clone()).or_insert(0),
                 };
                 if *n >= cap {
                     out.push(Out::Quarantine(QuarantineRow {
-                        event_id: ex.event_id.clone(),
+                        event_id: ex.id.clone(),
                         entity: ex.entity.clone(),
-                        event_time: ex.event_time,
+                        event_time: ex.time,
                         reason: format!("entity_cap: {cap} examples of this entity per {w} ms"),
                     }));
                     continue;
@@ -669,19 +660,19 @@ impl Learner {
                 };
                 if let Some(reason) = far {
                     out.push(Out::Quarantine(QuarantineRow {
-                        event_id: ex.event_id.clone(),
+                        event_id: ex.id.clone(),
                         entity: ex.entity.clone(),
-                        event_time: ex.event_time,
+                        event_time: ex.time,
                         reason,
                     }));
                     continue;
                 }
             }
             learn.push(BatchExample {
-                shard: shard_of(&ex.event_id, spec.shards),
+                shard: shard_of(&ex.id, spec.shards),
                 x,
                 input,
-                y: ex.label as f64,
+                y: label as f64,
             });
         }
         if !st.paused && !learn.is_empty() {
