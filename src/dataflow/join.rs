@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use ahash::AHashMap;
 use smallvec::SmallVec;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -115,8 +114,10 @@ impl<V> Held<V> {
 /// Everything the join holds for one event id. Nearly every slot holds one event, one known
 /// id, one prediction and one label: they are stored inline, not in four heap allocations
 /// per slot (peak RSS at 1M bench events fell from 1,199 to 1,037 MiB).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Slot {
+    /// The slot's event id, shared with the touched list and the timers.
+    id: Rc<str>,
     events: SmallVec<[Held<Ev>; 1]>,
     /// Event ids outlive their events (see `join`): `(from, until, r)`.
     known: SmallVec<[(u64, u64, isize); 1]>,
@@ -126,6 +127,42 @@ struct Slot {
     last: Option<u64>,
     /// The slot's pending timer.
     timer: Option<u64>,
+}
+
+/// The slots of the ids a worker holds, each keyed by its own id: one hash and one probe per
+/// lookup, and a bucket is only the slot's box (no key beside it).
+#[derive(Default)]
+struct Slots {
+    table: hashbrown::HashTable<Box<Slot>>,
+    hasher: ahash::RandomState,
+}
+
+impl Slots {
+    fn hash(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    /// The slot of `id`, created empty if there is none.
+    fn get_or_insert(&mut self, id: &str) -> &mut Slot {
+        let h = self.hash(id);
+        let hasher = &self.hasher;
+        self.table
+            .entry(h, |s| &*s.id == id, |s| hasher.hash_one(&*s.id))
+            .or_insert_with(|| Box::new(Slot::new(Rc::from(id))))
+            .into_mut()
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut Slot> {
+        let h = self.hash(id);
+        self.table.find_mut(h, |s| &*s.id == id).map(|s| &mut **s)
+    }
+
+    fn remove(&mut self, id: &str) {
+        let h = self.hash(id);
+        if let Ok(e) = self.table.find_entry(h, |s| &*s.id == id) {
+            e.remove();
+        }
+    }
 }
 
 /// Values present at a time, with multiplicities: nearly always one.
@@ -182,6 +219,18 @@ fn diff(before: &mut Vec<(JoinOut, isize)>, after: &mut Vec<(JoinOut, isize)>) {
 }
 
 impl Slot {
+    fn new(id: Rc<str>) -> Slot {
+        Slot {
+            id,
+            events: SmallVec::new(),
+            known: SmallVec::new(),
+            predictions: SmallVec::new(),
+            labels: SmallVec::new(),
+            last: None,
+            timer: None,
+        }
+    }
+
     /// The deduplicated label at `t`: latest label time wins (ties: larger label).
     fn label_state(&self, t: u64) -> Option<LabelState> {
         let mut present: SmallVec<[((u64, u8), isize); 2]> = self
@@ -237,20 +286,21 @@ impl Slot {
 
     /// The first time after `t` at which the slot's outputs may change by themselves.
     fn next_change(&self, t: u64, tick: u64, horizon: u64) -> Option<u64> {
-        let mut times: Vec<u64> = Vec::new();
-        times.extend(self.events.iter().map(|e| e.until));
-        times.extend(self.known.iter().map(|k| k.1));
-        times.extend(self.predictions.iter().map(|p| p.until));
-        times.extend(self.labels.iter().map(|l| l.until));
-        if let Some(l) = self.label_state(t) {
-            // The orphan deadline matters only if no event is known then (a known event's
-            // expiry is a timer of its own).
+        // The orphan deadline matters only if no event is known then (a known event's expiry
+        // is a timer of its own).
+        let orphan = self.label_state(t).and_then(|l| {
             let at = tick_floor(l.first_time, tick) + horizon;
-            if !self.known.iter().any(|k| k.0 <= at && at < k.1) {
-                times.push(at);
-            }
-        }
-        times.into_iter().filter(|x| *x > t).min()
+            (!self.known.iter().any(|k| k.0 <= at && at < k.1)).then_some(at)
+        });
+        self.events
+            .iter()
+            .map(|e| e.until)
+            .chain(self.known.iter().map(|k| k.1))
+            .chain(self.predictions.iter().map(|p| p.until))
+            .chain(self.labels.iter().map(|l| l.until))
+            .chain(orphan)
+            .filter(|x| *x > t)
+            .min()
     }
 
     /// Entries held: events, known ids, predictions and labels.
@@ -328,17 +378,11 @@ pub fn join<'s>(
                 // Boxed: a slot is ~200 bytes, and a hash table keeps up to half its buckets
                 // empty (twice that while it grows); boxes leave 24 bytes in each bucket
                 // (peak RSS at 1M bench events fell by ~130 MiB).
-                let mut slots: AHashMap<Rc<str>, Box<Slot>> = AHashMap::new();
+                let mut slots = Slots::default();
                 // The slot of `id`, and its key (shared by the touched list and the timers).
-                fn slot_of<'a>(
-                    slots: &'a mut AHashMap<Rc<str>, Box<Slot>>,
-                    id: &str,
-                ) -> (Rc<str>, &'a mut Slot) {
-                    if !slots.contains_key(id) {
-                        slots.insert(Rc::from(id), Box::default());
-                    }
-                    let k = slots.get_key_value(id).expect("inserted above").0.clone();
-                    (k, slots.get_mut(id).expect("inserted above"))
+                fn slot_of<'a>(slots: &'a mut Slots, id: &str) -> (Rc<str>, &'a mut Slot) {
+                    let slot = slots.get_or_insert(id);
+                    (slot.id.clone(), slot)
                 }
                 let mut pending: Pending<Vec<(Record, isize)>> = BTreeMap::new();
                 let mut timers: BTreeMap<u64, Vec<Rc<str>>> = BTreeMap::new();
@@ -400,14 +444,14 @@ pub fn join<'s>(
                         }
                         if let Some(ids) = timers.remove(&t) {
                             for id in ids {
-                                if slots.get(&*id).is_some_and(|s| s.timer == Some(t)) {
+                                if slots.get_mut(&id).is_some_and(|s| s.timer == Some(t)) {
                                     touched.push(id);
                                 }
                             }
                         }
                         let mut session = output.session(&cap);
                         for id in touched {
-                            let Some(slot) = slots.get_mut(&*id) else {
+                            let Some(slot) = slots.get_mut(&id) else {
                                 continue;
                             };
                             if slot.last == Some(t) {
@@ -469,7 +513,7 @@ pub fn join<'s>(
                                     hold.cover(&cap, at);
                                 }
                                 None if slot.is_empty() => {
-                                    slots.remove(&*id);
+                                    slots.remove(&id);
                                 }
                                 None => {}
                             }

@@ -388,7 +388,13 @@ pub fn record<'s>(
                 let mut segments = Vec::new();
                 for (k, streams) in closing {
                     for (stream, mut rows) in streams {
-                        rows.sort();
+                        // By time and read position (unique per record; the whole record
+                        // breaks any tie): a total order, without comparing record contents.
+                        rows.sort_by(|a, b| {
+                            (a.0, position(&a.1))
+                                .cmp(&(b.0, position(&b.1)))
+                                .then_with(|| a.cmp(b))
+                        });
                         let start = k * segment_ms;
                         segments.push(write_segment(
                             &dir,
@@ -429,4 +435,13 @@ pub fn record<'s>(
             staged_to = end;
         },
     );
+}
+
+/// Where a recorded item was read (marks, which are never recorded, have no position).
+fn position(i: &Ingested) -> Option<&crate::records::Position> {
+    match i {
+        Ingested::Accepted(_, p) => Some(p),
+        Ingested::Dead(d) => Some(&d.position),
+        Ingested::Mark(..) => None,
+    }
 }
