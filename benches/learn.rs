@@ -266,8 +266,8 @@ fn run(
         let mut k = a;
         for o in out.drain(..) {
             match o {
-                Out::Score(id, _, s) => {
-                    assert_eq!(id, examples[k].event_id, "scores come in example order");
+                Out::Score(e, s) => {
+                    assert_eq!(e.id, examples[k].event.id, "scores come in example order");
                     scores.push(s);
                     k += 1;
                 }
@@ -506,8 +506,8 @@ fn main() {
         head.extend(["label", "truth", "prod", "oracle", "tidemark"]);
         writeln!(w, "{}", head.join(",")).expect("write");
         for (k, row) in rows.iter().enumerate() {
-            let e = &row.example;
-            let mut line = format!("{},{},{},{}", row.ts, e.event_id, e.event_time, row.phase);
+            let (e, label) = (&row.example.event, row.example.label);
+            let mut line = format!("{},{},{},{}", row.ts, e.id, e.time, row.phase);
             for v in &e.numeric {
                 line.push(',');
                 if let Some(v) = v {
@@ -521,7 +521,7 @@ fn main() {
             let opt = |x: Option<f64>| x.map(|x| x.to_string()).unwrap_or_default();
             line.push_str(&format!(
                 ",{},{},{},{},{}",
-                e.label,
+                label,
                 row.truth,
                 opt(row.prod),
                 row.oracle,

@@ -389,7 +389,7 @@ fn examples(rng: &mut rand_chacha::ChaCha8Rng, n: usize, from: usize, flip: bool
 fn feed(l: &mut Learner, exs: &[Example], per_ts: usize) -> Vec<Out> {
     let mut out = Vec::new();
     for (k, chunk) in exs.chunks(per_ts).enumerate() {
-        let ts = chunk[0].event_time + k as u64;
+        let ts = chunk[0].event.time + k as u64;
         l.step(ts, chunk, &mut out);
     }
     out
@@ -489,15 +489,15 @@ fn quarantined_records_do_not_influence_the_model() {
     // records with absurd feature values.
     let mut flood = examples(&mut rng, 300, 10_000, true);
     for e in &mut flood {
-        e.entity = "mallory".into();
+        Arc::make_mut(&mut e.event).entity = "mallory".into();
     }
     let mut outliers = examples(&mut rng, 50, 20_000, true);
     for e in &mut outliers {
-        e.numeric[0] = Some(1_000_000_000_000);
+        Arc::make_mut(&mut e.event).numeric[0] = Some(1_000_000_000_000);
     }
     // The cap counts learned examples: held-out ones pass it by. `admitted` is the flood's
     // prefix holding its first 100 learned examples.
-    let held = |e: &Example| fnv(&[b"holdout", e.event_id.as_bytes()]) % 1_000_000 < 100_000;
+    let held = |e: &Example| fnv(&[b"holdout", e.event.id.as_bytes()]) % 1_000_000 < 100_000;
     let mut learned = 0;
     let admitted = flood
         .iter()
@@ -645,7 +645,7 @@ fn snapshots_are_the_state_serialized_whole_as_the_score_log_grows_and_expires()
     let mut sizes = Vec::new();
     let mut taken = Vec::new();
     for (k, chunk) in exs.chunks(70).enumerate() {
-        l.step(chunk[0].event_time + k as u64, chunk, &mut out);
+        l.step(chunk[0].event.time + k as u64, chunk, &mut out);
         if k % 3 != 1 {
             let whole = serde_json::to_vec(&l.state).unwrap();
             let snap = l.snapshot();

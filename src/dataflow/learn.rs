@@ -35,7 +35,7 @@ use crate::learn::learner::{
     Action, DecisionRow, Example, Learner, LearnerState, Out, QuarantineRow, VersionRow,
 };
 use crate::learn::Learn;
-use crate::records::Prediction;
+use crate::records::{Event, Prediction};
 use crate::registry::{HistoryEntry, Registry};
 
 /// The model name the online model's scores carry in the quality output.
@@ -44,8 +44,8 @@ pub const ONLINE: &str = "online";
 /// One output of the learner at a timestamp.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum LearnOut {
-    /// Prequential score of an example: (event id, event time, score in micro-units).
-    Score(String, u64, i64),
+    /// Prequential score of an example: its event and the score in micro-units.
+    Score(super::join::Ev, i64),
     /// A published version.
     Version(VersionRow),
     /// A decision.
@@ -68,6 +68,37 @@ impl super::keyed_join::EventTime for Side {
         match self {
             Side::Label(e, _) | Side::Scored(e, _) => e.time,
         }
+    }
+}
+
+/// An event as a join key: equal, hashed and ordered by its id alone (a shared event, not a
+/// copy of its id per record).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ById(super::join::Ev);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl PartialOrd for ById {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ById {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.id.cmp(&other.0.id)
+    }
+}
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state)
     }
 }
 
@@ -269,7 +300,16 @@ pub fn learn<'s>(
     let earlier = learner
         .live_scores()
         .map(|s| {
-            let o = LearnOut::Score(s.event_id.clone(), s.event_time, s.score);
+            // A restart knows the event of an earlier score only by its id and time: all
+            // that a score's key and its prediction read.
+            let e = Arc::new(Event {
+                id: s.event_id.clone(),
+                entity: String::new(),
+                time: s.event_time,
+                numeric: Vec::new(),
+                categorical: Vec::new(),
+            });
+            let o = LearnOut::Score(e, s.score);
             (o, s.ts, 1)
         })
         .collect();
@@ -296,7 +336,7 @@ pub fn learn<'s>(
             }
             for o in produced {
                 let row = match o {
-                    Out::Score(id, time, score) => LearnOut::Score(id, time, score),
+                    Out::Score(e, score) => LearnOut::Score(e, score),
                     Out::Version(v, _) => LearnOut::Version(v),
                     Out::Decision(d) => LearnOut::Decision(d),
                     Out::Quarantine(q) => LearnOut::Quarantine(q),
@@ -326,12 +366,12 @@ pub fn learn<'s>(
     let sides = joined
         .event_labels
         .clone()
-        .map(|(e, l)| (e.id.clone(), Side::Label(e, l)))
+        .map(|(e, l)| (ById(e.clone()), Side::Label(e, l)))
         .concat(
             joined
                 .scored
                 .clone()
-                .map(|(e, p)| (e.id.clone(), Side::Scored(e, p))),
+                .map(|(e, p)| (ById(e.clone()), Side::Scored(e, p))),
         );
     let met = keyed_join(
         scores,
@@ -426,7 +466,7 @@ struct Split<'s> {
     decisions: VecCollection<'s, u64, DecisionRow>,
     quarantine: VecCollection<'s, u64, QuarantineRow>,
     /// Online scores by event id, each made into a prediction shared by every row it joins.
-    scores: VecCollection<'s, u64, (String, Score)>,
+    scores: VecCollection<'s, u64, (ById, Score)>,
 }
 
 /// Splits the learner's outputs by kind (`…LearnerSplit`): one stateless operator that moves
@@ -440,7 +480,7 @@ fn split<'s>(outs: VecCollection<'s, u64, LearnOut>, name: &str) -> Split<'s> {
     let (mut o_versions, versions) = builder.new_output::<Vec<(VersionRow, u64, isize)>>();
     let (mut o_decisions, decisions) = builder.new_output::<Vec<(DecisionRow, u64, isize)>>();
     let (mut o_quarantine, quarantine) = builder.new_output::<Vec<(QuarantineRow, u64, isize)>>();
-    let (mut o_scores, scores) = builder.new_output::<Vec<((String, Score), u64, isize)>>();
+    let (mut o_scores, scores) = builder.new_output::<Vec<((ById, Score), u64, isize)>>();
     builder.build(move |_| {
         move |_| {
             let mut h_versions = o_versions.activate();
@@ -455,14 +495,14 @@ fn split<'s>(outs: VecCollection<'s, u64, LearnOut>, name: &str) -> Split<'s> {
                             LearnOut::Version(x) => push(&mut v, (x, t, r)),
                             LearnOut::Decision(x) => push(&mut d, (x, t, r)),
                             LearnOut::Quarantine(x) => push(&mut q, (x, t, r)),
-                            LearnOut::Score(id, time, score) => {
+                            LearnOut::Score(e, score) => {
                                 let p = Arc::new(Prediction {
-                                    event_id: id.clone(),
+                                    event_id: e.id.clone(),
                                     model: ONLINE.to_string(),
                                     score,
-                                    time,
+                                    time: e.time,
                                 });
-                                push(&mut s, ((id, Score(time, p)), t, r));
+                                push(&mut s, ((ById(e.clone()), Score(e.time, p)), t, r));
                             }
                         }
                     }

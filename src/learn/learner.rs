@@ -164,8 +164,9 @@ pub struct QuarantineRow {
 /// What one timestamp's examples produced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Out {
-    /// The online model's prequential score of an example: event id, event time, micro-units.
-    Score(String, u64, i64),
+    /// The online model's prequential score of an example: its event and the score in
+    /// micro-units.
+    Score(Arc<Event>, i64),
     /// An example kept out of learning.
     Quarantine(QuarantineRow),
     /// A published version and its file.
@@ -588,7 +589,7 @@ impl Learner {
             };
             let x = st.online.encode(&input);
             let score = to_micro(st.online.predict(&x)).clamp(0, MICRO);
-            out.push(Out::Score(ex.id.clone(), ex.time, score));
+            out.push(Out::Score(ex.clone(), score));
             self.scored += 1;
             st.scores.push_back(ScoreEntry {
                 ts,
