@@ -458,9 +458,12 @@ impl Render for DriftRender {
         let exact = match (status, numeric) {
             (Status::Final, Some(r)) => {
                 let mut window: Vec<(i64, u64)> = Vec::new();
-                let maps: Vec<&BTreeMap<i64, i64>> = panes.iter().map(|p| &p.values).collect();
+                let runs: Vec<_> = panes
+                    .iter()
+                    .map(|p| p.values.iter().map(|(k, v)| (*k, *v)))
+                    .collect();
                 super::panes::merge_sorted(
-                    &maps,
+                    runs,
                     |a, b| *a += b,
                     |v, n| {
                         if n != 0 {

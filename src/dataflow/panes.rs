@@ -49,6 +49,9 @@ pub trait PaneAcc: ExchangeData + Default {
     fn held(&self) -> usize {
         1
     }
+    /// Brings additions made one record at a time into the accumulator's canonical form (a
+    /// pre-aggregation seals every delta before it leaves).
+    fn seal(&mut self) {}
 }
 
 /// How one output renders a window from its panes.
@@ -156,8 +159,13 @@ where
                         }
                         let t = *entry.key();
                         let (cap, map) = entry.remove();
-                        let mut deltas: Vec<_> =
-                            map.into_iter().filter(|(_, a)| !a.is_empty()).collect();
+                        let mut deltas: Vec<_> = map
+                            .into_iter()
+                            .filter_map(|(k, mut a)| {
+                                a.seal();
+                                (!a.is_empty()).then_some((k, a))
+                            })
+                            .collect();
                         deltas.sort_unstable_by(|x, y| x.0.cmp(&y.0));
                         let mut session = output.session(&cap);
                         for ((g, pane), a) in deltas {
@@ -363,30 +371,25 @@ where
         .as_collection()
 }
 
-/// Calls `f(key, value)` for every key of `maps` in ascending order, the values of equal keys
-/// added up with `add`.
+/// Calls `f(key, value)` for every key of the sorted `runs` in ascending order, the values of
+/// equal keys added up with `add`.
 ///
-/// The maps' entries are copied into one vector and stably sorted: the sort finds the sorted
-/// runs and merges them, which is several times cheaper than a k-way merge stepping k map
+/// The runs' entries are copied into one vector and stably sorted: the sort finds the sorted
+/// runs and merges them, which is several times cheaper than a k-way merge stepping k
 /// iterators per key (that was most of rendering a sliding window's exact AUC).
-pub fn merge_sorted<K: Ord + Copy, V: Copy + Default>(
-    maps: &[&BTreeMap<K, V>],
+pub fn merge_sorted<K: Ord + Copy, V: Copy + Default, I: IntoIterator<Item = (K, V)>>(
+    runs: Vec<I>,
     add: impl Fn(&mut V, &V),
     mut f: impl FnMut(K, V),
 ) {
-    if let [one] = maps {
-        for (k, v) in one.iter() {
-            let mut sum = V::default();
-            add(&mut sum, v);
-            f(*k, sum);
-        }
-        return;
+    let n = runs.len();
+    let mut all: Vec<(K, V)> = Vec::new();
+    for r in runs {
+        all.extend(r);
     }
-    let mut all: Vec<(K, V)> = Vec::with_capacity(maps.iter().map(|m| m.len()).sum());
-    for m in maps {
-        all.extend(m.iter().map(|(k, v)| (*k, *v)));
+    if n > 1 {
+        all.sort_by_key(|(k, _)| *k);
     }
-    all.sort_by_key(|(k, _)| *k);
     let mut i = 0;
     while i < all.len() {
         let k = all[i].0;
@@ -560,10 +563,10 @@ mod tests {
                     e.1 += b;
                 }
             }
-            let refs: Vec<&BTreeMap<i64, (i64, i64)>> = maps.iter().collect();
+            let runs: Vec<_> = maps.iter().map(|m| m.iter().map(|(k, v)| (*k, *v))).collect();
             let mut out = Vec::new();
             super::merge_sorted(
-                &refs,
+                runs,
                 |s: &mut (i64, i64), v: &(i64, i64)| {
                     s.0 += v.0;
                     s.1 += v.1;
