@@ -19,7 +19,7 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use super::join::Joined;
-use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
+use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render, Tally};
 use super::windows::{Names, Status, Win, ALL};
 use crate::drift::profile::{cell_of, NumericRef};
 use crate::drift::spec::{Severity, Statistic};
@@ -369,9 +369,9 @@ pub struct DriftOutputs<'s> {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct DriftPane {
     nulls: i64,
-    cells: BTreeMap<u32, i64>,
+    cells: Tally<u32, 1>,
     cats: BTreeMap<String, i64>,
-    values: BTreeMap<i64, i64>,
+    values: Tally<i64, 1>,
 }
 
 fn add_to<K: Ord + Clone>(m: &mut BTreeMap<K, i64>, k: &K, r: i64) {
@@ -389,15 +389,16 @@ impl PaneAcc for DriftPane {
 
     fn merge(&mut self, d: &Self) {
         self.nulls += d.nulls;
-        for (k, n) in &d.cells {
-            add_to(&mut self.cells, k, *n);
-        }
+        self.cells.merge(&d.cells);
         for (k, n) in &d.cats {
             add_to(&mut self.cats, k, *n);
         }
-        for (k, n) in &d.values {
-            add_to(&mut self.values, k, *n);
-        }
+        self.values.merge(&d.values);
+    }
+
+    fn seal(&mut self) {
+        self.cells.seal();
+        self.values.seal();
     }
 
     fn is_empty(&self) -> bool {
@@ -430,7 +431,7 @@ impl Render for DriftRender {
         let mut cats: BTreeMap<&str, i64> = BTreeMap::new();
         for p in panes {
             nulls += p.nulls;
-            for (c, n) in &p.cells {
+            for (c, [n]) in p.cells.iter() {
                 if let Some(a) = cells.get_mut(*c as usize) {
                     *a += n;
                 }
@@ -460,7 +461,7 @@ impl Render for DriftRender {
                 let mut window: Vec<(i64, u64)> = Vec::new();
                 let runs: Vec<_> = panes
                     .iter()
-                    .map(|p| p.values.iter().map(|(k, v)| (*k, *v)))
+                    .map(|p| p.values.iter().map(|(k, [v])| (*k, *v)))
                     .collect();
                 super::panes::merge_sorted(
                     runs,
@@ -560,8 +561,8 @@ pub fn drift<'s>(
                         (s.clone(), i as u16, model.clone()),
                         pane,
                         &mut |a: &mut DriftPane| {
-                            add_to(&mut a.cells, &cell, r);
-                            add_to(&mut a.values, &pred.score, r);
+                            a.cells.push(cell, [r]);
+                            a.values.push(pred.score, [r]);
                         },
                     );
                 }
@@ -582,8 +583,8 @@ pub fn drift<'s>(
                                 pane,
                                 &mut |a: &mut DriftPane| match (v, cell) {
                                     (Some(v), Some(c)) => {
-                                        add_to(&mut a.cells, &c, r);
-                                        add_to(&mut a.values, &v, r);
+                                        a.cells.push(c, [r]);
+                                        a.values.push(v, [r]);
                                     }
                                     _ => a.nulls += r,
                                 },

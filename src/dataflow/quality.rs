@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cardinality::admit;
 use super::join::Labeled;
-use super::panes::{assemble, merge_sorted, pre_aggregate, PaneAcc, Panes, Render};
+use super::panes::{assemble, merge_sorted, pre_aggregate, PaneAcc, Panes, Render, Tally};
 use super::windows::{Names, Status, Win};
 use crate::config::Job;
 use crate::records::MICRO;
@@ -199,7 +199,7 @@ pub struct QualityPane {
 
 impl PaneAcc for QualityPane {
     fn held(&self) -> usize {
-        1 + self.bins.sorted.len() + self.scores.sorted.len()
+        1 + self.bins.len() + self.scores.len()
     }
 
     fn merge(&mut self, d: &Self) {
@@ -211,110 +211,13 @@ impl PaneAcc for QualityPane {
     }
 
     fn is_empty(&self) -> bool {
-        self.sums == [0; 6] && self.scores.sorted.is_empty() && self.scores.tail.is_empty()
+        self.sums == [0; 6] && self.scores.is_empty()
     }
 
     fn seal(&mut self) {
         self.bins.seal();
         self.scores.seal();
     }
-}
-
-/// Counts by key as a sorted vector, zeros dropped. Additions (a pre-aggregation's, one per
-/// record) are appended unsorted and folded in at once by `seal`: sorting a batch is several
-/// times cheaper than a map insertion per record.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "K: Serialize, [i64; N]: Serialize",
-    deserialize = "K: Deserialize<'de>, [i64; N]: Deserialize<'de>"
-))]
-struct Tally<K, const N: usize> {
-    /// The sealed counts, by key.
-    sorted: Vec<(K, [i64; N])>,
-    /// Additions not yet folded in.
-    tail: Vec<(K, [i64; N])>,
-}
-
-impl<K, const N: usize> Default for Tally<K, N> {
-    fn default() -> Self {
-        Tally {
-            sorted: Vec::new(),
-            tail: Vec::new(),
-        }
-    }
-}
-
-impl<K: Ord + Copy, const N: usize> Tally<K, N> {
-    /// Adds `c` to `k`'s counts (folded in by the next `seal`).
-    fn push(&mut self, k: K, c: [i64; N]) {
-        self.tail.push((k, c));
-    }
-
-    /// Folds the additions into the sorted counts.
-    fn seal(&mut self) {
-        if self.tail.is_empty() {
-            return;
-        }
-        let mut tail = std::mem::take(&mut self.tail);
-        tail.sort_unstable_by_key(|(k, _)| *k);
-        if self.sorted.is_empty() {
-            self.sorted = tail;
-            add_equal_keys(&mut self.sorted);
-            return;
-        }
-        let mut out = Vec::with_capacity(self.sorted.len() + tail.len());
-        out.extend(self.sorted.drain(..));
-        out.extend(tail);
-        // Two sorted runs: the stable sort merges them.
-        out.sort_by_key(|(k, _)| *k);
-        add_equal_keys(&mut out);
-        self.sorted = out;
-    }
-
-    /// Adds every count of `other`.
-    fn merge(&mut self, other: &Self) {
-        self.tail.extend_from_slice(&other.sorted);
-        self.tail.extend_from_slice(&other.tail);
-        self.seal();
-    }
-
-    /// The counts, by key (sealed ones).
-    fn iter(&self) -> std::slice::Iter<'_, (K, [i64; N])> {
-        self.sorted.iter()
-    }
-
-    /// The counts of keys in `lo..hi`.
-    fn range(&self, lo: K, hi: K) -> &[(K, [i64; N])] {
-        let a = self.sorted.partition_point(|(k, _)| *k < lo);
-        let b = self.sorted.partition_point(|(k, _)| *k < hi);
-        &self.sorted[a..b.max(a)]
-    }
-
-    /// The counts of `k`, if any.
-    fn get(&self, k: K) -> Option<&[i64; N]> {
-        self.sorted
-            .binary_search_by(|(x, _)| x.cmp(&k))
-            .ok()
-            .map(|i| &self.sorted[i].1)
-    }
-}
-
-/// Sums the counts of equal neighbouring keys of a sorted list and drops zeros.
-fn add_equal_keys<K: Ord + Copy, const N: usize>(v: &mut Vec<(K, [i64; N])>) {
-    let mut w = 0;
-    for i in 0..v.len() {
-        if w > 0 && v[w - 1].0 == v[i].0 {
-            let c = v[i].1;
-            for (a, b) in v[w - 1].1.iter_mut().zip(c) {
-                *a += b;
-            }
-        } else {
-            v[w] = v[i];
-            w += 1;
-        }
-    }
-    v.truncate(w);
-    v.retain(|(_, c)| c.iter().any(|x| *x != 0));
 }
 
 /// Fixed parameters of the quality aggregation.
