@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cardinality::admit;
 use super::join::{Joined, LabelState};
-use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render, SortedCounts};
+use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render, Tally};
 use super::status::StatusRow;
 use super::windows::{Names, Status, Win, ALL};
 use crate::config::Job;
@@ -146,12 +146,12 @@ impl StatusRow for LabelRow {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct LabelPane {
     sums: [i64; 5],
-    latency: SortedCounts<u64>,
+    latency: Tally<u64, 1>,
 }
 
 impl PaneAcc for LabelPane {
     fn held(&self) -> usize {
-        1 + self.latency.0.len()
+        1 + self.latency.len()
     }
 
     fn merge(&mut self, d: &Self) {
@@ -163,6 +163,10 @@ impl PaneAcc for LabelPane {
 
     fn is_empty(&self) -> bool {
         self.sums == [0; 5] && self.latency.is_empty()
+    }
+
+    fn seal(&mut self) {
+        self.latency.seal();
     }
 }
 
@@ -190,8 +194,10 @@ impl Render for LabelRender {
             }
         }
         let mut latency: Vec<(u64, i64)> = Vec::new();
-        let parts: Vec<&SortedCounts<u64>> = panes.iter().map(|p| &p.latency).collect();
-        SortedCounts::sum(&parts, &mut latency);
+        let parts: Vec<&Tally<u64, 1>> = panes.iter().map(|p| &p.latency).collect();
+        let mut sum = Vec::new();
+        Tally::sum(&parts, &mut sum);
+        latency.extend(sum.into_iter().map(|(k, [n])| (k, n)));
         if sums == [0; 5] && latency.is_empty() {
             return;
         }
@@ -269,7 +275,7 @@ pub fn labels<'s>(
                                 a.sums[1] += r;
                                 a.sums[2] += within * r;
                                 a.sums[3] += relabeled * r;
-                                a.latency.add(bucket, r);
+                                a.latency.push(bucket, [r]);
                             },
                         );
                     }

@@ -439,18 +439,57 @@ impl<K: Ord + Copy, const N: usize> Tally<K, N> {
         }
         let mut tail = std::mem::take(&mut self.tail);
         tail.sort_unstable_by_key(|(k, _)| *k);
+        add_equal_keys(&mut tail);
         if self.sorted.is_empty() {
             self.sorted = tail;
-            add_equal_keys(&mut self.sorted);
-            return;
+        } else if tail.len() <= 8 {
+            // A few keys: in place (each insertion moves the keys after it, so more than a
+            // few cost more than one linear merge).
+            for (k, c) in tail {
+                match self.sorted.binary_search_by(|(x, _)| x.cmp(&k)) {
+                    Ok(i) => {
+                        let e = &mut self.sorted[i].1;
+                        for (a, b) in e.iter_mut().zip(c) {
+                            *a += b;
+                        }
+                        if e.iter().all(|x| *x == 0) {
+                            self.sorted.remove(i);
+                        }
+                    }
+                    Err(i) => self.sorted.insert(i, (k, c)),
+                }
+            }
+        } else {
+            let mut out = Vec::with_capacity(self.sorted.len() + tail.len());
+            let (a, b) = (&self.sorted, &tail);
+            let (mut i, mut j) = (0, 0);
+            while i < a.len() && j < b.len() {
+                match a[i].0.cmp(&b[j].0) {
+                    std::cmp::Ordering::Less => {
+                        out.push(a[i]);
+                        i += 1;
+                    }
+                    std::cmp::Ordering::Greater => {
+                        out.push(b[j]);
+                        j += 1;
+                    }
+                    std::cmp::Ordering::Equal => {
+                        let mut c = a[i].1;
+                        for (x, y) in c.iter_mut().zip(b[j].1) {
+                            *x += y;
+                        }
+                        if c.iter().any(|x| *x != 0) {
+                            out.push((a[i].0, c));
+                        }
+                        i += 1;
+                        j += 1;
+                    }
+                }
+            }
+            out.extend_from_slice(&a[i..]);
+            out.extend_from_slice(&b[j..]);
+            self.sorted = out;
         }
-        let mut out = Vec::with_capacity(self.sorted.len() + tail.len());
-        out.extend(self.sorted.drain(..));
-        out.extend(tail);
-        // Two sorted runs: the stable sort merges them.
-        out.sort_by_key(|(k, _)| *k);
-        add_equal_keys(&mut out);
-        self.sorted = out;
     }
 
     /// Adds every count of `other`.
@@ -463,6 +502,21 @@ impl<K: Ord + Copy, const N: usize> Tally<K, N> {
     /// The counts, by key (sealed ones).
     pub fn iter(&self) -> std::slice::Iter<'_, (K, [i64; N])> {
         self.sorted.iter()
+    }
+
+    /// The counts of `parts` summed, zeros dropped, into `out`, by linear merges.
+    pub fn sum(parts: &[&Self], out: &mut Vec<(K, [i64; N])>) {
+        out.clear();
+        let mut acc = Tally::default();
+        for p in parts {
+            acc.tail.extend_from_slice(&p.sorted);
+            if acc.sorted.is_empty() {
+                acc.sorted = std::mem::take(&mut acc.tail);
+            } else {
+                acc.seal();
+            }
+        }
+        *out = acc.sorted;
     }
 
     /// The counts of keys in `lo..hi`.
@@ -509,100 +563,13 @@ fn add_equal_keys<K: Ord + Copy, const N: usize>(v: &mut Vec<(K, [i64; N])>) {
     v.retain(|(_, c)| c.iter().any(|x| *x != 0));
 }
 
-/// Counts by key as a sorted vector: cheap to scan and to merge linearly, as window rendering
-/// does for every pane it reads (a map would chase pointers).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct SortedCounts<K>(pub Vec<(K, i64)>);
-
-impl<K> Default for SortedCounts<K> {
-    fn default() -> Self {
-        SortedCounts(Vec::new())
-    }
-}
-
-impl<K: Ord + Copy> SortedCounts<K> {
-    /// Adds `n` to `k`'s count, dropping it at zero.
-    pub fn add(&mut self, k: K, n: i64) {
-        match self.0.binary_search_by(|(x, _)| x.cmp(&k)) {
-            Ok(i) => {
-                self.0[i].1 += n;
-                if self.0[i].1 == 0 {
-                    self.0.remove(i);
-                }
-            }
-            Err(i) if n != 0 => self.0.insert(i, (k, n)),
-            Err(_) => {}
-        }
-    }
-
-    /// Adds every count of `other`.
-    pub fn merge(&mut self, other: &SortedCounts<K>) {
-        if other.0.len() * 8 < self.0.len() {
-            for &(k, n) in &other.0 {
-                self.add(k, n);
-            }
-            return;
-        }
-        let mut out = Vec::with_capacity(self.0.len() + other.0.len());
-        sum_sorted(&self.0, &other.0, &mut out);
-        self.0 = out;
-    }
-
-    /// Whether no count is left.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The counts of `parts` summed, zeros dropped, into `out`.
-    pub fn sum(parts: &[&SortedCounts<K>], out: &mut Vec<(K, i64)>) {
-        out.clear();
-        let mut tmp = Vec::new();
-        for p in parts {
-            if out.is_empty() {
-                out.extend_from_slice(&p.0);
-                continue;
-            }
-            tmp.clear();
-            sum_sorted(out, &p.0, &mut tmp);
-            std::mem::swap(out, &mut tmp);
-        }
-    }
-}
-
-/// Merges two sorted count lists, summing equal keys and dropping zeros.
-fn sum_sorted<K: Ord + Copy>(a: &[(K, i64)], b: &[(K, i64)], out: &mut Vec<(K, i64)>) {
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].0.cmp(&b[j].0) {
-            std::cmp::Ordering::Less => {
-                out.push(a[i]);
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                out.push(b[j]);
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                let n = a[i].1 + b[j].1;
-                if n != 0 {
-                    out.push((a[i].0, n));
-                }
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
 
-    use super::{owner, SortedCounts};
+    use super::{owner, Tally};
 
     #[test]
     fn workers_own_even_shares() {
@@ -620,38 +587,41 @@ mod tests {
     }
 
     proptest! {
-        /// Sorted counts merged and summed in any grouping equal a map's sums.
+        /// Tallies, filled a record at a time, sealed and merged, hold what a map of sums
+        /// holds: sorted, zeros dropped.
         #[test]
-        fn sorted_counts_sum_like_a_map(
+        fn tallies_sum_like_a_map(
             parts in proptest::collection::vec(
                 proptest::collection::vec((0u64..50, -3i64..4), 0..40),
                 1..5,
             )
         ) {
             let mut reference: BTreeMap<u64, i64> = BTreeMap::new();
-            let mut panes: Vec<SortedCounts<u64>> = Vec::new();
+            let mut window: Tally<u64, 1> = Tally::default();
             for part in &parts {
-                let mut pane = SortedCounts::default();
-                let mut delta = SortedCounts::default();
+                let mut pane = Tally::default();
+                let mut delta = Tally::default();
                 for (i, &(k, n)) in part.iter().enumerate() {
                     *reference.entry(k).or_default() += n;
                     // Half the updates go straight in, half through a merged delta.
                     if i % 2 == 0 {
-                        pane.add(k, n);
+                        pane.push(k, [n]);
                     } else {
-                        delta.add(k, n);
+                        delta.push(k, [n]);
+                    }
+                    if i % 7 == 3 {
+                        pane.seal();
                     }
                 }
+                delta.seal();
                 pane.merge(&delta);
-                prop_assert!(pane.0.windows(2).all(|w| w[0].0 < w[1].0));
-                prop_assert!(pane.0.iter().all(|(_, n)| *n != 0));
-                panes.push(pane);
+                prop_assert!(pane.iter().zip(pane.iter().skip(1)).all(|(a, b)| a.0 < b.0));
+                prop_assert!(pane.iter().all(|(_, [n])| *n != 0));
+                window.merge(&pane);
             }
             reference.retain(|_, n| *n != 0);
-            let refs: Vec<&SortedCounts<u64>> = panes.iter().collect();
-            let mut out = Vec::new();
-            SortedCounts::sum(&refs, &mut out);
-            prop_assert_eq!(out, reference.into_iter().collect::<Vec<_>>());
+            let got: Vec<(u64, i64)> = window.iter().map(|(k, [n])| (*k, *n)).collect();
+            prop_assert_eq!(got, reference.into_iter().collect::<Vec<_>>());
         }
 
         /// Merging pane maps visits every key once, in order, with its values summed.
