@@ -80,7 +80,7 @@ fn main() {
                 e.remove();
             }
             let pos = Position {
-                source: format!("generator:{stream}"),
+                source: format!("generator:{stream}").into(),
                 offset: rec.seq,
             };
             open.entry(k)

@@ -22,8 +22,8 @@ pub fn from_micro(x: i64) -> f64 {
 /// Position of a record in its source: file and line (or row), or generator sequence number.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Position {
-    /// File path, or `generator:<stream>`.
-    pub source: String,
+    /// File path, or `generator:<stream>` (shared by every record of a source, not copied).
+    pub source: std::sync::Arc<str>,
     /// 1-based line (JSON Lines), 0-based row (Parquet) or sequence number (generator).
     pub offset: u64,
 }

@@ -365,10 +365,10 @@ pub fn record<'s>(
                             };
                             // Looked up before inserting: the source name is cloned once,
                             // not once per record.
-                            match offsets.get_mut(&pos.source) {
+                            match offsets.get_mut(&*pos.source) {
                                 Some(o) => *o = (*o).max(pos.offset),
                                 None => {
-                                    offsets.insert(pos.source.clone(), pos.offset);
+                                    offsets.insert(pos.source.to_string(), pos.offset);
                                 }
                             }
                             let stream = BufferStream::of(&item).expect("a record");

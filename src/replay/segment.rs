@@ -393,9 +393,16 @@ fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Inges
     let u64s = |i: usize| b.column(i).as_primitive::<UInt64Type>();
     let strs = |i: usize| b.column(i).as_string::<i32>();
     let (ts, source, offset) = (u64s(0), strs(1), u64s(2));
+    // Every record of a segment comes from a few sources: each name is shared, not copied.
+    let mut last: Option<std::sync::Arc<str>> = None;
     for r in 0..b.num_rows() {
+        let name = source.value(r);
+        let shared = match &last {
+            Some(s) if &**s == name => s.clone(),
+            _ => last.insert(std::sync::Arc::from(name)).clone(),
+        };
         let position = Position {
-            source: source.value(r).to_string(),
+            source: shared,
             offset: offset.value(r),
         };
         let item = match stream {

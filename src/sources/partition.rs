@@ -48,26 +48,26 @@ pub struct Cursor {
 
 enum Reader {
     Jsonl {
-        path: String,
+        path: Arc<str>,
         lines: BufReader<File>,
         line_no: u64,
         byte: u64,
         buf: Vec<u8>,
     },
     Parquet {
-        path: String,
+        path: Arc<str>,
         reader: Option<ParquetRecordBatchReader>,
         row: u64,
     },
     Generator {
-        name: String,
+        name: Arc<str>,
         inner: GeneratorStream,
         seq: u64,
     },
     Kafka(crate::kafka::source::PartitionReader),
     /// Could not be opened: one dead letter naming why, then the end.
     Failed {
-        source: String,
+        source: Arc<str>,
         offset: u64,
         reason: Option<String>,
     },
@@ -118,7 +118,7 @@ impl Partition {
                     .map_err(|e| Error::io(p, e))?;
                 bytes_read.fetch_add(at.byte, Ordering::Relaxed);
                 Reader::Jsonl {
-                    path: p.display().to_string(),
+                    path: Arc::from(p.display().to_string()),
                     lines: BufReader::with_capacity(1 << 16, f),
                     line_no: at.offset,
                     byte: at.byte,
@@ -135,7 +135,7 @@ impl Partition {
                     })
                     .map_err(|e| Error::parquet(p, e))?;
                 Reader::Parquet {
-                    path: p.display().to_string(),
+                    path: Arc::from(p.display().to_string()),
                     reader: Some(reader),
                     row: at.offset,
                 }
@@ -146,7 +146,7 @@ impl Partition {
                     inner.next();
                 }
                 Reader::Generator {
-                    name: format!("generator:{stream}"),
+                    name: Arc::from(format!("generator:{stream}")),
                     inner,
                     seq: at.offset,
                 }
@@ -221,7 +221,7 @@ impl Partition {
             stream,
             schema,
             reader: Reader::Failed {
-                source,
+                source: source.into(),
                 offset,
                 reason: Some(format!("cannot read this source: {error}")),
             },
@@ -244,11 +244,11 @@ impl Partition {
         self.done = true;
     }
 
-    fn source_name(&self) -> String {
+    fn source_name(&self) -> Arc<str> {
         match &self.reader {
             Reader::Jsonl { path, .. } | Reader::Parquet { path, .. } => path.clone(),
             Reader::Generator { name, .. } => name.clone(),
-            Reader::Kafka(r) => r.source.clone(),
+            Reader::Kafka(r) => Arc::from(r.source.as_str()),
             Reader::Failed { source, .. } => source.clone(),
         }
     }
@@ -269,7 +269,7 @@ impl Partition {
                     buf.clear();
                     let n = lines
                         .read_until(b'\n', buf)
-                        .map_err(|e| Error::io(path.as_str(), e))?;
+                        .map_err(|e| Error::io(&**path, e))?;
                     if n == 0 {
                         self.done = true;
                         break;
@@ -375,7 +375,7 @@ impl Partition {
                 self.done = true;
             }
             Reader::Kafka(r) => {
-                let source = r.source.clone();
+                let source: Arc<str> = Arc::from(r.source.as_str());
                 r.read(max, |offset, payload| {
                     let pos = Position {
                         source: source.clone(),
@@ -439,7 +439,7 @@ fn cell(col: Option<&ArrayRef>, row: usize) -> Value<'_> {
 fn decode_batch(
     stream: Stream,
     schema: &InputSchema,
-    path: &str,
+    path: &Arc<str>,
     first_row: u64,
     batch: &RecordBatch,
     out: &mut Vec<Decoded>,
@@ -451,7 +451,7 @@ fn decode_batch(
         .collect();
     for row in 0..batch.num_rows() {
         let pos = Position {
-            source: path.to_string(),
+            source: path.clone(),
             offset: first_row + row as u64,
         };
         let r = decode(schema, |name| {
