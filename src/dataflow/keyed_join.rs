@@ -33,6 +33,23 @@ pub trait EventTime {
     fn event_time(&self) -> u64;
 }
 
+/// The sides of `k`, created if new and then listed in `retiring` at `at()` (a key is listed
+/// once, at its earliest retirement): one lookup per value.
+fn sides_of<'a, K: Hash + Eq + Clone, A, B>(
+    state: &'a mut AHashMap<K, Sides<A, B>>,
+    retiring: &mut BTreeMap<u64, Vec<K>>,
+    k: K,
+    at: impl FnOnce() -> u64,
+) -> &'a mut Sides<A, B> {
+    match state.entry(k) {
+        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            retiring.entry(at()).or_default().push(v.key().clone());
+            v.insert(Default::default())
+        }
+    }
+}
+
 /// Joins `a` and `b` on their keys, emitting `f(key, a, b)` for every matching pair while the
 /// values' panes (of `panes`) have a live window.
 pub fn keyed_join<'s, K, A, B, O, F>(
@@ -93,12 +110,9 @@ where
                         let mut out = Vec::new();
                         // ΔA against B before t, then ΔB against A after ΔA.
                         for ((k, va), ra) in da {
-                            if !state.contains_key(&k) {
-                                // A key is listed once, at its earliest retirement.
-                                let at = retires(va.event_time());
-                                retiring.entry(at).or_default().push(k.clone());
-                            }
-                            let sides = state.entry(k.clone()).or_default();
+                            let sides = sides_of(&mut state, &mut retiring, k.clone(), || {
+                                retires(va.event_time())
+                            });
                             for (vb, rb) in &sides.1 {
                                 out.push((f(&k, &va, vb), ra * rb));
                             }
@@ -109,12 +123,9 @@ where
                             }
                         }
                         for ((k, vb), rb) in db {
-                            if !state.contains_key(&k) {
-                                // A key is listed once, at its earliest retirement.
-                                let at = retires(vb.event_time());
-                                retiring.entry(at).or_default().push(k.clone());
-                            }
-                            let sides = state.entry(k.clone()).or_default();
+                            let sides = sides_of(&mut state, &mut retiring, k.clone(), || {
+                                retires(vb.event_time())
+                            });
                             for (va, ra) in &sides.0 {
                                 out.push((f(&k, va, &vb), ra * rb));
                             }

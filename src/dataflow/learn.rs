@@ -383,15 +383,8 @@ pub fn learn<'s>(
             Side::Scored(e, p) => Met::Pair(e.clone(), p.clone(), online.score),
         },
     );
-    let labeled = met.clone().flat_map(|m| match m {
-        Met::Labeled(e, p, l) => Some((e, p, l)),
-        Met::Pair(..) => None,
-    });
+    let (labeled, pairs) = split_met(met, &name);
     let threshold = crate::records::to_micro(job.spec.metrics.threshold);
-    let pairs = met.flat_map(|m| match m {
-        Met::Pair(e, p, online) => Some((e, p, online)),
-        Met::Labeled(..) => None,
-    });
     let panes = panes.clone();
     let pn = panes.clone();
     let mut names = Names::new(job);
@@ -520,4 +513,43 @@ fn split<'s>(outs: VecCollection<'s, u64, LearnOut>, name: &str) -> Split<'s> {
         quarantine: quarantine.as_collection(),
         scores: scores.as_collection(),
     }
+}
+
+/// Splits the online join's outputs into the online model's labeled predictions and the shadow
+/// pairs (`…OnlineSplit`), moving each output once.
+/// Time: outputs keep their timestamps. State: none. Failure modes: none.
+fn split_met<'s>(
+    met: VecCollection<'s, u64, Met>,
+    name: &str,
+) -> (
+    VecCollection<'s, u64, Labeled>,
+    VecCollection<'s, u64, (super::join::Ev, super::join::Pr, i64)>,
+) {
+    let stream = met.inner;
+    let mut builder = OperatorBuilder::new(format!("{name}.OnlineSplit"), stream.scope());
+    let mut input = builder.new_input(stream, Pipeline);
+    builder.set_notify_for(0, FrontierInterest::Never);
+    let (mut o_labeled, labeled) = builder.new_output::<Vec<(Labeled, u64, isize)>>();
+    let (mut o_pairs, pairs) =
+        builder.new_output::<Vec<((super::join::Ev, super::join::Pr, i64), u64, isize)>>();
+    builder.build(move |_| {
+        move |_| {
+            let mut h_labeled = o_labeled.activate();
+            let mut h_pairs = o_pairs.activate();
+            input.for_each_stamp(|cap, data| {
+                let (mut l, mut p) = (Vec::new(), Vec::new());
+                for container in data {
+                    for (m, t, r) in container.drain(..) {
+                        match m {
+                            Met::Labeled(e, pr, ls) => push(&mut l, ((e, pr, ls), t, r)),
+                            Met::Pair(e, pr, online) => push(&mut p, ((e, pr, online), t, r)),
+                        }
+                    }
+                }
+                h_labeled.give(&cap, &mut l);
+                h_pairs.give(&cap, &mut p);
+            });
+        }
+    });
+    (labeled.as_collection(), pairs.as_collection())
 }

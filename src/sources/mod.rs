@@ -52,11 +52,6 @@ impl Ingested {
             Ingested::Mark(..) => Stream::Events,
         }
     }
-
-    /// Whether this is a record (accepted or refused) rather than a mark.
-    pub fn is_record(&self) -> bool {
-        !matches!(self, Ingested::Mark(..))
-    }
 }
 
 /// Where a partition stands after a batch: what a restart needs to continue it exactly.
