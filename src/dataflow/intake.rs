@@ -48,9 +48,13 @@ pub fn intake<'s>(ingested: VecCollection<'s, u64, Ingested>, name: &str, step: 
             let mut h_dead = o_dead.activate();
             let mut h_counts = o_counts.activate();
             input.for_each_stamp(|cap, data| {
-                // A message always carries a stamp on a totally ordered time; one without would
-                // make no progress claim and carry no updates.
-                let Some(&least) = cap.least() else { return };
+                // Every message of the sources and the replay feed carries a stamp; one without
+                // could not be sent on (no capability), so it is reported, not dropped unseen.
+                let Some(&least) = cap.least() else {
+                    let n: usize = data.map(|c| c.len()).sum();
+                    tracing::error!(records = n, "ingested records without a timestamp");
+                    return;
+                };
                 let at = round(least);
                 let (mut rec, mut dl, mut n) = (Vec::new(), Vec::new(), Vec::new());
                 for container in data {
