@@ -214,22 +214,23 @@ pub fn partitions(job: &Job) -> Vec<(Stream, PartitionSpec)> {
 
 /// The worker that reads each partition (of [`partitions`]), among `peers`.
 ///
-/// Largest input first, each to the least-loaded worker, by file size (Kafka and generated
-/// partitions weigh the same). Ties go to the highest worker index: worker 0 also carries the
-/// sinks, the replay recorder and the history-dependent operators. Which worker reads a
-/// partition changes no output (stamps are per partition), only the balance.
+/// Heaviest first, each to the least-loaded worker; ties go to the highest worker index, since
+/// worker 0 also carries the sinks, the replay recorder and the history-dependent operators.
+/// An event weighs two (it carries the features: decoding the bench's events takes about as
+/// long as its predictions and labels together), a prediction or a label one. Weights need no
+/// I/O, so every process of a cluster computes the same owners (file sizes could differ
+/// between processes, and a partition would then be read twice or not at all). Which worker
+/// reads a partition changes no output (stamps are per partition), only the balance.
 pub fn owners(parts: &[(Stream, PartitionSpec)], peers: usize) -> Vec<usize> {
     let peers = peers.max(1);
-    let weight = |spec: &PartitionSpec| match spec {
-        PartitionSpec::Jsonl(p) | PartitionSpec::Parquet(p) => {
-            std::fs::metadata(p).map_or(1, |m| m.len().max(1))
-        }
-        PartitionSpec::Generator | PartitionSpec::Kafka(_) => 1,
+    let weight = |stream: Stream| match stream {
+        Stream::Events => 2u64,
+        Stream::Predictions | Stream::Labels => 1,
     };
     let mut order: Vec<(u64, usize)> = parts
         .iter()
         .enumerate()
-        .map(|(g, (_, spec))| (weight(spec), g))
+        .map(|(g, (stream, _))| (weight(*stream), g))
         .collect();
     order.sort_by_key(|&(w, g)| (std::cmp::Reverse(w), g));
     let mut load = vec![0u64; peers];
@@ -545,5 +546,48 @@ fn too_late(
         field: time_field.into(),
         reason,
         raw: crate::records::excerpt(&raw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn file(stream: Stream, name: &str) -> (Stream, PartitionSpec) {
+        (stream, PartitionSpec::Parquet(PathBuf::from(name)))
+    }
+
+    #[test]
+    fn events_and_the_rest_go_to_different_workers() {
+        let parts = [
+            file(Stream::Events, "e"),
+            file(Stream::Predictions, "p"),
+            file(Stream::Labels, "l"),
+        ];
+        assert_eq!(owners(&parts, 2), vec![1, 0, 0]);
+        assert_eq!(owners(&parts, 1), vec![0, 0, 0]);
+        assert_eq!(owners(&parts, 3), vec![2, 1, 0]);
+    }
+
+    #[test]
+    fn every_partition_has_one_owner_and_loads_differ_by_at_most_one_heaviest() {
+        for peers in 1..6 {
+            for n in 0..12 {
+                let parts: Vec<_> = (0..n)
+                    .map(|i| file(Stream::ALL[i % 3], &format!("f{i}")))
+                    .collect();
+                let owner = owners(&parts, peers);
+                assert_eq!(owner.len(), n);
+                assert!(owner.iter().all(|w| *w < peers));
+                let mut load = vec![0u64; peers];
+                for (g, w) in owner.iter().enumerate() {
+                    load[*w] += if parts[g].0 == Stream::Events { 2 } else { 1 };
+                }
+                let (lo, hi) = (load.iter().min().unwrap(), load.iter().max().unwrap());
+                assert!(hi - lo <= 2, "{peers} workers, {n} partitions: {load:?}");
+            }
+        }
     }
 }
