@@ -1,7 +1,6 @@
 //! The ingested stream made ready for processing: records, dead letters and their counts.
 
 use differential_dataflow::collection::AsCollection;
-use differential_dataflow::consolidation::consolidate_updates;
 use differential_dataflow::VecCollection;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -31,7 +30,8 @@ pub struct Intake<'s> {
 /// boundary is the same as with per-tick processing, at a fraction of the work. One operator
 /// that moves each record once: a collection read by several operators is copied for each
 /// of them. Time: each batch leaves at its capability's rounded time (rounding is monotone, so
-/// every update's new time is at or after it); counts are summed per batch and time.
+/// every update's new time is at or after it); counts are summed per batch and time, not sent
+/// per record.
 /// State: none. Failure modes: none.
 pub fn intake<'s>(ingested: VecCollection<'s, u64, Ingested>, name: &str, step: u64) -> Intake<'s> {
     let stream = ingested.inner;
@@ -56,26 +56,43 @@ pub fn intake<'s>(ingested: VecCollection<'s, u64, Ingested>, name: &str, step: 
                     return;
                 };
                 let at = round(least);
-                let (mut rec, mut dl, mut n) = (Vec::new(), Vec::new(), Vec::new());
+                let (mut rec, mut dl) = (Vec::new(), Vec::new());
+                // Counts by time, stream and kind [read, accepted, dead-lettered], summed over
+                // the batch (its records share one time, rarely a few).
+                let mut counts: Vec<(u64, [[isize; 3]; 3])> = Vec::new();
                 for container in data {
                     for (i, t, r) in container.drain(..) {
                         let t = round(t);
-                        let s = i.stream();
-                        match i {
+                        let s = i.stream().index();
+                        let kind = match i {
                             Ingested::Accepted(x, _) => {
                                 rec.push((x, t, r));
-                                n.push(((s, 1u8), t, r));
+                                1
                             }
                             Ingested::Dead(d) => {
                                 dl.push((d, t, r));
-                                n.push(((s, 2u8), t, r));
+                                2
                             }
                             Ingested::Mark(..) => continue,
+                        };
+                        if counts.last().is_none_or(|(last, _)| *last != t) {
+                            counts.push((t, Default::default()));
                         }
-                        n.push(((s, 0u8), t, r));
+                        let c = &mut counts.last_mut().expect("pushed above").1[s];
+                        c[0] += r;
+                        c[kind] += r;
                     }
                 }
-                consolidate_updates(&mut n);
+                let mut n = Vec::new();
+                for (t, c) in counts {
+                    for s in Stream::ALL {
+                        for (kind, k) in c[s.index()].into_iter().enumerate() {
+                            if k != 0 {
+                                n.push(((s, kind as u8), t, k));
+                            }
+                        }
+                    }
+                }
                 h_records.give(&cap.delayed(&at, 0), &mut rec);
                 h_dead.give(&cap.delayed(&at, 1), &mut dl);
                 h_counts.give(&cap.delayed(&at, 2), &mut n);

@@ -371,8 +371,8 @@ where
         .as_collection()
 }
 
-/// Calls `f(key, value)` for every key of the sorted `runs` in ascending order, the values of
-/// equal keys added up with `add`.
+/// Calls `f(key, value)` for every key of the sorted `runs` (each with distinct keys) in
+/// ascending order, the values of equal keys added up with `add`.
 ///
 /// The runs' entries are copied into one vector and stably sorted: the sort finds the sorted
 /// runs and merges them, which is several times cheaper than a k-way merge stepping k
@@ -382,14 +382,20 @@ pub fn merge_sorted<K: Ord + Copy, V: Copy + Default, I: IntoIterator<Item = (K,
     add: impl Fn(&mut V, &V),
     mut f: impl FnMut(K, V),
 ) {
-    let n = runs.len();
+    if runs.len() == 1 {
+        // One run: its keys are distinct already; nothing to copy.
+        for (k, v) in runs.into_iter().flatten() {
+            let mut sum = V::default();
+            add(&mut sum, &v);
+            f(k, sum);
+        }
+        return;
+    }
     let mut all: Vec<(K, V)> = Vec::new();
     for r in runs {
         all.extend(r);
     }
-    if n > 1 {
-        all.sort_by_key(|(k, _)| *k);
-    }
+    all.sort_by_key(|(k, _)| *k);
     let mut i = 0;
     while i < all.len() {
         let k = all[i].0;
