@@ -174,7 +174,7 @@ fn output_rows_match_their_schema_files() {
                 within_horizon: 1,
                 relabeled: 0,
                 orphans: 0,
-                latency: vec![(1000, 1)],
+                latency: vec![(1000, 1)].into(),
             },
         },
         LabelRow {

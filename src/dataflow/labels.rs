@@ -44,8 +44,9 @@ pub struct LabelAgg {
     pub relabeled: i64,
     /// Orphan labels (overall segment only).
     pub orphans: i64,
-    /// Latency histogram: (bucket lowest value in ms, count), ascending.
-    pub latency: Vec<(u64, i64)>,
+    /// Latency histogram: (bucket lowest value in ms, count), ascending. Shared: a window's
+    /// histogram holds thousands of buckets and its row is cloned by every reader.
+    pub latency: Arc<[(u64, i64)]>,
 }
 
 /// Latency percentiles read from the buckets.
@@ -90,7 +91,7 @@ impl LabelAgg {
         let at = |q: f64| {
             let target = ((q * total as f64).ceil() as u64).max(1);
             let mut seen = 0u64;
-            for &(v, n) in &self.latency {
+            for &(v, n) in self.latency.iter() {
                 seen += n as u64;
                 if seen >= target {
                     return h.highest_equivalent(v);
@@ -109,7 +110,7 @@ impl LabelAgg {
     /// [`LabelAgg::percentiles`] by recording the buckets into a histogram.
     fn percentiles_recorded(&self) -> Option<Percentiles> {
         let mut h = histogram();
-        for &(v, n) in &self.latency {
+        for &(v, n) in self.latency.iter() {
             h.record_n(v, n as u64).ok()?;
         }
         (!h.is_empty()).then(|| Percentiles {
@@ -214,7 +215,7 @@ impl Render for LabelRender {
                 within_horizon,
                 relabeled,
                 orphans,
-                latency,
+                latency: latency.into(),
             },
         });
     }
@@ -311,7 +312,7 @@ mod tests {
             for (ms, n) in raw {
                 *latency.entry(latency_bucket(&h, ms)).or_default() += n;
             }
-            let agg = LabelAgg { latency: latency.into_iter().collect(), ..Default::default() };
+            let agg = LabelAgg { latency: latency.into_iter().collect::<Vec<_>>().into(), ..Default::default() };
             proptest::prop_assert_eq!(agg.percentiles(), agg.percentiles_recorded());
         }
     }
