@@ -50,6 +50,22 @@ fn sides_of<'a, K: Hash + Eq + Clone, A, B>(
     }
 }
 
+/// Adds `r` of `v` to a key's short list of values (equal values' multiplicities summed, zeros
+/// dropped); whether the list is now empty. Equality, not order: shared values compare by
+/// address first.
+fn add<V: PartialEq>(list: &mut Vec<(V, isize)>, v: V, r: isize) -> bool {
+    match list.iter().position(|(x, _)| *x == v) {
+        Some(i) => {
+            list[i].1 += r;
+            if list[i].1 == 0 {
+                list.swap_remove(i);
+            }
+        }
+        None => list.push((v, r)),
+    }
+    list.is_empty()
+}
+
 /// Joins `a` and `b` on their keys, emitting `f(key, a, b)` for every matching pair while the
 /// values' panes (of `panes`) have a live window.
 pub fn keyed_join<'s, K, A, B, O, F>(
@@ -102,36 +118,36 @@ where
                         if fa.less_equal(&t) || fb.less_equal(&t) {
                             break;
                         }
-                        let (cap, (mut da, mut db)) = entry.remove();
-                        da.retain(|((_, v), _)| retires(v.event_time()) > t);
-                        db.retain(|((_, v), _)| retires(v.event_time()) > t);
-                        consolidate(&mut da);
-                        consolidate(&mut db);
+                        let (cap, (da, db)) = entry.remove();
                         let mut out = Vec::new();
-                        // ΔA against B before t, then ΔB against A after ΔA.
+                        // ΔA against B before t, then ΔB against A after ΔA. The changes are
+                        // applied one by one, unsorted: the join is bilinear, so their order
+                        // changes nothing once the output is consolidated.
                         for ((k, va), ra) in da {
+                            if retires(va.event_time()) <= t {
+                                continue;
+                            }
                             let sides = sides_of(&mut state, &mut retiring, k.clone(), || {
                                 retires(va.event_time())
                             });
                             for (vb, rb) in &sides.1 {
                                 out.push((f(&k, &va, vb), ra * rb));
                             }
-                            sides.0.push((va, ra));
-                            consolidate(&mut sides.0);
-                            if sides.0.is_empty() && sides.1.is_empty() {
+                            if add(&mut sides.0, va, ra) && sides.1.is_empty() {
                                 state.remove(&k);
                             }
                         }
                         for ((k, vb), rb) in db {
+                            if retires(vb.event_time()) <= t {
+                                continue;
+                            }
                             let sides = sides_of(&mut state, &mut retiring, k.clone(), || {
                                 retires(vb.event_time())
                             });
                             for (va, ra) in &sides.0 {
                                 out.push((f(&k, va, &vb), ra * rb));
                             }
-                            sides.1.push((vb, rb));
-                            consolidate(&mut sides.1);
-                            if sides.0.is_empty() && sides.1.is_empty() {
+                            if add(&mut sides.1, vb, rb) && sides.0.is_empty() {
                                 state.remove(&k);
                             }
                         }
