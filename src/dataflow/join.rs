@@ -130,7 +130,8 @@ struct Slot {
 }
 
 /// The slots of the ids a worker holds, each keyed by its own id: one hash and one probe per
-/// lookup, and a bucket is only the slot's box (no key beside it).
+/// lookup, and a bucket is only the slot's box (no key beside it). A slot is found again by
+/// its bucket index, which stays valid while nothing is inserted beyond the capacity reserved.
 #[derive(Default)]
 struct Slots {
     table: hashbrown::HashTable<Box<Slot>>,
@@ -142,24 +143,35 @@ impl Slots {
         self.hasher.hash_one(id)
     }
 
-    /// The slot of `id`, created empty if there is none.
-    fn get_or_insert(&mut self, id: &str) -> &mut Slot {
+    /// Room for `n` more slots without moving any (bucket indices stay valid).
+    fn reserve(&mut self, n: usize) {
+        let hasher = &self.hasher;
+        self.table.reserve(n, |s| hasher.hash_one(&*s.id));
+    }
+
+    /// The slot of `id`, created empty if there is none, and its bucket index.
+    fn get_or_insert(&mut self, id: &str) -> (usize, &mut Slot) {
         let h = self.hash(id);
         let hasher = &self.hasher;
-        self.table
+        let entry = self
+            .table
             .entry(h, |s| &*s.id == id, |s| hasher.hash_one(&*s.id))
-            .or_insert_with(|| Box::new(Slot::new(Rc::from(id))))
-            .into_mut()
+            .or_insert_with(|| Box::new(Slot::new(Rc::from(id))));
+        (entry.bucket_index(), entry.into_mut())
     }
 
-    fn get_mut(&mut self, id: &str) -> Option<&mut Slot> {
-        let h = self.hash(id);
-        self.table.find_mut(h, |s| &*s.id == id).map(|s| &mut **s)
+    /// The bucket index of `id`'s slot.
+    fn index_of(&self, id: &str) -> Option<usize> {
+        self.table
+            .find_bucket_index(self.hash(id), |s| &*s.id == id)
     }
 
-    fn remove(&mut self, id: &str) {
-        let h = self.hash(id);
-        if let Ok(e) = self.table.find_entry(h, |s| &*s.id == id) {
+    fn at(&mut self, index: usize) -> Option<&mut Slot> {
+        self.table.get_bucket_mut(index).map(|s| &mut **s)
+    }
+
+    fn remove_at(&mut self, index: usize) {
+        if let Ok(e) = self.table.get_bucket_entry(index) {
             e.remove();
         }
     }
@@ -379,11 +391,6 @@ pub fn join<'s>(
                 // empty (twice that while it grows); boxes leave 24 bytes in each bucket
                 // (peak RSS at 1M bench events fell by ~130 MiB).
                 let mut slots = Slots::default();
-                // The slot of `id`, and its key (shared by the touched list and the timers).
-                fn slot_of<'a>(slots: &'a mut Slots, id: &str) -> (Rc<str>, &'a mut Slot) {
-                    let slot = slots.get_or_insert(id);
-                    (slot.id.clone(), slot)
-                }
                 let mut pending: Pending<Vec<(Record, isize)>> = BTreeMap::new();
                 let mut timers: BTreeMap<u64, Vec<Rc<str>>> = BTreeMap::new();
                 let mut hold = TimerHold::default();
@@ -398,7 +405,10 @@ pub fn join<'s>(
                     while let Some((t, cap, records)) =
                         hold.next_due(&mut pending, &timers, frontier)
                     {
-                        let mut touched: Vec<Rc<str>> = Vec::new();
+                        // Slots touched at `t`, by bucket index: no insertion below moves a
+                        // slot, as room for one new slot per record is reserved first.
+                        slots.reserve(records.len());
+                        let mut touched: Vec<usize> = Vec::with_capacity(records.len());
                         // Events count twice (the event and its known id).
                         let added: usize = records
                             .iter()
@@ -408,7 +418,7 @@ pub fn join<'s>(
                         for (rec, r) in records {
                             let id = match rec {
                                 Record::Event(e) => {
-                                    let (id, slot) = slot_of(&mut slots, &e.id);
+                                    let (id, slot) = slots.get_or_insert(&e.id);
                                     let base = tick_floor(e.time, tick);
                                     slot.known.push((t, base + known_ttl, r));
                                     slot.events.push(Held {
@@ -420,7 +430,7 @@ pub fn join<'s>(
                                     id
                                 }
                                 Record::Prediction(p) => {
-                                    let (id, slot) = slot_of(&mut slots, &p.event_id);
+                                    let (id, slot) = slots.get_or_insert(&p.event_id);
                                     slot.predictions.push(Held {
                                         until: tick_floor(p.time, tick) + ttl,
                                         value: Arc::new(p),
@@ -430,7 +440,7 @@ pub fn join<'s>(
                                     id
                                 }
                                 Record::Label(l) => {
-                                    let (id, slot) = slot_of(&mut slots, &l.event_id);
+                                    let (id, slot) = slots.get_or_insert(&l.event_id);
                                     slot.labels.push(Held {
                                         value: (l.time, l.label),
                                         from: t,
@@ -444,16 +454,19 @@ pub fn join<'s>(
                         }
                         if let Some(ids) = timers.remove(&t) {
                             for id in ids {
-                                if slots.get_mut(&id).is_some_and(|s| s.timer == Some(t)) {
-                                    touched.push(id);
+                                if let Some(i) = slots.index_of(&id) {
+                                    if slots.at(i).is_some_and(|s| s.timer == Some(t)) {
+                                        touched.push(i);
+                                    }
                                 }
                             }
                         }
                         let mut session = output.session(&cap);
-                        for id in touched {
-                            let Some(slot) = slots.get_mut(&id) else {
+                        for i in touched {
+                            let Some(slot) = slots.at(i) else {
                                 continue;
                             };
+                            let id = slot.id.clone();
                             if slot.last == Some(t) {
                                 // Touched twice at `t`: already evaluated.
                                 continue;
@@ -513,7 +526,7 @@ pub fn join<'s>(
                                     hold.cover(&cap, at);
                                 }
                                 None if slot.is_empty() => {
-                                    slots.remove(&id);
+                                    slots.remove_at(i);
                                 }
                                 None => {}
                             }
