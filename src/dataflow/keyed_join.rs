@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use ahash::AHashMap;
+use smallvec::SmallVec;
 use std::hash::Hash;
 
 use differential_dataflow::collection::AsCollection;
@@ -25,7 +26,9 @@ use timely::dataflow::operators::generic::operator::Operator;
 use super::panes::{owner, stable_hash, Panes};
 use super::timers::{pending_at, Pending};
 
-type Sides<A, B> = (Vec<(A, isize)>, Vec<(B, isize)>);
+/// A key's values on each side: nearly always one score, and one or two values beside it
+/// (inline: no allocation per key).
+type Sides<A, B> = (SmallVec<[(A, isize); 1]>, SmallVec<[(B, isize); 2]>);
 
 /// The event time of a joined value, whose pane decides how long it matters.
 pub trait EventTime {
@@ -53,7 +56,11 @@ fn sides_of<'a, K: Hash + Eq + Clone, A, B>(
 /// Adds `r` of `v` to a key's short list of values (equal values' multiplicities summed, zeros
 /// dropped); whether the list is now empty. Equality, not order: shared values compare by
 /// address first.
-fn add<V: PartialEq>(list: &mut Vec<(V, isize)>, v: V, r: isize) -> bool {
+fn add<V: PartialEq, const N: usize>(
+    list: &mut SmallVec<[(V, isize); N]>,
+    v: V,
+    r: isize,
+) -> bool {
     match list.iter().position(|(x, _)| *x == v) {
         Some(i) => {
             list[i].1 += r;
@@ -98,7 +105,8 @@ where
             name,
             move |_, _| {
                 let mut state: AHashMap<K, Sides<A, B>> = AHashMap::new();
-                let mut pending: Pending<Sides<(K, A), (K, B)>> = BTreeMap::new();
+                type Changes<A, B> = (Vec<(A, isize)>, Vec<(B, isize)>);
+                let mut pending: Pending<Changes<(K, A), (K, B)>> = BTreeMap::new();
                 // Keys holding a value whose pane retires at a time, by that time.
                 let mut retiring: BTreeMap<u64, Vec<K>> = BTreeMap::new();
                 move |(in_a, fa), (in_b, fb), output| {

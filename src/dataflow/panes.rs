@@ -24,7 +24,7 @@
 //! Failure modes: none on input; accumulators are integer sums (exact, order-free).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -92,12 +92,16 @@ pub trait Render: 'static {
     }
 }
 
-/// A stable hash for exchanges (the same in every process of a build).
+/// A stable hash for exchanges (the same in every process of a build): aHash with fixed
+/// seeds, several times cheaper than SipHash on the short ids every record is routed by.
 pub fn stable_hash<T: Hash>(x: &T) -> u64 {
-    #[allow(deprecated)]
-    let mut h = std::hash::SipHasher::new();
-    x.hash(&mut h);
-    h.finish()
+    const SEEDS: ahash::RandomState = ahash::RandomState::with_seeds(
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    );
+    SEEDS.hash_one(x)
 }
 
 /// Worker 0's share of keyed work, in percent of an even share: it alone also runs the
