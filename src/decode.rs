@@ -1,5 +1,7 @@
 //! Schema-driven decoding of raw values (JSON objects, Arrow rows) into typed records.
 
+use std::sync::Arc;
+
 use crate::records::{to_micro, Event, Label, Prediction, Record};
 use crate::schema::{FieldSpec, FieldType, InputSchema, Role, Stream};
 
@@ -148,13 +150,13 @@ pub fn decode<'a>(
                     _ => unreachable!("schema roles checked at load"),
                 }
             }
-            Ok(Record::Event(Event {
+            Ok(Record::Event(Arc::new(Event {
                 id: id.expect("id role"),
                 entity: entity.expect("entity role"),
                 time: t.expect("time role"),
                 numeric,
                 categorical,
-            }))
+            })))
         }
         Stream::Predictions => {
             let f = schema.field(Role::Id);
@@ -168,12 +170,12 @@ pub fn decode<'a>(
             }
             let f = schema.field(Role::Time);
             let t = time(f, get(&f.name))?;
-            Ok(Record::Prediction(Prediction {
+            Ok(Record::Prediction(Arc::new(Prediction {
                 event_id,
                 model,
                 score: to_micro(s),
                 time: t,
-            }))
+            })))
         }
         Stream::Labels => {
             let f = schema.field(Role::Id);

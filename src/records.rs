@@ -4,6 +4,8 @@
 //! number inside the dataflow is a fixed-point integer; floats appear only when a final statistic
 //! is formatted for output.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Fixed-point scale of feature values and scores: micro-units.
@@ -76,10 +78,10 @@ pub struct Label {
 /// A decoded input record of any stream.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Record {
-    /// From the events stream.
-    Event(Event),
-    /// From the predictions stream.
-    Prediction(Prediction),
+    /// From the events stream (shared: the join keeps it, and the replay buffer records it).
+    Event(Arc<Event>),
+    /// From the predictions stream (shared likewise).
+    Prediction(Arc<Prediction>),
     /// From the labels stream.
     Label(Label),
 }

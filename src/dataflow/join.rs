@@ -422,7 +422,7 @@ pub fn join<'s>(
                                     let base = tick_floor(e.time, tick);
                                     slot.known.push((t, base + known_ttl, r));
                                     slot.events.push(Held {
-                                        value: Arc::new(e),
+                                        value: e,
                                         from: t,
                                         until: base + ttl,
                                         r,
@@ -433,7 +433,7 @@ pub fn join<'s>(
                                     let (id, slot) = slots.get_or_insert(&p.event_id);
                                     slot.predictions.push(Held {
                                         until: tick_floor(p.time, tick) + ttl,
-                                        value: Arc::new(p),
+                                        value: p,
                                         from: t,
                                         r,
                                     });

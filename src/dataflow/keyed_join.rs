@@ -56,11 +56,7 @@ fn sides_of<'a, K: Hash + Eq + Clone, A, B>(
 /// Adds `r` of `v` to a key's short list of values (equal values' multiplicities summed, zeros
 /// dropped); whether the list is now empty. Equality, not order: shared values compare by
 /// address first.
-fn add<V: PartialEq, const N: usize>(
-    list: &mut SmallVec<[(V, isize); N]>,
-    v: V,
-    r: isize,
-) -> bool {
+fn add<V: PartialEq, const N: usize>(list: &mut SmallVec<[(V, isize); N]>, v: V, r: isize) -> bool {
     match list.iter().position(|(x, _)| *x == v) {
         Some(i) => {
             list[i].1 += r;

@@ -418,7 +418,7 @@ fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Inges
                 let cats = b.column(7).as_list::<i32>().value(r);
                 let cats = cats.as_string::<i32>();
                 Ingested::Accepted(
-                    Record::Event(Event {
+                    Record::Event(Arc::new(Event {
                         id: strs(3).value(r).to_string(),
                         entity: strs(4).value(r).to_string(),
                         time: u64s(5).value(r),
@@ -428,17 +428,17 @@ fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Inges
                         categorical: (0..cats.len())
                             .map(|i| (!cats.is_null(i)).then(|| cats.value(i).to_string()))
                             .collect(),
-                    }),
+                    })),
                     position,
                 )
             }
             BufferStream::Predictions => Ingested::Accepted(
-                Record::Prediction(Prediction {
+                Record::Prediction(Arc::new(Prediction {
                     event_id: strs(3).value(r).to_string(),
                     model: strs(4).value(r).to_string(),
                     score: b.column(5).as_primitive::<Int64Type>().value(r),
                     time: u64s(6).value(r),
-                }),
+                })),
                 position,
             ),
             BufferStream::Labels => Ingested::Accepted(
