@@ -54,12 +54,14 @@ pub fn build(
     let mut b = ProfileBuilder::new(&ev.numeric, &ev.categorical);
     let mut counts = ProfileCounts::default();
     let mut batch = Vec::new();
+    let consumers = crate::kafka::source::Consumers::default();
     for (stream, spec) in inputs {
         let schema = Arc::new(job.schema(*stream).clone());
         let mut p = Partition::open(
             *stream,
             schema,
             spec,
+            &consumers,
             &job.spec.generator,
             Arc::new(AtomicU64::new(0)),
             None,

@@ -284,6 +284,8 @@ pub fn ingest<'s>(
             let below = resume.as_ref().map_or(0, |r| r.below);
             let all = partitions(&job);
             let owner = owners(&all, peers);
+            // The worker's topic partitions share one consumer (it lives as long as they do).
+            let consumers = crate::kafka::source::Consumers::default();
             let mut parts: Vec<Part> = all
                 .into_iter()
                 .enumerate()
@@ -304,6 +306,7 @@ pub fn ingest<'s>(
                         stream,
                         schema.clone(),
                         &spec,
+                        &consumers,
                         &job.spec.generator,
                         progress.bytes_read.clone(),
                         Some(state.cursor),

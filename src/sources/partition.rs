@@ -101,11 +101,13 @@ fn dead(
 
 impl Partition {
     /// Opens a partition at `at` (its start if `None`); `bytes_read` is advanced as file bytes
-    /// are consumed (for progress).
+    /// are consumed (for progress). Topic partitions share the consumers of `consumers`.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         stream: Stream,
         schema: Arc<InputSchema>,
         spec: &PartitionSpec,
+        consumers: &crate::kafka::source::Consumers,
         generator: &GeneratorParams,
         bytes_read: Arc<AtomicU64>,
         at: Option<Cursor>,
@@ -152,6 +154,7 @@ impl Partition {
                 }
             }
             PartitionSpec::Kafka(k) => Reader::Kafka(crate::kafka::source::PartitionReader::open(
+                consumers,
                 &k.spec,
                 &k.group,
                 &k.topic,
