@@ -88,21 +88,26 @@ impl LabelAgg {
         let &(last, _) = self.latency.last()?;
         static BUCKETS: std::sync::OnceLock<Histogram<u64>> = std::sync::OnceLock::new();
         let h = BUCKETS.get_or_init(histogram);
-        let at = |q: f64| {
-            let target = ((q * total as f64).ceil() as u64).max(1);
-            let mut seen = 0u64;
-            for &(v, n) in self.latency.iter() {
-                seen += n as u64;
-                if seen >= target {
-                    return h.highest_equivalent(v);
-                }
+        // The three quantiles' ranks, found in one pass over the buckets.
+        let targets = [0.5, 0.95, 0.99].map(|q: f64| ((q * total as f64).ceil() as u64).max(1));
+        let mut found = [last; 3];
+        let mut next = 0;
+        let mut seen = 0u64;
+        for &(v, n) in self.latency.iter() {
+            seen += n as u64;
+            while next < 3 && seen >= targets[next] {
+                found[next] = v;
+                next += 1;
             }
-            h.highest_equivalent(last)
-        };
+            if next == 3 {
+                break;
+            }
+        }
+        let [p50, p95, p99] = found.map(|v| h.highest_equivalent(v));
         Some(Percentiles {
-            p50: at(0.5),
-            p95: at(0.95),
-            p99: at(0.99),
+            p50,
+            p95,
+            p99,
             max: h.highest_equivalent(last),
         })
     }
@@ -176,7 +181,10 @@ struct LabelRender;
 
 impl Render for LabelRender {
     type Group = Arc<str>;
-    type Memo = ();
+    /// The window's latency buckets summed over its panes, kept up to date from the deltas:
+    /// summing the panes' thousands of buckets at every render was most of rendering a row
+    /// when rows change every second.
+    type Memo = Option<Tally<u64, 1>>;
     type Acc = LabelPane;
     type Row = LabelRow;
 
@@ -188,20 +196,40 @@ impl Render for LabelRender {
         panes: &[&LabelPane],
         out: &mut Vec<LabelRow>,
     ) {
+        self.render_with(segment, win, status, panes, &mut None, out)
+    }
+
+    fn absorb(&self, memo: &mut Self::Memo, delta: &LabelPane) {
+        if let Some(sum) = memo {
+            sum.merge(&delta.latency);
+        }
+    }
+
+    fn render_with(
+        &self,
+        segment: &Arc<str>,
+        win: Win,
+        status: Status,
+        panes: &[&LabelPane],
+        memo: &mut Self::Memo,
+        out: &mut Vec<LabelRow>,
+    ) {
         let mut sums = [0i64; 5];
         for p in panes {
             for (a, b) in sums.iter_mut().zip(p.sums) {
                 *a += b;
             }
         }
-        let mut latency: Vec<(u64, i64)> = Vec::new();
-        let parts: Vec<&Tally<u64, 1>> = panes.iter().map(|p| &p.latency).collect();
-        let mut sum = Vec::new();
-        Tally::sum(&parts, &mut sum);
-        latency.extend(sum.into_iter().map(|(k, [n])| (k, n)));
-        if sums == [0; 5] && latency.is_empty() {
+        let sum = memo.get_or_insert_with(|| {
+            let parts: Vec<&Tally<u64, 1>> = panes.iter().map(|p| &p.latency).collect();
+            let mut sum = Vec::new();
+            Tally::sum(&parts, &mut sum);
+            Tally::from_sorted(sum)
+        });
+        if sums == [0; 5] && sum.is_empty() {
             return;
         }
+        let latency: Arc<[(u64, i64)]> = sum.iter().map(|&(k, [n])| (k, n)).collect();
         let [events, labeled, within_horizon, relabeled, orphans] = sums;
         out.push(LabelRow {
             key: LKey {
@@ -215,7 +243,7 @@ impl Render for LabelRender {
                 within_horizon,
                 relabeled,
                 orphans,
-                latency: latency.into(),
+                latency,
             },
         });
     }
@@ -302,6 +330,47 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        /// A window's latency kept up to date from pane deltas (labels added and retracted)
+        /// renders the row that summing its panes renders, at every render.
+        #[test]
+        fn incremental_latency_equals_recomputation(
+            rounds in proptest::collection::vec(
+                proptest::collection::vec((0usize..3, 0u64..40, 0u8..4), 0..30),
+                1..6,
+            ),
+        ) {
+            let render = LabelRender;
+            let group: Arc<str> = Arc::from("all");
+            let win = Win { family: 0, start: 0, end: 300 };
+            let mut panes = vec![LabelPane::default(); 3];
+            let mut added: Vec<(usize, u64)> = Vec::new();
+            let mut memo = None;
+            for round in rounds {
+                for (pane, bucket, op) in round {
+                    // One op in four retracts an earlier label.
+                    let (pane, bucket, r) = if op == 0 && !added.is_empty() {
+                        let (p, b) = added.swap_remove(bucket as usize % added.len());
+                        (p, b, -1)
+                    } else {
+                        added.push((pane, bucket));
+                        (pane, bucket, 1)
+                    };
+                    let mut delta = LabelPane::default();
+                    delta.sums[1] += r;
+                    delta.latency.push(bucket * 1000, [r]);
+                    delta.seal();
+                    panes[pane].merge(&delta);
+                    render.absorb(&mut memo, &delta);
+                }
+                let parts: Vec<&LabelPane> = panes.iter().filter(|p| !p.is_empty()).collect();
+                let (mut got, mut want) = (Vec::new(), Vec::new());
+                render.render_with(&group, win, Status::Final, &parts, &mut memo, &mut got);
+                render.render(&group, win, Status::Final, &parts, &mut want);
+                proptest::prop_assert_eq!(got, want);
+            }
+        }
+
+
         /// Percentiles read off the sorted buckets equal hdrhistogram's over the same buckets.
         #[test]
         fn percentiles_equal_hdrhistogram(

@@ -450,6 +450,14 @@ impl<K, const N: usize> Default for Tally<K, N> {
 }
 
 impl<K: Ord + Copy, const N: usize> Tally<K, N> {
+    /// A tally of counts already sorted by key, distinct, without zeros.
+    pub fn from_sorted(sorted: Vec<(K, [i64; N])>) -> Self {
+        Tally {
+            sorted,
+            tail: Vec::new(),
+        }
+    }
+
     /// Adds `c` to `k`'s counts (folded in by the next `seal`).
     pub fn push(&mut self, k: K, c: [i64; N]) {
         self.tail.push((k, c));
