@@ -44,9 +44,73 @@ pub struct LabelAgg {
     pub relabeled: i64,
     /// Orphan labels (overall segment only).
     pub orphans: i64,
-    /// Latency histogram: (bucket lowest value in ms, count), ascending. Shared: a window's
-    /// histogram holds thousands of buckets and its row is cloned by every reader.
-    pub latency: Arc<[(u64, i64)]>,
+    /// Latency histogram: (bucket lowest value in ms, count), ascending.
+    pub latency: Latency,
+}
+
+/// Latency buckets, shared (a window's histogram holds thousands of buckets and its row is
+/// cloned by every reader), with their percentiles computed once for all of them (the sink,
+/// the alert rules and the metrics each read them). Compared, hashed and serialized as the
+/// buckets alone.
+#[derive(Debug, Clone, Default)]
+pub struct Latency(Arc<(Vec<(u64, i64)>, std::sync::OnceLock<Option<Percentiles>>)>);
+
+impl Latency {
+    /// The buckets, ascending.
+    pub fn buckets(&self) -> &[(u64, i64)] {
+        &self.0 .0
+    }
+}
+
+impl std::ops::Deref for Latency {
+    type Target = [(u64, i64)];
+    fn deref(&self) -> &[(u64, i64)] {
+        self.buckets()
+    }
+}
+
+impl From<Vec<(u64, i64)>> for Latency {
+    fn from(v: Vec<(u64, i64)>) -> Self {
+        Latency(Arc::new((v, Default::default())))
+    }
+}
+
+impl PartialEq for Latency {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.buckets() == other.buckets()
+    }
+}
+
+impl Eq for Latency {}
+
+impl PartialOrd for Latency {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Latency {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.buckets().cmp(other.buckets())
+    }
+}
+
+impl std::hash::Hash for Latency {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.buckets().hash(state)
+    }
+}
+
+impl Serialize for Latency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.buckets().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Latency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Vec::<(u64, i64)>::deserialize(d).map(Latency::from)
+    }
 }
 
 /// Latency percentiles read from the buckets.
@@ -81,6 +145,10 @@ impl LabelAgg {
     /// `value_at_quantile` and `max` give for the buckets recorded, read off the sorted
     /// buckets directly (building a histogram allocated and zeroed ~100 KB per row formatted).
     pub fn percentiles(&self) -> Option<Percentiles> {
+        *self.latency.0 .1.get_or_init(|| self.compute_percentiles())
+    }
+
+    fn compute_percentiles(&self) -> Option<Percentiles> {
         if self.latency.iter().any(|(_, n)| *n <= 0) {
             return self.percentiles_recorded();
         }
@@ -229,7 +297,11 @@ impl Render for LabelRender {
         if sums == [0; 5] && sum.is_empty() {
             return;
         }
-        let latency: Arc<[(u64, i64)]> = sum.iter().map(|&(k, [n])| (k, n)).collect();
+        let latency: Latency = sum
+            .iter()
+            .map(|&(k, [n])| (k, n))
+            .collect::<Vec<_>>()
+            .into();
         let [events, labeled, within_horizon, relabeled, orphans] = sums;
         out.push(LabelRow {
             key: LKey {
