@@ -502,6 +502,11 @@ impl Render for DriftRender {
     }
 }
 
+/// Whether drift reads predictions: the job watches the score and has a reference for it.
+pub fn scores_wanted(drift: &Drift) -> bool {
+    drift.features.iter().any(|f| f.kind == FeatureKind::Score) && drift.profile.score.is_some()
+}
+
 /// Builds the drift changelog and its alerts.
 pub fn drift<'s>(
     name: &str,
@@ -527,15 +532,8 @@ pub fn drift<'s>(
     let score_ref = score_feature
         .and(drift.profile.score.as_ref())
         .map(|r| r.edges.clone());
-    let scored = match score_ref {
-        Some(_) => joined.scored.clone().map(|(e, p)| (e, Some(p))),
-        None => joined
-            .scored
-            .clone()
-            .filter(|_| false)
-            .map(|(e, p)| (e, Some(p))),
-    };
-    let all_in = joined.events.clone().map(|e| (e, None)).concat(scored);
+    // The join sends predictions only when a score reference exists (see `scores_wanted`).
+    let all_in = joined.drift_inputs.clone();
     let (d, p) = (drift.clone(), panes.clone());
     let deltas = pre_aggregate(
         all_in,

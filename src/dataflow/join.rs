@@ -65,20 +65,74 @@ pub enum JoinOut {
     Example(Ev, LabelState),
 }
 
-/// Outputs of the join stage.
+/// A value the online join meets an online score with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Side {
+    /// An event with its effective label.
+    Label(Ev, LabelState),
+    /// A production prediction with its event.
+    Scored(Ev, Pr),
+}
+
+/// An event as a join key: equal, hashed and ordered by its id alone (a shared event, not a
+/// copy of its id per record).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ById(pub Ev);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl PartialOrd for ById {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ById {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.id.cmp(&other.0.id)
+    }
+}
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state)
+    }
+}
+
+/// Outputs of the join stage, each shaped as the operators that read it take it (so that no
+/// stream is copied, mapped and concatenated on the way).
 pub struct Joined<'s> {
-    /// Events, valid until their expiry.
+    /// Events, valid until their expiry (entity features).
     pub events: VecCollection<'s, u64, Ev>,
-    /// Events that have a label, with it.
-    pub event_labels: VecCollection<'s, u64, (Ev, LabelState)>,
-    /// Predictions with their event.
-    pub scored: VecCollection<'s, u64, (Ev, Pr)>,
+    /// Label health's input: events `(e, None)`, events with their label `(e, label)` and
+    /// orphaned labels `(None, label)`.
+    pub label_inputs: VecCollection<'s, u64, (Option<Ev>, Option<LabelState>)>,
+    /// Drift's input (if wanted): events `(e, None)` and, if wanted, predictions with their
+    /// event `(e, prediction)`.
+    pub drift_inputs: VecCollection<'s, u64, (Ev, Option<Pr>)>,
+    /// The online join's input (if wanted): labeled events and predictions, by event.
+    pub online_sides: VecCollection<'s, u64, (ById, Side)>,
     /// Predictions with their event and label.
     pub labeled: VecCollection<'s, u64, Labeled>,
-    /// Effective labels whose event is unknown after the label horizon.
-    pub orphans: VecCollection<'s, u64, (String, LabelState)>,
     /// Events as they become labeled: what the learner learns from, at the time it happens.
     pub examples: VecCollection<'s, u64, (Ev, LabelState)>,
+}
+
+/// Which of the join's optional outputs the job reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted {
+    /// Events for drift.
+    pub drift_events: bool,
+    /// Predictions for drift (a score reference exists).
+    pub drift_scores: bool,
+    /// Labeled events and predictions for the online join.
+    pub online: bool,
 }
 
 /// How long join state is kept, in milliseconds of event time.
@@ -358,6 +412,7 @@ pub fn join<'s>(
     life: Lifetimes,
     panes: &super::panes::Panes,
     held: Arc<std::sync::atomic::AtomicI64>,
+    wanted: Wanted,
 ) -> Joined<'s> {
     let panes = panes.clone();
     let Lifetimes {
@@ -538,60 +593,84 @@ pub fn join<'s>(
             },
         )
         .as_collection();
-    split(out.inner, name)
+    split(out.inner, name, wanted)
 }
 
-/// Splits the join's outputs by kind into the typed collections downstream reads (`…JoinSplit`):
-/// one stateless operator, where a partition and a map per kind each copied every output.
-/// Time: outputs keep their timestamps. State: none. Failure modes: none.
-fn split<'s>(out: Stream<'s, u64, Vec<(JoinOut, u64, isize)>>, name: &str) -> Joined<'s> {
+/// Splits the join's outputs into the streams their readers take (`…JoinSplit`), each value
+/// moved or shared into every stream that wants it: one stateless operator where maps and
+/// concatenations per reader each copied every value. Time: outputs keep their timestamps.
+/// State: none. Failure modes: none.
+fn split<'s>(
+    out: Stream<'s, u64, Vec<(JoinOut, u64, isize)>>,
+    name: &str,
+    wanted: Wanted,
+) -> Joined<'s> {
     let mut builder = OperatorBuilder::new(format!("{name}.JoinSplit"), out.scope());
     let mut input = builder.new_input(out, Pipeline);
     builder.set_notify_for(0, FrontierInterest::Never);
     let (mut o_events, events) = builder.new_output::<Vec<(Ev, u64, isize)>>();
-    let (mut o_event_labels, event_labels) =
-        builder.new_output::<Vec<((Ev, LabelState), u64, isize)>>();
-    let (mut o_scored, scored) = builder.new_output::<Vec<((Ev, Pr), u64, isize)>>();
+    let (mut o_labels, label_inputs) =
+        builder.new_output::<Vec<((Option<Ev>, Option<LabelState>), u64, isize)>>();
+    let (mut o_drift, drift_inputs) = builder.new_output::<Vec<((Ev, Option<Pr>), u64, isize)>>();
+    let (mut o_online, online_sides) = builder.new_output::<Vec<((ById, Side), u64, isize)>>();
     let (mut o_labeled, labeled) = builder.new_output::<Vec<(Labeled, u64, isize)>>();
-    let (mut o_orphans, orphans) = builder.new_output::<Vec<((String, LabelState), u64, isize)>>();
     let (mut o_examples, examples) = builder.new_output::<Vec<((Ev, LabelState), u64, isize)>>();
     builder.build(move |_| {
         move |_| {
             let mut h_events = o_events.activate();
-            let mut h_event_labels = o_event_labels.activate();
-            let mut h_scored = o_scored.activate();
+            let mut h_labels = o_labels.activate();
+            let mut h_drift = o_drift.activate();
+            let mut h_online = o_online.activate();
             let mut h_labeled = o_labeled.activate();
-            let mut h_orphans = o_orphans.activate();
             let mut h_examples = o_examples.activate();
             input.for_each_stamp(|cap, data| {
-                let (mut ev, mut el, mut sc, mut lb, mut or, mut ex) = Default::default();
+                let (mut ev, mut la, mut dr, mut on, mut lb, mut ex) = Default::default();
                 for container in data {
                     for (o, t, r) in container.drain(..) {
                         match o {
-                            JoinOut::Event(e) => push(&mut ev, (e, t, r)),
-                            JoinOut::EventLabel(e, l) => push(&mut el, ((e, l), t, r)),
-                            JoinOut::Scored(e, p) => push(&mut sc, ((e, p), t, r)),
+                            JoinOut::Event(e) => {
+                                push(&mut la, ((Some(e.clone()), None), t, r));
+                                if wanted.drift_events {
+                                    push(&mut dr, ((e.clone(), None), t, r));
+                                }
+                                push(&mut ev, (e, t, r));
+                            }
+                            JoinOut::EventLabel(e, l) => {
+                                if wanted.online {
+                                    let side = Side::Label(e.clone(), l.clone());
+                                    push(&mut on, ((ById(e.clone()), side), t, r));
+                                }
+                                push(&mut la, ((Some(e), Some(l)), t, r));
+                            }
+                            JoinOut::Scored(e, p) => {
+                                if wanted.drift_scores {
+                                    push(&mut dr, ((e.clone(), Some(p.clone())), t, r));
+                                }
+                                if wanted.online {
+                                    push(&mut on, ((ById(e.clone()), Side::Scored(e, p)), t, r));
+                                }
+                            }
                             JoinOut::Labeled(e, p, l) => push(&mut lb, ((e, p, l), t, r)),
-                            JoinOut::Orphan(id, l) => push(&mut or, ((id, l), t, r)),
+                            JoinOut::Orphan(_, l) => push(&mut la, ((None, Some(l)), t, r)),
                             JoinOut::Example(e, l) => push(&mut ex, ((e, l), t, r)),
                         }
                     }
                 }
                 h_events.give(&cap, &mut ev);
-                h_event_labels.give(&cap, &mut el);
-                h_scored.give(&cap, &mut sc);
+                h_labels.give(&cap, &mut la);
+                h_drift.give(&cap, &mut dr);
+                h_online.give(&cap, &mut on);
                 h_labeled.give(&cap, &mut lb);
-                h_orphans.give(&cap, &mut or);
                 h_examples.give(&cap, &mut ex);
             });
         }
     });
     Joined {
         events: events.as_collection(),
-        event_labels: event_labels.as_collection(),
-        scored: scored.as_collection(),
+        label_inputs: label_inputs.as_collection(),
+        drift_inputs: drift_inputs.as_collection(),
+        online_sides: online_sides.as_collection(),
         labeled: labeled.as_collection(),
-        orphans: orphans.as_collection(),
         examples: examples.as_collection(),
     }
 }

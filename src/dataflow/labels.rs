@@ -337,10 +337,7 @@ pub fn labels<'s>(
 
     // Per event: one count per segment; per labeled event, its latency bucket; per orphan, one
     // count in the overall segment of the windows of its first label time.
-    let events = joined.events.clone().map(|e| (Some(e), None));
-    let labeled = joined.event_labels.clone().map(|(e, l)| (Some(e), Some(l)));
-    let orphans = joined.orphans.clone().map(|(_, l)| (None, Some(l)));
-    let contributions = events.concat(labeled).concat(orphans);
+    let contributions = joined.label_inputs.clone();
     let p = panes.clone();
     let mut names = Names::new(job);
     let mut segments = Vec::new();

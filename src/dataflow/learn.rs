@@ -22,7 +22,7 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::progress::operate::FrontierInterest;
 
 use super::cardinality::admit;
-use super::join::{push, Joined, Labeled};
+use super::join::{push, ById, Joined, Labeled, Side};
 use super::keyed_join::keyed_join;
 use super::ordered::{in_order, Snapshots};
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
@@ -54,51 +54,11 @@ pub enum LearnOut {
     Quarantine(QuarantineRow),
 }
 
-/// What an online score meets in the join's output.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-enum Side {
-    /// An event with its effective label.
-    Label(super::join::Ev, super::join::LabelState),
-    /// A production prediction with its event.
-    Scored(super::join::Ev, super::join::Pr),
-}
-
 impl super::keyed_join::EventTime for Side {
     fn event_time(&self) -> u64 {
         match self {
             Side::Label(e, _) | Side::Scored(e, _) => e.time,
         }
-    }
-}
-
-/// An event as a join key: equal, hashed and ordered by its id alone (a shared event, not a
-/// copy of its id per record).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ById(super::join::Ev);
-
-impl PartialEq for ById {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id
-    }
-}
-
-impl Eq for ById {}
-
-impl PartialOrd for ById {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for ById {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.id.cmp(&other.0.id)
-    }
-}
-
-impl std::hash::Hash for ById {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.id.hash(state)
     }
 }
 
@@ -363,16 +323,7 @@ pub fn learn<'s>(
     );
     // The scores meet the join's labeled events (the online model's quality) and its
     // production predictions (the shadow comparison) in one keyed join.
-    let sides = joined
-        .event_labels
-        .clone()
-        .map(|(e, l)| (ById(e.clone()), Side::Label(e, l)))
-        .concat(
-            joined
-                .scored
-                .clone()
-                .map(|(e, p)| (ById(e.clone()), Side::Scored(e, p))),
-        );
+    let sides = joined.online_sides.clone();
     let met = keyed_join(
         scores,
         sides,

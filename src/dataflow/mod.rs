@@ -440,7 +440,12 @@ pub fn build(
             retention: t.retention_ms,
             label_window: job.max_window_ms(),
         };
-        let joined = join::join(&name, records, life, &win, held.clone());
+        let wanted = join::Wanted {
+            drift_events: job.drift.is_some(),
+            drift_scores: job.drift.as_ref().is_some_and(|d| drift::scores_wanted(d)),
+            online: job.learn.is_some(),
+        };
+        let joined = join::join(&name, records, life, &win, held.clone(), wanted);
         let learned = job.learn.as_ref().map(|l| {
             let state = plan.state.state.as_ref();
             learn::learn(
