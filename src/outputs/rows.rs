@@ -389,16 +389,22 @@ impl OutputRow for FeatureRow {
     ) {
         let a = &self.agg;
         let w = &self.key.win;
+        // The fields before and after `feature` are the same in every line of the row: written
+        // once, copied per feature.
+        let mut head = Line::new(ts, diff);
+        head.value("window", ctx.windows.name(w))
+            .value("window_start", &w.start)
+            .value("window_end", &w.end)
+            .value("entity", &self.key.entity);
+        let mut tail = Line(Vec::with_capacity(64));
+        tail.value("status", self.status.name())
+            .value("events", &a.events)
+            .value("freshness_ms", &w.end.saturating_sub(a.last_time));
         let base = |feature: Option<&str>| {
-            let mut l = Line::new(ts, diff);
-            l.value("window", ctx.windows.name(w))
-                .value("window_start", &w.start)
-                .value("window_end", &w.end)
-                .value("entity", &self.key.entity)
-                .value("feature", &feature)
-                .value("status", self.status.name())
-                .value("events", &a.events)
-                .value("freshness_ms", &w.end.saturating_sub(a.last_time));
+            let mut l = Line(Vec::with_capacity(320));
+            l.0.extend_from_slice(&head.0);
+            l.value("feature", &feature);
+            l.0.extend_from_slice(&tail.0);
             l
         };
         if a.stats.is_empty() {
