@@ -58,8 +58,8 @@ pub enum JoinOut {
     Scored(Ev, Pr),
     /// A prediction with its event and effective label.
     Labeled(Ev, Pr, LabelState),
-    /// An orphaned effective label.
-    Orphan(String, LabelState),
+    /// An orphaned effective label (its id is the slot's: no reader needs it).
+    Orphan(LabelState),
     /// An event that became labeled: its first effective label appeared (with no earlier one
     /// retracted at the same time). Only ever added, once per such change.
     Example(Ev, LabelState),
@@ -266,7 +266,7 @@ impl JoinOut {
             (EventLabel(a, l), EventLabel(b, m)) => l == m && same(a, b),
             (Scored(a, p), Scored(b, q)) => same(p, q) && same(a, b),
             (Labeled(a, p, l), Labeled(b, q, m)) => l == m && same(p, q) && same(a, b),
-            (Orphan(a, l), Orphan(b, m)) => l == m && a == b,
+            (Orphan(l), Orphan(m)) => l == m,
             (Example(a, l), Example(b, m)) => l == m && same(a, b),
             _ => false,
         }
@@ -317,7 +317,7 @@ impl Slot {
     }
 
     /// Every output of the slot at `t`, with multiplicities, into `out`.
-    fn outputs(&self, id: &str, t: u64, tick: u64, horizon: u64, out: &mut Vec<(JoinOut, isize)>) {
+    fn outputs(&self, t: u64, tick: u64, horizon: u64, out: &mut Vec<(JoinOut, isize)>) {
         let events = present(&self.events, t);
         let preds = present(&self.predictions, t);
         let label = self.label_state(t);
@@ -345,7 +345,7 @@ impl Slot {
                 .sum::<isize>()
                 > 0;
             if !known && t >= tick_floor(l.first_time, tick) + horizon {
-                out.push((JoinOut::Orphan(id.to_string(), l), 1));
+                out.push((JoinOut::Orphan(l), 1));
             }
         }
     }
@@ -529,9 +529,9 @@ pub fn join<'s>(
                             before.clear();
                             after.clear();
                             if let Some(last) = slot.last {
-                                slot.outputs(&id, last, tick, horizon, &mut before);
+                                slot.outputs(last, tick, horizon, &mut before);
                             }
-                            slot.outputs(&id, t, tick, horizon, &mut after);
+                            slot.outputs(t, tick, horizon, &mut after);
                             diff(&mut before, &mut after);
                             // The slot's labeled events changed only by additions: an example
                             // (the greatest, as the learner takes the last of an id's sorted
@@ -651,7 +651,7 @@ fn split<'s>(
                                 }
                             }
                             JoinOut::Labeled(e, p, l) => push(&mut lb, ((e, p, l), t, r)),
-                            JoinOut::Orphan(_, l) => push(&mut la, ((None, Some(l)), t, r)),
+                            JoinOut::Orphan(l) => push(&mut la, ((None, Some(l)), t, r)),
                             JoinOut::Example(e, l) => push(&mut ex, ((e, l), t, r)),
                         }
                     }
