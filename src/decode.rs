@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::records::{to_micro, Event, Label, Prediction, Record};
+use crate::records::{to_micro, Event, Label, Prediction, Record, Text};
 use crate::schema::{FieldSpec, FieldType, InputSchema, Role, Stream};
 
 /// Earliest accepted record time: 2000-01-01T00:00:00Z.
@@ -126,8 +126,8 @@ pub fn decode<'a>(
             for f in &schema.fields {
                 let v = get(&f.name);
                 match f.role {
-                    Role::Id => id = Some(string(f, v)?.to_string()),
-                    Role::Entity => entity = Some(string(f, v)?.to_string()),
+                    Role::Id => id = Some(Text::from(string(f, v)?)),
+                    Role::Entity => entity = Some(Text::from(string(f, v)?)),
                     Role::Time => t = Some(time(f, v)?),
                     Role::Numeric => numeric.push(match v {
                         Value::Null if f.nullable => None,
@@ -145,7 +145,7 @@ pub fn decode<'a>(
                     }),
                     Role::Categorical => categorical.push(match v {
                         Value::Null if f.nullable => None,
-                        v => Some(string(f, v)?.to_string()),
+                        v => Some(Text::from(string(f, v)?)),
                     }),
                     _ => unreachable!("schema roles checked at load"),
                 }
@@ -160,9 +160,9 @@ pub fn decode<'a>(
         }
         Stream::Predictions => {
             let f = schema.field(Role::Id);
-            let event_id = string(f, get(&f.name))?.to_string();
+            let event_id = Text::from(string(f, get(&f.name))?);
             let f = schema.field(Role::Model);
-            let model = string(f, get(&f.name))?.to_string();
+            let model = Text::from(string(f, get(&f.name))?);
             let f = schema.field(Role::Score);
             let s = number(f, get(&f.name))?;
             if !(0.0..=1.0).contains(&s) {
@@ -179,7 +179,7 @@ pub fn decode<'a>(
         }
         Stream::Labels => {
             let f = schema.field(Role::Id);
-            let event_id = string(f, get(&f.name))?.to_string();
+            let event_id = Text::from(string(f, get(&f.name))?);
             let f = schema.field(Role::Label);
             let label = match get(&f.name) {
                 Value::Bool(b) => b as u8,

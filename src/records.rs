@@ -8,6 +8,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+/// A string kept inline up to 24 bytes (ids, entities, category values and model names nearly
+/// always are): no allocation of its own, and no pointer to chase when compared or hashed.
+pub type Text = compact_str::CompactString;
+
 /// Fixed-point scale of feature values and scores: micro-units.
 pub const MICRO: i64 = 1_000_000;
 
@@ -40,24 +44,24 @@ impl std::fmt::Display for Position {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Event {
     /// Unique event id.
-    pub id: String,
+    pub id: Text,
     /// The entity the event belongs to.
-    pub entity: String,
+    pub entity: Text,
     /// Event time, epoch milliseconds.
     pub time: u64,
     /// Numeric features in schema order, micro-units; `None` is null.
     pub numeric: Vec<Option<i64>>,
     /// Categorical features in schema order; `None` is null.
-    pub categorical: Vec<Option<String>>,
+    pub categorical: Vec<Option<Text>>,
 }
 
 /// A production prediction for an event.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Prediction {
     /// The event it scores.
-    pub event_id: String,
+    pub event_id: Text,
     /// Model version that produced it.
-    pub model: String,
+    pub model: Text,
     /// Score in micro-units, within [0, 1_000_000].
     pub score: i64,
     /// Prediction time, epoch milliseconds.
@@ -68,7 +72,7 @@ pub struct Prediction {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Label {
     /// The event it labels.
-    pub event_id: String,
+    pub event_id: Text,
     /// 0 or 1.
     pub label: u8,
     /// Label time, epoch milliseconds.

@@ -374,11 +374,11 @@ fn examples(rng: &mut rand_chacha::ChaCha8Rng, n: usize, from: usize, flip: bool
             let label = ((2.0 * x - y + noise > 0.0) != flip) as u8;
             Example {
                 event: Arc::new(Event {
-                    id: format!("e{i:07}"),
-                    entity: format!("u{}", i % 50),
+                    id: format!("e{i:07}").into(),
+                    entity: format!("u{}", i % 50).into(),
                     time: i as u64 * 10,
                     numeric: vec![Some((x * 1e6) as i64), Some((y * 1e6) as i64)],
-                    categorical: vec![Some(["a", "b"][i % 2].to_string())],
+                    categorical: vec![Some(["a", "b"][i % 2].into())],
                 }),
                 label,
             }

@@ -66,12 +66,12 @@ impl Capped for (Arc<str>, Arc<str>) {
     }
 }
 
-impl Capped for String {
+impl Capped for crate::records::Text {
     fn capped(&self) -> Option<(&str, &str)> {
         Some(("entity", self))
     }
     fn folded(&self) -> Self {
-        OTHER.to_string()
+        OTHER.into()
     }
 }
 
@@ -187,6 +187,6 @@ mod tests {
         let g = (Arc::<str>::from("device=ios"), Arc::<str>::from("m1"));
         assert_eq!(&*g.folded().0, "device=__other__");
         assert_eq!(&*g.folded().1, "m1");
-        assert_eq!("u17".to_string().folded(), OTHER);
+        assert_eq!(crate::records::Text::from("u17").folded(), OTHER);
     }
 }

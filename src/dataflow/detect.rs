@@ -45,7 +45,7 @@ struct ModelDetectors {
 /// The detectors of every model version: the operator's whole state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DetectorState {
-    models: BTreeMap<String, ModelDetectors>,
+    models: BTreeMap<crate::records::Text, ModelDetectors>,
 }
 
 /// Runs the detectors over `labeled`, from `state` as of timestamp `first`; `snapshots`
@@ -89,10 +89,10 @@ pub fn detect<'s>(
                     for (i, det) in m.detectors.iter_mut().enumerate() {
                         if det.update(error as f64) == Signal::Drift {
                             let row = DetectionRow {
-                                model: model.clone(),
+                                model: model.to_string(),
                                 detector: i as u16,
                                 position: m.seen,
-                                event_id: id.clone(),
+                                event_id: id.to_string(),
                                 event_time: time,
                                 detail: det.detail(),
                             };

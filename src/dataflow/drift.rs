@@ -370,7 +370,7 @@ pub struct DriftOutputs<'s> {
 pub struct DriftPane {
     nulls: i64,
     cells: Tally<u32, 1>,
-    cats: BTreeMap<String, i64>,
+    cats: BTreeMap<crate::records::Text, i64>,
     values: Tally<i64, 1>,
 }
 

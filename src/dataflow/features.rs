@@ -22,7 +22,7 @@ pub struct FKey {
     /// The window (by event time).
     pub win: Win,
     /// The entity.
-    pub entity: String,
+    pub entity: crate::records::Text,
 }
 
 /// Exact statistics of one feature in one window of one entity (micro-units).
@@ -149,14 +149,14 @@ struct FeatureRender {
 }
 
 impl Render for FeatureRender {
-    type Group = String;
+    type Group = crate::records::Text;
     type Memo = ();
     type Acc = FeaturePane;
     type Row = FeatureRow;
 
     fn render(
         &self,
-        entity: &String,
+        entity: &crate::records::Text,
         win: Win,
         status: Status,
         panes: &[&FeaturePane],

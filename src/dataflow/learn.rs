@@ -263,8 +263,8 @@ pub fn learn<'s>(
             // A restart knows the event of an earlier score only by its id and time: all
             // that a score's key and its prediction read.
             let e = Arc::new(Event {
-                id: s.event_id.clone(),
-                entity: String::new(),
+                id: s.event_id.as_str().into(),
+                entity: Default::default(),
                 time: s.event_time,
                 numeric: Vec::new(),
                 categorical: Vec::new(),
@@ -388,7 +388,7 @@ fn new_examples(batch: Vec<((super::join::Ev, super::join::LabelState), isize)>)
     while i < batch.len() {
         let id = &batch[i].0 .0.id;
         let mut j = i;
-        while j < batch.len() && &batch[j].0 .0.id == id {
+        while j < batch.len() && batch[j].0 .0.id == *id {
             j += 1;
         }
         let group = &batch[i..j];
@@ -442,7 +442,7 @@ fn split<'s>(outs: VecCollection<'s, u64, LearnOut>, name: &str) -> Split<'s> {
                             LearnOut::Score(e, score) => {
                                 let p = Arc::new(Prediction {
                                     event_id: e.id.clone(),
-                                    model: ONLINE.to_string(),
+                                    model: ONLINE.into(),
                                     score,
                                     time: e.time,
                                 });

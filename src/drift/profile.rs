@@ -115,7 +115,7 @@ impl ProfileBuilder {
         }
         for ((counts, nulls), v) in self.categorical.iter_mut().zip(&e.categorical) {
             match v {
-                Some(v) => *counts.entry(v.clone()).or_insert(0) += 1,
+                Some(v) => *counts.entry(v.to_string()).or_insert(0) += 1,
                 None => *nulls += 1,
             }
         }

@@ -225,7 +225,7 @@ impl Window {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Held {
     numeric: Vec<Option<i64>>,
-    categorical: Vec<Option<String>>,
+    categorical: Vec<Option<crate::records::Text>>,
     label: u8,
 }
 
@@ -593,7 +593,7 @@ impl Learner {
             self.scored += 1;
             st.scores.push_back(ScoreEntry {
                 ts,
-                event_id: ex.id.clone(),
+                event_id: ex.id.to_string(),
                 event_time: ex.time,
                 score,
             });
@@ -633,14 +633,14 @@ impl Learner {
             if let Some(cap) = spec.defence.entity_cap {
                 let w = spec.defence.entity_window_ms;
                 let per = st.caps.entry(ex.time - ex.time % w).or_default();
-                let n = match per.get_mut(&ex.entity) {
+                let n = match per.get_mut(ex.entity.as_str()) {
                     Some(n) => n,
-                    None => per.entry(ex.entity.clone()).or_insert(0),
+                    None => per.entry(ex.entity.to_string()).or_insert(0),
                 };
                 if *n >= cap {
                     out.push(Out::Quarantine(QuarantineRow {
-                        event_id: ex.id.clone(),
-                        entity: ex.entity.clone(),
+                        event_id: ex.id.to_string(),
+                        entity: ex.entity.to_string(),
                         event_time: ex.time,
                         reason: format!("entity_cap: {cap} examples of this entity per {w} ms"),
                     }));
@@ -661,8 +661,8 @@ impl Learner {
                 };
                 if let Some(reason) = far {
                     out.push(Out::Quarantine(QuarantineRow {
-                        event_id: ex.id.clone(),
-                        entity: ex.entity.clone(),
+                        event_id: ex.id.to_string(),
+                        entity: ex.entity.to_string(),
                         event_time: ex.time,
                         reason,
                     }));

@@ -54,7 +54,7 @@ pub struct Input<'a> {
     /// Numeric values in micro-units, by event index.
     pub numeric: &'a [Option<i64>],
     /// Categorical values, by event index.
-    pub categorical: &'a [Option<String>],
+    pub categorical: &'a [Option<crate::records::Text>],
 }
 
 /// Running mean and variance of each numeric feature (Welford), over learned examples.

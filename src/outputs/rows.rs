@@ -730,7 +730,7 @@ mod tests {
                             start: 1_767_225_300_000,
                             end: 1_767_225_600_000,
                         },
-                        entity: format!("ent\"{i}\\é"),
+                        entity: format!("ent\"{i}\\é").into(),
                     },
                     status,
                     agg: FeatureAgg {

@@ -419,14 +419,14 @@ fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Inges
                 let cats = cats.as_string::<i32>();
                 Ingested::Accepted(
                     Record::Event(Arc::new(Event {
-                        id: strs(3).value(r).to_string(),
-                        entity: strs(4).value(r).to_string(),
+                        id: strs(3).value(r).into(),
+                        entity: strs(4).value(r).into(),
                         time: u64s(5).value(r),
                         numeric: (0..nums.len())
                             .map(|i| (!nums.is_null(i)).then(|| nums.value(i)))
                             .collect(),
                         categorical: (0..cats.len())
-                            .map(|i| (!cats.is_null(i)).then(|| cats.value(i).to_string()))
+                            .map(|i| (!cats.is_null(i)).then(|| cats.value(i).into()))
                             .collect(),
                     })),
                     position,
@@ -434,8 +434,8 @@ fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Inges
             }
             BufferStream::Predictions => Ingested::Accepted(
                 Record::Prediction(Arc::new(Prediction {
-                    event_id: strs(3).value(r).to_string(),
-                    model: strs(4).value(r).to_string(),
+                    event_id: strs(3).value(r).into(),
+                    model: strs(4).value(r).into(),
                     score: b.column(5).as_primitive::<Int64Type>().value(r),
                     time: u64s(6).value(r),
                 })),
@@ -443,7 +443,7 @@ fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Inges
             ),
             BufferStream::Labels => Ingested::Accepted(
                 Record::Label(Label {
-                    event_id: strs(3).value(r).to_string(),
+                    event_id: strs(3).value(r).into(),
                     label: b.column(4).as_primitive::<UInt8Type>().value(r),
                     time: u64s(5).value(r),
                 }),
