@@ -316,9 +316,21 @@ impl Slot {
         })
     }
 
-    /// Every output of the slot at `t`, with multiplicities, into `out`.
-    fn outputs(&self, t: u64, tick: u64, horizon: u64, out: &mut Vec<(JoinOut, isize)>) {
-        let events = present(&self.events, t);
+    /// Every output of the slot at `t`, with multiplicities, into `out`; only its orphan
+    /// unless `with_events`.
+    fn outputs(
+        &self,
+        t: u64,
+        tick: u64,
+        horizon: u64,
+        with_events: bool,
+        out: &mut Vec<(JoinOut, isize)>,
+    ) {
+        let events = if with_events {
+            present(&self.events, t)
+        } else {
+            SmallVec::new()
+        };
         let preds = present(&self.predictions, t);
         let label = self.label_state(t);
         for (e, r) in &events {
@@ -528,10 +540,15 @@ pub fn join<'s>(
                             }
                             before.clear();
                             after.clear();
+                            // Once the slot's events have all left state, every change about
+                            // one is a retraction about a retired pane (an event leaves after
+                            // the last window of its pane has retired), dropped below: only the
+                            // orphan is evaluated.
+                            let with_events = slot.events.iter().any(|e| e.until > t);
                             if let Some(last) = slot.last {
-                                slot.outputs(last, tick, horizon, &mut before);
+                                slot.outputs(last, tick, horizon, with_events, &mut before);
                             }
-                            slot.outputs(t, tick, horizon, &mut after);
+                            slot.outputs(t, tick, horizon, with_events, &mut after);
                             diff(&mut before, &mut after);
                             // The slot's labeled events changed only by additions: an example
                             // (the greatest, as the learner takes the last of an id's sorted
