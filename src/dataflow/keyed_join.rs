@@ -20,7 +20,7 @@ use differential_dataflow::collection::AsCollection;
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::{Data, ExchangeData, VecCollection};
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::panes::{owner, stable_hash, Panes};
@@ -70,7 +70,8 @@ fn add<V: PartialEq, const N: usize>(list: &mut SmallVec<[(V, isize); N]>, v: V,
 }
 
 /// Joins `a` and `b` on their keys, emitting `f(key, a, b)` for every matching pair while the
-/// values' panes (of `panes`) have a live window.
+/// values' panes (of `panes`) have a live window. `b` must already be on the worker that owns
+/// its key (`owner(stable_hash(key))`, as the join's outputs are): it is not exchanged again.
 pub fn keyed_join<'s, K, A, B, O, F>(
     a: VecCollection<'s, u64, (K, A)>,
     b: VecCollection<'s, u64, (K, B)>,
@@ -95,9 +96,7 @@ where
             Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| {
                 owner(stable_hash(k), peers)
             }),
-            Exchange::new(move |((k, _), _, _): &((K, B), u64, isize)| {
-                owner(stable_hash(k), peers)
-            }),
+            Pipeline,
             name,
             move |_, _| {
                 let mut state: AHashMap<K, Sides<A, B>> = AHashMap::new();
