@@ -244,6 +244,9 @@ pub struct GenRecord {
     pub entity: String,
     /// The record's own time.
     pub time: GenTime,
+    /// Where the record falls among all streams' records as they would arrive live: its own
+    /// time before any malformation (a broken time says nothing about when a record arrives).
+    pub arrival: i64,
     /// Numeric features (events), score (predictions, one element) or label (labels, one element).
     pub numbers: Vec<Option<f64>>,
     /// Categorical features (events only).
@@ -459,6 +462,7 @@ impl GeneratorStream {
             id: Some(format!("ev{id:09}")),
             entity: String::new(),
             time: GenTime::Ms(time as i64),
+            arrival: time as i64,
             numbers: Vec::new(),
             cats: Vec::new(),
             model: String::new(),

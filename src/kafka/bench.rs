@@ -279,11 +279,14 @@ pub fn bench(dir: &Path, schemas_dir: &Path, b: &KafkaBench) -> Result<KafkaBenc
         &topics,
         paced,
         |s, part, own| {
-            log.lock()
-                .expect("not poisoned")
-                .entry((s, part))
-                .or_default()
-                .push((wall_ms(), own));
+            // A malformed record moves no watermark.
+            if let Some(own) = own {
+                log.lock()
+                    .expect("not poisoned")
+                    .entry((s, part))
+                    .or_default()
+                    .push((wall_ms(), own));
+            }
         },
     )?;
     let paced_records: u64 = p.records.values().sum();
