@@ -695,10 +695,9 @@ fn execute(
                 // The final commit waits for the finished files, after the loop.
                 let below = sinks.written_below().min(u64::MAX - 1);
                 let mut cp = cp.borrow_mut();
-                let began = Instant::now();
                 let r = cp.try_commit(below, |t| sinks.cuts(t));
-                if let (Ok(true), Some(s)) = (&r, sampler.as_mut()) {
-                    s.commit(began.elapsed(), cp.manifest());
+                if let (Ok(Some(took)), Some(s)) = (&r, sampler.as_mut()) {
+                    s.commit(*took, cp.manifest());
                 }
                 if let Err(e) = r {
                     // Keep stepping so the other workers can finish; report at the end.
@@ -741,10 +740,9 @@ fn execute(
                 return Err(e);
             }
             let mut cp = cp.borrow_mut();
-            let began = Instant::now();
-            if cp.try_commit(u64::MAX, |t| sinks.cuts(t))? {
+            if let Some(took) = cp.try_commit(u64::MAX, |t| sinks.cuts(t))? {
                 if let Some(s) = sampler.as_mut() {
-                    s.commit(began.elapsed(), cp.manifest());
+                    s.commit(took, cp.manifest());
                 }
             }
             commits = cp.commits;

@@ -39,7 +39,7 @@ use crate::outputs::sink::{sink, SinkState};
 use crate::outputs::writer::ChangelogWriter;
 use crate::records::DeadLetter;
 use crate::replay::manifest::Manifest;
-use crate::replay::recorder::{record, Checkpointer};
+use crate::replay::recorder::{record, Checkpointer, OutputCut};
 use crate::replay::source::{replay, ReplayFeed};
 use crate::schema::Stream;
 use crate::sources::{
@@ -180,19 +180,21 @@ impl Sinks {
         .unwrap_or(0)
     }
 
-    /// Each output file's durable length holding exactly its lines below `ts`.
-    pub fn cuts(&self, ts: u64) -> Result<BTreeMap<String, u64>> {
+    /// Each output file's length holding exactly its lines below `ts`, and what makes those
+    /// lengths durable.
+    pub fn cuts(&self, ts: u64) -> Result<OutputCut> {
         fn one<R: OutputRow>(
             s: &Rc<RefCell<SinkState<R>>>,
             ts: u64,
-            out: &mut BTreeMap<String, u64>,
+            out: &mut OutputCut,
         ) -> Result<()> {
-            if let Some(len) = s.borrow_mut().commit_cut(ts)? {
-                out.insert(format!("{}.jsonl", R::NAME), len);
+            if let Some((len, durable)) = s.borrow_mut().commit_cut(ts)? {
+                out.lengths.insert(format!("{}.jsonl", R::NAME), len);
+                out.durable.push(Box::new(move || durable.make()));
             }
             Ok(())
         }
-        let mut out = BTreeMap::new();
+        let mut out = OutputCut::default();
         each_sink!(self, one, ts, &mut out);
         Ok(out)
     }

@@ -62,9 +62,12 @@ impl<R> SinkState<R> {
         }))
     }
 
-    /// The JSON Lines length holding exactly the lines below `ts`, made durable; forgets cuts
-    /// below `ts`.
-    pub fn commit_cut(&mut self, ts: u64) -> crate::Result<Option<u64>> {
+    /// The JSON Lines length holding exactly the lines below `ts`, with what makes it durable;
+    /// forgets cuts below `ts`.
+    pub fn commit_cut(
+        &mut self,
+        ts: u64,
+    ) -> crate::Result<Option<(u64, crate::outputs::writer::Durable)>> {
         // A failed write leaves a hole: nothing after it may be committed.
         if let Some(e) = &self.error {
             return Err(crate::Error::Runtime(format!(
@@ -72,14 +75,18 @@ impl<R> SinkState<R> {
             )));
         }
         let Some(w) = self.writer.as_mut() else {
-            return Ok(self.finished_len);
+            // Finished: the file was made durable when it was closed.
+            return Ok(self.finished_len.map(|len| (len, Default::default())));
         };
-        let len = w.sync()?;
+        let (len, durable) = w.cut()?;
         let cuts = self.cuts.get_or_insert_with(Default::default);
         while cuts.front().is_some_and(|(t, _)| *t < ts) {
             cuts.pop_front();
         }
-        Ok(Some(cuts.front().map_or(len, |(_, before)| *before)))
+        Ok(Some((
+            cuts.front().map_or(len, |(_, before)| *before),
+            durable,
+        )))
     }
 }
 

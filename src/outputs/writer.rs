@@ -47,6 +47,27 @@ pub fn arrow_schema(file: &SchemaFile) -> Schema {
 
 const PARQUET_BATCH: usize = 8192;
 
+/// What makes a changelog's lines up to a cut durable: its JSON Lines file synced, its Kafka
+/// lines acknowledged.
+#[derive(Default)]
+pub struct Durable {
+    file: Option<(PathBuf, File)>,
+    kafka: Option<crate::kafka::sink::Flusher>,
+}
+
+impl Durable {
+    /// Waits until the lines are durable (on any thread: the file is a handle of its own).
+    pub fn make(self) -> Result<()> {
+        if let Some(k) = self.kafka {
+            k.flush()?;
+        }
+        if let Some((path, f)) = self.file {
+            f.sync_data().map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(())
+    }
+}
+
 struct ParquetOut {
     tmp: PathBuf,
     path: PathBuf,
@@ -154,18 +175,22 @@ impl ChangelogWriter {
         Ok(w)
     }
 
-    /// Flushes the JSON Lines file and makes it durable; returns its length.
-    pub fn sync(&mut self) -> Result<u64> {
-        if let Some(k) = &mut self.kafka {
-            k.flush()?;
+    /// Hands the lines written so far to the OS; returns the JSON Lines file's length and what
+    /// makes them durable (run off the worker thread, before a manifest names that length).
+    pub fn cut(&mut self) -> Result<(u64, Durable)> {
+        let mut durable = Durable::default();
+        if let Some(k) = &self.kafka {
+            durable.kafka = Some(k.flusher());
         }
         if let Some((path, out)) = &mut self.jsonl {
             out.flush().map_err(|e| Error::io(path.as_path(), e))?;
-            out.get_ref()
-                .sync_data()
+            let f = out
+                .get_ref()
+                .try_clone()
                 .map_err(|e| Error::io(path.as_path(), e))?;
+            durable.file = Some((path.clone(), f));
         }
-        Ok(self.jsonl_bytes)
+        Ok((self.jsonl_bytes, durable))
     }
 
     /// Also produces every line to a Kafka topic.

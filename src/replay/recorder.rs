@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use differential_dataflow::VecCollection;
 use timely::dataflow::channels::pact::Exchange;
@@ -35,13 +36,21 @@ struct Staged {
     partitions: BTreeMap<String, PartitionState>,
 }
 
-/// A commit whose state file is being written: its manifest is stored once the file is.
+/// Output lengths at a commit boundary, and the work that makes them durable.
+#[derive(Default)]
+pub struct OutputCut {
+    /// Each output file's length holding exactly its lines below the boundary.
+    pub lengths: BTreeMap<String, u64>,
+    /// Each waits until an output's lines are durable (its file synced, its Kafka lines
+    /// acknowledged); run on the commit thread before the manifest naming the lengths.
+    pub durable: Vec<Box<dyn FnOnce() -> Result<()> + Send>>,
+}
+
+/// A commit being made durable on a thread of its own.
 struct Writing {
-    manifest: Manifest,
-    end: u64,
-    /// Files the manifest no longer names, deleted after it is stored.
-    expired: Vec<String>,
-    state: std::thread::JoinHandle<Result<super::manifest::StateMeta>>,
+    began: Instant,
+    /// The stored manifest, and the files it no longer names.
+    done: std::thread::JoinHandle<Result<(Manifest, Vec<String>)>>,
 }
 
 /// The commit state of a recording job (worker 0 only).
@@ -90,31 +99,27 @@ impl Checkpointer {
     }
 
     /// Commits the latest staged boundary at or below `outputs_below`; `cut(T)` gives each
-    /// output file's durable length holding exactly its lines below `T`. Returns whether a
-    /// commit completed.
+    /// output file's length holding exactly its lines below `T`, and what makes it durable.
+    /// Returns how long a commit that completed took.
     ///
-    /// A boundary with operator state has its state file compressed and written on a thread of
-    /// its own (a snapshot holds every live online score: compressing it on worker 0 was 8 % of
-    /// all samples at 1M bench events); its manifest is stored by a later call, once the file
-    /// is durable, and no other boundary is prepared meanwhile. The last commit (`u64::MAX`)
-    /// waits.
+    /// What waits on the disk or the broker (syncing the outputs, acknowledging their Kafka
+    /// lines, compressing and writing the operators' state, storing the manifest) runs on a
+    /// thread of its own: on worker 0 it held every update back for as long as a commit took
+    /// (10–120 ms each at the Kafka bench's half-peak load). A later call completes the commit
+    /// once that thread is done, and no other boundary is prepared meanwhile. The last commit
+    /// (`u64::MAX`) waits.
     pub fn try_commit(
         &mut self,
         outputs_below: u64,
-        cut: impl FnOnce(u64) -> Result<BTreeMap<String, u64>>,
-    ) -> Result<bool> {
-        let mut done = false;
+        cut: impl FnOnce(u64) -> Result<OutputCut>,
+    ) -> Result<Option<Duration>> {
+        let mut done = None;
         if let Some(w) = self.writing.take() {
-            if !w.state.is_finished() && outputs_below != u64::MAX {
+            if !w.done.is_finished() && outputs_below != u64::MAX {
                 self.writing = Some(w);
-                return Ok(false);
+                return Ok(None);
             }
-            let meta = w
-                .state
-                .join()
-                .map_err(|_| Error::replay(&self.dir, "the state writer panicked"))??;
-            self.finish(w.manifest, w.end, w.expired, Some(meta))?;
-            done = true;
+            done = Some(self.complete(w)?);
         }
         let mut last = None;
         while self.staged.front().is_some_and(|s| s.end <= outputs_below) {
@@ -129,6 +134,7 @@ impl Checkpointer {
         let Some((end, partitions)) = last else {
             return Ok(done);
         };
+        let began = Instant::now();
         // The next manifest; `self.manifest` stays the committed one until it is stored.
         let mut m = self.manifest.clone();
         m.segments.sort_by_key(|s| (s.ts_start, s.stream));
@@ -151,91 +157,76 @@ impl Checkpointer {
             m.watermarks.drain(..excess);
         }
         m.partitions.extend(partitions);
-        m.outputs = cut(end)?;
-        let expired: Vec<String> = self
+        let outputs = cut(end)?;
+        m.outputs = outputs.lengths;
+        let mut expired: Vec<String> = self
             .expire(&mut m, end)
             .into_iter()
             .map(|s| s.file)
             .collect();
-        if self.snapshots.is_empty() || end == u64::MAX {
-            self.finish(m, end, expired, None)?;
-            return Ok(true);
-        }
         // One state file holds every operator's snapshot: `{"name": state, …}`, put together
-        // on the writer thread (the snapshots share their pieces; nothing is copied here).
+        // on the commit thread (the snapshots share their pieces; nothing is copied here).
         let mut states = Vec::with_capacity(self.snapshots.len());
-        for (name, snaps) in &self.snapshots {
-            let snaps = snaps.borrow();
-            let Some(state) = crate::dataflow::ordered::snapshot_at(&snaps, end) else {
-                return Err(Error::replay(
-                    &self.dir,
-                    format!("no {name} state at the commit point {end}"),
-                ));
-            };
-            states.push((*name, state.clone()));
+        if end != u64::MAX {
+            for (name, snaps) in &self.snapshots {
+                let snaps = snaps.borrow();
+                let Some(state) = crate::dataflow::ordered::snapshot_at(&snaps, end) else {
+                    return Err(Error::replay(
+                        &self.dir,
+                        format!("no {name} state at the commit point {end}"),
+                    ));
+                };
+                states.push((*name, state.clone()));
+            }
+            for (_, snaps) in &self.snapshots {
+                snaps.borrow_mut().retain(|_, (last, _)| *last > end);
+            }
         }
-        for (_, snaps) in &self.snapshots {
-            snaps.borrow_mut().retain(|_, (last, _)| *last > end);
-        }
-        let file = super::manifest::state_file(end);
-        let path = self.dir.join(&file);
+        let dir = self.dir.clone();
         let frames = self.frames.clone();
-        let state = std::thread::Builder::new()
-            .name("tidemark-state".into())
-            .spawn(move || -> Result<super::manifest::StateMeta> {
-                let parent = path.parent().expect("state files are in a subdirectory");
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-                let mut pieces = vec![bytes::Bytes::from_static(b"{")];
-                for (i, (name, state)) in states.iter().enumerate() {
-                    let sep = if i > 0 { "," } else { "" };
-                    pieces.push(format!("{sep}\"{name}\":").into());
-                    pieces.extend(state.0.iter().cloned());
+        let retention = self.retention;
+        let durable = outputs.durable;
+        let done_at = std::thread::Builder::new()
+            .name("tidemark-commit".into())
+            .spawn(move || -> Result<(Manifest, Vec<String>)> {
+                for d in durable {
+                    d()?;
                 }
-                pieces.push(bytes::Bytes::from_static(b"}"));
-                let packed = frames
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .pack(&pieces)
-                    .map_err(|e| Error::io(&path, e))?;
-                super::segment::write_atomic(&path, &packed)?;
-                Ok(super::manifest::StateMeta {
-                    at: end,
-                    file,
-                    bytes: packed.len() as u64,
-                    sha256: super::segment::sha256_hex(&packed),
-                })
+                if !states.is_empty() {
+                    m.states.push(write_state(&dir, end, &states, &frames)?);
+                }
+                if let (Some(keep), false) = (retention, end == u64::MAX) {
+                    let cutoff = end.saturating_sub(keep);
+                    expired.extend(
+                        m.states
+                            .iter()
+                            .filter(|s| s.at <= cutoff)
+                            .map(|s| s.file.clone()),
+                    );
+                    m.states.retain(|s| s.at > cutoff);
+                }
+                m.store(&dir)?;
+                Ok((m, expired))
             })
             .map_err(|e| Error::io(&self.dir, e))?;
-        self.writing = Some(Writing {
-            manifest: m,
-            end,
-            expired,
-            state,
-        });
+        let w = Writing {
+            began,
+            done: done_at,
+        };
+        if end == u64::MAX {
+            return self.complete(w).map(Some);
+        }
+        self.writing = Some(w);
         Ok(done)
     }
 
-    /// Stores manifest `m` of boundary `end` (with its state file, if any, already durable),
-    /// then deletes the files it no longer names.
-    fn finish(
-        &mut self,
-        mut m: Manifest,
-        end: u64,
-        mut expired: Vec<String>,
-        state: Option<super::manifest::StateMeta>,
-    ) -> Result<()> {
-        m.states.extend(state);
-        if let (Some(keep), false) = (self.retention, end == u64::MAX) {
-            let cutoff = end.saturating_sub(keep);
-            expired.extend(
-                m.states
-                    .iter()
-                    .filter(|s| s.at <= cutoff)
-                    .map(|s| s.file.clone()),
-            );
-            m.states.retain(|s| s.at > cutoff);
-        }
-        m.store(&self.dir)?;
+    /// Completes the commit `w` once its manifest is stored: deletes the files it no longer
+    /// names; returns how long the commit took.
+    fn complete(&mut self, w: Writing) -> Result<Duration> {
+        let (m, expired) = w
+            .done
+            .join()
+            .map_err(|_| Error::replay(&self.dir, "the commit thread panicked"))??;
         self.manifest = m;
         if self.commits == 0 {
             let marker = self.dir.join(super::manifest::COMMITTED);
@@ -259,9 +250,12 @@ impl Checkpointer {
         }
         self.commits += 1;
         if let Some(g) = &self.group_offsets {
-            g.commit(&self.manifest.partitions, end == u64::MAX);
+            g.commit(
+                &self.manifest.partitions,
+                self.manifest.committed == u64::MAX,
+            );
         }
-        Ok(())
+        Ok(w.began.elapsed())
     }
 
     /// Drops segments older than retention from the manifest, adding them to the base counts.
@@ -284,6 +278,39 @@ impl Checkpointer {
         }
         old
     }
+}
+
+/// Writes the operators' state snapshots at boundary `end` as one state file (`{"name":
+/// state, …}`), compressed by `frames`.
+fn write_state(
+    dir: &std::path::Path,
+    end: u64,
+    states: &[(&'static str, crate::dataflow::ordered::Snapshot)],
+    frames: &std::sync::Mutex<super::frames::Frames>,
+) -> Result<super::manifest::StateMeta> {
+    let file = super::manifest::state_file(end);
+    let path = dir.join(&file);
+    let parent = path.parent().expect("state files are in a subdirectory");
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let mut pieces = vec![bytes::Bytes::from_static(b"{")];
+    for (i, (name, state)) in states.iter().enumerate() {
+        let sep = if i > 0 { "," } else { "" };
+        pieces.push(format!("{sep}\"{name}\":").into());
+        pieces.extend(state.0.iter().cloned());
+    }
+    pieces.push(bytes::Bytes::from_static(b"}"));
+    let packed = frames
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pack(&pieces)
+        .map_err(|e| Error::io(&path, e))?;
+    super::segment::write_atomic(&path, &packed)?;
+    Ok(super::manifest::StateMeta {
+        at: end,
+        file,
+        bytes: packed.len() as u64,
+        sha256: super::segment::sha256_hex(&packed),
+    })
 }
 
 /// Records `ingested` (live records and marks, at their own timestamps) into the buffer;
