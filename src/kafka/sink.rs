@@ -96,7 +96,7 @@ impl ProducerContext for Deliveries {
 
 /// One output's Kafka topic.
 pub struct KafkaSink {
-    producer: Arc<ThreadedProducer<Deliveries>>,
+    producer: ThreadedProducer<Deliveries>,
     failed: Arc<Mutex<Option<String>>>,
     topic: String,
     keys: &'static [&'static str],
@@ -138,7 +138,7 @@ impl KafkaSink {
             .create_with_context(deliveries)
             .map_err(|e| Error::kafka(format!("producer for {topic} at {}", spec.brokers), e))?;
         Ok(KafkaSink {
-            producer: Arc::new(producer),
+            producer,
             failed,
             topic: topic.into(),
             keys,
@@ -225,30 +225,6 @@ impl KafkaSink {
 
     /// Waits until every line produced so far is acknowledged; an error if any was refused.
     pub fn flush(&mut self) -> Result<()> {
-        self.flusher().flush()
-    }
-
-    /// A handle that waits, on any thread, for the lines produced so far.
-    pub fn flusher(&self) -> Flusher {
-        Flusher {
-            producer: self.producer.clone(),
-            failed: self.failed.clone(),
-            topic: self.topic.clone(),
-        }
-    }
-}
-
-/// Waits for a sink's lines to be acknowledged, off the worker thread.
-pub struct Flusher {
-    producer: Arc<ThreadedProducer<Deliveries>>,
-    failed: Arc<Mutex<Option<String>>>,
-    topic: String,
-}
-
-impl Flusher {
-    /// Waits until every line produced before the call is acknowledged (and any produced
-    /// meanwhile); an error if any was refused.
-    pub fn flush(&self) -> Result<()> {
         self.producer
             .flush(FLUSH_TIMEOUT)
             .map_err(|e| Error::kafka(format!("flushing {}", self.topic), e))?;

@@ -47,20 +47,15 @@ pub fn arrow_schema(file: &SchemaFile) -> Schema {
 
 const PARQUET_BATCH: usize = 8192;
 
-/// What makes a changelog's lines up to a cut durable: its JSON Lines file synced, its Kafka
-/// lines acknowledged.
+/// What makes a changelog's lines up to a cut durable: its JSON Lines file synced.
 #[derive(Default)]
 pub struct Durable {
     file: Option<(PathBuf, File)>,
-    kafka: Option<crate::kafka::sink::Flusher>,
 }
 
 impl Durable {
     /// Waits until the lines are durable (on any thread: the file is a handle of its own).
     pub fn make(self) -> Result<()> {
-        if let Some(k) = self.kafka {
-            k.flush()?;
-        }
         if let Some((path, f)) = self.file {
             f.sync_data().map_err(|e| Error::io(&path, e))?;
         }
@@ -175,12 +170,17 @@ impl ChangelogWriter {
         Ok(w)
     }
 
-    /// Hands the lines written so far to the OS; returns the JSON Lines file's length and what
-    /// makes them durable (run off the worker thread, before a manifest names that length).
+    /// Waits until the Kafka lines written so far are acknowledged and hands the file's lines
+    /// to the OS; returns the JSON Lines file's length and what makes it durable (run off the
+    /// worker thread, before a manifest names that length).
+    ///
+    /// The Kafka wait stays here: a producer's flush waits for every line produced until it
+    /// ends, so on another thread it would also wait for the lines the worker goes on
+    /// producing, and under a steady stream might never end.
     pub fn cut(&mut self) -> Result<(u64, Durable)> {
         let mut durable = Durable::default();
-        if let Some(k) = &self.kafka {
-            durable.kafka = Some(k.flusher());
+        if let Some(k) = &mut self.kafka {
+            k.flush()?;
         }
         if let Some((path, out)) = &mut self.jsonl {
             out.flush().map_err(|e| Error::io(path.as_path(), e))?;

@@ -41,8 +41,9 @@ struct Staged {
 pub struct OutputCut {
     /// Each output file's length holding exactly its lines below the boundary.
     pub lengths: BTreeMap<String, u64>,
-    /// Each waits until an output's lines are durable (its file synced, its Kafka lines
-    /// acknowledged); run on the commit thread before the manifest naming the lengths.
+    /// Each waits until an output file's lines are durable (synced); run on the commit thread
+    /// before the manifest naming the lengths. (A Kafka sink's lines are acknowledged before
+    /// the cut returns.)
     pub durable: Vec<Box<dyn FnOnce() -> Result<()> + Send>>,
 }
 
@@ -102,9 +103,8 @@ impl Checkpointer {
     /// output file's length holding exactly its lines below `T`, and what makes it durable.
     /// Returns how long a commit that completed took.
     ///
-    /// What waits on the disk or the broker (syncing the outputs, acknowledging their Kafka
-    /// lines, compressing and writing the operators' state, storing the manifest) runs on a
-    /// thread of its own: on worker 0 it held every update back for as long as a commit took
+    /// What waits on the disk (syncing the outputs, compressing and writing the operators'
+    /// state, storing the manifest) runs on a thread of its own: on worker 0 it held every update back for as long as a commit took
     /// (10–120 ms each at the Kafka bench's half-peak load). A later call completes the commit
     /// once that thread is done, and no other boundary is prepared meanwhile. The last commit
     /// (`u64::MAX`) waits.
