@@ -104,10 +104,10 @@ impl Checkpointer {
     /// Returns how long a commit that completed took.
     ///
     /// What waits on the disk (syncing the outputs, compressing and writing the operators'
-    /// state, storing the manifest) runs on a thread of its own: on worker 0 it held every update back for as long as a commit took
-    /// (10–120 ms each at the Kafka bench's half-peak load). A later call completes the commit
-    /// once that thread is done, and no other boundary is prepared meanwhile. The last commit
-    /// (`u64::MAX`) waits.
+    /// state, storing the manifest) runs on a thread of its own: on worker 0 it held every
+    /// update back for as long as a commit took (10–120 ms each at the Kafka bench's half-peak
+    /// load). A later call completes the commit once that thread is done, and no other
+    /// boundary is prepared meanwhile. The last commit (`u64::MAX`) waits.
     pub fn try_commit(
         &mut self,
         outputs_below: u64,
@@ -186,7 +186,7 @@ impl Checkpointer {
         let frames = self.frames.clone();
         let retention = self.retention;
         let durable = outputs.durable;
-        let done_at = std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("tidemark-commit".into())
             .spawn(move || -> Result<(Manifest, Vec<String>)> {
                 for d in durable {
@@ -211,7 +211,7 @@ impl Checkpointer {
             .map_err(|e| Error::io(&self.dir, e))?;
         let w = Writing {
             began,
-            done: done_at,
+            done: thread,
         };
         if end == u64::MAX {
             return self.complete(w).map(Some);
