@@ -43,6 +43,22 @@ fn watermark_time(r: &GenRecord) -> Option<i64> {
     }
 }
 
+/// The generator's three streams (JSON Lines records, every kind of malformation) merged as
+/// they would arrive live: `(stream index, record)`, the stream whose next record arrives first
+/// going next.
+pub fn arrivals(params: &GeneratorParams) -> impl Iterator<Item = (usize, GenRecord)> {
+    let mut streams: Vec<std::iter::Peekable<GeneratorStream>> = Stream::ALL
+        .iter()
+        .map(|s| GeneratorStream::new(params.clone(), *s, false).peekable())
+        .collect();
+    std::iter::from_fn(move || {
+        let (_, i) = (0..3)
+            .filter_map(|i| streams[i].peek().map(|r| (r.arrival, i)))
+            .min()?;
+        Some((i, streams[i].next().expect("peeked")))
+    })
+}
+
 /// Produces the generator's streams into `topics` (events, predictions, labels), interleaved
 /// by their arrival times; `per_second` caps records per second of wall clock (0: no cap);
 /// `sent(stream index, partition, own time)` is called as each record is handed over, with no
@@ -75,20 +91,10 @@ pub fn produce(
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .map_err(|e| Error::kafka(format!("producer at {}", spec.brokers), e))?;
-    let mut streams: Vec<std::iter::Peekable<GeneratorStream>> = Stream::ALL
-        .iter()
-        .map(|s| GeneratorStream::new(params.clone(), *s, false).peekable())
-        .collect();
     let start = Instant::now();
     let mut out = Produced::default();
     let mut n = 0u64;
-    loop {
-        // The stream whose next record is earliest goes next, as they would arrive live.
-        let next = (0..3)
-            .filter_map(|i| streams[i].peek().map(|r| (r.arrival, i)))
-            .min();
-        let Some((_, i)) = next else { break };
-        let r = streams[i].next().expect("peeked");
+    for (i, r) in arrivals(params) {
         let key = key_of(&r);
         let line = r.to_json_line();
         let topic = &topics[i];
@@ -128,4 +134,46 @@ pub fn produce(
         .map_err(|e| Error::kafka("flushing the load generator", e))?;
     out.secs = start.elapsed().as_secs_f64();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::Malformation;
+
+    /// A record broken with an absurd time must not hold its stream back: ordered by their own
+    /// times, one such prediction held every later prediction back for 62,159 records.
+    #[test]
+    fn a_malformed_time_does_not_hold_its_stream_back() {
+        let params = GeneratorParams {
+            events: 20_000,
+            malformed_fraction: 0.01,
+            ..Default::default()
+        };
+        let merged: Vec<(usize, GenRecord)> = arrivals(&params).collect();
+        let absurd = merged
+            .iter()
+            .filter(|(_, r)| r.malformed == Some(Malformation::AbsurdTime))
+            .count();
+        assert!(absurd > 10, "the input must hold absurd times: {absurd}");
+        for stream in 0..3 {
+            let total = merged.iter().filter(|(i, _)| *i == stream).count();
+            assert!(total > 15_000, "stream {stream}: {total} records");
+            // The longest stretch of other streams' records between two of this stream's.
+            let mut longest = 0;
+            let mut run = 0;
+            for (i, _) in merged.iter().skip_while(|(i, _)| *i != stream) {
+                if *i == stream {
+                    longest = longest.max(run);
+                    run = 0;
+                } else {
+                    run += 1;
+                }
+            }
+            assert!(
+                longest < 200,
+                "stream {stream} held back for {longest} records"
+            );
+        }
+    }
 }
