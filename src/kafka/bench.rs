@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -126,6 +127,9 @@ impl Broker {
         Ok(topic)
     }
 }
+
+/// How long the live job gets to start before the paced load begins.
+const START_SECS: Duration = Duration::from_secs(3);
 
 /// Input partitions per topic: the mock cluster keeps about 5 MiB per partition.
 const PARTITIONS: i32 = 6;
@@ -264,6 +268,9 @@ pub fn bench(dir: &Path, schemas_dir: &Path, b: &KafkaBench) -> Result<KafkaBenc
             eprintln!("the live job failed: {e}");
         }
     });
+    // Its start (opening the topics' partitions, the first fetches) is not update latency: in
+    // the first second of load it put 225 ms on the mean.
+    std::thread::sleep(START_SECS);
     // Per input partition, (wall ms, own time) of each record as it was handed to the producer.
     let sent: Arc<Mutex<BTreeMap<(usize, usize), Vec<(u64, i64)>>>> = Default::default();
     let paced_events = ((paced * paced_secs) / 3.0).max(1000.0) as u64;
@@ -272,6 +279,19 @@ pub fn bench(dir: &Path, schemas_dir: &Path, b: &KafkaBench) -> Result<KafkaBenc
         seed: 8,
         ..Default::default()
     };
+    // The output topics are read as the job writes them: the mock broker keeps only about
+    // 5 MiB per partition, so a read after the run saw only its last hundred or so updates.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = vec![(
+        "quality",
+        read_updates(&broker.spec, &quality, stop.clone()),
+    )];
+    if learn {
+        readers.push((
+            "model_versions",
+            read_updates(&broker.spec, &versions, stop.clone()),
+        ));
+    }
     let log = sent.clone();
     let p = super::load::produce(
         &live_params,
@@ -306,14 +326,13 @@ pub fn bench(dir: &Path, schemas_dir: &Path, b: &KafkaBench) -> Result<KafkaBenc
         }
         Some(latest)
     };
-    let mut latency = vec![update_latency("quality", &broker.spec, &quality, &ready)?];
-    if learn {
-        latency.push(update_latency(
-            "model_versions",
-            &broker.spec,
-            &versions,
-            &ready,
-        )?);
+    stop.store(true, Ordering::Relaxed);
+    let mut latency = Vec::new();
+    for (output, reader) in readers {
+        let last = reader
+            .join()
+            .map_err(|_| Error::Runtime(format!("the reader of {output} panicked")))??;
+        latency.push(update_latency(output, &last, &ready));
     }
     // The live job still reads from the broker until the process exits.
     let mock = broker.mock.is_some();
@@ -337,61 +356,81 @@ pub fn bench(dir: &Path, schemas_dir: &Path, b: &KafkaBench) -> Result<KafkaBenc
     })
 }
 
-/// Reads `topic` and measures each timestamp's update against `ready`.
-fn update_latency(
-    output: &str,
+/// Reads `topic` from its start on a thread of its own until `stop` is set and it has read to
+/// the topic's end then: each timestamp's create time of its last line.
+fn read_updates(
     spec: &KafkaSpec,
     topic: &str,
-    ready: &dyn Fn(u64) -> Option<u64>,
-) -> Result<Latency> {
-    let context = || format!("reading {topic}");
-    let consumer: BaseConsumer = spec
-        .consumer("tidemark-bench-reader")
-        .create()
-        .map_err(|e| Error::kafka(context(), e))?;
-    let (low, high) = consumer
-        .fetch_watermarks(topic, 0, METADATA_TIMEOUT)
-        .map_err(|e| Error::kafka(context(), e))?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Offset(low))
-        .map_err(|e| Error::kafka(context(), e))?;
-    consumer
-        .assign(&tpl)
-        .map_err(|e| Error::kafka(context(), e))?;
-    // Timestamp → the create time of its last line.
-    let mut last: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut next = low;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while next < high && Instant::now() < deadline {
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = m.map_err(|e| Error::kafka(context(), e))?;
-        next = m.offset() + 1;
-        let ts = m.headers().and_then(|h| {
-            h.iter()
-                .find(|x| x.key == "tidemark.ts")
-                .and_then(|x| x.value)
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(|v| v.parse::<u64>().ok())
-        });
-        if let (Some(ts), Some(created)) = (ts, m.timestamp().to_millis()) {
-            let e = last.entry(ts).or_default();
-            *e = (*e).max(created as u64);
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Result<BTreeMap<u64, u64>>> {
+    let spec = spec.clone();
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        let context = || format!("reading {topic}");
+        let consumer: BaseConsumer = spec
+            .consumer("tidemark-bench-reader")
+            .create()
+            .map_err(|e| Error::kafka(context(), e))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+            .map_err(|e| Error::kafka(context(), e))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| Error::kafka(context(), e))?;
+        let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut next = 0;
+        // Once stopped: the end to read to, and how long that may take.
+        let mut end: Option<(i64, Instant)> = None;
+        loop {
+            if end.is_none() && stop.load(Ordering::Relaxed) {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, 0, METADATA_TIMEOUT)
+                    .map_err(|e| Error::kafka(context(), e))?;
+                end = Some((high, Instant::now() + Duration::from_secs(120)));
+            }
+            if let Some((high, deadline)) = end {
+                if next >= high || Instant::now() > deadline {
+                    return Ok(last);
+                }
+            }
+            let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let m = m.map_err(|e| Error::kafka(context(), e))?;
+            next = m.offset() + 1;
+            let ts = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|x| x.key == "tidemark.ts")
+                    .and_then(|x| x.value)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+            });
+            if let (Some(ts), Some(created)) = (ts, m.timestamp().to_millis()) {
+                let e = last.entry(ts).or_default();
+                *e = (*e).max(created as u64);
+            }
         }
-    }
+    })
+}
+
+/// Measures each timestamp's update (`last`: the create time of its last line) against `ready`.
+fn update_latency(
+    output: &str,
+    last: &BTreeMap<u64, u64>,
+    ready: &dyn Fn(u64) -> Option<u64>,
+) -> Latency {
     let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("valid precision");
-    for (ts, created) in &last {
+    for (ts, created) in last {
         if let Some(r) = ready(*ts) {
             h.record(created.saturating_sub(r)).expect("in range");
         }
     }
-    Ok(Latency {
+    Latency {
         output: output.into(),
         updates: h.len(),
         p50: h.value_at_quantile(0.5),
         p90: h.value_at_quantile(0.9),
         p99: h.value_at_quantile(0.99),
         max: h.max(),
-    })
+    }
 }
