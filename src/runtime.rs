@@ -450,7 +450,7 @@ fn resumed_in_registry(job: &Job, start: &crate::dataflow::ordered::StateStart) 
 
 /// Removes a previous run's buffer and outputs: only the names tidemark writes, none reached
 /// through a link (refused before anything is removed).
-fn start_over(out_dir: &Path, dir: &Path) -> Result<()> {
+pub(crate) fn start_over(out_dir: &Path, dir: &Path) -> Result<()> {
     let manifest = dir.join(crate::replay::manifest::MANIFEST);
     let mut files = vec![out_dir.join("metrics.prom")];
     for name in OUTPUTS {
