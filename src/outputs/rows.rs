@@ -80,58 +80,61 @@ pub trait OutputRow: Clone + Ord + std::fmt::Debug + 'static {
     }
     /// Moves the metrics by this row's change of `diff`.
     fn observe(&self, _diff: isize, _ctx: &Format, _m: &mut crate::metrics::Metrics) {}
-    /// This value's JSON lines at `ts` with `diff`, appended to `out` (`cols` is scratch):
-    /// `json_line` of each of its columns.
+    /// This value's JSON lines at `ts` with `diff`, each ended by a newline, appended to `out`
+    /// (`cols` is scratch): `json_line` of each of its columns. Returns how many.
     fn lines(
         &self,
         ts: u64,
         diff: isize,
         ctx: &Format,
         cols: &mut Vec<Columns>,
-        out: &mut Vec<String>,
-    ) {
+        out: &mut Vec<u8>,
+    ) -> usize {
         cols.clear();
         self.columns(ctx, cols);
-        out.extend(cols.iter().map(|c| json_line(ts, diff, c)));
+        for c in cols.iter() {
+            push_json_line(out, ts, diff, c);
+            out.push(b'\n');
+        }
+        cols.len()
     }
 }
 
-/// A JSON line written field by field, with `serde_json`'s own text for every value (the
-/// bytes `json_line` gives for the same columns), for outputs with many lines.
-struct Line(Vec<u8>);
+/// A JSON line written field by field into a buffer, with `serde_json`'s own text for every
+/// value (the bytes `json_line` gives for the same columns), for outputs with many lines.
+struct Line<'a>(&'a mut Vec<u8>);
 
-impl Line {
-    fn new(ts: u64, diff: isize) -> Line {
+impl Line<'_> {
+    fn start(&mut self, ts: u64, diff: isize) -> &mut Self {
         use std::io::Write;
-        let mut s = Vec::with_capacity(320);
-        write!(s, "{{\"ts\":{ts},\"diff\":{diff}").expect("writing to memory");
-        Line(s)
+        write!(self.0, "{{\"ts\":{ts},\"diff\":{diff}").expect("writing to memory");
+        self
     }
 
-    fn key(&mut self, k: &str) -> &mut Line {
+    fn key(&mut self, k: &str) -> &mut Self {
         self.0.extend_from_slice(b",\"");
         self.0.extend_from_slice(k.as_bytes());
         self.0.extend_from_slice(b"\":");
         self
     }
 
-    fn value<T: serde::Serialize + ?Sized>(&mut self, k: &str, v: &T) -> &mut Line {
+    fn value<T: serde::Serialize + ?Sized>(&mut self, k: &str, v: &T) -> &mut Self {
         self.key(k);
-        serde_json::to_writer(&mut self.0, v).expect("a JSON value serializes");
+        serde_json::to_writer(&mut *self.0, v).expect("a JSON value serializes");
         self
     }
 
     /// A float as `opt` writes it: null unless finite.
-    fn float(&mut self, k: &str, v: Option<f64>) -> &mut Line {
+    fn float(&mut self, k: &str, v: Option<f64>) -> &mut Self {
         match v {
             Some(x) if x.is_finite() => self.value(k, &x),
             _ => self.value(k, &()),
         }
     }
 
-    fn finish(&mut self) -> String {
-        self.0.push(b'}');
-        String::from_utf8(std::mem::take(&mut self.0)).expect("JSON is UTF-8")
+    /// Closes the line and ends it with a newline.
+    fn finish(&mut self) {
+        self.0.extend_from_slice(b"}\n");
     }
 }
 
@@ -385,47 +388,54 @@ impl OutputRow for FeatureRow {
         diff: isize,
         ctx: &Format,
         _cols: &mut Vec<Columns>,
-        out: &mut Vec<String>,
-    ) {
+        out: &mut Vec<u8>,
+    ) -> usize {
         let a = &self.agg;
         let w = &self.key.win;
         // The fields before and after `feature` are the same in every line of the row: written
         // once, copied per feature.
-        let mut head = Line::new(ts, diff);
-        head.value("window", ctx.windows.name(w))
+        let mut head = Vec::with_capacity(160);
+        Line(&mut head)
+            .start(ts, diff)
+            .value("window", ctx.windows.name(w))
             .value("window_start", &w.start)
             .value("window_end", &w.end)
             .value("entity", &self.key.entity);
-        let mut tail = Line(Vec::with_capacity(64));
-        tail.value("status", self.status.name())
+        let mut tail = Vec::with_capacity(64);
+        Line(&mut tail)
+            .value("status", self.status.name())
             .value("events", &a.events)
             .value("freshness_ms", &w.end.saturating_sub(a.last_time));
-        let base = |feature: Option<&str>| {
-            let mut l = Line(Vec::with_capacity(320));
-            l.0.extend_from_slice(&head.0);
-            l.value("feature", &feature);
-            l.0.extend_from_slice(&tail.0);
-            l
+        let base = |out: &mut Vec<u8>, feature: Option<&str>| {
+            out.extend_from_slice(&head);
+            Line(&mut *out).value("feature", &feature);
+            out.extend_from_slice(&tail);
         };
+        let mut n = 0;
         if a.stats.is_empty() {
-            let mut l = base(None);
-            l.value("n", &0)
+            base(out, None);
+            Line(&mut *out)
+                .value("n", &0)
                 .value("mean", &())
                 .value("std", &())
                 .value("min", &())
-                .value("max", &());
-            out.push(l.finish());
+                .value("max", &())
+                .finish();
+            n += 1;
         }
         for (s, name) in a.stats.iter().zip(&ctx.feature_names) {
             let some = s.n > 0;
-            let mut l = base(Some(name));
-            l.value("n", &s.n)
+            base(out, Some(name));
+            Line(&mut *out)
+                .value("n", &s.n)
                 .float("mean", s.mean())
                 .float("std", s.std())
                 .float("min", some.then(|| s.min as f64 / 1e6))
-                .float("max", some.then(|| s.max as f64 / 1e6));
-            out.push(l.finish());
+                .float("max", some.then(|| s.max as f64 / 1e6))
+                .finish();
+            n += 1;
         }
+        n
     }
 }
 
@@ -590,19 +600,21 @@ impl OutputRow for IngestRow {
 
 /// Renders one changelog line as JSON, columns in schema order after `ts` and `diff`.
 pub fn json_line(ts: u64, diff: isize, cols: &Columns) -> String {
-    use std::io::Write;
+    let mut s: Vec<u8> = Vec::with_capacity(256);
+    push_json_line(&mut s, ts, diff, cols);
+    String::from_utf8(s).expect("JSON is UTF-8")
+}
+
+/// [`json_line`]'s bytes, appended to `out`.
+fn push_json_line(out: &mut Vec<u8>, ts: u64, diff: isize, cols: &Columns) {
     // Values are written straight into the line (a `String` per value was most of a sink's
     // allocations); the text is `Value`'s own `Display`, so the bytes are unchanged.
-    let mut s: Vec<u8> = Vec::with_capacity(256);
-    write!(s, "{{\"ts\":{ts},\"diff\":{diff}").expect("writing to memory");
+    let mut line = Line(out);
+    line.start(ts, diff);
     for (k, v) in cols {
-        s.extend_from_slice(b",\"");
-        s.extend_from_slice(k.as_bytes());
-        s.extend_from_slice(b"\":");
-        serde_json::to_writer(&mut s, v).expect("a JSON value serializes");
+        line.value(k, v);
     }
-    s.push(b'}');
-    String::from_utf8(s).expect("JSON is UTF-8")
+    out.push(b'}');
 }
 
 fn window_stat_cols(w: &WindowStats) -> Columns {
@@ -740,14 +752,15 @@ mod tests {
                     },
                 };
                 let (mut cols, mut fast) = (Vec::new(), Vec::new());
-                row.lines(1_767_225_600_000, -1, &ctx, &mut cols, &mut fast);
+                let n = row.lines(1_767_225_600_000, -1, &ctx, &mut cols, &mut fast);
                 cols.clear();
                 row.columns(&ctx, &mut cols);
-                let slow: Vec<String> = cols
+                let slow: String = cols
                     .iter()
-                    .map(|c| json_line(1_767_225_600_000, -1, c))
+                    .map(|c| json_line(1_767_225_600_000, -1, c) + "\n")
                     .collect();
-                assert_eq!(fast, slow);
+                assert_eq!(n, cols.len());
+                assert_eq!(String::from_utf8(fast).unwrap(), slow);
             }
         }
     }

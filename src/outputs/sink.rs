@@ -93,9 +93,10 @@ impl<R> SinkState<R> {
 /// How many retired rows the summary remembers (the most recent windows).
 const RETIRED_KEPT: usize = 512;
 
-/// A row's change at a timestamp, with its JSON lines formatted by the worker that produced it
-/// (`None`: format it again, as the change merged changes of several workers).
-type Formatted<R> = (R, isize, Option<Vec<String>>);
+/// A row's change at a timestamp, with its JSON lines formatted by the worker that produced it:
+/// how many, and their bytes, each line ended by a newline (`None`: format it again, as the
+/// change merged changes of several workers).
+type Formatted<R> = (R, isize, Option<(usize, Vec<u8>)>);
 
 /// Attaches a changelog sink to `coll`; changes are reported as of the next multiple of `emit`.
 ///
@@ -178,10 +179,10 @@ pub fn sink<'s, R>(
                     cols.clear();
                     row.columns(&format, &mut cols);
                 }
-                st.lines += text.as_ref().map_or(cols.len(), |l| l.len()) as u64;
+                st.lines += text.as_ref().map_or(cols.len(), |(n, _)| *n) as u64;
                 if let (Some(w), None) = (st.writer.as_mut(), &st.error) {
                     let written = match &text {
-                        Some(lines) => lines.iter().try_for_each(|l| w.write_line(l)),
+                        Some((n, lines)) => w.write_lines(lines, *n as u64),
                         None => cols.iter().try_for_each(|c| w.write(ts, diff, c)),
                     };
                     if let Err(e) = written {
@@ -257,8 +258,8 @@ where
                         for (row, diff) in updates {
                             let lines = format.text_only.then(|| {
                                 let mut lines = Vec::new();
-                                row.lines(ts, diff, &format, &mut cols, &mut lines);
-                                lines
+                                let n = row.lines(ts, diff, &format, &mut cols, &mut lines);
+                                (n, lines)
                             });
                             session.give(((row, diff, lines), ts, 1));
                         }

@@ -231,12 +231,17 @@ impl ChangelogWriter {
         self.parquet.is_some() || self.kafka.is_some()
     }
 
-    /// Appends one changelog line formatted by [`json_line`] elsewhere; only for a writer that
-    /// does not need the columns.
-    pub fn write_line(&mut self, line: &str) -> Result<()> {
+    /// Appends `n` changelog lines formatted elsewhere (as [`json_line`] formats them), each
+    /// ended by a newline; only for a writer that does not need the columns.
+    pub fn write_lines(&mut self, text: &[u8], n: u64) -> Result<()> {
         debug_assert!(!self.needs_columns());
-        self.lines += 1;
-        self.append_jsonl(line)
+        self.lines += n;
+        if let Some((path, out)) = &mut self.jsonl {
+            out.write_all(text)
+                .map_err(|e| Error::io(path.as_path(), e))?;
+            self.jsonl_bytes += text.len() as u64;
+        }
+        Ok(())
     }
 
     fn append_jsonl(&mut self, line: &str) -> Result<()> {
