@@ -209,7 +209,8 @@ impl ChangelogWriter {
             k.send(ts, line, cols)?;
         }
         if let Some(line) = &line {
-            self.append_jsonl(line)?;
+            self.append_jsonl(line.as_bytes())?;
+            self.append_jsonl(b"\n")?;
         }
         if let Some(p) = &mut self.parquet {
             let mut m = serde_json::Map::new();
@@ -236,20 +237,15 @@ impl ChangelogWriter {
     pub fn write_lines(&mut self, text: &[u8], n: u64) -> Result<()> {
         debug_assert!(!self.needs_columns());
         self.lines += n;
+        self.append_jsonl(text)
+    }
+
+    /// Appends `text` to the JSON Lines file, if there is one, counting its bytes.
+    fn append_jsonl(&mut self, text: &[u8]) -> Result<()> {
         if let Some((path, out)) = &mut self.jsonl {
             out.write_all(text)
                 .map_err(|e| Error::io(path.as_path(), e))?;
             self.jsonl_bytes += text.len() as u64;
-        }
-        Ok(())
-    }
-
-    fn append_jsonl(&mut self, line: &str) -> Result<()> {
-        if let Some((path, out)) = &mut self.jsonl {
-            out.write_all(line.as_bytes())
-                .and_then(|_| out.write_all(b"\n"))
-                .map_err(|e| Error::io(path.as_path(), e))?;
-            self.jsonl_bytes += line.len() as u64 + 1;
         }
         Ok(())
     }
