@@ -156,6 +156,7 @@ pub fn decode<'a>(
                 time: t.expect("time role"),
                 numeric,
                 categorical,
+                segments: Default::default(),
             })))
         }
         Stream::Predictions => {

@@ -53,6 +53,52 @@ pub struct Event {
     pub numeric: Vec<Option<i64>>,
     /// Categorical features in schema order; `None` is null.
     pub categorical: Vec<Option<Text>>,
+    /// The event's segment names, computed by the first aggregation that reads them.
+    #[serde(skip)]
+    pub segments: Memo<smallvec::SmallVec<[Arc<str>; 2]>>,
+}
+
+/// A value derived from a record's own fields, computed once when first needed and shared by
+/// every reader of the record. It is no part of the record's value: it never compares, orders,
+/// hashes or serializes (a deserialized record computes it again).
+#[derive(Debug, Clone)]
+pub struct Memo<T>(std::sync::OnceLock<T>);
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Memo(std::sync::OnceLock::new())
+    }
+}
+
+impl<T> Memo<T> {
+    /// The value, computed by `f` if it is the first reader.
+    pub fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(f)
+    }
+}
+
+impl<T> PartialEq for Memo<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for Memo<T> {}
+
+impl<T> PartialOrd for Memo<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> Ord for Memo<T> {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl<T> std::hash::Hash for Memo<T> {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 /// A production prediction for an event.

@@ -379,6 +379,7 @@ fn examples(rng: &mut rand_chacha::ChaCha8Rng, n: usize, from: usize, flip: bool
                     time: i as u64 * 10,
                     numeric: vec![Some((x * 1e6) as i64), Some((y * 1e6) as i64)],
                     categorical: vec![Some(["a", "b"][i % 2].into())],
+                    segments: Default::default(),
                 }),
                 label,
             }

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use smallvec::SmallVec;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use differential_dataflow::collection::AsCollection;
@@ -21,7 +20,7 @@ use timely::dataflow::Stream;
 use timely::progress::operate::FrontierInterest;
 
 use super::timers::{pending_at, Pending, TimerHold};
-use crate::records::{Event, Prediction, Record};
+use crate::records::{Event, Prediction, Record, Text};
 use crate::sources::stamp::tick_floor;
 
 /// The effective label of an event.
@@ -74,14 +73,37 @@ pub enum Side {
     Scored(Ev, Pr),
 }
 
-/// An event as a join key: equal, hashed and ordered by its id alone (a shared event, not a
-/// copy of its id per record).
+/// An event as a join key: equal and ordered by its id alone, hashed by the hash of its id
+/// that the join routes it by (computed once, carried beside the shared event: hashing,
+/// routing and comparing an equal key read no event).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ById(pub Ev);
+pub struct ById {
+    /// `stable_hash` of the event's id.
+    hash: u64,
+    /// The event.
+    pub event: Ev,
+}
+
+impl ById {
+    /// The key of event `e`.
+    pub fn new(e: Ev) -> ById {
+        ById {
+            hash: super::panes::stable_hash(&e.id),
+            event: e,
+        }
+    }
+}
+
+impl super::keyed_join::Route for ById {
+    fn route(&self) -> u64 {
+        self.hash
+    }
+}
 
 impl PartialEq for ById {
     fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id
+        self.hash == other.hash
+            && (Arc::ptr_eq(&self.event, &other.event) || self.event.id == other.event.id)
     }
 }
 
@@ -95,13 +117,13 @@ impl PartialOrd for ById {
 
 impl Ord for ById {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.id.cmp(&other.0.id)
+        self.event.id.cmp(&other.event.id)
     }
 }
 
 impl std::hash::Hash for ById {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.id.hash(state)
+        state.write_u64(self.hash)
     }
 }
 
@@ -170,8 +192,8 @@ impl<V> Held<V> {
 /// per slot (peak RSS at 1M bench events fell from 1,199 to 1,037 MiB).
 #[derive(Debug)]
 struct Slot {
-    /// The slot's event id, shared with the touched list and the timers.
-    id: Rc<str>,
+    /// The slot's event id (inline: comparing it is no second pointer to chase).
+    id: Text,
     events: SmallVec<[Held<Ev>; 1]>,
     /// Event ids outlive their events (see `join`): `(from, until, r)`.
     known: SmallVec<[(u64, u64, isize); 1]>,
@@ -183,12 +205,13 @@ struct Slot {
     timer: Option<u64>,
 }
 
-/// The slots of the ids a worker holds, each keyed by its own id: one hash and one probe per
-/// lookup, and a bucket is only the slot's box (no key beside it). A slot is found again by
-/// its bucket index, which stays valid while nothing is inserted beyond the capacity reserved.
+/// The slots of the ids a worker holds, each keyed by its own id. A bucket holds the id's full
+/// hash beside the slot's box, so that probing and growing compare and rehash without reading
+/// the slot (a cache miss each: the table holds every live id). A slot is found again by its
+/// bucket index, which stays valid while nothing is inserted beyond the capacity reserved.
 #[derive(Default)]
 struct Slots {
-    table: hashbrown::HashTable<Box<Slot>>,
+    table: hashbrown::HashTable<(u64, Box<Slot>)>,
     hasher: ahash::RandomState,
 }
 
@@ -199,29 +222,26 @@ impl Slots {
 
     /// Room for `n` more slots without moving any (bucket indices stay valid).
     fn reserve(&mut self, n: usize) {
-        let hasher = &self.hasher;
-        self.table.reserve(n, |s| hasher.hash_one(&*s.id));
+        self.table.reserve(n, |s| s.0);
     }
 
-    /// The slot of `id`, created empty if there is none, and its bucket index.
-    fn get_or_insert(&mut self, id: &str) -> (usize, &mut Slot) {
-        let h = self.hash(id);
-        let hasher = &self.hasher;
+    /// The slot of `id` (of hash `h`), created empty if there is none, and its bucket index.
+    fn get_or_insert(&mut self, h: u64, id: &Text) -> (usize, &mut Slot) {
         let entry = self
             .table
-            .entry(h, |s| &*s.id == id, |s| hasher.hash_one(&*s.id))
-            .or_insert_with(|| Box::new(Slot::new(Rc::from(id))));
-        (entry.bucket_index(), entry.into_mut())
+            .entry(h, |s| s.0 == h && s.1.id == *id, |s| s.0)
+            .or_insert_with(|| (h, Box::new(Slot::new(id.clone()))));
+        (entry.bucket_index(), &mut entry.into_mut().1)
     }
 
-    /// The bucket index of `id`'s slot.
-    fn index_of(&self, id: &str) -> Option<usize> {
+    /// The bucket index of the slot of `id` (of hash `h`).
+    fn index_of(&self, h: u64, id: &Text) -> Option<usize> {
         self.table
-            .find_bucket_index(self.hash(id), |s| &*s.id == id)
+            .find_bucket_index(h, |s| s.0 == h && s.1.id == *id)
     }
 
-    fn at(&mut self, index: usize) -> Option<&mut Slot> {
-        self.table.get_bucket_mut(index).map(|s| &mut **s)
+    fn at(&mut self, index: usize) -> Option<(u64, &mut Slot)> {
+        self.table.get_bucket_mut(index).map(|s| (s.0, &mut *s.1))
     }
 
     fn remove_at(&mut self, index: usize) {
@@ -285,7 +305,7 @@ fn diff(before: &mut Vec<(JoinOut, isize)>, after: &mut Vec<(JoinOut, isize)>) {
 }
 
 impl Slot {
-    fn new(id: Rc<str>) -> Slot {
+    fn new(id: Text) -> Slot {
         Slot {
             id,
             events: SmallVec::new(),
@@ -459,7 +479,7 @@ pub fn join<'s>(
                 // (peak RSS at 1M bench events fell by ~130 MiB).
                 let mut slots = Slots::default();
                 let mut pending: Pending<Vec<(Record, isize)>> = BTreeMap::new();
-                let mut timers: BTreeMap<u64, Vec<Rc<str>>> = BTreeMap::new();
+                let mut timers: BTreeMap<u64, Vec<(u64, Text)>> = BTreeMap::new();
                 let mut hold = TimerHold::default();
                 let mut before = Vec::new();
                 let mut after = Vec::new();
@@ -485,7 +505,7 @@ pub fn join<'s>(
                         for (rec, r) in records {
                             let id = match rec {
                                 Record::Event(e) => {
-                                    let (id, slot) = slots.get_or_insert(&e.id);
+                                    let (id, slot) = slots.get_or_insert(slots.hash(&e.id), &e.id);
                                     let base = tick_floor(e.time, tick);
                                     slot.known.push((t, base + known_ttl, r));
                                     slot.events.push(Held {
@@ -497,7 +517,8 @@ pub fn join<'s>(
                                     id
                                 }
                                 Record::Prediction(p) => {
-                                    let (id, slot) = slots.get_or_insert(&p.event_id);
+                                    let (id, slot) =
+                                        slots.get_or_insert(slots.hash(&p.event_id), &p.event_id);
                                     slot.predictions.push(Held {
                                         until: tick_floor(p.time, tick) + ttl,
                                         value: p,
@@ -507,7 +528,8 @@ pub fn join<'s>(
                                     id
                                 }
                                 Record::Label(l) => {
-                                    let (id, slot) = slots.get_or_insert(&l.event_id);
+                                    let (id, slot) =
+                                        slots.get_or_insert(slots.hash(&l.event_id), &l.event_id);
                                     slot.labels.push(Held {
                                         value: (l.time, l.label),
                                         from: t,
@@ -520,9 +542,9 @@ pub fn join<'s>(
                             touched.push(id);
                         }
                         if let Some(ids) = timers.remove(&t) {
-                            for id in ids {
-                                if let Some(i) = slots.index_of(&id) {
-                                    if slots.at(i).is_some_and(|s| s.timer == Some(t)) {
+                            for (h, id) in ids {
+                                if let Some(i) = slots.index_of(h, &id) {
+                                    if slots.at(i).is_some_and(|(_, s)| s.timer == Some(t)) {
                                         touched.push(i);
                                     }
                                 }
@@ -530,10 +552,9 @@ pub fn join<'s>(
                         }
                         let mut session = output.session(&cap);
                         for i in touched {
-                            let Some(slot) = slots.at(i) else {
+                            let Some((h, slot)) = slots.at(i) else {
                                 continue;
                             };
-                            let id = slot.id.clone();
                             if slot.last == Some(t) {
                                 // Touched twice at `t`: already evaluated.
                                 continue;
@@ -594,7 +615,7 @@ pub fn join<'s>(
                             slot.timer = slot.next_change(t, tick, horizon);
                             match slot.timer {
                                 Some(at) => {
-                                    timers.entry(at).or_default().push(id);
+                                    timers.entry(at).or_default().push((h, slot.id.clone()));
                                     hold.cover(&cap, at);
                                 }
                                 None if slot.is_empty() => {
@@ -655,7 +676,7 @@ fn split<'s>(
                             JoinOut::EventLabel(e, l) => {
                                 if wanted.online {
                                     let side = Side::Label(e.clone(), l.clone());
-                                    push(&mut on, ((ById(e.clone()), side), t, r));
+                                    push(&mut on, ((ById::new(e.clone()), side), t, r));
                                 }
                                 push(&mut la, ((Some(e), Some(l)), t, r));
                             }
@@ -664,7 +685,10 @@ fn split<'s>(
                                     push(&mut dr, ((e.clone(), Some(p.clone())), t, r));
                                 }
                                 if wanted.online {
-                                    push(&mut on, ((ById(e.clone()), Side::Scored(e, p)), t, r));
+                                    push(
+                                        &mut on,
+                                        ((ById::new(e.clone()), Side::Scored(e, p)), t, r),
+                                    );
                                 }
                             }
                             JoinOut::Labeled(e, p, l) => push(&mut lb, ((e, p, l), t, r)),

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 
-use ahash::AHashMap;
 use smallvec::SmallVec;
 use std::hash::Hash;
 
@@ -23,7 +22,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 
-use super::panes::{owner, stable_hash, Panes};
+use super::panes::{owner, Panes};
 use super::timers::{pending_at, Pending};
 
 /// A key's values on each side: nearly always one score, and one or two values beside it
@@ -36,19 +35,53 @@ pub trait EventTime {
     fn event_time(&self) -> u64;
 }
 
-/// The sides of `k`, created if new and then listed in `retiring` at `at()` (a key is listed
-/// once, at its earliest retirement): one lookup per value.
-fn sides_of<'a, K: Hash + Eq + Clone, A, B>(
-    state: &'a mut AHashMap<K, Sides<A, B>>,
-    retiring: &mut BTreeMap<u64, Vec<K>>,
-    k: K,
-    at: impl FnOnce() -> u64,
-) -> &'a mut Sides<A, B> {
-    match state.entry(k) {
-        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-        std::collections::hash_map::Entry::Vacant(v) => {
-            retiring.entry(at()).or_default().push(v.key().clone());
-            v.insert(Default::default())
+/// A join key's hash that decides which worker owns it.
+pub trait Route {
+    /// The hash the key is routed by (`owner(route, peers)`).
+    fn route(&self) -> u64;
+}
+
+/// Each key's values on both sides, hashed by `hasher`.
+struct State<K, A, B> {
+    table: hashbrown::HashTable<(K, Sides<A, B>)>,
+    hasher: ahash::RandomState,
+}
+
+impl<K: Hash + Eq + Clone, A, B> State<K, A, B> {
+    /// The sides of `k`, created if new and then listed in `retiring` at `at()` (a key is
+    /// listed once, at its earliest retirement): one lookup per value, and the key is cloned
+    /// only into the list.
+    fn sides_of(
+        &mut self,
+        retiring: &mut BTreeMap<u64, Vec<K>>,
+        k: K,
+        at: impl FnOnce() -> u64,
+    ) -> (&K, &mut Sides<A, B>) {
+        let hasher = &self.hasher;
+        let h = hasher.hash_one(&k);
+        let entry = match self
+            .table
+            .entry(h, |(x, _)| *x == k, |(x, _)| hasher.hash_one(x))
+        {
+            hashbrown::hash_table::Entry::Occupied(o) => o,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                retiring.entry(at()).or_default().push(k.clone());
+                v.insert((k, Default::default()))
+            }
+        };
+        let (k, sides) = entry.into_mut();
+        (k, sides)
+    }
+
+    fn get_mut(&mut self, k: &K) -> Option<&mut Sides<A, B>> {
+        let h = self.hasher.hash_one(k);
+        self.table.find_mut(h, |(x, _)| x == k).map(|(_, s)| s)
+    }
+
+    fn remove(&mut self, k: &K) {
+        let h = self.hasher.hash_one(k);
+        if let Ok(e) = self.table.find_entry(h, |(x, _)| x == k) {
+            e.remove();
         }
     }
 }
@@ -71,7 +104,7 @@ fn add<V: PartialEq, const N: usize>(list: &mut SmallVec<[(V, isize); N]>, v: V,
 
 /// Joins `a` and `b` on their keys, emitting `f(key, a, b)` for every matching pair while the
 /// values' panes (of `panes`) have a live window. `b` must already be on the worker that owns
-/// its key (`owner(stable_hash(key))`, as the join's outputs are): it is not exchanged again.
+/// its key (`owner(key.route())`, as the join's outputs are): it is not exchanged again.
 pub fn keyed_join<'s, K, A, B, O, F>(
     a: VecCollection<'s, u64, (K, A)>,
     b: VecCollection<'s, u64, (K, B)>,
@@ -80,7 +113,7 @@ pub fn keyed_join<'s, K, A, B, O, F>(
     f: F,
 ) -> VecCollection<'s, u64, O>
 where
-    K: ExchangeData + Hash,
+    K: ExchangeData + Hash + Route,
     A: ExchangeData + EventTime,
     B: ExchangeData + EventTime,
     O: Data,
@@ -93,13 +126,14 @@ where
     a.inner
         .binary_frontier::<_, CapacityContainerBuilder<Vec<(O, u64, isize)>>, _, _, _, _>(
             b.inner,
-            Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| {
-                owner(stable_hash(k), peers)
-            }),
+            Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| owner(k.route(), peers)),
             Pipeline,
             name,
             move |_, _| {
-                let mut state: AHashMap<K, Sides<A, B>> = AHashMap::new();
+                let mut state: State<K, A, B> = State {
+                    table: hashbrown::HashTable::new(),
+                    hasher: ahash::RandomState::new(),
+                };
                 type Changes<A, B> = (Vec<(A, isize)>, Vec<(B, isize)>);
                 let mut pending: Pending<Changes<(K, A), (K, B)>> = BTreeMap::new();
                 // Keys holding a value whose pane retires at a time, by that time.
@@ -130,13 +164,13 @@ where
                             if retires(va.event_time()) <= t {
                                 continue;
                             }
-                            let sides = sides_of(&mut state, &mut retiring, k.clone(), || {
-                                retires(va.event_time())
-                            });
+                            let at = || retires(va.event_time());
+                            let (k, sides) = state.sides_of(&mut retiring, k, at);
                             for (vb, rb) in &sides.1 {
-                                out.push((f(&k, &va, vb), ra * rb));
+                                out.push((f(k, &va, vb), ra * rb));
                             }
                             if add(&mut sides.0, va, ra) && sides.1.is_empty() {
+                                let k = k.clone();
                                 state.remove(&k);
                             }
                         }
@@ -144,13 +178,13 @@ where
                             if retires(vb.event_time()) <= t {
                                 continue;
                             }
-                            let sides = sides_of(&mut state, &mut retiring, k.clone(), || {
-                                retires(vb.event_time())
-                            });
+                            let at = || retires(vb.event_time());
+                            let (k, sides) = state.sides_of(&mut retiring, k, at);
                             for (va, ra) in &sides.0 {
-                                out.push((f(&k, va, &vb), ra * rb));
+                                out.push((f(k, va, &vb), ra * rb));
                             }
                             if add(&mut sides.1, vb, rb) && sides.0.is_empty() {
+                                let k = k.clone();
                                 state.remove(&k);
                             }
                         }
@@ -211,6 +245,12 @@ mod tests {
     impl EventTime for V {
         fn event_time(&self) -> u64 {
             self.0
+        }
+    }
+
+    impl Route for u32 {
+        fn route(&self) -> u64 {
+            crate::dataflow::panes::stable_hash(self)
         }
     }
 

@@ -268,6 +268,7 @@ pub fn learn<'s>(
                 time: s.event_time,
                 numeric: Vec::new(),
                 categorical: Vec::new(),
+                segments: Default::default(),
             });
             let o = LearnOut::Score(e, s.score);
             (o, s.ts, 1)
@@ -446,7 +447,7 @@ fn split<'s>(outs: VecCollection<'s, u64, LearnOut>, name: &str) -> Split<'s> {
                                     score,
                                     time: e.time,
                                 });
-                                push(&mut s, ((ById(e.clone()), Score(e.time, p)), t, r));
+                                push(&mut s, ((ById::new(e.clone()), Score(e.time, p)), t, r));
                             }
                         }
                     }

@@ -172,10 +172,18 @@ impl Names {
     }
 
     /// The segments `e` belongs to, into `out`: the overall one (`all`), then `column=value`
-    /// per segment column (`column=<null>` for a null).
+    /// per segment column (`column=<null>` for a null). Computed once per event (the first
+    /// aggregation to ask keeps them with it; the others read them).
     pub fn segments(&mut self, e: &Event, out: &mut Vec<std::sync::Arc<str>>) {
         out.clear();
         out.push(self.all.clone());
+        let named = e.segments.get_or_init(|| self.name_segments(e));
+        out.extend(named.iter().cloned());
+    }
+
+    /// `column=value` of every segment column of `e`.
+    fn name_segments(&mut self, e: &Event) -> smallvec::SmallVec<[std::sync::Arc<str>; 2]> {
+        let mut out = smallvec::SmallVec::new();
         for (i, name, cache, null) in &mut self.columns {
             let s = match e.categorical[*i].as_deref() {
                 None => null.clone(),
@@ -196,6 +204,7 @@ impl Names {
             };
             out.push(s);
         }
+        out
     }
 
     /// The interned name of model `m`.

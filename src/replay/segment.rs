@@ -428,6 +428,7 @@ fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Inges
                         categorical: (0..cats.len())
                             .map(|i| (!cats.is_null(i)).then(|| cats.value(i).into()))
                             .collect(),
+                        segments: Default::default(),
                     })),
                     position,
                 )
