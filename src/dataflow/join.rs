@@ -205,13 +205,19 @@ struct Slot {
     timer: Option<u64>,
 }
 
-/// The slots of the ids a worker holds, each keyed by its own id. A bucket holds the id's full
-/// hash beside the slot's box, so that probing and growing compare and rehash without reading
-/// the slot (a cache miss each: the table holds every live id). A slot is found again by its
-/// bucket index, which stays valid while nothing is inserted beyond the capacity reserved.
+/// Slots per chunk of [`Slots`]' slab.
+const CHUNK: usize = 1024;
+
+/// The slots of the ids a worker holds, in a slab of fixed-size chunks (a slot never moves, so
+/// its index names it in the touched list and in the timers), and a table from each id to its
+/// slot's index. A bucket holds the id's full hash beside the index, so that probing and
+/// growing compare and rehash without reading the slot (a cache miss each: the table holds
+/// every live id). Freed slots are reused.
 #[derive(Default)]
 struct Slots {
-    table: hashbrown::HashTable<(u64, Box<Slot>)>,
+    table: hashbrown::HashTable<(u64, u32)>,
+    slab: Vec<Vec<Slot>>,
+    free: Vec<u32>,
     hasher: ahash::RandomState,
 }
 
@@ -220,33 +226,53 @@ impl Slots {
         self.hasher.hash_one(id)
     }
 
-    /// Room for `n` more slots without moving any (bucket indices stay valid).
-    fn reserve(&mut self, n: usize) {
-        self.table.reserve(n, |s| s.0);
+    fn slot(slab: &[Vec<Slot>], i: u32) -> &Slot {
+        &slab[i as usize / CHUNK][i as usize % CHUNK]
     }
 
-    /// The slot of `id` (of hash `h`), created empty if there is none, and its bucket index.
-    fn get_or_insert(&mut self, h: u64, id: &Text) -> (usize, &mut Slot) {
-        let entry = self
-            .table
-            .entry(h, |s| s.0 == h && s.1.id == *id, |s| s.0)
-            .or_insert_with(|| (h, Box::new(Slot::new(id.clone()))));
-        (entry.bucket_index(), &mut entry.into_mut().1)
+    /// The slot at index `i`.
+    fn at(&mut self, i: u32) -> &mut Slot {
+        &mut self.slab[i as usize / CHUNK][i as usize % CHUNK]
     }
 
-    /// The bucket index of the slot of `id` (of hash `h`).
-    fn index_of(&self, h: u64, id: &Text) -> Option<usize> {
-        self.table
-            .find_bucket_index(h, |s| s.0 == h && s.1.id == *id)
+    /// The index of `id`'s slot (of hash `h`), created empty if there is none.
+    fn get_or_insert(&mut self, h: u64, id: &Text) -> u32 {
+        let slab = &self.slab;
+        let entry = self.table.entry(
+            h,
+            |&(x, i)| x == h && Slots::slot(slab, i).id == *id,
+            |&(x, _)| x,
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(o) => o.get().1,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                let i = match self.free.pop() {
+                    Some(i) => {
+                        self.slab[i as usize / CHUNK][i as usize % CHUNK] = Slot::new(id.clone());
+                        i
+                    }
+                    None => {
+                        if self.slab.last().is_none_or(|c| c.len() == CHUNK) {
+                            self.slab.push(Vec::with_capacity(CHUNK));
+                        }
+                        let n = (self.slab.len() - 1) * CHUNK;
+                        let chunk = self.slab.last_mut().expect("a chunk with room");
+                        chunk.push(Slot::new(id.clone()));
+                        (n + chunk.len() - 1) as u32
+                    }
+                };
+                v.insert((h, i));
+                i
+            }
+        }
     }
 
-    fn at(&mut self, index: usize) -> Option<(u64, &mut Slot)> {
-        self.table.get_bucket_mut(index).map(|s| (s.0, &mut *s.1))
-    }
-
-    fn remove_at(&mut self, index: usize) {
-        if let Ok(e) = self.table.get_bucket_entry(index) {
+    /// Frees the slot at index `i`, whose id has hash `h`.
+    fn remove(&mut self, h: u64, i: u32) {
+        if let Ok(e) = self.table.find_entry(h, |&(_, j)| j == i) {
             e.remove();
+            *self.at(i) = Slot::new(Text::default());
+            self.free.push(i);
         }
     }
 }
@@ -474,12 +500,9 @@ pub fn join<'s>(
             }),
             &format!("{name}.Join"),
             move |_, _| {
-                // Boxed: a slot is ~200 bytes, and a hash table keeps up to half its buckets
-                // empty (twice that while it grows); boxes leave 24 bytes in each bucket
-                // (peak RSS at 1M bench events fell by ~130 MiB).
                 let mut slots = Slots::default();
                 let mut pending: Pending<Vec<(Record, isize)>> = BTreeMap::new();
-                let mut timers: BTreeMap<u64, Vec<(u64, Text)>> = BTreeMap::new();
+                let mut timers: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
                 let mut hold = TimerHold::default();
                 let mut before = Vec::new();
                 let mut after = Vec::new();
@@ -492,10 +515,8 @@ pub fn join<'s>(
                     while let Some((t, cap, records)) =
                         hold.next_due(&mut pending, &timers, frontier)
                     {
-                        // Slots touched at `t`, by bucket index: no insertion below moves a
-                        // slot, as room for one new slot per record is reserved first.
-                        slots.reserve(records.len());
-                        let mut touched: Vec<usize> = Vec::with_capacity(records.len());
+                        // Slots touched at `t`, by index.
+                        let mut touched: Vec<u32> = Vec::with_capacity(records.len());
                         // Events count twice (the event and its known id).
                         let added: usize = records
                             .iter()
@@ -505,7 +526,8 @@ pub fn join<'s>(
                         for (rec, r) in records {
                             let id = match rec {
                                 Record::Event(e) => {
-                                    let (id, slot) = slots.get_or_insert(slots.hash(&e.id), &e.id);
+                                    let id = slots.get_or_insert(slots.hash(&e.id), &e.id);
+                                    let slot = slots.at(id);
                                     let base = tick_floor(e.time, tick);
                                     slot.known.push((t, base + known_ttl, r));
                                     slot.events.push(Held {
@@ -517,8 +539,9 @@ pub fn join<'s>(
                                     id
                                 }
                                 Record::Prediction(p) => {
-                                    let (id, slot) =
+                                    let id =
                                         slots.get_or_insert(slots.hash(&p.event_id), &p.event_id);
+                                    let slot = slots.at(id);
                                     slot.predictions.push(Held {
                                         until: tick_floor(p.time, tick) + ttl,
                                         value: p,
@@ -528,8 +551,9 @@ pub fn join<'s>(
                                     id
                                 }
                                 Record::Label(l) => {
-                                    let (id, slot) =
+                                    let id =
                                         slots.get_or_insert(slots.hash(&l.event_id), &l.event_id);
+                                    let slot = slots.at(id);
                                     slot.labels.push(Held {
                                         value: (l.time, l.label),
                                         from: t,
@@ -542,19 +566,13 @@ pub fn join<'s>(
                             touched.push(id);
                         }
                         if let Some(ids) = timers.remove(&t) {
-                            for (h, id) in ids {
-                                if let Some(i) = slots.index_of(h, &id) {
-                                    if slots.at(i).is_some_and(|(_, s)| s.timer == Some(t)) {
-                                        touched.push(i);
-                                    }
-                                }
-                            }
+                            // A slot freed and reused since has a timer of its own.
+                            touched
+                                .extend(ids.into_iter().filter(|&i| slots.at(i).timer == Some(t)));
                         }
                         let mut session = output.session(&cap);
                         for i in touched {
-                            let Some((h, slot)) = slots.at(i) else {
-                                continue;
-                            };
+                            let slot = slots.at(i);
                             if slot.last == Some(t) {
                                 // Touched twice at `t`: already evaluated.
                                 continue;
@@ -615,11 +633,12 @@ pub fn join<'s>(
                             slot.timer = slot.next_change(t, tick, horizon);
                             match slot.timer {
                                 Some(at) => {
-                                    timers.entry(at).or_default().push((h, slot.id.clone()));
+                                    timers.entry(at).or_default().push(i);
                                     hold.cover(&cap, at);
                                 }
                                 None if slot.is_empty() => {
-                                    slots.remove_at(i);
+                                    let id = std::mem::take(&mut slot.id);
+                                    slots.remove(slots.hash(&id), i);
                                 }
                                 None => {}
                             }

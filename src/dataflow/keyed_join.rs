@@ -6,7 +6,10 @@
 //! pane still has a live window at `t`. Every output is about one event and lands in that
 //! event's pane, so once the pane's windows have all retired a value can only produce outputs
 //! that pane aggregations drop: such values are ignored on input and leave state when their
-//! pane retires (the join upstream no longer sends their retractions). Time: processed in
+//! pane retires (the join upstream no longer sends their retractions). A timestamp's outputs
+//! are not consolidated: an output added and retracted at one timestamp may both leave, which
+//! changes nothing for its readers, pane aggregations that sum what they read (sorting the
+//! outputs by their shared events' ids was a seventh of the join's time). Time: processed in
 //! timestamp order once both frontiers pass `t`. State: each side's current values per key,
 //! dropped when a key's values cancel or their panes retire. Failure modes: none.
 
@@ -16,7 +19,6 @@ use smallvec::SmallVec;
 use std::hash::Hash;
 
 use differential_dataflow::collection::AsCollection;
-use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::{Data, ExchangeData, VecCollection};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -159,7 +161,7 @@ where
                         let mut out = Vec::new();
                         // ΔA against B before t, then ΔB against A after ΔA. The changes are
                         // applied one by one, unsorted: the join is bilinear, so their order
-                        // changes nothing once the output is consolidated.
+                        // changes no sum of the outputs.
                         for ((k, va), ra) in da {
                             if retires(va.event_time()) <= t {
                                 continue;
@@ -214,7 +216,6 @@ where
                                 }
                             }
                         }
-                        consolidate(&mut out);
                         let mut session = output.session(&cap);
                         for (o, r) in out {
                             session.give((o, t, r));
