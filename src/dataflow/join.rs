@@ -19,7 +19,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 use timely::progress::operate::FrontierInterest;
 
-use super::timers::{pending_at, Pending, TimerHold};
+use super::timers::{stash, Pending, TimerHold};
 use crate::records::{Event, Prediction, Record, Text};
 use crate::sources::stamp::tick_floor;
 
@@ -507,10 +507,9 @@ pub fn join<'s>(
                 let mut before = Vec::new();
                 let mut after = Vec::new();
                 move |(input, frontier), output| {
+                    let port = output.output_index();
                     input.for_each(|cap, data| {
-                        for (r, t, d) in data.drain(..) {
-                            pending_at(&mut pending, &cap, output.output_index(), t).push((r, d));
-                        }
+                        stash(&mut pending, &cap, port, data, |s, r, _, d| s.push((r, d)));
                     });
                     while let Some((t, cap, records)) =
                         hold.next_due(&mut pending, &timers, frontier)

@@ -25,7 +25,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::panes::{owner, Panes};
-use super::timers::{pending_at, Pending};
+use super::timers::{stash, Pending};
 
 /// A key's values on each side: nearly always one score, and one or two values beside it
 /// (inline: no allocation per key).
@@ -143,14 +143,14 @@ where
                 move |(in_a, fa), (in_b, fb), output| {
                     let port = output.output_index();
                     in_a.for_each(|cap, data| {
-                        for (d, t, r) in data.drain(..) {
-                            pending_at(&mut pending, &cap, port, t).0.push((d, r));
-                        }
+                        stash(&mut pending, &cap, port, data, |s, d, _, r| {
+                            s.0.push((d, r))
+                        });
                     });
                     in_b.for_each(|cap, data| {
-                        for (d, t, r) in data.drain(..) {
-                            pending_at(&mut pending, &cap, port, t).1.push((d, r));
-                        }
+                        stash(&mut pending, &cap, port, data, |s, d, _, r| {
+                            s.1.push((d, r))
+                        });
                     });
                     while let Some(entry) = pending.first_entry() {
                         let t = *entry.key();

@@ -19,7 +19,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 
 use super::detect::DetectorState;
-use super::timers::{pending_at, Pending};
+use super::timers::{stash, Pending};
 use crate::learn::learner::LearnerState;
 
 /// One operator's serialized state: the concatenation of its pieces. Pieces are shared, not
@@ -134,10 +134,9 @@ where
                         }
                         h.downgrade(&next_snapshot.saturating_sub(1));
                     }
+                    let port = output.output_index();
                     input.for_each(|cap, data| {
-                        for (d, t, r) in data.drain(..) {
-                            pending_at(&mut pending, &cap, output.output_index(), t).push((d, r));
-                        }
+                        stash(&mut pending, &cap, port, data, |s, d, _, r| s.push((d, r)));
                     });
                     // The state is the same at every boundary from `next` up to `upto`: one
                     // snapshot covers them all.

@@ -36,7 +36,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
-use super::timers::{pending_at, Pending, TimerHold};
+use super::timers::{pending_at, stash, Pending, TimerHold};
 use super::windows::{Status, Win, Windows};
 
 /// An accumulator of one pane (and of a delta to it): integer sums that add exactly in any order.
@@ -157,9 +157,9 @@ where
                 // key order as before.
                 let mut open: Pending<ahash::AHashMap<(G, u64), A>> = BTreeMap::new();
                 move |(input, frontier), output| {
+                    let port = output.output_index();
                     input.for_each(|cap, data| {
-                        for (d, t, r) in data.drain(..) {
-                            let map = pending_at(&mut open, &cap, output.output_index(), t);
+                        stash(&mut open, &cap, port, data, |map, d, t, r| {
                             explode(&d, r, &mut |g, pane, f| {
                                 // A pane whose windows have all retired takes no more deltas
                                 // (`assemble` would ignore them): most are the retractions of
@@ -168,7 +168,7 @@ where
                                     f(map.entry((g, pane)).or_default());
                                 }
                             });
-                        }
+                        });
                     });
                     while let Some(entry) = open.first_entry() {
                         if frontier.less_equal(entry.key()) {

@@ -27,6 +27,26 @@ pub fn pending_at<'a, S: Default>(
         .1
 }
 
+/// Files each update of a message under its timestamp's pending state (created as
+/// [`pending_at`] does) with `add(state, data, time, diff)`: one lookup per run of updates with the same
+/// timestamp, which is nearly always the whole message.
+pub fn stash<S: Default, D>(
+    pending: &mut Pending<S>,
+    cap: &InputCapability<u64>,
+    port: usize,
+    data: &mut Vec<(D, u64, isize)>,
+    mut add: impl FnMut(&mut S, D, u64, isize),
+) {
+    let mut updates = data.drain(..).peekable();
+    while let Some((d, t, r)) = updates.next() {
+        let state = pending_at(pending, cap, port, t);
+        add(state, d, t, r);
+        while let Some((d, _, r)) = updates.next_if(|u| u.1 == t) {
+            add(state, d, t, r);
+        }
+    }
+}
+
 /// The capability of an operator's earliest pending timer, if any.
 #[derive(Debug, Default)]
 pub struct TimerHold(Option<Capability<u64>>);
