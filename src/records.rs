@@ -53,7 +53,8 @@ pub struct Event {
     pub numeric: Vec<Option<i64>>,
     /// Categorical features in schema order; `None` is null.
     pub categorical: Vec<Option<Text>>,
-    /// The event's segment names, computed by the first aggregation that reads them.
+    /// The event's segment names, computed by the first aggregation that reads them (an event
+    /// is read by the operators of one job, whose segment columns they all share).
     #[serde(skip)]
     pub segments: Memo<smallvec::SmallVec<[Arc<str>; 2]>>,
 }

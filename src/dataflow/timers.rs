@@ -28,8 +28,8 @@ pub fn pending_at<'a, S: Default>(
 }
 
 /// Files each update of a message under its timestamp's pending state (created as
-/// [`pending_at`] does) with `add(state, data, time, diff)`: one lookup per run of updates with the same
-/// timestamp, which is nearly always the whole message.
+/// [`pending_at`] does) with `add(state, data, time, diff)`: one lookup per run of updates with
+/// the same timestamp, which is nearly always the whole message.
 pub fn stash<S: Default, D>(
     pending: &mut Pending<S>,
     cap: &InputCapability<u64>,
