@@ -177,9 +177,31 @@ fn damaged_buffers_are_refused_naming_the_file() {
     let b = fresh_copy("manifest");
     let mpath = b.join("MANIFEST.json");
     let text = std::fs::read_to_string(&mpath).unwrap();
-    std::fs::write(&mpath, text.replacen("\"rows\": ", "\"rows\": 1", 1)).unwrap();
+    std::fs::write(
+        &mpath,
+        text.replacen("\"segment_ms\": ", "\"segment_ms\": 1", 1),
+    )
+    .unwrap();
     let e = replay_err(&job, &b, &out);
     assert!(e.contains("MANIFEST.json") && e.contains("checksum"), "{e}");
+    // A damaged or shortened journal (the manifest's lists).
+    let journal = std::fs::read_dir(&b)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".jsonl"))
+        .expect("a journal beside the manifest");
+    let name = journal.file_name().unwrap().to_string_lossy().to_string();
+    std::fs::write(&mpath, &text).unwrap();
+    let lines = std::fs::read_to_string(&journal).unwrap();
+    std::fs::write(&journal, lines.replacen("\"rows\":", "\"rows\":1", 1)).unwrap();
+    let e = replay_err(&job, &b, &out);
+    assert!(e.contains(&name) && e.contains("checksum mismatch"), "{e}");
+    std::fs::write(&journal, &lines[..lines.len() - 10]).unwrap();
+    let e = replay_err(&job, &b, &out);
+    assert!(e.contains(&name) && e.contains("shorter"), "{e}");
+    // Bytes past the committed length (a commit that crashed before its manifest) are not read.
+    std::fs::write(&journal, format!("{lines}{{\"segment\": damaged\n")).unwrap();
+    assert_eq!(Manifest::load(&b).unwrap().unwrap(), m);
     std::fs::write(&mpath, &text[..text.len() - 40]).unwrap();
     let e = replay_err(&job, &b, &out);
     assert!(

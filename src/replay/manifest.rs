@@ -1,15 +1,17 @@
 //! The replay manifest: which segments are committed, where sources resume, and how far the
 //! outputs were written when that was true.
 //!
-//! The manifest is replaced atomically (temporary file, fsync, rename, directory fsync) and
+//! `MANIFEST.json` is replaced atomically (temporary file, fsync, rename, directory fsync) and
 //! carries a checksum of its own content, so a reader sees the old manifest or the new one and
-//! can tell a damaged one from either.
+//! can tell a damaged one from either. Its growing lists live in a journal it names and checks
+//! ([`super::journal`]); a `tidemark.replay.v1` manifest, which holds them inline, still reads.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::journal::JournalRef;
 use super::segment::{sha256_hex, write_atomic, BufferStream, SegmentMeta};
 use crate::error::{Error, Result};
 use crate::sources::PartitionState;
@@ -18,7 +20,10 @@ use crate::sources::PartitionState;
 pub const MANIFEST: &str = "MANIFEST.json";
 
 /// The format tag every manifest carries.
-pub const FORMAT: &str = "tidemark.replay.v1";
+pub const FORMAT: &str = "tidemark.replay.v2";
+
+/// The format of manifests that held their lists inline (still read).
+pub const FORMAT_V1: &str = "tidemark.replay.v1";
 
 /// Records of one input stream that left the buffer by retention, for cumulative counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,10 +65,12 @@ pub struct Manifest {
     /// Counts of records in segments deleted by retention, per input stream.
     pub base: BTreeMap<String, Counts>,
     /// Committed segments, in (start, stream) order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub segments: Vec<SegmentMeta>,
     /// Where each source partition resumes.
     pub partitions: BTreeMap<String, PartitionState>,
     /// Watermarks at recent commits, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub watermarks: Vec<WatermarkPoint>,
     /// Output file (relative to the output directory) → committed length in bytes.
     pub outputs: BTreeMap<String, u64>,
@@ -137,8 +144,25 @@ impl Manifest {
         }
     }
 
-    /// Loads and checks `<dir>/MANIFEST.json`; `None` if the buffer has none yet.
+    /// Loads and checks `<dir>/MANIFEST.json` and its journal; `None` if the buffer has none
+    /// yet.
     pub fn load(dir: &Path) -> Result<Option<Manifest>> {
+        // A commit that rewrites the journal deletes the old one once the new manifest names
+        // the new one: a reader that read the old manifest just before then reads again.
+        let mut tries = 0;
+        loop {
+            match Manifest::load_once(dir) {
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && tries < 3 =>
+                {
+                    tries += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn load_once(dir: &Path) -> Result<Option<Manifest>> {
         let path = dir.join(MANIFEST);
         let text = match std::fs::read(&path) {
             Ok(t) => t,
@@ -160,10 +184,21 @@ impl Manifest {
                 "manifest checksum mismatch (content {actual}, recorded {sum}): it was damaged"
             )));
         }
-        let m: Manifest = serde_json::from_value(value)
+        let journal = value.as_object_mut().and_then(|o| o.remove("journal"));
+        let mut m: Manifest = serde_json::from_value(value)
             .map_err(|e| bad(format!("not a readable manifest: {e}")))?;
-        if m.format != FORMAT {
-            return Err(bad(format!("format {:?}, expected {FORMAT:?}", m.format)));
+        match (m.format.as_str(), journal) {
+            (FORMAT, Some(j)) => {
+                let j: JournalRef = serde_json::from_value(j)
+                    .map_err(|e| bad(format!("not a readable manifest: journal: {e}")))?;
+                if !(m.segments.is_empty() && m.states.is_empty() && m.watermarks.is_empty()) {
+                    return Err(bad("lists belong in the journal, not the manifest".into()));
+                }
+                (m.segments, m.states, m.watermarks) = super::journal::read(dir, &j)?;
+            }
+            (FORMAT, None) => return Err(bad("the manifest names no journal".into())),
+            (FORMAT_V1, None) => m.format = FORMAT.into(),
+            (f, _) => return Err(bad(format!("format {f:?}, expected {FORMAT:?}"))),
         }
         for s in &m.segments {
             check_relative(&s.file, s.stream)
@@ -186,11 +221,28 @@ impl Manifest {
         Ok(Some(m))
     }
 
-    /// Replaces `<dir>/MANIFEST.json` atomically.
+    /// Writes the manifest whole: a new journal, then `<dir>/MANIFEST.json` naming it.
     pub fn store(&self, dir: &Path) -> Result<()> {
+        super::journal::Journal::create(dir, &mut self.clone()).map(drop)
+    }
+
+    /// Replaces `<dir>/MANIFEST.json` atomically with everything but the lists, which `journal`
+    /// holds.
+    pub(super) fn store_header(&mut self, dir: &Path, journal: &JournalRef) -> Result<()> {
         let path = dir.join(MANIFEST);
-        let mut value =
-            serde_json::to_value(self).map_err(|e| Error::replay(&path, e.to_string()))?;
+        let lists = (
+            std::mem::take(&mut self.segments),
+            std::mem::take(&mut self.states),
+            std::mem::take(&mut self.watermarks),
+        );
+        let value = serde_json::to_value(&*self);
+        (self.segments, self.states, self.watermarks) = lists;
+        let mut value = value.map_err(|e| Error::replay(&path, e.to_string()))?;
+        let journal =
+            serde_json::to_value(journal).map_err(|e| Error::replay(&path, e.to_string()))?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("journal".into(), journal);
+        }
         let sum = sha256_hex(value.to_string().as_bytes());
         if let Some(obj) = value.as_object_mut() {
             obj.insert("checksum".into(), sum.into());

@@ -11,6 +11,7 @@
 //! records; a `LOCK` file keeps two jobs from writing one buffer.
 
 pub mod frames;
+pub mod journal;
 pub mod manifest;
 pub mod recorder;
 pub mod segment;
@@ -58,7 +59,8 @@ pub fn lock(dir: &Path) -> Result<Lock> {
 /// removed.
 ///
 /// Only names of tidemark's own pattern are removed (`<20 digits>-<20 digits>.parquet` in a
-/// stream directory, `<20 digits>.json.zst` in `state/`, `.<name>.tmp`); anything else is left
+/// stream directory, `<20 digits>.json.zst` in `state/`, `.<name>.tmp`, and without a manifest
+/// its journals `MANIFEST-<20 digits>.jsonl`); anything else is left
 /// where it is. A link in place of the buffer or one of its directories is refused before
 /// anything is removed, and one file that cannot be removed does not stop the others.
 pub fn clean(dir: &Path, manifest: Option<&Manifest>) -> Result<usize> {
@@ -79,7 +81,9 @@ pub fn clean(dir: &Path, manifest: Option<&Manifest>) -> Result<usize> {
     }
     let mut doomed = Vec::new();
     for entry in read_dir(dir)? {
-        if is_temp(&entry.file_name().to_string_lossy()) {
+        let name = entry.file_name().to_string_lossy().to_string();
+        // Without a manifest no journal is named; with one, its journal deletes the older ones.
+        if is_temp(&name) || (manifest.is_none() && journal::generation(&name).is_some()) {
             doomed.push(entry.path());
         }
     }

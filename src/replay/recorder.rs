@@ -13,12 +13,14 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use differential_dataflow::VecCollection;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 
+use super::journal::Journal;
 use super::manifest::{Manifest, WatermarkPoint, WATERMARKS_KEPT};
 use super::segment::{write_segment, BufferStream, SegmentMeta};
 use crate::error::{Error, Result};
@@ -50,14 +52,16 @@ pub struct OutputCut {
 /// A commit being made durable on a thread of its own.
 struct Writing {
     began: Instant,
-    /// The stored manifest, and the files it no longer names.
-    done: std::thread::JoinHandle<Result<(Manifest, Vec<String>)>>,
+    /// The stored manifest, its journal, and the files it no longer names.
+    done: std::thread::JoinHandle<Result<(Manifest, Journal, Vec<String>)>>,
 }
 
 /// The commit state of a recording job (worker 0 only).
 pub struct Checkpointer {
     dir: PathBuf,
-    manifest: Manifest,
+    manifest: Arc<Manifest>,
+    /// The journal holding `manifest`'s lists; `None` until this run's first commit writes it.
+    journal: Option<Journal>,
     staged: VecDeque<Staged>,
     writing: Option<Writing>,
     /// Compressed pieces of the last state file, shared with its writer thread.
@@ -82,7 +86,8 @@ impl Checkpointer {
     ) -> Rc<RefCell<Checkpointer>> {
         Rc::new(RefCell::new(Checkpointer {
             dir,
-            manifest,
+            manifest: Arc::new(manifest),
+            journal: None,
             staged: VecDeque::new(),
             writing: None,
             frames: Default::default(),
@@ -122,13 +127,14 @@ impl Checkpointer {
             done = Some(self.complete(w)?);
         }
         let mut last = None;
+        let mut added = Vec::new();
         while self.staged.front().is_some_and(|s| s.end <= outputs_below) {
             let s = self.staged.pop_front().expect("checked");
             let segments = s
                 .segments?
                 .join()
                 .map_err(|_| Error::replay(&self.dir, "the segment writer panicked"))??;
-            self.manifest.segments.extend(segments);
+            added.extend(segments);
             last = Some((s.end, s.partitions));
         }
         let Some((end, partitions)) = last else {
@@ -136,7 +142,9 @@ impl Checkpointer {
         };
         let began = Instant::now();
         // The next manifest; `self.manifest` stays the committed one until it is stored.
-        let mut m = self.manifest.clone();
+        let prev = self.manifest.clone();
+        let mut m = (*prev).clone();
+        m.segments.extend(added);
         m.segments.sort_by_key(|s| (s.ts_start, s.stream));
         m.committed = end;
         m.complete = end == u64::MAX;
@@ -186,9 +194,10 @@ impl Checkpointer {
         let frames = self.frames.clone();
         let retention = self.retention;
         let durable = outputs.durable;
+        let journal = self.journal.take();
         let thread = std::thread::Builder::new()
             .name("tidemark-commit".into())
-            .spawn(move || -> Result<(Manifest, Vec<String>)> {
+            .spawn(move || -> Result<(Manifest, Journal, Vec<String>)> {
                 for d in durable {
                     d()?;
                 }
@@ -205,8 +214,11 @@ impl Checkpointer {
                     );
                     m.states.retain(|s| s.at > cutoff);
                 }
-                m.store(&dir)?;
-                Ok((m, expired))
+                let journal = match journal {
+                    Some(j) => j.commit(&dir, &prev, &mut m)?,
+                    None => Journal::create(&dir, &mut m)?,
+                };
+                Ok((m, journal, expired))
             })
             .map_err(|e| Error::io(&self.dir, e))?;
         let w = Writing {
@@ -223,11 +235,12 @@ impl Checkpointer {
     /// Completes the commit `w` once its manifest is stored: deletes the files it no longer
     /// names; returns how long the commit took.
     fn complete(&mut self, w: Writing) -> Result<Duration> {
-        let (m, expired) = w
+        let (m, journal, expired) = w
             .done
             .join()
             .map_err(|_| Error::replay(&self.dir, "the commit thread panicked"))??;
-        self.manifest = m;
+        self.manifest = Arc::new(m);
+        self.journal = Some(journal);
         if self.commits == 0 {
             let marker = self.dir.join(super::manifest::COMMITTED);
             if !marker.exists() {

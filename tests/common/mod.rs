@@ -210,7 +210,7 @@ pub fn assert_same_outputs(a: &Path, b: &Path, what: &str) -> usize {
         tree(dir)
             .into_iter()
             .filter(|(n, _)| {
-                !n.ends_with("MANIFEST.json")
+                !n.contains("MANIFEST")
                     && !n.ends_with("LOCK")
                     // Operational metrics (wall-clock latencies and lags), not a result.
                     && !n.ends_with("metrics.prom")
