@@ -473,10 +473,17 @@ impl<K: Ord + Copy, const N: usize> Tally<K, N> {
         add_equal_keys(&mut tail);
         if self.sorted.is_empty() {
             self.sorted = tail;
-        } else if tail.len() <= 8 {
+        } else {
+            self.fold(&tail);
+        }
+    }
+
+    /// Adds `counts` (sorted by key, distinct) into the sorted counts.
+    fn fold(&mut self, counts: &[(K, [i64; N])]) {
+        if counts.len() <= 8 {
             // A few keys: in place (each insertion moves the keys after it, so more than a
             // few cost more than one linear merge).
-            for (k, c) in tail {
+            for &(k, c) in counts {
                 match self.sorted.binary_search_by(|(x, _)| x.cmp(&k)) {
                     Ok(i) => {
                         let e = &mut self.sorted[i].1;
@@ -490,44 +497,51 @@ impl<K: Ord + Copy, const N: usize> Tally<K, N> {
                     Err(i) => self.sorted.insert(i, (k, c)),
                 }
             }
-        } else {
-            let mut out = Vec::with_capacity(self.sorted.len() + tail.len());
-            let (a, b) = (&self.sorted, &tail);
-            let (mut i, mut j) = (0, 0);
-            while i < a.len() && j < b.len() {
-                match a[i].0.cmp(&b[j].0) {
-                    std::cmp::Ordering::Less => {
-                        out.push(a[i]);
-                        i += 1;
+            return;
+        }
+        let mut out = Vec::with_capacity(self.sorted.len() + counts.len());
+        let (a, b) = (&self.sorted, counts);
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i]);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j]);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    let mut c = a[i].1;
+                    for (x, y) in c.iter_mut().zip(b[j].1) {
+                        *x += y;
                     }
-                    std::cmp::Ordering::Greater => {
-                        out.push(b[j]);
-                        j += 1;
+                    if c.iter().any(|x| *x != 0) {
+                        out.push((a[i].0, c));
                     }
-                    std::cmp::Ordering::Equal => {
-                        let mut c = a[i].1;
-                        for (x, y) in c.iter_mut().zip(b[j].1) {
-                            *x += y;
-                        }
-                        if c.iter().any(|x| *x != 0) {
-                            out.push((a[i].0, c));
-                        }
-                        i += 1;
-                        j += 1;
-                    }
+                    i += 1;
+                    j += 1;
                 }
             }
-            out.extend_from_slice(&a[i..]);
-            out.extend_from_slice(&b[j..]);
-            self.sorted = out;
         }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        self.sorted = out;
     }
 
     /// Adds every count of `other`.
     pub fn merge(&mut self, other: &Self) {
-        self.tail.extend_from_slice(&other.sorted);
-        self.tail.extend_from_slice(&other.tail);
-        self.seal();
+        if !self.tail.is_empty() || !other.tail.is_empty() {
+            self.tail.extend_from_slice(&other.sorted);
+            self.tail.extend_from_slice(&other.tail);
+            self.seal();
+        } else if self.sorted.is_empty() {
+            self.sorted.clone_from(&other.sorted);
+        } else {
+            // Both sealed: `other`'s counts are already sorted, distinct and non-zero.
+            self.fold(&other.sorted);
+        }
     }
 
     /// The counts, by key (sealed ones).

@@ -255,10 +255,14 @@ where
                         let (cap, mut updates) = entry.remove();
                         consolidate(&mut updates);
                         let mut session = output.session(&cap);
+                        // Rows of one output have lines of about one length: sized after the
+                        // last row's, a row's text is rarely copied as it grows.
+                        let mut hint = 256;
                         for (row, diff) in updates {
                             let lines = format.text_only.then(|| {
-                                let mut lines = Vec::new();
+                                let mut lines = Vec::with_capacity(hint);
                                 let n = row.lines(ts, diff, &format, &mut cols, &mut lines);
+                                hint = lines.len() + 64;
                                 (n, lines)
                             });
                             session.give(((row, diff, lines), ts, 1));
