@@ -52,53 +52,103 @@ pub fn build(
 ) -> Result<(Profile, ProfileCounts)> {
     let ev = job.schema(Stream::Events);
     let mut b = ProfileBuilder::new(&ev.numeric, &ev.categorical);
-    let mut counts = ProfileCounts::default();
-    let mut batch = Vec::new();
-    let consumers = crate::kafka::source::Consumers::default();
-    for (stream, spec) in inputs {
-        let schema = Arc::new(job.schema(*stream).clone());
-        let mut p = Partition::open(
-            *stream,
-            schema,
-            spec,
-            &consumers,
-            &job.spec.generator,
-            Arc::new(AtomicU64::new(0)),
-            None,
-        )?;
-        while !p.is_done() {
-            batch.clear();
-            p.read_batch(4096, &mut batch)?;
-            if batch.is_empty() && p.silent_for().is_some() {
-                // A topic partition waiting on its broker.
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            for (pos, r) in batch.drain(..) {
-                counts.read += 1;
-                let r = match r {
-                    Ok(r) => r,
-                    Err(d) => {
-                        counts.refused += 1;
-                        counts
-                            .first_refusal
-                            .get_or_insert_with(|| format!("{pos}: {}: {}", d.field, d.reason));
-                        continue;
+    // Decoding is nearly all of the work: each input is read and filtered on a thread of its
+    // own, and what it keeps is profiled in input order, as reading the inputs in turn would.
+    // (A range of the job's own sources is read at every start, before the dataflow runs.)
+    let counts = std::thread::scope(|scope| -> Result<ProfileCounts> {
+        let mut readers = Vec::new();
+        for (stream, spec) in inputs {
+            let (tx, rx) = std::sync::mpsc::sync_channel(KEPT_BATCHES);
+            let range = range.clone();
+            let reader = scope.spawn(move || read_input(job, *stream, spec, range, tx));
+            readers.push((rx, reader));
+        }
+        let mut counts = ProfileCounts::default();
+        for (rx, reader) in readers {
+            for batch in rx {
+                for r in batch {
+                    match &r {
+                        Record::Event(e) => b.event(e),
+                        Record::Prediction(p) => b.prediction(p),
+                        Record::Label(_) => {}
                     }
-                };
-                if !range.contains(&r.time()) {
-                    counts.outside += 1;
+                }
+            }
+            let c = reader
+                .join()
+                .map_err(|_| Error::config(&job.file, "drift.reference", "a reader panicked"))??;
+            counts.read += c.read;
+            counts.used += c.used;
+            counts.outside += c.outside;
+            counts.refused += c.refused;
+            counts.first_refusal = counts.first_refusal.or(c.first_refusal);
+        }
+        Ok(counts)
+    })?;
+    Ok((b.finish(source, fine_bins, max_values), counts))
+}
+
+/// Batches of kept records a reader may hold before the profile takes them.
+const KEPT_BATCHES: usize = 8;
+
+/// Reads one input, sending the records whose own time is in `range` in batches; stops early
+/// if the receiver is gone.
+fn read_input(
+    job: &Job,
+    stream: Stream,
+    spec: &PartitionSpec,
+    range: std::ops::Range<u64>,
+    tx: std::sync::mpsc::SyncSender<Vec<Record>>,
+) -> Result<ProfileCounts> {
+    let mut counts = ProfileCounts::default();
+    let schema = Arc::new(job.schema(stream).clone());
+    // Kafka consumers are per thread: a reader has its own.
+    let consumers = crate::kafka::source::Consumers::default();
+    let mut p = Partition::open(
+        stream,
+        schema,
+        spec,
+        &consumers,
+        &job.spec.generator,
+        Arc::new(AtomicU64::new(0)),
+        None,
+    )?;
+    let mut batch = Vec::new();
+    let mut kept = Vec::new();
+    while !p.is_done() {
+        batch.clear();
+        p.read_batch(4096, &mut batch)?;
+        if batch.is_empty() && p.silent_for().is_some() {
+            // A topic partition waiting on its broker.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        for (pos, r) in batch.drain(..) {
+            counts.read += 1;
+            let r = match r {
+                Ok(r) => r,
+                Err(d) => {
+                    counts.refused += 1;
+                    counts
+                        .first_refusal
+                        .get_or_insert_with(|| format!("{pos}: {}: {}", d.field, d.reason));
                     continue;
                 }
-                counts.used += 1;
-                match &r {
-                    Record::Event(e) => b.event(e),
-                    Record::Prediction(p) => b.prediction(p),
-                    Record::Label(_) => {}
-                }
+            };
+            if !range.contains(&r.time()) {
+                counts.outside += 1;
+                continue;
             }
+            counts.used += 1;
+            kept.push(r);
+        }
+        if kept.len() >= 4096 && tx.send(std::mem::take(&mut kept)).is_err() {
+            return Ok(counts);
         }
     }
-    Ok((b.finish(source, fine_bins, max_values), counts))
+    if !kept.is_empty() {
+        let _ = tx.send(kept);
+    }
+    Ok(counts)
 }
 
 /// Resolves the reference of `job`'s `[drift]` section (paths relative to the job file).
