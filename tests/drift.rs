@@ -1171,6 +1171,28 @@ fn bad_reference_and_drift_config_are_refused_with_clear_errors() {
     ));
     names(&e, &[&job_path, "drift.reference", "no events in"]);
 
+    // Reference files with no usable event: every file is read (each on a thread of its own),
+    // the counts add up, and the first refusal named is the first file's.
+    write_lines(d, "bad1.jsonl", &["{\"id\": 1}".into(), "not json".into()]);
+    write_lines(d, "bad2.jsonl", &["[]".into(), "{}".into(), "7".into()]);
+    let e = refused(&drift_job(
+        d,
+        "[drift]\nreference = { events = [\"bad1.jsonl\", \"bad2.jsonl\"] }\n",
+    ));
+    names(
+        &e,
+        &[
+            "drift.reference",
+            "no usable events",
+            "5 records read, 5 refused",
+        ],
+    );
+    let first = &e[e.find("first: ").expect("the first refusal is named")..];
+    assert!(
+        first.contains("bad1.jsonl:") && !first.contains("bad2"),
+        "{e}"
+    );
+
     // A feature the events schema does not have.
     let e = refused(&drift_job(
         d,
