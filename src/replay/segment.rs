@@ -162,6 +162,9 @@ pub fn write_segment(
     let batch = encode(stream, rows).map_err(|e| Error::parquet(&path, e))?;
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        // Nothing reads a segment's statistics (readers verify and decode whole segments), and
+        // computing them was a fifth of the writer's time (`cargo bench --bench buffer`).
+        .set_statistics_enabled(parquet::file::properties::EnabledStatistics::None)
         .set_created_by("tidemark".to_string());
     // Event ids are distinct, so a dictionary only costs interning every one of them before
     // the writer falls back to plain encoding (most of the segment writer's time after zstd).
