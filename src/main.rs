@@ -458,8 +458,8 @@ fn cmd_profile(a: ProfileArgs) -> Result<(), String> {
         let names: Vec<&str> = a.inputs.iter().map(|(_, p)| p.as_str()).collect();
         (inputs, names.join(", "))
     };
-    let (profile, counts) =
-        build(&job, &inputs, range, &source, fine, max as usize).map_err(|e| e.to_string())?;
+    let (profile, counts) = build(&job, &inputs, range, false, &source, fine, max as usize)
+        .map_err(|e| e.to_string())?;
     if profile.events == 0 {
         return Err(format!("no events in {source}: nothing to profile"));
     }

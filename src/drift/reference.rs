@@ -8,7 +8,7 @@ use super::profile::{Profile, ProfileBuilder};
 use crate::config::Job;
 use crate::error::{Error, Result};
 use crate::records::Record;
-use crate::schema::Stream;
+use crate::schema::{Role, Stream};
 use crate::sources::partition::{Partition, PartitionSpec};
 
 /// Records read and refused while building a profile.
@@ -41,11 +41,13 @@ pub fn file_partition(path: &Path) -> Result<PartitionSpec> {
 }
 
 /// Profiles `inputs` (stream, partition) read with `job`'s schemas, keeping records whose own
-/// time lies in `range`.
+/// time lies in `range`; with `skip_outside`, the counts leave out Parquet rows that could not
+/// be in it.
 pub fn build(
     job: &Job,
     inputs: &[(Stream, PartitionSpec)],
     range: std::ops::Range<u64>,
+    skip_outside: bool,
     source: &str,
     fine_bins: u32,
     max_values: usize,
@@ -60,7 +62,8 @@ pub fn build(
         for (stream, spec) in inputs {
             let (tx, rx) = std::sync::mpsc::sync_channel(KEPT_BATCHES);
             let range = range.clone();
-            let reader = scope.spawn(move || read_input(job, *stream, spec, range, tx));
+            let reader =
+                scope.spawn(move || read_input(job, *stream, spec, range, skip_outside, tx));
             readers.push((rx, reader));
         }
         let mut counts = ProfileCounts::default();
@@ -92,27 +95,36 @@ pub fn build(
 const KEPT_BATCHES: usize = 8;
 
 /// Reads one input, sending the records whose own time is in `range` in batches; stops early
-/// if the receiver is gone.
+/// if the receiver is gone. With `skip_outside`, rows of a Parquet file that cannot be in the
+/// range are not decoded (nor counted).
 fn read_input(
     job: &Job,
     stream: Stream,
     spec: &PartitionSpec,
     range: std::ops::Range<u64>,
+    skip_outside: bool,
     tx: std::sync::mpsc::SyncSender<Vec<Record>>,
 ) -> Result<ProfileCounts> {
     let mut counts = ProfileCounts::default();
     let schema = Arc::new(job.schema(stream).clone());
     // Kafka consumers are per thread: a reader has its own.
     let consumers = crate::kafka::source::Consumers::default();
-    let mut p = Partition::open(
-        stream,
-        schema,
-        spec,
-        &consumers,
-        &job.spec.generator,
-        Arc::new(AtomicU64::new(0)),
-        None,
-    )?;
+    let mut p = match spec {
+        // Only the range's rows are decoded; what the others were is then not counted.
+        PartitionSpec::Parquet(path) if skip_outside => {
+            let time = &job.schema(stream).field(Role::Time).name;
+            Partition::parquet_in_range(stream, schema, path, time, range.clone())?
+        }
+        spec => Partition::open(
+            stream,
+            schema,
+            spec,
+            &consumers,
+            &job.spec.generator,
+            Arc::new(AtomicU64::new(0)),
+            None,
+        )?,
+    };
     let mut batch = Vec::new();
     let mut kept = Vec::new();
     while !p.is_done() {
@@ -205,7 +217,7 @@ pub fn resolve(job: &Job, spec: &super::spec::DriftSpec) -> Result<Profile> {
             })
             .collect();
         let source = format!("the job's sources over [{from}, {to})");
-        let (p, _) = build(job, &inputs, from..to, &source, fine, max)?;
+        let (p, _) = build(job, &inputs, from..to, true, &source, fine, max)?;
         if p.events == 0 {
             return Err(err(format!("no events in [{from}, {to})")));
         }
@@ -228,7 +240,7 @@ pub fn resolve(job: &Job, spec: &super::spec::DriftSpec) -> Result<Profile> {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let (p, counts) = build(job, &inputs, 0..u64::MAX, &source, fine, max)?;
+    let (p, counts) = build(job, &inputs, 0..u64::MAX, false, &source, fine, max)?;
     if p.events == 0 {
         return Err(err(format!(
             "no usable events in {source} ({} records read, {} refused{})",
