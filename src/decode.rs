@@ -121,8 +121,9 @@ pub fn decode<'a>(
             let mut id = None;
             let mut entity = None;
             let mut t = None;
-            let mut numeric = Vec::with_capacity(schema.numeric.len());
-            let mut categorical = Vec::with_capacity(schema.categorical.len());
+            let mut numeric = crate::records::Numbers::with_capacity(schema.numeric.len());
+            let mut categorical =
+                crate::records::Categories::with_capacity(schema.categorical.len());
             for f in &schema.fields {
                 let v = get(&f.name);
                 match f.role {

@@ -266,8 +266,8 @@ pub fn learn<'s>(
                 id: s.event_id.as_str().into(),
                 entity: Default::default(),
                 time: s.event_time,
-                numeric: Vec::new(),
-                categorical: Vec::new(),
+                numeric: Default::default(),
+                categorical: Default::default(),
                 segments: Default::default(),
             });
             let o = LearnOut::Score(e, s.score);

@@ -224,8 +224,8 @@ impl Window {
 /// A held-out example: what the gate scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Held {
-    numeric: Vec<Option<i64>>,
-    categorical: Vec<Option<crate::records::Text>>,
+    numeric: crate::records::Numbers,
+    categorical: crate::records::Categories,
     label: u8,
 }
 
