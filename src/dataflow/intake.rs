@@ -70,7 +70,7 @@ pub fn intake<'s>(ingested: VecCollection<'s, u64, Ingested>, name: &str, step: 
                                 1
                             }
                             Ingested::Dead(d) => {
-                                dl.push((d, t, r));
+                                dl.push((*d, t, r));
                                 2
                             }
                             Ingested::Mark(..) => continue,

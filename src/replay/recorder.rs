@@ -394,7 +394,7 @@ pub fn record<'s>(
                                     <= (state.hi, state.cursor, state.done)
                             });
                             if newer {
-                                marks.insert(p, state);
+                                marks.insert(p, *state);
                             }
                         }
                         item => {

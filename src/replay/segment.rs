@@ -453,13 +453,13 @@ fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Inges
                 }),
                 position,
             ),
-            BufferStream::DeadLetters => Ingested::Dead(DeadLetter {
+            BufferStream::DeadLetters => Ingested::Dead(Box::new(DeadLetter {
                 stream: strs(3).value(r).to_string(),
                 position,
                 field: strs(4).value(r).to_string(),
                 reason: strs(5).value(r).to_string(),
                 raw: strs(6).value(r).to_string(),
-            }),
+            })),
         };
         out.push((ts.value(r), item));
     }

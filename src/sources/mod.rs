@@ -34,11 +34,12 @@ use stamp::{Stamped, Stamper};
 pub enum Ingested {
     /// Decoded and on time, with where it was read.
     Accepted(Record, Position),
-    /// Refused; goes to dead letters.
-    Dead(DeadLetter),
+    /// Refused; goes to dead letters (boxed: the rare variants would otherwise make every
+    /// accepted record carry 120 bytes through ingest, the recorder and the intake, not 64).
+    Dead(Box<DeadLetter>),
     /// Partition `.0` (global index) may resume from `.1` once everything before its
     /// timestamp is committed; it carries no data.
-    Mark(u32, PartitionState),
+    Mark(u32, Box<PartitionState>),
 }
 
 impl Ingested {
@@ -392,7 +393,7 @@ pub fn ingest<'s>(
                             if origin.is_none() {
                                 let state = PartitionState::of(before, stamper, *hi, false);
                                 staged.entry(floor).or_default().push((
-                                    Ingested::Mark(*index, state),
+                                    Ingested::Mark(*index, Box::new(state)),
                                     floor,
                                     1,
                                 ));
@@ -427,17 +428,19 @@ pub fn ingest<'s>(
                         let (item, ts) = match (r, stamped) {
                             (Ok(rec), Stamped::At(ts)) => (Ingested::Accepted(rec, pos), ts),
                             (Ok(rec), Stamped::Refused(late)) => (
-                                Ingested::Dead(too_late(
+                                Ingested::Dead(Box::new(too_late(
                                     part.stream,
                                     &time_fields[part.stream.index()],
                                     pos,
                                     late.reason,
                                     &rec,
-                                )),
+                                ))),
                                 late.ts,
                             ),
-                            (Err(dl), Stamped::At(ts)) => (Ingested::Dead(dl), ts),
-                            (Err(dl), Stamped::Refused(late)) => (Ingested::Dead(dl), late.ts),
+                            (Err(dl), Stamped::At(ts)) => (Ingested::Dead(Box::new(dl)), ts),
+                            (Err(dl), Stamped::Refused(late)) => {
+                                (Ingested::Dead(Box::new(dl)), late.ts)
+                            }
                         };
                         // A restarted partition re-reads from its last mark: records already in
                         // committed segments are skipped. Stamps of files and bounded reads are
@@ -467,10 +470,11 @@ pub fn ingest<'s>(
                         };
                         // `hi` is at or above the partition's frontier, hence the capability.
                         let at = (*hi).max(now);
-                        staged
-                            .entry(at)
-                            .or_default()
-                            .push((Ingested::Mark(*index, state), at, 1));
+                        staged.entry(at).or_default().push((
+                            Ingested::Mark(*index, Box::new(state)),
+                            at,
+                            1,
+                        ));
                     } else if !*idle && part.silent_for().is_some_and(|s| s >= idle_after) {
                         // Silent past the idle timeout: stop holding the frontier back.
                         *idle = true;
