@@ -73,23 +73,24 @@ pub enum Side {
     Scored(Ev, Pr),
 }
 
-/// An event as a join key: equal and ordered by its id alone, hashed by the hash of its id
-/// that the join routes it by (computed once, carried beside the shared event: hashing,
-/// routing and comparing an equal key read no event).
+/// An event id as a join key, hashed by the hash the join routes it by (computed once: hashing,
+/// routing and comparing an equal key read no string but the id itself). It holds no event:
+/// the online join reads events from its values, and a key that crosses workers is a few
+/// bytes, not the whole event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ById {
     /// `stable_hash` of the event's id.
     hash: u64,
-    /// The event.
-    pub event: Ev,
+    /// The event's id.
+    id: Text,
 }
 
 impl ById {
     /// The key of event `e`.
-    pub fn new(e: Ev) -> ById {
+    pub fn new(e: &Event) -> ById {
         ById {
             hash: super::panes::stable_hash(&e.id),
-            event: e,
+            id: e.id.clone(),
         }
     }
 }
@@ -102,8 +103,7 @@ impl super::keyed_join::Route for ById {
 
 impl PartialEq for ById {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash
-            && (Arc::ptr_eq(&self.event, &other.event) || self.event.id == other.event.id)
+        self.hash == other.hash && self.id == other.id
     }
 }
 
@@ -117,7 +117,7 @@ impl PartialOrd for ById {
 
 impl Ord for ById {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.event.id.cmp(&other.event.id)
+        self.id.cmp(&other.id)
     }
 }
 
@@ -694,7 +694,7 @@ fn split<'s>(
                             JoinOut::EventLabel(e, l) => {
                                 if wanted.online {
                                     let side = Side::Label(e.clone(), l.clone());
-                                    push(&mut on, ((ById::new(e.clone()), side), t, r));
+                                    push(&mut on, ((ById::new(&e), side), t, r));
                                 }
                                 push(&mut la, ((Some(e), Some(l)), t, r));
                             }
@@ -703,10 +703,7 @@ fn split<'s>(
                                     push(&mut dr, ((e.clone(), Some(p.clone())), t, r));
                                 }
                                 if wanted.online {
-                                    push(
-                                        &mut on,
-                                        ((ById::new(e.clone()), Side::Scored(e, p)), t, r),
-                                    );
+                                    push(&mut on, ((ById::new(&e), Side::Scored(e, p)), t, r));
                                 }
                             }
                             JoinOut::Labeled(e, p, l) => push(&mut lb, ((e, p, l), t, r)),

@@ -27,7 +27,6 @@ use super::keyed_join::keyed_join;
 use super::ordered::{in_order, Snapshots};
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
 use super::quality::QKey;
-use super::temporal::expire_at;
 use super::windows::{Names, Status, Win};
 use crate::config::Job;
 use crate::error::Error;
@@ -312,16 +311,9 @@ pub fn learn<'s>(
         quarantine,
         scores,
     } = split(outs, &name);
-    // Scores leave state once their event has (it leaves at its tick plus `ttl`, at or before
-    // this), at the next emit boundary: every input arrives at one, so the join below sees the
-    // same contents there, and the retractions share one timestamp per emit interval instead of
-    // one per event (each a capability held and a time through every operator downstream).
-    let emit = job.spec.outputs.emit_interval(job.spec.time.tick_ms);
-    let scores = expire_at(
-        scores,
-        &format!("{name}.OnlineScoreExpiry"),
-        move |(_, Score(time, _))| time.saturating_add(ttl).div_ceil(emit) * emit,
-    );
+    // Scores are never retracted: the online join forgets a score when the last window of its
+    // event's pane retires, and a retraction could only arrive later still (an event leaves
+    // the join `ttl` after its tick, past that retirement), when the join drops it unread.
     // The scores meet the join's labeled events (the online model's quality) and its
     // production predictions (the shadow comparison) in one keyed join.
     let sides = joined.online_sides.clone();
@@ -447,7 +439,7 @@ fn split<'s>(outs: VecCollection<'s, u64, LearnOut>, name: &str) -> Split<'s> {
                                     score,
                                     time: e.time,
                                 });
-                                push(&mut s, ((ById::new(e.clone()), Score(e.time, p)), t, r));
+                                push(&mut s, ((ById::new(&e), Score(e.time, p)), t, r));
                             }
                         }
                     }

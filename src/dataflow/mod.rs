@@ -16,7 +16,6 @@ pub mod ordered;
 pub mod panes;
 pub mod quality;
 pub mod status;
-pub mod temporal;
 pub mod timers;
 pub mod windows;
 
