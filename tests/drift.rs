@@ -1007,12 +1007,30 @@ fn replays_continue_the_detectors_from_their_committed_state() {
     ts.sort_unstable();
     ts.dedup();
     assert!(ts.len() >= 3, "detections at several timestamps: {ts:?}");
-    // Half-way through the detections, off every emit (5 s) and segment (20 s) boundary.
-    let start = ts[ts.len() / 2] - 1_500;
-    assert!(ts[0] < start && start < ts[ts.len() - 1]);
+    // Half-way through the detections, off every emit (5 s) and segment (20 s) boundary, after
+    // a committed snapshot that follows the first detection. Which boundaries have a snapshot
+    // depends on when the checkpointer's commits fell in wall-clock time (a loaded machine
+    // commits several boundaries at once, keeping the last one's state), so the start moves to
+    // just after the first such snapshot if none lies before the middle.
+    let (first, last, mid) = (ts[0], ts[ts.len() - 1], ts[ts.len() / 2] - 1_500);
     let snapshot = m
-        .state_before(start)
-        .expect("a detector snapshot before the range");
+        .states
+        .iter()
+        .rev()
+        .find(|s| s.at > first && s.at <= mid)
+        .or_else(|| {
+            m.states
+                .iter()
+                .find(|s| s.at > first && s.at + 1_500 < last)
+        })
+        .expect("a detector snapshot between the first and the last detection");
+    let start = if snapshot.at <= mid {
+        mid
+    } else {
+        snapshot.at + 1_500
+    };
+    assert!(first < start && start < last);
+    assert_eq!(m.state_before(start), Some(snapshot));
     eprintln!(
         "detections at ts {ts:?}; replay from {start}, detector snapshot at {}",
         snapshot.at
