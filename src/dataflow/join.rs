@@ -680,44 +680,47 @@ fn split<'s>(
             let mut h_labeled = o_labeled.activate();
             let mut h_examples = o_examples.activate();
             input.for_each_stamp(|cap, data| {
-                let (mut ev, mut la, mut dr, mut on, mut lb, mut ex) = Default::default();
+                // Each message's outputs leave as messages of their own: a stamp's outputs
+                // gathered into one vector per stream grew it by copying it over and over.
                 for container in data {
+                    let n = container.len();
+                    let (mut ev, mut la, mut dr, mut on, mut lb, mut ex) = Default::default();
                     for (o, t, r) in container.drain(..) {
                         match o {
                             JoinOut::Event(e) => {
-                                push(&mut la, ((Some(e.clone()), None), t, r));
+                                push(&mut la, n, ((Some(e.clone()), None), t, r));
                                 if wanted.drift_events {
-                                    push(&mut dr, ((e.clone(), None), t, r));
+                                    push(&mut dr, n, ((e.clone(), None), t, r));
                                 }
-                                push(&mut ev, (e, t, r));
+                                push(&mut ev, n, (e, t, r));
                             }
                             JoinOut::EventLabel(e, l) => {
                                 if wanted.online {
                                     let side = Side::Label(e.clone(), l.clone());
-                                    push(&mut on, ((ById::new(&e), side), t, r));
+                                    push(&mut on, n, ((ById::new(&e), side), t, r));
                                 }
-                                push(&mut la, ((Some(e), Some(l)), t, r));
+                                push(&mut la, n, ((Some(e), Some(l)), t, r));
                             }
                             JoinOut::Scored(e, p) => {
                                 if wanted.drift_scores {
-                                    push(&mut dr, ((e.clone(), Some(p.clone())), t, r));
+                                    push(&mut dr, n, ((e.clone(), Some(p.clone())), t, r));
                                 }
                                 if wanted.online {
-                                    push(&mut on, ((ById::new(&e), Side::Scored(e, p)), t, r));
+                                    push(&mut on, n, ((ById::new(&e), Side::Scored(e, p)), t, r));
                                 }
                             }
-                            JoinOut::Labeled(e, p, l) => push(&mut lb, ((e, p, l), t, r)),
-                            JoinOut::Orphan(l) => push(&mut la, ((None, Some(l)), t, r)),
-                            JoinOut::Example(e, l) => push(&mut ex, ((e, l), t, r)),
+                            JoinOut::Labeled(e, p, l) => push(&mut lb, n, ((e, p, l), t, r)),
+                            JoinOut::Orphan(l) => push(&mut la, n, ((None, Some(l)), t, r)),
+                            JoinOut::Example(e, l) => push(&mut ex, n, ((e, l), t, r)),
                         }
                     }
+                    h_events.give(&cap, &mut ev);
+                    h_labels.give(&cap, &mut la);
+                    h_drift.give(&cap, &mut dr);
+                    h_online.give(&cap, &mut on);
+                    h_labeled.give(&cap, &mut lb);
+                    h_examples.give(&cap, &mut ex);
                 }
-                h_events.give(&cap, &mut ev);
-                h_labels.give(&cap, &mut la);
-                h_drift.give(&cap, &mut dr);
-                h_online.give(&cap, &mut on);
-                h_labeled.give(&cap, &mut lb);
-                h_examples.give(&cap, &mut ex);
             });
         }
     });
@@ -731,10 +734,12 @@ fn split<'s>(
     }
 }
 
-/// Pushes `x`, keeping the container's first allocation small (most kinds are rare in a batch).
-pub(super) fn push<T>(v: &mut Vec<T>, x: T) {
+/// Pushes `x`, allocating room for the `n` values of the message it comes from at the first
+/// push (a stream that receives any of them is sized once; one that receives none allocates
+/// nothing).
+pub(super) fn push<T>(v: &mut Vec<T>, n: usize, x: T) {
     if v.capacity() == 0 {
-        v.reserve(64);
+        v.reserve(n.max(1));
     }
     v.push(x);
 }

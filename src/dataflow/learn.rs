@@ -425,13 +425,15 @@ fn split<'s>(outs: VecCollection<'s, u64, LearnOut>, name: &str) -> Split<'s> {
             let mut h_quarantine = o_quarantine.activate();
             let mut h_scores = o_scores.activate();
             input.for_each_stamp(|cap, data| {
-                let (mut v, mut d, mut q, mut s) = Default::default();
+                // Each message's outputs leave as messages of their own (see `join::split`).
                 for container in data {
+                    let n = container.len();
+                    let (mut v, mut d, mut q, mut s) = Default::default();
                     for (o, t, r) in container.drain(..) {
                         match o {
-                            LearnOut::Version(x) => push(&mut v, (x, t, r)),
-                            LearnOut::Decision(x) => push(&mut d, (x, t, r)),
-                            LearnOut::Quarantine(x) => push(&mut q, (x, t, r)),
+                            LearnOut::Version(x) => push(&mut v, n, (x, t, r)),
+                            LearnOut::Decision(x) => push(&mut d, n, (x, t, r)),
+                            LearnOut::Quarantine(x) => push(&mut q, n, (x, t, r)),
                             LearnOut::Score(e, score) => {
                                 let p = Arc::new(Prediction {
                                     event_id: e.id.clone(),
@@ -439,15 +441,15 @@ fn split<'s>(outs: VecCollection<'s, u64, LearnOut>, name: &str) -> Split<'s> {
                                     score,
                                     time: e.time,
                                 });
-                                push(&mut s, ((ById::new(&e), Score(e.time, p)), t, r));
+                                push(&mut s, n, ((ById::new(&e), Score(e.time, p)), t, r));
                             }
                         }
                     }
+                    h_versions.give(&cap, &mut v);
+                    h_decisions.give(&cap, &mut d);
+                    h_quarantine.give(&cap, &mut q);
+                    h_scores.give(&cap, &mut s);
                 }
-                h_versions.give(&cap, &mut v);
-                h_decisions.give(&cap, &mut d);
-                h_quarantine.give(&cap, &mut q);
-                h_scores.give(&cap, &mut s);
             });
         }
     });
@@ -481,17 +483,19 @@ fn split_met<'s>(
             let mut h_labeled = o_labeled.activate();
             let mut h_pairs = o_pairs.activate();
             input.for_each_stamp(|cap, data| {
-                let (mut l, mut p) = (Vec::new(), Vec::new());
+                // Each message's outputs leave as messages of their own (see `join::split`).
                 for container in data {
+                    let n = container.len();
+                    let (mut l, mut p) = (Vec::new(), Vec::new());
                     for (m, t, r) in container.drain(..) {
                         match m {
-                            Met::Labeled(e, pr, ls) => push(&mut l, ((e, pr, ls), t, r)),
-                            Met::Pair(e, pr, online) => push(&mut p, ((e, pr, online), t, r)),
+                            Met::Labeled(e, pr, ls) => push(&mut l, n, ((e, pr, ls), t, r)),
+                            Met::Pair(e, pr, online) => push(&mut p, n, ((e, pr, online), t, r)),
                         }
                     }
+                    h_labeled.give(&cap, &mut l);
+                    h_pairs.give(&cap, &mut p);
                 }
-                h_labeled.give(&cap, &mut l);
-                h_pairs.give(&cap, &mut p);
             });
         }
     });

@@ -435,7 +435,7 @@ impl QualityRender {
             a[0] += b[0];
             a[1] += b[1];
         };
-        let mut scores = Vec::new();
+        let mut scores = Vec::with_capacity(panes.iter().map(|p| p.scores.len()).sum());
         merge_sorted(runs, add, |s, [neg, pos]| {
             let (gp, gn) = (pos as u64, neg as u64);
             e.twice_concordant += gp as u128 * (2 * e.negatives as u128 + gn as u128);
