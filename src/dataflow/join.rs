@@ -60,8 +60,11 @@ pub enum JoinOut {
     /// An orphaned effective label (its id is the slot's: no reader needs it).
     Orphan(LabelState),
     /// An event that became labeled: its first effective label appeared (with no earlier one
-    /// retracted at the same time). Only ever added, once per such change.
-    Example(Ev, LabelState),
+    /// retracted at the same time), with the slot's labeled events and predictions then (if the
+    /// online join is wanted). Only ever added, once per such change.
+    Example(Ev, LabelState, Sides),
+    /// A change of a labeled event or prediction for the online join.
+    Online(Side),
 }
 
 /// A value the online join meets an online score with.
@@ -142,9 +145,16 @@ pub struct Joined<'s> {
     pub online_sides: VecCollection<'s, u64, (ById, Side)>,
     /// Predictions with their event and label.
     pub labeled: VecCollection<'s, u64, Labeled>,
-    /// Events as they become labeled: what the learner learns from, at the time it happens.
-    pub examples: VecCollection<'s, u64, (Ev, LabelState)>,
+    /// Events as they become labeled: what the learner learns from, at the time it happens,
+    /// with what the online join meets its score with then (empty unless the online join is
+    /// wanted).
+    pub examples: VecCollection<'s, u64, (Ev, LabelState, Sides)>,
 }
+
+/// A slot's labeled events and predictions at one time, with multiplicities: what an online
+/// score given then meets. Boxed: an example is one output in many, and every output of the
+/// join is the size of its largest kind.
+pub type Sides = Box<SmallVec<[(Side, isize); 2]>>;
 
 /// Which of the join's optional outputs the job reads.
 #[derive(Debug, Clone, Copy, Default)]
@@ -153,8 +163,11 @@ pub struct Wanted {
     pub drift_events: bool,
     /// Predictions for drift (a score reference exists).
     pub drift_scores: bool,
-    /// Labeled events and predictions for the online join.
-    pub online: bool,
+    /// Labeled events and predictions for the online join: `Some(until)` sends it every slot's
+    /// changes at timestamps before `until` (a restart's rebuild, whose restored scores meet
+    /// them there) and, from `until` on, only the changes of slots that gave an example at an
+    /// earlier timestamp (an example carries its slot's values at its own time).
+    pub online: Option<u64>,
 }
 
 /// How long join state is kept, in milliseconds of event time.
@@ -203,6 +216,9 @@ struct Slot {
     last: Option<u64>,
     /// The slot's pending timer.
     timer: Option<u64>,
+    /// Its changes go to the online join (it gave an example, or was evaluated before the
+    /// online join's `until`).
+    online: bool,
 }
 
 /// Slots per chunk of [`Slots`]' slab.
@@ -313,7 +329,8 @@ impl JoinOut {
             (Scored(a, p), Scored(b, q)) => same(p, q) && same(a, b),
             (Labeled(a, p, l), Labeled(b, q, m)) => l == m && same(p, q) && same(a, b),
             (Orphan(l), Orphan(m)) => l == m,
-            (Example(a, l), Example(b, m)) => l == m && same(a, b),
+            (Example(a, l, _), Example(b, m, _)) => l == m && same(a, b),
+            (Online(a), Online(b)) => a == b,
             _ => false,
         }
     }
@@ -340,6 +357,7 @@ impl Slot {
             labels: SmallVec::new(),
             last: None,
             timer: None,
+            online: false,
         }
     }
 
@@ -595,12 +613,37 @@ pub fn join<'s>(
                                 .iter()
                                 .filter(|(o, _)| matches!(o, JoinOut::EventLabel(..)))
                                 .peekable();
+                            let mut example = None;
                             if labeled.peek().is_some() && labeled.clone().all(|(_, r)| *r > 0) {
                                 if let Some((JoinOut::EventLabel(e, l), _)) =
                                     labeled.max_by(|a, b| a.0.cmp(&b.0))
                                 {
-                                    session.give((JoinOut::Example(e.clone(), l.clone()), t, 1));
+                                    example = Some((e.clone(), l.clone()));
                                 }
+                            }
+                            // The online join meets this slot's changes with scores of earlier
+                            // timestamps; an example's own score meets the slot's values at
+                            // `t`, which it carries.
+                            let online_sides = match wanted.online {
+                                Some(until) => slot.online || t < until,
+                                None => false,
+                            };
+                            if let Some((e, l)) = example {
+                                let mut sides = Sides::default();
+                                if wanted.online.is_some() {
+                                    before.clear();
+                                    slot.outputs(t, tick, horizon, with_events, &mut before);
+                                    sides.extend(before.drain(..).filter_map(|(o, r)| match o {
+                                        JoinOut::EventLabel(e, l) => Some((Side::Label(e, l), r)),
+                                        JoinOut::Scored(e, p) => Some((Side::Scored(e, p), r)),
+                                        _ => None,
+                                    }));
+                                    slot.online = true;
+                                }
+                                session.give((JoinOut::Example(e, l, sides), t, 1));
+                            }
+                            if t < wanted.online.unwrap_or(0) {
+                                slot.online = true;
                             }
                             // (After the example above, which must see every change.)
                             // Retractions about an event once every window of its pane has
@@ -620,6 +663,20 @@ pub fn join<'s>(
                                 _ => true,
                             });
                             for (o, r) in after.drain(..) {
+                                if online_sides {
+                                    let side = match &o {
+                                        JoinOut::EventLabel(e, l) => {
+                                            Some(Side::Label(e.clone(), l.clone()))
+                                        }
+                                        JoinOut::Scored(e, p) => {
+                                            Some(Side::Scored(e.clone(), p.clone()))
+                                        }
+                                        _ => None,
+                                    };
+                                    if let Some(side) = side {
+                                        session.give((JoinOut::Online(side), t, r));
+                                    }
+                                }
                                 session.give((o, t, r));
                             }
                             let before = slot.len();
@@ -670,7 +727,8 @@ fn split<'s>(
     let (mut o_drift, drift_inputs) = builder.new_output::<Vec<((Ev, Option<Pr>), u64, isize)>>();
     let (mut o_online, online_sides) = builder.new_output::<Vec<((ById, Side), u64, isize)>>();
     let (mut o_labeled, labeled) = builder.new_output::<Vec<(Labeled, u64, isize)>>();
-    let (mut o_examples, examples) = builder.new_output::<Vec<((Ev, LabelState), u64, isize)>>();
+    let (mut o_examples, examples) =
+        builder.new_output::<Vec<((Ev, LabelState, Sides), u64, isize)>>();
     builder.build(move |_| {
         move |_| {
             let mut h_events = o_events.activate();
@@ -695,23 +753,20 @@ fn split<'s>(
                                 push(&mut ev, n, (e, t, r));
                             }
                             JoinOut::EventLabel(e, l) => {
-                                if wanted.online {
-                                    let side = Side::Label(e.clone(), l.clone());
-                                    push(&mut on, n, ((ById::new(&e), side), t, r));
-                                }
                                 push(&mut la, n, ((Some(e), Some(l)), t, r));
                             }
                             JoinOut::Scored(e, p) => {
                                 if wanted.drift_scores {
                                     push(&mut dr, n, ((e.clone(), Some(p.clone())), t, r));
                                 }
-                                if wanted.online {
-                                    push(&mut on, n, ((ById::new(&e), Side::Scored(e, p)), t, r));
-                                }
                             }
                             JoinOut::Labeled(e, p, l) => push(&mut lb, n, ((e, p, l), t, r)),
                             JoinOut::Orphan(l) => push(&mut la, n, ((None, Some(l)), t, r)),
-                            JoinOut::Example(e, l) => push(&mut ex, n, ((e, l), t, r)),
+                            JoinOut::Example(e, l, s) => push(&mut ex, n, ((e, l, s), t, r)),
+                            JoinOut::Online(side) => {
+                                let (Side::Label(e, _) | Side::Scored(e, _)) = &side;
+                                push(&mut on, n, ((ById::new(e), side), t, r));
+                            }
                         }
                     }
                     h_events.give(&cap, &mut ev);

@@ -1,17 +1,20 @@
-//! A symmetric keyed join of two collections, for the small joins beside the hot path (the
-//! online model's scores against the joined events).
+//! The online join: online scores against the joined events, for the small joins beside the hot
+//! path.
 //!
 //! Semantics: the relational join of the two collections' contents at every timestamp, as a
-//! changelog: at a complete timestamp `t`, `ΔA ⋈ B(t⁻) + A(t) ⋈ ΔB`, for values whose event's
-//! pane still has a live window at `t`. Every output is about one event and lands in that
-//! event's pane, so once the pane's windows have all retired a value can only produce outputs
-//! that pane aggregations drop: such values are ignored on input and leave state when their
-//! pane retires (the join upstream no longer sends their retractions). A timestamp's outputs
-//! are not consolidated: an output added and retracted at one timestamp may both leave, which
-//! changes nothing for its readers, pane aggregations that sum what they read (sorting the
-//! outputs by their shared events' ids was a seventh of the join's time). Time: processed in
-//! timestamp order once both frontiers pass `t`. State: each side's current values per key,
-//! dropped when a key's values cancel or their panes retire. Failure modes: none.
+//! changelog: at a complete timestamp `t`, `A(t⁻) ⋈ ΔB + ΔA ⋈ B(t)`, for values whose event's
+//! pane still has a live window at `t`. A value of `a` carries `B(t)` for its key, so `B` is
+//! not held: `b` brings only the changes that can meet an `a` of an earlier timestamp. A value
+//! of `a` without it (one restored by a restart, before `until`) meets `B` as held from the
+//! changes of `b` before `until`. Every output is about one event and lands in that event's
+//! pane, so once the pane's windows have all retired a value can only produce outputs that pane
+//! aggregations drop: such values are ignored on input and leave state when their pane retires
+//! (the join upstream no longer sends their retractions). A timestamp's outputs are not
+//! consolidated: an output added and retracted at one timestamp may both leave, which changes
+//! nothing for its readers, pane aggregations that sum what they read. Time: processed in
+//! timestamp order once both frontiers pass `t`. State: each key's values of `a`, and before
+//! `until` its values of `b`, dropped when they cancel or their panes retire. Failure modes:
+//! none.
 
 use std::collections::BTreeMap;
 
@@ -27,9 +30,8 @@ use timely::dataflow::operators::generic::operator::Operator;
 use super::panes::{owner, Panes};
 use super::timers::{stash, Pending};
 
-/// A key's values on each side: nearly always one score, and one or two values beside it
-/// (inline: no allocation per key).
-type Sides<A, B> = (SmallVec<[(A, isize); 1]>, SmallVec<[(B, isize); 2]>);
+/// A key's values of one side: nearly always one or two (inline: no allocation per key).
+type Values<V> = SmallVec<[(V, isize); 2]>;
 
 /// The event time of a joined value, whose pane decides how long it matters.
 pub trait EventTime {
@@ -43,46 +45,81 @@ pub trait Route {
     fn route(&self) -> u64;
 }
 
-/// Each key's values on both sides, hashed by `hasher`.
-struct State<K, A, B> {
-    table: hashbrown::HashTable<(K, Sides<A, B>)>,
+/// Each key's values of one side, hashed by `hasher`.
+struct Table<K, V> {
+    table: hashbrown::HashTable<(K, Values<V>)>,
     hasher: ahash::RandomState,
 }
 
-impl<K: Hash + Eq + Clone, A, B> State<K, A, B> {
-    /// The sides of `k`, created if new and then listed in `retiring` at `at()` (a key is
-    /// listed once, at its earliest retirement): one lookup per value, and the key is cloned
-    /// only into the list.
-    fn sides_of(
-        &mut self,
-        retiring: &mut BTreeMap<u64, Vec<K>>,
-        k: K,
-        at: impl FnOnce() -> u64,
-    ) -> (&K, &mut Sides<A, B>) {
+impl<K: Hash + Eq, V: PartialEq> Table<K, V> {
+    fn new() -> Self {
+        Table {
+            table: hashbrown::HashTable::new(),
+            hasher: ahash::RandomState::new(),
+        }
+    }
+
+    fn get(&self, k: &K) -> Option<&Values<V>> {
+        let h = self.hasher.hash_one(k);
+        self.table.find(h, |(x, _)| x == k).map(|(_, v)| v)
+    }
+
+    /// Adds `r` of `v` to `k`'s values; drops the key when its values cancel.
+    fn add(&mut self, k: K, v: V, r: isize) {
         let hasher = &self.hasher;
         let h = hasher.hash_one(&k);
-        let entry = match self
+        match self
             .table
             .entry(h, |(x, _)| *x == k, |(x, _)| hasher.hash_one(x))
         {
-            hashbrown::hash_table::Entry::Occupied(o) => o,
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                retiring.entry(at()).or_default().push(k.clone());
-                v.insert((k, Default::default()))
+            hashbrown::hash_table::Entry::Occupied(mut o) => {
+                if add(&mut o.get_mut().1, v, r) {
+                    o.remove();
+                }
             }
-        };
-        let (k, sides) = entry.into_mut();
-        (k, sides)
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                let mut values = Values::new();
+                values.push((v, r));
+                e.insert((k, values));
+            }
+        }
+    }
+}
+
+/// One side's values, in a table per retirement time (of their pane): a pane's values leave
+/// together, as one table, with no lookup per key; and a table holds one pane's values, not
+/// every live one, so adding to it touches less memory. A key's values are looked up in every
+/// table (a few: one per live pane), which only the rare later changes and restored scores do.
+struct Held<K, V> {
+    tables: BTreeMap<u64, Table<K, V>>,
+}
+
+impl<K: Hash + Eq, V: PartialEq> Held<K, V> {
+    fn new() -> Self {
+        Held {
+            tables: BTreeMap::new(),
+        }
     }
 
-    fn get_mut(&mut self, k: &K) -> Option<&mut Sides<A, B>> {
-        let h = self.hasher.hash_one(k);
-        self.table.find_mut(h, |(x, _)| x == k).map(|(_, s)| s)
+    /// Adds `r` of `v` to `k`'s values that retire at `at`.
+    fn add(&mut self, k: K, v: V, r: isize, at: u64) {
+        self.tables
+            .entry(at)
+            .or_insert_with(Table::new)
+            .add(k, v, r);
     }
 
-    fn remove(&mut self, k: &K) {
-        let h = self.hasher.hash_one(k);
-        if let Ok(e) = self.table.find_entry(h, |(x, _)| x == k) {
+    /// `k`'s values.
+    fn get<'a>(&'a self, k: &'a K) -> impl Iterator<Item = &'a (V, isize)> + 'a {
+        self.tables.values().filter_map(|t| t.get(k)).flatten()
+    }
+
+    /// Drops the values that retire at or before `t`.
+    fn retire(&mut self, t: u64) {
+        while let Some(e) = self.tables.first_entry() {
+            if *e.key() > t {
+                break;
+            }
             e.remove();
         }
     }
@@ -105,13 +142,15 @@ fn add<V: PartialEq, const N: usize>(list: &mut SmallVec<[(V, isize); N]>, v: V,
 }
 
 /// Joins `a` and `b` on their keys, emitting `f(key, a, b)` for every matching pair while the
-/// values' panes (of `panes`) have a live window. `b` must already be on the worker that owns
-/// its key (`owner(key.route())`, as the join's outputs are): it is not exchanged again.
+/// values' panes (of `panes`) have a live window (see the module doc; `until` is where
+/// restored values of `a` end). `b` must already be on the worker that owns its key
+/// (`owner(key.route())`, as the join's outputs are): it is not exchanged again.
 pub fn keyed_join<'s, K, A, B, O, F>(
-    a: VecCollection<'s, u64, (K, A)>,
+    a: VecCollection<'s, u64, (K, (A, Option<Box<Values<B>>>))>,
     b: VecCollection<'s, u64, (K, B)>,
     name: &str,
     panes: &Panes,
+    until: u64,
     f: F,
 ) -> VecCollection<'s, u64, O>
 where
@@ -128,18 +167,19 @@ where
     a.inner
         .binary_frontier::<_, CapacityContainerBuilder<Vec<(O, u64, isize)>>, _, _, _, _>(
             b.inner,
-            Exchange::new(move |((k, _), _, _): &((K, A), u64, isize)| owner(k.route(), peers)),
+            Exchange::new(
+                move |((k, _), _, _): &((K, (A, Option<Box<Values<B>>>)), u64, isize)| {
+                    owner(k.route(), peers)
+                },
+            ),
             Pipeline,
             name,
             move |_, _| {
-                let mut state: State<K, A, B> = State {
-                    table: hashbrown::HashTable::new(),
-                    hasher: ahash::RandomState::new(),
-                };
+                let mut held_a: Held<K, A> = Held::new();
+                let mut held_b: Held<K, B> = Held::new();
                 type Changes<A, B> = (Vec<(A, isize)>, Vec<(B, isize)>);
-                let mut pending: Pending<Changes<(K, A), (K, B)>> = BTreeMap::new();
-                // Keys holding a value whose pane retires at a time, by that time.
-                let mut retiring: BTreeMap<u64, Vec<K>> = BTreeMap::new();
+                type In<K, A, B> = (K, (A, Option<Box<Values<B>>>));
+                let mut pending: Pending<Changes<In<K, A, B>, (K, B)>> = BTreeMap::new();
                 move |(in_a, fa), (in_b, fb), output| {
                     let port = output.output_index();
                     in_a.for_each(|cap, data| {
@@ -159,63 +199,42 @@ where
                         }
                         let (cap, (da, db)) = entry.remove();
                         let mut out = Vec::new();
-                        // ΔA against B before t, then ΔB against A after ΔA. The changes are
-                        // applied one by one, unsorted: the join is bilinear, so their order
-                        // changes no sum of the outputs.
-                        for ((k, va), ra) in da {
-                            if retires(va.event_time()) <= t {
+                        let live = |e: u64| retires(e) > t;
+                        // A(t⁻) ⋈ ΔB, then ΔA ⋈ B(t). The changes are applied one by one,
+                        // unsorted: the join is bilinear, so their order changes no sum of the
+                        // outputs.
+                        for ((k, vb), rb) in db {
+                            if !live(vb.event_time()) {
                                 continue;
                             }
-                            let at = || retires(va.event_time());
-                            let (k, sides) = state.sides_of(&mut retiring, k, at);
-                            for (vb, rb) in &sides.1 {
-                                out.push((f(k, &va, vb), ra * rb));
+                            for (va, ra) in held_a.get(&k) {
+                                out.push((f(&k, va, &vb), ra * rb));
                             }
-                            if add(&mut sides.0, va, ra) && sides.1.is_empty() {
-                                let k = k.clone();
-                                state.remove(&k);
+                            if t < until {
+                                let at = retires(vb.event_time());
+                                held_b.add(k, vb, rb, at);
                             }
                         }
-                        for ((k, vb), rb) in db {
-                            if retires(vb.event_time()) <= t {
+                        for ((k, (va, carried)), ra) in da {
+                            if !live(va.event_time()) {
                                 continue;
                             }
-                            let at = || retires(vb.event_time());
-                            let (k, sides) = state.sides_of(&mut retiring, k, at);
-                            for (va, ra) in &sides.0 {
-                                out.push((f(k, va, &vb), ra * rb));
+                            let mut meet = |(vb, rb): &(B, isize)| {
+                                if live(vb.event_time()) {
+                                    out.push((f(&k, &va, vb), ra * rb));
+                                }
+                            };
+                            match &carried {
+                                Some(values) => values.iter().for_each(&mut meet),
+                                None => held_b.get(&k).for_each(&mut meet),
                             }
-                            if add(&mut sides.1, vb, rb) && sides.0.is_empty() {
-                                let k = k.clone();
-                                state.remove(&k);
-                            }
+                            let at = retires(va.event_time());
+                            held_a.add(k, va, ra, at);
                         }
                         // Values of retired panes leave (they could only join into retired
                         // windows from now on).
-                        while let Some(e) = retiring.first_entry() {
-                            if *e.key() > t {
-                                break;
-                            }
-                            for k in e.remove() {
-                                let Some(sides) = state.get_mut(&k) else {
-                                    continue;
-                                };
-                                sides.0.retain(|(v, _)| retires(v.event_time()) > t);
-                                sides.1.retain(|(v, _)| retires(v.event_time()) > t);
-                                let next = sides
-                                    .0
-                                    .iter()
-                                    .map(|(v, _)| retires(v.event_time()))
-                                    .chain(sides.1.iter().map(|(v, _)| retires(v.event_time())))
-                                    .min();
-                                match next {
-                                    Some(at) => retiring.entry(at).or_default().push(k),
-                                    None => {
-                                        state.remove(&k);
-                                    }
-                                }
-                            }
-                        }
+                        held_a.retire(t);
+                        held_b.retire(t);
                         let mut session = output.session(&cap);
                         for (o, r) in out {
                             session.give((o, t, r));
@@ -255,10 +274,11 @@ mod tests {
         }
     }
 
-    /// Values of a pane whose windows have all retired join nothing, whether they arrive then
-    /// or were held from before; values of live panes join as ever.
+    /// A value of `a` meets what it carries and the later changes of `b`; a restored one (before
+    /// `until`) meets what `b` brought before `until`; values of a pane whose windows have all
+    /// retired join nothing.
     #[test]
-    fn values_of_retired_panes_join_nothing() {
+    fn scores_meet_what_they_carry_and_later_changes() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/demo.toml");
         let job = crate::config::Job::load(&path).expect("the demo job loads");
         let panes = Panes::new(
@@ -270,34 +290,64 @@ mod tests {
         let dead = panes.pane_expiry(panes.pane_of(e));
         let live = dead + panes.pane_ms;
         assert!(panes.pane_expiry(panes.pane_of(live)) > dead + 1);
-        let p = panes.clone();
+        let windows = panes.windows.clone();
+        let until = e + 1;
+        let carry = |vs: &[u64]| {
+            Some(Box::new(
+                vs.iter().map(|v| (V(*v), 1)).collect::<Values<V>>(),
+            ))
+        };
         let out = timely::execute_directly(move |worker| {
+            let p = Panes::new(
+                &windows,
+                Arc::new(AtomicI64::new(0)),
+                Arc::new(AtomicU64::new(0)),
+            );
             let (mut a, mut b, rx) = worker.dataflow::<u64, _, _>(|scope| {
-                let (a, ca) = scope.new_collection::<(u32, V), isize>();
+                let (a, ca) = scope.new_collection::<(u32, (V, Option<Box<Values<V>>>)), isize>();
                 let (b, cb) = scope.new_collection::<(u32, V), isize>();
-                let rx = keyed_join(ca, cb, "test", &p, |k, x: &V, y: &V| (*k, x.0, y.0))
-                    .inner
-                    .capture();
+                let rx = keyed_join(ca, cb, "test", &p, until, |k: &u32, x: &V, y: &V| {
+                    (*k, x.0, y.0)
+                })
+                .inner
+                .capture();
                 (a, b, rx)
             });
             a.advance_to(e);
             b.advance_to(e);
-            a.insert((1, V(e))); // pairs now
-            b.insert((1, V(e)));
-            a.insert((2, V(e))); // its partner comes only after the pane retired
+            b.insert((2, V(e))); // held: before `until`
+            a.insert((2, (V(e), None))); // restored: meets what is held
+            a.insert((3, (V(e), carry(&[e, e])))); // meets what it carries
+            b.insert((3, V(e))); // at its own time: already carried
+            a.advance_to(e + 2);
+            b.advance_to(e + 2);
+            b.insert((3, V(e + 2))); // a later change meets the score
+            b.insert((6, V(e))); // not held (after `until`): a restored score misses it
+            a.insert((6, (V(e), None)));
             a.advance_to(dead);
             b.advance_to(dead);
-            b.insert((2, V(e)));
-            a.insert((3, V(e))); // a held value of key 1's pane meets a late partner
-            b.insert((1, V(e)));
-            a.insert((4, V(live))); // a live pane pairs as ever
-            b.insert((4, V(live)));
+            b.insert((3, V(e))); // its pane has retired
+            a.insert((5, (V(e), carry(&[e])))); // likewise
+            a.insert((4, (V(live), carry(&[]))));
+            a.advance_to(dead + 1);
+            b.advance_to(dead + 1);
+            b.insert((4, V(live))); // a live pane pairs as ever
             drop((a, b));
             while worker.step() {}
             rx
         });
-        let got: Vec<((u32, u64, u64), u64, isize)> =
+        let mut got: Vec<((u32, u64, u64), u64, isize)> =
             out.extract().into_iter().flat_map(|(_, v)| v).collect();
-        assert_eq!(got, vec![((1, e, e), e, 1), ((4, live, live), dead, 1)]);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ((2, e, e), e, 1),
+                ((3, e, e), e, 1),
+                ((3, e, e), e, 1),
+                ((3, e, e + 2), e + 2, 1),
+                ((4, live, live), dead + 1, 1)
+            ]
+        );
     }
 }

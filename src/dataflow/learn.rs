@@ -22,7 +22,7 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::progress::operate::FrontierInterest;
 
 use super::cardinality::admit;
-use super::join::{push, ById, Joined, Labeled, Side};
+use super::join::{push, ById, Joined, Labeled, Side, Sides};
 use super::keyed_join::keyed_join;
 use super::ordered::{in_order, Snapshots};
 use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
@@ -43,8 +43,10 @@ pub const ONLINE: &str = "online";
 /// One output of the learner at a timestamp.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum LearnOut {
-    /// Prequential score of an example: its event and the score in micro-units.
-    Score(super::join::Ev, i64),
+    /// Prequential score of an example: its event, the score in micro-units, and what it
+    /// meets in the online join at its time (`None` for a score restored by a restart, which
+    /// meets what the join rebuilt).
+    Score(super::join::Ev, i64, Option<Sides>),
     /// A published version.
     Version(VersionRow),
     /// A decision.
@@ -269,7 +271,7 @@ pub fn learn<'s>(
                 categorical: Default::default(),
                 segments: Default::default(),
             });
-            let o = LearnOut::Score(e, s.score);
+            let o = LearnOut::Score(e, s.score, None);
             (o, s.ts, 1)
         })
         .collect();
@@ -283,7 +285,7 @@ pub fn learn<'s>(
         snapshots,
         Learner::snapshot,
         move |learner, t, batch, out| {
-            let examples = new_examples(batch);
+            let (examples, mut sides) = new_examples(batch);
             let mut produced = Vec::new();
             if std::mem::take(&mut resume) {
                 learner.resume("resumed in the registry by an operator", &mut produced);
@@ -294,9 +296,11 @@ pub fn learn<'s>(
                     p.apply(t, o);
                 }
             }
+            // One score per example, in the examples' order.
+            let mut sides = sides.drain(..);
             for o in produced {
                 let row = match o {
-                    Out::Score(e, score) => LearnOut::Score(e, score),
+                    Out::Score(e, score) => LearnOut::Score(e, score, sides.next()),
                     Out::Version(v, _) => LearnOut::Version(v),
                     Out::Decision(d) => LearnOut::Decision(d),
                     Out::Quarantine(q) => LearnOut::Quarantine(q),
@@ -322,6 +326,7 @@ pub fn learn<'s>(
         sides,
         &format!("{name}.Online"),
         panes,
+        start.first,
         |_, Score(_, online), side| match side {
             Side::Label(e, l) => Met::Labeled(e.clone(), online.clone(), l.clone()),
             Side::Scored(e, p) => Met::Pair(e.clone(), p.clone(), online.score),
@@ -374,36 +379,40 @@ pub fn learn<'s>(
 }
 
 /// The examples of one timestamp: events whose first effective label appeared at it (a label
-/// state added with no earlier one retracted), sorted by event id.
-fn new_examples(batch: Vec<((super::join::Ev, super::join::LabelState), isize)>) -> Vec<Example> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < batch.len() {
-        let id = &batch[i].0 .0.id;
-        let mut j = i;
-        while j < batch.len() && batch[j].0 .0.id == *id {
-            j += 1;
+/// state added with no earlier one retracted), sorted by event id; and beside each, what its
+/// score meets in the online join.
+fn new_examples(batch: Vec<(ExampleIn, isize)>) -> (Vec<Example>, Vec<Sides>) {
+    let mut out = (Vec::new(), Vec::new());
+    let mut batch = batch.into_iter().peekable();
+    while let Some(((e, l, s), r)) = batch.next() {
+        let (mut last, mut added) = ((e, l, s), r > 0);
+        while let Some(next) = batch.next_if(|((x, _, _), _)| x.id == last.0.id) {
+            added &= next.1 > 0;
+            last = next.0;
         }
-        let group = &batch[i..j];
-        if group.iter().all(|(_, r)| *r > 0) {
-            let ((e, l), _) = &group[group.len() - 1];
-            out.push(Example {
-                event: e.clone(),
+        if added {
+            let (e, l, s) = last;
+            out.0.push(Example {
+                event: e,
                 label: l.label,
             });
+            out.1.push(s);
         }
-        i = j;
     }
     out
 }
+
+/// An example as the join gives it: the event, its label, and what its score meets.
+type ExampleIn = (super::join::Ev, super::join::LabelState, Sides);
 
 /// The learner's outputs by kind.
 struct Split<'s> {
     versions: VecCollection<'s, u64, VersionRow>,
     decisions: VecCollection<'s, u64, DecisionRow>,
     quarantine: VecCollection<'s, u64, QuarantineRow>,
-    /// Online scores by event id, each made into a prediction shared by every row it joins.
-    scores: VecCollection<'s, u64, (ById, Score)>,
+    /// Online scores by event id, each made into a prediction shared by every row it joins,
+    /// with what it meets at its time (see `keyed_join`).
+    scores: VecCollection<'s, u64, (ById, (Score, Option<Sides>))>,
 }
 
 /// Splits the learner's outputs by kind (`…LearnerSplit`): one stateless operator that moves
@@ -417,7 +426,8 @@ fn split<'s>(outs: VecCollection<'s, u64, LearnOut>, name: &str) -> Split<'s> {
     let (mut o_versions, versions) = builder.new_output::<Vec<(VersionRow, u64, isize)>>();
     let (mut o_decisions, decisions) = builder.new_output::<Vec<(DecisionRow, u64, isize)>>();
     let (mut o_quarantine, quarantine) = builder.new_output::<Vec<(QuarantineRow, u64, isize)>>();
-    let (mut o_scores, scores) = builder.new_output::<Vec<((ById, Score), u64, isize)>>();
+    let (mut o_scores, scores) =
+        builder.new_output::<Vec<((ById, (Score, Option<Sides>)), u64, isize)>>();
     builder.build(move |_| {
         move |_| {
             let mut h_versions = o_versions.activate();
@@ -434,14 +444,15 @@ fn split<'s>(outs: VecCollection<'s, u64, LearnOut>, name: &str) -> Split<'s> {
                             LearnOut::Version(x) => push(&mut v, n, (x, t, r)),
                             LearnOut::Decision(x) => push(&mut d, n, (x, t, r)),
                             LearnOut::Quarantine(x) => push(&mut q, n, (x, t, r)),
-                            LearnOut::Score(e, score) => {
+                            LearnOut::Score(e, score, sides) => {
                                 let p = Arc::new(Prediction {
                                     event_id: e.id.clone(),
                                     model: ONLINE.into(),
                                     score,
                                     time: e.time,
                                 });
-                                push(&mut s, n, ((ById::new(&e), Score(e.time, p)), t, r));
+                                let v = (Score(e.time, p), sides);
+                                push(&mut s, n, ((ById::new(&e), v), t, r));
                             }
                         }
                     }

@@ -444,7 +444,8 @@ pub fn build(
         let wanted = join::Wanted {
             drift_events: job.drift.is_some(),
             drift_scores: job.drift.as_ref().is_some_and(|d| drift::scores_wanted(d)),
-            online: job.learn.is_some(),
+            // A restart's restored scores meet what the join rebuilds before the state's time.
+            online: job.learn.as_ref().map(|_| plan.state.at),
         };
         let joined = join::join(&name, records, life, &win, held.clone(), wanted);
         let learned = job.learn.as_ref().map(|l| {
