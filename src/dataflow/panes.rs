@@ -220,6 +220,9 @@ pub struct Panes {
     held: Arc<AtomicI64>,
     /// Pane deltas folded into an overflow value by a cardinality cap.
     pub folded: Arc<std::sync::atomic::AtomicU64>,
+    /// The last pane whose expiry was asked for, and its expiry: an operator asks about the
+    /// same few panes for every record, and each answer costs a division per window family.
+    last: std::cell::Cell<Option<(u64, u64)>>,
 }
 
 impl Panes {
@@ -235,6 +238,7 @@ impl Panes {
             windows: windows.clone(),
             held,
             folded,
+            last: Default::default(),
         }
     }
 
@@ -245,7 +249,14 @@ impl Panes {
 
     /// When the last window containing pane `p` retires.
     pub fn pane_expiry(&self, p: u64) -> u64 {
-        self.windows.last_retire(p)
+        match self.last.get() {
+            Some((q, e)) if q == p => e,
+            _ => {
+                let e = self.windows.last_retire(p);
+                self.last.set(Some((p, e)));
+                e
+            }
+        }
     }
 }
 
@@ -442,6 +453,9 @@ pub struct Tally<K, const N: usize> {
     sorted: Vec<(K, [i64; N])>,
     /// Additions not yet folded in.
     tail: Vec<(K, [i64; N])>,
+    /// Sealed counts merged in lazily ([`Tally::merge_lazily`]), not yet folded into `sorted`:
+    /// sorted runs, each less than half as long as the one before (`sorted` first).
+    runs: Vec<Vec<(K, [i64; N])>>,
 }
 
 impl<K, const N: usize> Default for Tally<K, N> {
@@ -449,6 +463,7 @@ impl<K, const N: usize> Default for Tally<K, N> {
         Tally {
             sorted: Vec::new(),
             tail: Vec::new(),
+            runs: Vec::new(),
         }
     }
 }
@@ -459,6 +474,7 @@ impl<K: Ord + Copy + radsort::Key, const N: usize> Tally<K, N> {
         Tally {
             sorted,
             tail: Vec::new(),
+            runs: Vec::new(),
         }
     }
 
@@ -469,6 +485,7 @@ impl<K: Ord + Copy + radsort::Key, const N: usize> Tally<K, N> {
 
     /// Folds the additions into the sorted counts.
     pub fn seal(&mut self) {
+        self.fold_runs();
         if self.tail.is_empty() {
             return;
         }
@@ -486,6 +503,83 @@ impl<K: Ord + Copy + radsort::Key, const N: usize> Tally<K, N> {
         } else {
             self.fold(&tail);
         }
+    }
+
+    /// Adds the sealed counts of `other`, as a run of its own that is folded in only once it
+    /// is about as long as the run before it: a tally that takes many deltas (a pane's score
+    /// counts take one at every timestamp) copies each count a logarithmic number of times,
+    /// not once per delta. Its readers read the runs ([`Tally::runs`], [`Tally::range_sum`],
+    /// [`Tally::get_sum`]); a `seal` or an eager `merge` folds them all.
+    pub fn merge_lazily(&mut self, other: &Self) {
+        if !self.tail.is_empty() || !other.tail.is_empty() || !other.runs.is_empty() {
+            return self.merge(other);
+        }
+        if other.sorted.is_empty() {
+            return;
+        }
+        if self.sorted.is_empty() && self.runs.is_empty() {
+            self.sorted.clone_from(&other.sorted);
+            return;
+        }
+        self.runs.push(other.sorted.clone());
+        while let Some(last) = self.runs.last() {
+            let before = match self.runs.len() {
+                1 => self.sorted.len(),
+                n => self.runs[n - 2].len(),
+            };
+            if 2 * last.len() < before {
+                break;
+            }
+            let last = self.runs.pop().expect("a run");
+            match self.runs.last_mut() {
+                Some(prev) => *prev = merged(prev, &last),
+                None => self.sorted = merged(&self.sorted, &last),
+            }
+        }
+    }
+
+    /// Folds the lazily merged runs into the sorted counts.
+    fn fold_runs(&mut self) {
+        while let Some(last) = self.runs.pop() {
+            match self.runs.last_mut() {
+                Some(prev) => *prev = merged(prev, &last),
+                None => self.sorted = merged(&self.sorted, &last),
+            }
+        }
+    }
+
+    /// The sorted runs whose counts, added up, are the tally's sealed counts (a key may be in
+    /// several runs, and its sum may be zero).
+    pub fn runs(&self) -> impl Iterator<Item = &[(K, [i64; N])]> {
+        std::iter::once(self.sorted.as_slice()).chain(self.runs.iter().map(Vec::as_slice))
+    }
+
+    /// The counts of keys in `lo..hi`, summed.
+    pub fn range_sum(&self, lo: K, hi: K) -> [i64; N] {
+        let mut sum = [0; N];
+        for run in self.runs() {
+            let a = run.partition_point(|(k, _)| *k < lo);
+            let b = run.partition_point(|(k, _)| *k < hi);
+            for (_, c) in &run[a..b.max(a)] {
+                for (x, y) in sum.iter_mut().zip(c) {
+                    *x += y;
+                }
+            }
+        }
+        sum
+    }
+
+    /// The counts of `k`, summed over the runs.
+    pub fn get_sum(&self, k: K) -> [i64; N] {
+        let mut sum = [0; N];
+        for run in self.runs() {
+            if let Ok(i) = run.binary_search_by(|(x, _)| x.cmp(&k)) {
+                for (x, y) in sum.iter_mut().zip(run[i].1) {
+                    *x += y;
+                }
+            }
+        }
+        sum
     }
 
     /// Adds `counts` (sorted by key, distinct) into the sorted counts.
@@ -509,41 +603,16 @@ impl<K: Ord + Copy + radsort::Key, const N: usize> Tally<K, N> {
             }
             return;
         }
-        let mut out = Vec::with_capacity(self.sorted.len() + counts.len());
-        let (a, b) = (&self.sorted, counts);
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            match a[i].0.cmp(&b[j].0) {
-                std::cmp::Ordering::Less => {
-                    out.push(a[i]);
-                    i += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    out.push(b[j]);
-                    j += 1;
-                }
-                std::cmp::Ordering::Equal => {
-                    let mut c = a[i].1;
-                    for (x, y) in c.iter_mut().zip(b[j].1) {
-                        *x += y;
-                    }
-                    if c.iter().any(|x| *x != 0) {
-                        out.push((a[i].0, c));
-                    }
-                    i += 1;
-                    j += 1;
-                }
-            }
-        }
-        out.extend_from_slice(&a[i..]);
-        out.extend_from_slice(&b[j..]);
-        self.sorted = out;
+        self.sorted = merged(&self.sorted, counts);
     }
 
     /// Adds every count of `other`.
     pub fn merge(&mut self, other: &Self) {
-        if !self.tail.is_empty() || !other.tail.is_empty() {
-            self.tail.extend_from_slice(&other.sorted);
+        self.fold_runs();
+        if !self.tail.is_empty() || !other.tail.is_empty() || !other.runs.is_empty() {
+            for run in other.runs() {
+                self.tail.extend_from_slice(run);
+            }
             self.tail.extend_from_slice(&other.tail);
             self.seal();
         } else if self.sorted.is_empty() {
@@ -554,8 +623,12 @@ impl<K: Ord + Copy + radsort::Key, const N: usize> Tally<K, N> {
         }
     }
 
-    /// The counts, by key (sealed ones).
+    /// The counts, by key (sealed ones; not those merged lazily).
     pub fn iter(&self) -> std::slice::Iter<'_, (K, [i64; N])> {
+        debug_assert!(
+            self.runs.is_empty(),
+            "read the runs of a lazily merged tally"
+        );
         self.sorted.iter()
     }
 
@@ -574,30 +647,58 @@ impl<K: Ord + Copy + radsort::Key, const N: usize> Tally<K, N> {
         *out = acc.sorted;
     }
 
-    /// The counts of keys in `lo..hi`.
-    pub fn range(&self, lo: K, hi: K) -> &[(K, [i64; N])] {
-        let a = self.sorted.partition_point(|(k, _)| *k < lo);
-        let b = self.sorted.partition_point(|(k, _)| *k < hi);
-        &self.sorted[a..b.max(a)]
-    }
-
-    /// How many keys have counts (sealed ones).
+    /// How many counts are held, sealed ones (a key in several lazily merged runs counts once
+    /// in each).
     pub fn len(&self) -> usize {
-        self.sorted.len()
+        self.sorted.len() + self.runs.iter().map(Vec::len).sum::<usize>()
     }
 
     /// Whether no count is held, sealed or not.
     pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty() && self.tail.is_empty()
+        if self.runs.is_empty() {
+            return self.sorted.is_empty() && self.tail.is_empty();
+        }
+        // Runs may cancel each other: only their sum tells (rare: all of a pane retracted).
+        let mut all = self.clone();
+        all.fold_runs();
+        all.sorted.is_empty() && all.tail.is_empty()
     }
+}
 
-    /// The counts of `k`, if any.
-    pub fn get(&self, k: K) -> Option<&[i64; N]> {
-        self.sorted
-            .binary_search_by(|(x, _)| x.cmp(&k))
-            .ok()
-            .map(|i| &self.sorted[i].1)
+/// The counts of `a` and `b` (each sorted by key, distinct) added up, zeros dropped, by one
+/// linear merge.
+fn merged<K: Ord + Copy, const N: usize>(
+    a: &[(K, [i64; N])],
+    b: &[(K, [i64; N])],
+) -> Vec<(K, [i64; N])> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let mut c = a[i].1;
+                for (x, y) in c.iter_mut().zip(b[j].1) {
+                    *x += y;
+                }
+                if c.iter().any(|x| *x != 0) {
+                    out.push((a[i].0, c));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
     }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 /// Sums the counts of equal neighbouring keys of a sorted list and drops zeros.
@@ -684,6 +785,49 @@ mod tests {
             }
             reference.retain(|_, n| *n != 0);
             let got: Vec<(u64, i64)> = window.iter().map(|(k, [n])| (*k, *n)).collect();
+            prop_assert_eq!(got, reference.into_iter().collect::<Vec<_>>());
+        }
+
+        /// A tally merged lazily, delta by delta, holds in its runs what a map of sums holds,
+        /// read whole, by range or by key, and after it is folded; it is empty exactly when
+        /// the map is.
+        #[test]
+        fn lazily_merged_tallies_sum_like_a_map(
+            deltas in proptest::collection::vec(
+                proptest::collection::vec((0i64..60, -2i64..3), 0..30),
+                1..12,
+            ),
+            lo in 0i64..60,
+            width in 0i64..30,
+        ) {
+            let mut reference: BTreeMap<i64, i64> = BTreeMap::new();
+            let mut lazy: Tally<i64, 1> = Tally::default();
+            for d in &deltas {
+                let mut delta = Tally::default();
+                for &(k, n) in d {
+                    *reference.entry(k).or_default() += n;
+                    delta.push(k, [n]);
+                }
+                delta.seal();
+                lazy.merge_lazily(&delta);
+            }
+            reference.retain(|_, n| *n != 0);
+            let mut summed: BTreeMap<i64, i64> = BTreeMap::new();
+            for run in lazy.runs() {
+                prop_assert!(run.windows(2).all(|w| w[0].0 < w[1].0));
+                for (k, [n]) in run {
+                    *summed.entry(*k).or_default() += n;
+                }
+            }
+            summed.retain(|_, n| *n != 0);
+            prop_assert_eq!(&summed, &reference);
+            let hi = lo + width;
+            let want: i64 = reference.range(lo..hi).map(|(_, n)| n).sum();
+            prop_assert_eq!(lazy.range_sum(lo, hi), [want]);
+            prop_assert_eq!(lazy.get_sum(lo), [reference.get(&lo).copied().unwrap_or(0)]);
+            prop_assert_eq!(lazy.is_empty(), reference.is_empty());
+            lazy.seal();
+            let got: Vec<(i64, i64)> = lazy.iter().map(|(k, [n])| (*k, *n)).collect();
             prop_assert_eq!(got, reference.into_iter().collect::<Vec<_>>());
         }
 

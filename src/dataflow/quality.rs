@@ -207,7 +207,8 @@ impl PaneAcc for QualityPane {
             *a += b;
         }
         self.bins.merge(&d.bins);
-        self.scores.merge(&d.scores);
+        // Read only by final windows' exact AUC, which reads the runs.
+        self.scores.merge_lazily(&d.scores);
     }
 
     fn is_empty(&self) -> bool {
@@ -384,14 +385,12 @@ impl ExactIndex {
             let mut below = self.below_bucket(b);
             let mut at = [0i64; 2];
             for p in panes {
-                for (_, c) in p.scores.range(bucket_floor(b), *s) {
-                    below[0] += c[0];
-                    below[1] += c[1];
-                }
-                if let Some(c) = p.scores.get(*s) {
-                    at[0] += c[0];
-                    at[1] += c[1];
-                }
+                let c = p.scores.range_sum(bucket_floor(b), *s);
+                below[0] += c[0];
+                below[1] += c[1];
+                let c = p.scores.get_sum(*s);
+                at[0] += c[0];
+                at[1] += c[1];
             }
             let above_pos = self.totals[1] - below[1] - at[1];
             d += *dp as i128 * (2 * below[0] as i128 + at[0] as i128);
@@ -425,7 +424,12 @@ impl QualityRender {
                 return e;
             }
         }
-        let runs: Vec<_> = panes.iter().map(|p| p.scores.iter().copied()).collect();
+        let runs: Vec<_> = panes
+            .iter()
+            .flat_map(|p| p.scores.runs())
+            .filter(|r| !r.is_empty())
+            .map(|r| r.iter().copied())
+            .collect();
         let mut e = AucExact {
             positives: 0,
             negatives: 0,
@@ -437,6 +441,10 @@ impl QualityRender {
         };
         let mut scores = Vec::with_capacity(panes.iter().map(|p| p.scores.len()).sum());
         merge_sorted(runs, add, |s, [neg, pos]| {
+            if neg == 0 && pos == 0 {
+                // Counts of a score in lazily merged runs that cancel.
+                return;
+            }
             let (gp, gn) = (pos as u64, neg as u64);
             e.twice_concordant += gp as u128 * (2 * e.negatives as u128 + gn as u128);
             e.positives += gp;
