@@ -393,7 +393,8 @@ impl PaneAcc for DriftPane {
         for (k, n) in &d.cats {
             add_to(&mut self.cats, k, *n);
         }
-        self.values.merge(&d.values);
+        // Read only by final windows' exact statistics, which read the runs.
+        self.values.merge_lazily(&d.values);
     }
 
     fn seal(&mut self) {
@@ -461,7 +462,9 @@ impl Render for DriftRender {
                 let mut window: Vec<(i64, u64)> = Vec::new();
                 let runs: Vec<_> = panes
                     .iter()
-                    .map(|p| p.values.iter().map(|(k, [v])| (*k, *v)))
+                    .flat_map(|p| p.values.runs())
+                    .filter(|r| !r.is_empty())
+                    .map(|r| r.iter().map(|(k, [v])| (*k, *v)))
                     .collect();
                 super::panes::merge_sorted(
                     runs,
