@@ -25,7 +25,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
 use super::panes::{owner, stable_hash, PaneAcc, PaneDelta, Panes};
-use super::timers::{stash_deltas, Pending};
+use super::timers::{pending_at, Pending};
 
 /// The value distinct values beyond the cap fold into.
 pub const OTHER: &str = "__other__";
@@ -106,7 +106,9 @@ where
             let mut warned: HashSet<String> = HashSet::new();
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {
-                    stash_deltas(&mut pending, &cap, output.output_index(), data);
+                    for (g, pane, t, a) in data.drain(..) {
+                        pending_at(&mut pending, &cap, output.output_index(), t).push((g, pane, a));
+                    }
                 });
                 while let Some(entry) = pending.first_entry() {
                     if frontier.less_equal(entry.key()) {

@@ -36,7 +36,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
-use super::timers::{stash, stash_deltas, Pending, TimerHold};
+use super::timers::{pending_at, stash, Pending, TimerHold};
 use super::windows::{Status, Win, Windows};
 
 /// An accumulator of one pane (and of a delta to it): integer sums that add exactly in any order.
@@ -288,7 +288,10 @@ where
                 let mut rendered = Vec::new();
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
-                        stash_deltas(&mut pending, &cap, output.output_index(), data);
+                        for (g, pane, t, a) in data.drain(..) {
+                            pending_at(&mut pending, &cap, output.output_index(), t)
+                                .push((g, pane, a));
+                        }
                     });
                     while let Some((t, cap, deltas)) =
                         hold.next_due(&mut pending, &timers, frontier)

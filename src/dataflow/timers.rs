@@ -47,25 +47,6 @@ pub fn stash<S: Default, D>(
     }
 }
 
-/// Files each pane delta `(group, pane, time, delta)` of a message under its timestamp's
-/// pending state (created as [`pending_at`] does), as `(group, pane, delta)`: one lookup per run
-/// of deltas with the same timestamp (a pre-aggregation's message has one), not one per delta.
-pub fn stash_deltas<G, A>(
-    pending: &mut Pending<Vec<(G, u64, A)>>,
-    cap: &InputCapability<u64>,
-    port: usize,
-    data: &mut Vec<(G, u64, u64, A)>,
-) {
-    let mut deltas = data.drain(..).peekable();
-    while let Some((g, pane, t, a)) = deltas.next() {
-        let state = pending_at(pending, cap, port, t);
-        state.push((g, pane, a));
-        while let Some((g, pane, _, a)) = deltas.next_if(|d| d.2 == t) {
-            state.push((g, pane, a));
-        }
-    }
-}
-
 /// The capability of an operator's earliest pending timer, if any.
 #[derive(Debug, Default)]
 pub struct TimerHold(Option<Capability<u64>>);

@@ -237,22 +237,13 @@ where
                 let mut cols: Vec<Columns> = Vec::new();
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
-                        // One lookup per run of rows due at the same time (nearly always the
-                        // whole message).
-                        let mut rows = data.drain(..).peekable();
-                        while let Some((r, t, d)) = rows.next() {
+                        for (r, t, d) in data.drain(..) {
                             let at = t.div_ceil(emit) * emit;
                             let batch = pending_at(&mut pending, &cap, output.output_index(), at);
-                            let mut next = Some((r, d));
-                            while let Some((r, d)) = next.take() {
-                                batch.push((r, d));
-                                // Keep a long interval's buffer consolidated as it grows.
-                                if batch.len() >= 4096 && batch.len().is_power_of_two() {
-                                    consolidate(batch);
-                                }
-                                next = rows
-                                    .next_if(|(_, t, _)| t.div_ceil(emit) * emit == at)
-                                    .map(|(r, _, d)| (r, d));
+                            batch.push((r, d));
+                            // Keep a long interval's buffer consolidated as it grows.
+                            if batch.len() >= 4096 && batch.len().is_power_of_two() {
+                                consolidate(batch);
                             }
                         }
                     });
