@@ -642,9 +642,7 @@ pub fn join<'s>(
                                 }
                                 session.give((JoinOut::Example(e, l, sides), t, 1));
                             }
-                            if t < wanted.online.unwrap_or(0) {
-                                slot.online = true;
-                            }
+                            slot.online |= online_sides;
                             // (After the example above, which must see every change.)
                             // Retractions about an event once every window of its pane has
                             // retired change nothing downstream: their readers are pane

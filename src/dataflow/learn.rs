@@ -300,7 +300,10 @@ pub fn learn<'s>(
             let mut sides = sides.drain(..);
             for o in produced {
                 let row = match o {
-                    Out::Score(e, score) => LearnOut::Score(e, score, sides.next()),
+                    Out::Score(e, score) => {
+                        let s = sides.next().expect("the learner scores each example once");
+                        LearnOut::Score(e, score, Some(s))
+                    }
                     Out::Version(v, _) => LearnOut::Version(v),
                     Out::Decision(d) => LearnOut::Decision(d),
                     Out::Quarantine(q) => LearnOut::Quarantine(q),
