@@ -508,8 +508,7 @@ impl<K: Ord + Copy + radsort::Key, const N: usize> Tally<K, N> {
     /// Adds the sealed counts of `other`, as a run of its own that is folded in only once it
     /// is about as long as the run before it: a tally that takes many deltas (a pane's score
     /// counts take one at every timestamp) copies each count a logarithmic number of times,
-    /// not once per delta. Its readers read the runs ([`Tally::runs`], [`Tally::range_sum`],
-    /// [`Tally::get_sum`]); a `seal` or an eager `merge` folds them all.
+    /// not once per delta. Its readers read the runs ([`Tally::runs`], [`Tally::below_and_at`]); a `seal` or an eager `merge` folds them all.
     pub fn merge_lazily(&mut self, other: &Self) {
         if !self.tail.is_empty() || !other.tail.is_empty() || !other.runs.is_empty() {
             return self.merge(other);
@@ -554,32 +553,28 @@ impl<K: Ord + Copy + radsort::Key, const N: usize> Tally<K, N> {
         std::iter::once(self.sorted.as_slice()).chain(self.runs.iter().map(Vec::as_slice))
     }
 
-    /// The counts of keys in `lo..hi`, summed.
-    pub fn range_sum(&self, lo: K, hi: K) -> [i64; N] {
-        let mut sum = [0; N];
+    /// The counts of keys in `lo..k`, and of `k`, summed over the runs: two binary searches
+    /// per run.
+    pub fn below_and_at(&self, lo: K, k: K) -> ([i64; N], [i64; N]) {
+        let (mut below, mut at) = ([0; N], [0; N]);
         for run in self.runs() {
-            let a = run.partition_point(|(k, _)| *k < lo);
-            let b = run.partition_point(|(k, _)| *k < hi);
-            for (_, c) in &run[a..b.max(a)] {
-                for (x, y) in sum.iter_mut().zip(c) {
+            let a = run.partition_point(|(x, _)| *x < lo);
+            let rest = &run[a..];
+            let b = rest.partition_point(|(x, _)| *x < k);
+            for (_, c) in &rest[..b] {
+                for (x, y) in below.iter_mut().zip(c) {
                     *x += y;
                 }
             }
-        }
-        sum
-    }
-
-    /// The counts of `k`, summed over the runs.
-    pub fn get_sum(&self, k: K) -> [i64; N] {
-        let mut sum = [0; N];
-        for run in self.runs() {
-            if let Ok(i) = run.binary_search_by(|(x, _)| x.cmp(&k)) {
-                for (x, y) in sum.iter_mut().zip(run[i].1) {
-                    *x += y;
+            if let Some((x, c)) = rest.get(b) {
+                if *x == k {
+                    for (x, y) in at.iter_mut().zip(c) {
+                        *x += y;
+                    }
                 }
             }
         }
-        sum
+        (below, at)
     }
 
     /// Adds `counts` (sorted by key, distinct) into the sorted counts.
@@ -823,8 +818,8 @@ mod tests {
             prop_assert_eq!(&summed, &reference);
             let hi = lo + width;
             let want: i64 = reference.range(lo..hi).map(|(_, n)| n).sum();
-            prop_assert_eq!(lazy.range_sum(lo, hi), [want]);
-            prop_assert_eq!(lazy.get_sum(lo), [reference.get(&lo).copied().unwrap_or(0)]);
+            let at = reference.get(&hi).copied().unwrap_or(0);
+            prop_assert_eq!(lazy.below_and_at(lo, hi), ([want], [at]));
             prop_assert_eq!(lazy.is_empty(), reference.is_empty());
             lazy.seal();
             let got: Vec<(i64, i64)> = lazy.iter().map(|(k, [n])| (*k, *n)).collect();

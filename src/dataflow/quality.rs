@@ -385,12 +385,11 @@ impl ExactIndex {
             let mut below = self.below_bucket(b);
             let mut at = [0i64; 2];
             for p in panes {
-                let c = p.scores.range_sum(bucket_floor(b), *s);
+                let (c, e) = p.scores.below_and_at(bucket_floor(b), *s);
                 below[0] += c[0];
                 below[1] += c[1];
-                let c = p.scores.get_sum(*s);
-                at[0] += c[0];
-                at[1] += c[1];
+                at[0] += e[0];
+                at[1] += e[1];
             }
             let above_pos = self.totals[1] - below[1] - at[1];
             d += *dp as i128 * (2 * below[0] as i128 + at[0] as i128);
