@@ -19,7 +19,7 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use super::join::Joined;
-use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render, Tally};
+use super::panes::{assemble, ident, pre_aggregate, PaneAcc, Panes, Render, Tally};
 use super::windows::{Names, Status, Win, ALL};
 use crate::drift::profile::{cell_of, NumericRef};
 use crate::drift::spec::{Severity, Statistic};
@@ -559,7 +559,8 @@ pub fn drift<'s>(
                 let cell = cell_of(edges, pred.score);
                 for s in &segs {
                     emit(
-                        (s.clone(), i as u16, model.clone()),
+                        (ident(s), i as u16, ident(&model)),
+                        &|| (s.clone(), i as u16, model.clone()),
                         pane,
                         &mut |a: &mut DriftPane| {
                             a.cells.push(cell, [r]);
@@ -580,7 +581,8 @@ pub fn drift<'s>(
                         let cell = v.map(|v| cell_of(edges, v));
                         for s in &segs {
                             emit(
-                                (s.clone(), feature, none.clone()),
+                                (ident(s), feature, ident(&none)),
+                                &|| (s.clone(), feature, none.clone()),
                                 pane,
                                 &mut |a: &mut DriftPane| match (v, cell) {
                                     (Some(v), Some(c)) => {
@@ -596,7 +598,8 @@ pub fn drift<'s>(
                         let c = &e.categorical[x];
                         for s in &segs {
                             emit(
-                                (s.clone(), feature, none.clone()),
+                                (ident(s), feature, ident(&none)),
+                                &|| (s.clone(), feature, none.clone()),
                                 pane,
                                 &mut |a: &mut DriftPane| match c {
                                     Some(c) => add_to(&mut a.cats, c, r),

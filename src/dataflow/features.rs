@@ -230,6 +230,7 @@ pub fn features<'s>(
             let r = r as i64;
             emit(
                 e.entity.clone(),
+                &|| e.entity.clone(),
                 p.pane_of(e.time),
                 &mut |a: &mut FeaturePane| {
                     a.events += r;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cardinality::admit;
 use super::join::{Joined, LabelState};
-use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render, Tally};
+use super::panes::{assemble, ident, pre_aggregate, PaneAcc, Panes, Render, Tally};
 use super::status::StatusRow;
 use super::windows::{Names, Status, Win, ALL};
 use crate::config::Job;
@@ -354,7 +354,8 @@ pub fn labels<'s>(
                     names.segments(e, &mut segments);
                     for segment in &segments {
                         emit(
-                            segment.clone(),
+                            ident(segment),
+                            &|| segment.clone(),
                             p.pane_of(e.time),
                             &mut |a: &mut LabelPane| a.sums[0] += r,
                         );
@@ -367,7 +368,8 @@ pub fn labels<'s>(
                     names.segments(e, &mut segments);
                     for segment in &segments {
                         emit(
-                            segment.clone(),
+                            ident(segment),
+                            &|| segment.clone(),
                             p.pane_of(e.time),
                             &mut |a: &mut LabelPane| {
                                 a.sums[1] += r;
@@ -380,7 +382,8 @@ pub fn labels<'s>(
                 }
                 (None, Some(l)) => {
                     emit(
-                        all.clone(),
+                        ident(&all),
+                        &|| all.clone(),
                         p.pane_of(l.first_time),
                         &mut |a: &mut LabelPane| a.sums[4] += r,
                     );

@@ -25,7 +25,7 @@ use super::cardinality::admit;
 use super::join::{push, ById, Joined, Labeled, Side, Sides};
 use super::keyed_join::keyed_join;
 use super::ordered::{in_order, Snapshots};
-use super::panes::{assemble, pre_aggregate, PaneAcc, Panes, Render};
+use super::panes::{assemble, ident, pre_aggregate, PaneAcc, Panes, Render};
 use super::quality::QKey;
 use super::windows::{Names, Status, Win};
 use crate::config::Job;
@@ -353,7 +353,8 @@ pub fn learn<'s>(
             let model = names.model(&p.model);
             for segment in &segments {
                 emit(
-                    (segment.clone(), model.clone()),
+                    (ident(segment), ident(&model)),
+                    &|| (segment.clone(), model.clone()),
                     pn.pane_of(e.time),
                     &mut |a: &mut ShadowPane| {
                         for (x, y) in a.0.iter_mut().zip([1, agree, d.abs(), d]) {

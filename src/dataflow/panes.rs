@@ -36,7 +36,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
-use super::timers::{pending_at, stash, Pending, TimerHold};
+use super::timers::{pending_at, Pending, TimerHold};
 use super::windows::{Status, Win, Windows};
 
 /// An accumulator of one pane (and of a delta to it): integer sums that add exactly in any order.
@@ -128,14 +128,26 @@ pub fn owner(hash: u64, peers: usize) -> u64 {
 /// Deltas of panes at a timestamp: `(group, pane start, timestamp, delta)`.
 pub type PaneDelta<G, A> = (G, u64, u64, A);
 
+/// The identity of an interned name (its allocation): equal identities are the same name, so a
+/// pre-aggregation can key by it without hashing or cloning the name.
+pub fn ident(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name) as *const u8 as usize
+}
+
+/// How an explode function names a pane delta's group: `emit(id, group, pane, f)`, where `id`
+/// identifies the group (equal ids are equal groups), `group` makes it (called only for an id
+/// new in the timestamp), and `f` updates the pane accumulator.
+pub type Emit<'a, I, G, A> = dyn FnMut(I, &dyn Fn() -> G, u64, &mut dyn FnMut(&mut A)) + 'a;
+
 /// Pre-aggregates the contributions of `coll` per timestamp and (group, pane): `explode(d, r,
-/// emit)` calls `emit(group, pane_start, |acc| …)` for every pane accumulator record `d` (with
-/// multiplicity `r`) changes. Deltas of panes of `panes` whose last window has retired are
-/// dropped here.
+/// emit)` calls `emit` (see [`Emit`]) for every pane accumulator record `d` (with multiplicity
+/// `r`) changes. Deltas of panes of `panes` whose last window has retired are dropped here.
 ///
 /// Time: a timestamp's map is flushed, in key order, when the frontier passes it. State: the
-/// maps of open timestamps only.
-pub fn pre_aggregate<'s, D, G, A, F>(
+/// maps of open timestamps only. Groups are keyed by their ids, not their values: a group
+/// reached under two ids (the same name interned twice) is merged when flushed, so what leaves
+/// is the same as keying by value.
+pub fn pre_aggregate<'s, D, I, G, A, F>(
     coll: VecCollection<'s, u64, D>,
     name: &str,
     panes: &Panes,
@@ -143,10 +155,12 @@ pub fn pre_aggregate<'s, D, G, A, F>(
 ) -> Stream<'s, u64, Vec<PaneDelta<G, A>>>
 where
     D: Data,
+    I: Hash + Eq + 'static,
     G: ExchangeData + Hash,
     A: PaneAcc,
-    F: FnMut(&D, isize, &mut dyn FnMut(G, u64, &mut dyn FnMut(&mut A))) + 'static,
+    F: FnMut(&D, isize, &mut Emit<'_, I, G, A>) + 'static,
 {
+    type Map<I, G, A> = ahash::AHashMap<(I, u64), (G, A)>;
     let panes = panes.clone();
     coll.inner
         .unary_frontier::<CapacityContainerBuilder<Vec<PaneDelta<G, A>>>, _, _, _>(
@@ -155,38 +169,59 @@ where
             move |_, _| {
                 // Hashed, not ordered, per record; sorted once per flush, so what leaves is in
                 // key order as before.
-                let mut open: Pending<ahash::AHashMap<(G, u64), A>> = BTreeMap::new();
+                let mut open: Pending<Map<I, G, A>> = BTreeMap::new();
+                // Flushed maps, emptied with their capacity kept: the next timestamps' maps.
+                let mut spare: Vec<Map<I, G, A>> = Vec::new();
+                let mut deltas: Vec<(G, u64, A)> = Vec::new();
                 move |(input, frontier), output| {
                     let port = output.output_index();
                     input.for_each(|cap, data| {
-                        stash(&mut open, &cap, port, data, |map, d, t, r| {
-                            explode(&d, r, &mut |g, pane, f| {
-                                // A pane whose windows have all retired takes no more deltas
-                                // (`assemble` would ignore them): most are the retractions of
-                                // records leaving the join, half of what it emits.
-                                if panes.pane_expiry(pane) > t {
-                                    f(map.entry((g, pane)).or_default());
-                                }
+                        let mut updates = data.drain(..).peekable();
+                        while let Some((d, t, r)) = updates.next() {
+                            let (_, map) = open.entry(t).or_insert_with(|| {
+                                (cap.delayed(&t, port), spare.pop().unwrap_or_default())
                             });
-                        });
+                            let mut add = |d: D, r: isize| {
+                                explode(&d, r, &mut |id, group, pane, f| {
+                                    // A pane whose windows have all retired takes no more
+                                    // deltas (`assemble` would ignore them): most are the
+                                    // retractions of records leaving the join, half of what
+                                    // it emits.
+                                    if panes.pane_expiry(pane) > t {
+                                        let (_, a) = map
+                                            .entry((id, pane))
+                                            .or_insert_with(|| (group(), A::default()));
+                                        f(a);
+                                    }
+                                })
+                            };
+                            add(d, r);
+                            while let Some((d, _, r)) = updates.next_if(|u| u.1 == t) {
+                                add(d, r);
+                            }
+                        }
                     });
                     while let Some(entry) = open.first_entry() {
                         if frontier.less_equal(entry.key()) {
                             break;
                         }
                         let t = *entry.key();
-                        let (cap, map) = entry.remove();
-                        let mut deltas: Vec<_> = map
-                            .into_iter()
-                            .filter_map(|(k, mut a)| {
-                                a.seal();
-                                (!a.is_empty()).then_some((k, a))
-                            })
-                            .collect();
-                        deltas.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+                        let (cap, mut map) = entry.remove();
+                        deltas.extend(map.drain().map(|((_, pane), (g, a))| (g, pane, a)));
+                        spare.push(map);
+                        deltas.sort_unstable_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
                         let mut session = output.session(&cap);
-                        for ((g, pane), a) in deltas {
-                            session.give((g, pane, t, a));
+                        let mut deltas = deltas.drain(..).peekable();
+                        while let Some((g, pane, mut a)) = deltas.next() {
+                            while let Some((_, _, b)) =
+                                deltas.next_if(|(h, p, _)| *h == g && *p == pane)
+                            {
+                                a.merge(&b);
+                            }
+                            a.seal();
+                            if !a.is_empty() {
+                                session.give((g, pane, t, a));
+                            }
                         }
                     }
                 }

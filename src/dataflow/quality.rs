@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cardinality::admit;
 use super::join::Labeled;
-use super::panes::{assemble, merge_sorted, pre_aggregate, PaneAcc, Panes, Render, Tally};
+use super::panes::{assemble, ident, merge_sorted, pre_aggregate, PaneAcc, Panes, Render, Tally};
 use super::windows::{Names, Status, Win};
 use crate::config::Job;
 use crate::records::MICRO;
@@ -571,7 +571,8 @@ pub fn quality<'s>(
             let model = names.model(&pr.model);
             for segment in &segments {
                 emit(
-                    (segment.clone(), model.clone()),
+                    (ident(segment), ident(&model)),
+                    &|| (segment.clone(), model.clone()),
                     pane,
                     &mut |a: &mut QualityPane| a.add(&params, pr.score, l.label, r as i64),
                 );
