@@ -243,9 +243,17 @@ impl QualityParams {
     }
 }
 
-impl QualityPane {
-    /// Adds `r` predictions of `score` with `label`.
-    pub fn add(&mut self, q: &QualityParams, score: i64, label: u8, r: i64) {
+/// What one labeled prediction adds to a quality pane, computed once for all its segments.
+#[derive(Debug, Clone, Copy)]
+pub struct Contribution {
+    sums: [i64; 6],
+    bin: (u16, [i64; 3]),
+    score: (i64, [i64; 2]),
+}
+
+impl Contribution {
+    /// `r` predictions of `score` with `label`.
+    pub fn new(q: &QualityParams, score: i64, label: u8, r: i64) -> Contribution {
         let predicted = (score >= q.threshold) as u8;
         let one = [
             1,
@@ -255,15 +263,26 @@ impl QualityPane {
             logloss_nano(score, label),
             brier_nano(score, label),
         ];
-        for (a, b) in self.sums.iter_mut().zip(one) {
-            *a += b * r;
-        }
         let mut bin = [0, 0, score * r];
         bin[(label != 1) as usize] = r;
-        self.bins.push(bin_of(score, q.auc_bins), bin);
         let mut counts = [0; 2];
         counts[label.min(1) as usize] = r;
-        self.scores.push(score, counts);
+        Contribution {
+            sums: one.map(|x| x * r),
+            bin: (bin_of(score, q.auc_bins), bin),
+            score: (score, counts),
+        }
+    }
+}
+
+impl QualityPane {
+    /// Adds a labeled prediction's contribution.
+    pub fn add(&mut self, c: &Contribution) {
+        for (a, b) in self.sums.iter_mut().zip(c.sums) {
+            *a += b;
+        }
+        self.bins.push(c.bin.0, c.bin.1);
+        self.scores.push(c.score.0, c.score.1);
     }
 }
 
@@ -569,12 +588,13 @@ pub fn quality<'s>(
             let pane = p.pane_of(e.time);
             names.segments(e, &mut segments);
             let model = names.model(&pr.model);
+            let c = Contribution::new(&params, pr.score, l.label, r as i64);
             for segment in &segments {
                 emit(
                     (ident(segment), ident(&model)),
                     &|| (segment.clone(), model.clone()),
                     pane,
-                    &mut |a: &mut QualityPane| a.add(&params, pr.score, l.label, r as i64),
+                    &mut |a: &mut QualityPane| a.add(&c),
                 );
             }
         },
@@ -640,7 +660,7 @@ mod tests {
                         (pane, score % spread, label, 1)
                     };
                     let mut delta = QualityPane::default();
-                    delta.add(&q, score, label, r);
+                    delta.add(&Contribution::new(&q, score, label, r));
                     delta.seal();
                     panes[pane].merge(&delta);
                     render.absorb(&mut memo, &delta);
