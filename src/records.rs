@@ -109,24 +109,6 @@ impl<T> std::hash::Hash for Memo<T> {
     fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
-/// A [`Memo`] shared by a value's clones: what one clone computes, the others read. Like a
-/// memo, it never compares, orders, hashes or serializes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SharedMemo<T>(Arc<Memo<T>>);
-
-impl<T> Default for SharedMemo<T> {
-    fn default() -> Self {
-        SharedMemo(Arc::new(Memo::default()))
-    }
-}
-
-impl<T> SharedMemo<T> {
-    /// The value, computed by `f` if no clone has computed it yet.
-    pub fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
-        self.0.get_or_init(f)
-    }
-}
-
 /// A production prediction for an event.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Prediction {

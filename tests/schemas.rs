@@ -201,7 +201,6 @@ fn output_rows_match_their_schema_files() {
             last_time: win.start + 5,
             stats: vec![stat, FeatureStat::default()],
         },
-        text: Default::default(),
     }]);
     check(&[DeadLetter {
         stream: "events".into(),

@@ -16,9 +16,6 @@ use super::status::StatusRow;
 use super::windows::{Status, Win};
 use crate::config::Job;
 
-/// The text of a row's lines after their `diff`, and the end of each line in it.
-pub type LineBodies = (Box<[u8]>, smallvec::SmallVec<[u32; 2]>);
-
 /// Key of a feature row.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct FKey {
@@ -93,20 +90,13 @@ pub struct FeatureRow {
     pub status: Status,
     /// The aggregates.
     pub agg: FeatureAgg,
-    /// The row's JSON lines after their `diff`, shared by its clones: a row is written once
-    /// when it appears and once more when it is retracted, and entity features are most of a
-    /// bench run's output lines.
-    #[serde(skip)]
-    pub text: crate::records::SharedMemo<LineBodies>,
 }
 
 impl StatusRow for FeatureRow {
     fn retired(&self) -> Self {
         FeatureRow {
-            key: self.key.clone(),
             status: Status::Retired,
-            agg: self.agg.clone(),
-            text: Default::default(),
+            ..self.clone()
         }
     }
 }
@@ -202,7 +192,6 @@ impl Render for FeatureRender {
                 last_time: a.last_time,
                 stats: a.stats,
             },
-            text: Default::default(),
         });
     }
 

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::dataflow::detect::DetectionRow;
 use crate::dataflow::drift::{AlertRow, DKey, DriftRow};
-use crate::dataflow::features::{FeatureRow, LineBodies};
+use crate::dataflow::features::FeatureRow;
 use crate::dataflow::labels::LabelRow;
 use crate::dataflow::learn::ShadowRow;
 use crate::dataflow::quality::QualityRow;
@@ -384,8 +384,7 @@ impl OutputRow for FeatureRow {
     }
 
     /// The lines of [`FeatureRow::columns`], written without building columns: entity
-    /// features are most of a bench run's output lines. What follows `diff` is rendered once
-    /// per row and shared by its clones (its retraction writes the same text).
+    /// features are most of a bench run's output lines.
     fn lines(
         &self,
         ts: u64,
@@ -394,26 +393,13 @@ impl OutputRow for FeatureRow {
         _cols: &mut Vec<Columns>,
         out: &mut Vec<u8>,
     ) -> usize {
-        let (text, ends) = self.text.get_or_init(|| self.bodies(ctx));
-        let mut from = 0;
-        for &end in ends {
-            Line(&mut *out).start(ts, diff);
-            out.extend_from_slice(&text[from..end as usize]);
-            from = end as usize;
-        }
-        ends.len()
-    }
-}
-
-impl FeatureRow {
-    /// The text of the row's lines after their `diff`, newlines included, and where each ends.
-    fn bodies(&self, ctx: &Format) -> LineBodies {
         let a = &self.agg;
         let w = &self.key.win;
         // The fields before and after `feature` are the same in every line of the row: written
         // once, copied per feature.
-        let mut head = Vec::with_capacity(128);
+        let mut head = Vec::with_capacity(160);
         Line(&mut head)
+            .start(ts, diff)
             .value("window", ctx.windows.name(w))
             .value("window_start", &w.start)
             .value("window_end", &w.end)
@@ -423,37 +409,36 @@ impl FeatureRow {
             .value("status", self.status.name())
             .value("events", &a.events)
             .value("freshness_ms", &w.end.saturating_sub(a.last_time));
-        let mut out = Vec::with_capacity((head.len() + tail.len() + 96) * a.stats.len().max(1));
         let base = |out: &mut Vec<u8>, feature: Option<&str>| {
             out.extend_from_slice(&head);
             Line(&mut *out).value("feature", &feature);
             out.extend_from_slice(&tail);
         };
-        let mut ends = smallvec::SmallVec::new();
+        let mut n = 0;
         if a.stats.is_empty() {
-            base(&mut out, None);
-            Line(&mut out)
+            base(out, None);
+            Line(&mut *out)
                 .value("n", &0)
                 .value("mean", &())
                 .value("std", &())
                 .value("min", &())
                 .value("max", &())
                 .finish();
-            ends.push(out.len() as u32);
+            n += 1;
         }
         for (s, name) in a.stats.iter().zip(&ctx.feature_names) {
             let some = s.n > 0;
-            base(&mut out, Some(name));
-            Line(&mut out)
+            base(out, Some(name));
+            Line(&mut *out)
                 .value("n", &s.n)
                 .float("mean", s.mean())
                 .float("std", s.std())
                 .float("min", some.then(|| s.min as f64 / 1e6))
                 .float("max", some.then(|| s.max as f64 / 1e6))
                 .finish();
-            ends.push(out.len() as u32);
+            n += 1;
         }
-        (out.into_boxed_slice(), ends)
+        n
     }
 }
 
@@ -768,27 +753,17 @@ mod tests {
                         last_time: 1_767_225_599_990 + i as u64 * 100,
                         stats: stats.clone(),
                     },
-                    text: Default::default(),
                 };
-                // The second time (a retraction, by a clone) reads the text the first wrote.
-                let copy = row.clone();
-                for (r, ts, diff) in [(&row, 1_767_225_600_000, 1), (&copy, 1_767_225_660_000, -1)]
-                {
-                    let (mut cols, mut fast) = (Vec::new(), Vec::new());
-                    let n = r.lines(ts, diff, &ctx, &mut cols, &mut fast);
-                    cols.clear();
-                    r.columns(&ctx, &mut cols);
-                    let slow: String = cols.iter().map(|c| json_line(ts, diff, c) + "\n").collect();
-                    assert_eq!(n, cols.len());
-                    assert_eq!(String::from_utf8(fast).unwrap(), slow);
-                }
-                // A tombstone's text is its own.
-                let tomb = crate::dataflow::status::StatusRow::retired(&row);
                 let (mut cols, mut fast) = (Vec::new(), Vec::new());
-                tomb.lines(1_767_225_600_000, 1, &ctx, &mut cols, &mut fast);
-                assert!(String::from_utf8(fast)
-                    .unwrap()
-                    .contains("\"status\":\"retired\""));
+                let n = row.lines(1_767_225_600_000, -1, &ctx, &mut cols, &mut fast);
+                cols.clear();
+                row.columns(&ctx, &mut cols);
+                let slow: String = cols
+                    .iter()
+                    .map(|c| json_line(1_767_225_600_000, -1, c) + "\n")
+                    .collect();
+                assert_eq!(n, cols.len());
+                assert_eq!(String::from_utf8(fast).unwrap(), slow);
             }
         }
     }
