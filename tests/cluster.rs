@@ -74,30 +74,42 @@ fn two_processes_write_what_one_process_writes() {
     let single = d.join("single");
     wait_all(vec![spawn(&job, &single, &[])], Duration::from_secs(120));
 
-    let hostfile = d.join("hosts.txt");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    // The processes' ports are picked free and bound moments later: another process (one of
+    // these two's metrics servers among them) may take one in between. Such a run is tried
+    // again with new ports, a few times at most.
     let cluster = d.join("cluster");
-    let procs = (0..2)
-        .map(|p| {
-            let args: Vec<String> = [
-                "-n",
-                "2",
-                "-p",
-                &p.to_string(),
-                "--hostfile",
-                &hostfile.display().to_string(),
-            ]
-            .iter()
-            .map(|s| s.to_string())
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let hostfile = d.join("hosts.txt");
+        std::fs::write(
+            &hostfile,
+            format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&cluster);
+        let procs = (0..2)
+            .map(|p| {
+                let args: Vec<String> = [
+                    "-n",
+                    "2",
+                    "-p",
+                    &p.to_string(),
+                    "--hostfile",
+                    &hostfile.display().to_string(),
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                spawn(&job, &cluster, &args)
+            })
             .collect();
-            spawn(&job, &cluster, &args)
-        })
-        .collect();
-    wait_all(procs, Duration::from_secs(120));
+        match finish_all(procs, Duration::from_secs(120)) {
+            Ok(()) => break,
+            Err(e) if e.contains("Address already in use") && attempts < 3 => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
 
     let n = assert_same_outputs(&single, &cluster, "between one and two processes");
     assert!(n > 10, "outputs and segments: {n}");

@@ -253,7 +253,18 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits for every child to succeed, killing all of them if any takes longer than `limit`.
-pub fn wait_all(mut children: Vec<std::process::Child>, limit: std::time::Duration) {
+pub fn wait_all(children: Vec<std::process::Child>, limit: std::time::Duration) {
+    if let Err(e) = finish_all(children, limit) {
+        panic!("{e}");
+    }
+}
+
+/// Waits for every child to finish (killing all of them if any takes longer than `limit`):
+/// the standard error of one that failed, if any did.
+pub fn finish_all(
+    mut children: Vec<std::process::Child>,
+    limit: std::time::Duration,
+) -> Result<(), String> {
     let deadline = std::time::Instant::now() + limit;
     loop {
         let mut running = false;
@@ -271,12 +282,15 @@ pub fn wait_all(mut children: Vec<std::process::Child>, limit: std::time::Durati
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    let mut failed = Ok(());
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "a process failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() && failed.is_ok() {
+            failed = Err(format!(
+                "a process failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
     }
+    failed
 }
