@@ -36,7 +36,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
-use super::timers::{pending_at, Pending, TimerHold};
+use super::timers::{pending_at, stash_with, Pending, TimerHold};
 use super::windows::{Status, Win, Windows};
 
 /// An accumulator of one pane (and of a delta to it): integer sums that add exactly in any order.
@@ -176,30 +176,20 @@ where
                 move |(input, frontier), output| {
                     let port = output.output_index();
                     input.for_each(|cap, data| {
-                        let mut updates = data.drain(..).peekable();
-                        while let Some((d, t, r)) = updates.next() {
-                            let (_, map) = open.entry(t).or_insert_with(|| {
-                                (cap.delayed(&t, port), spare.pop().unwrap_or_default())
+                        let fresh = || spare.pop().unwrap_or_default();
+                        stash_with(&mut open, &cap, port, data, fresh, |map, d, t, r| {
+                            explode(&d, r, &mut |id, group, pane, f| {
+                                // A pane whose windows have all retired takes no more deltas
+                                // (`assemble` would ignore them): most are the retractions of
+                                // records leaving the join, half of what it emits.
+                                if panes.pane_expiry(pane) > t {
+                                    let (_, a) = map
+                                        .entry((id, pane))
+                                        .or_insert_with(|| (group(), A::default()));
+                                    f(a);
+                                }
                             });
-                            let mut add = |d: D, r: isize| {
-                                explode(&d, r, &mut |id, group, pane, f| {
-                                    // A pane whose windows have all retired takes no more
-                                    // deltas (`assemble` would ignore them): most are the
-                                    // retractions of records leaving the join, half of what
-                                    // it emits.
-                                    if panes.pane_expiry(pane) > t {
-                                        let (_, a) = map
-                                            .entry((id, pane))
-                                            .or_insert_with(|| (group(), A::default()));
-                                        f(a);
-                                    }
-                                })
-                            };
-                            add(d, r);
-                            while let Some((d, _, r)) = updates.next_if(|u| u.1 == t) {
-                                add(d, r);
-                            }
-                        }
+                        });
                     });
                     while let Some(entry) = open.first_entry() {
                         if frontier.less_equal(entry.key()) {
@@ -543,7 +533,8 @@ impl<K: Ord + Copy + radsort::Key, const N: usize> Tally<K, N> {
     /// Adds the sealed counts of `other`, as a run of its own that is folded in only once it
     /// is about as long as the run before it: a tally that takes many deltas (a pane's score
     /// counts take one at every timestamp) copies each count a logarithmic number of times,
-    /// not once per delta. Its readers read the runs ([`Tally::runs`], [`Tally::below_and_at`]); a `seal` or an eager `merge` folds them all.
+    /// not once per delta. Its readers read the runs ([`Tally::runs`], [`Tally::below_and_at`]);
+    /// a `seal` or an eager `merge` folds them all.
     pub fn merge_lazily(&mut self, other: &Self) {
         if !self.tail.is_empty() || !other.tail.is_empty() || !other.runs.is_empty() {
             return self.merge(other);

@@ -35,11 +35,26 @@ pub fn stash<S: Default, D>(
     cap: &InputCapability<u64>,
     port: usize,
     data: &mut Vec<(D, u64, isize)>,
+    add: impl FnMut(&mut S, D, u64, isize),
+) {
+    stash_with(pending, cap, port, data, S::default, add)
+}
+
+/// [`stash`], a new timestamp's state made by `fresh` (a recycled one, say).
+pub fn stash_with<S, D>(
+    pending: &mut Pending<S>,
+    cap: &InputCapability<u64>,
+    port: usize,
+    data: &mut Vec<(D, u64, isize)>,
+    mut fresh: impl FnMut() -> S,
     mut add: impl FnMut(&mut S, D, u64, isize),
 ) {
     let mut updates = data.drain(..).peekable();
     while let Some((d, t, r)) = updates.next() {
-        let state = pending_at(pending, cap, port, t);
+        let state = &mut pending
+            .entry(t)
+            .or_insert_with(|| (cap.delayed(&t, port), fresh()))
+            .1;
         add(state, d, t, r);
         while let Some((d, _, r)) = updates.next_if(|u| u.1 == t) {
             add(state, d, t, r);
