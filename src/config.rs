@@ -52,11 +52,21 @@ pub struct JobSpec {
     pub limits: Option<LimitsSpec>,
 }
 
+/// The default segment length, and so commit interval, in timestamp milliseconds.
+///
+/// A commit costs about the same whatever a segment holds: a Parquet file per stream, a state
+/// file with the whole history-dependent state (the learner's live score log is most of it),
+/// fsyncs and a manifest entry. A backfill runs a thousand times faster than event time, so at
+/// one minute it committed 16 times a second, which took a sixth of the bench's throughput (see
+/// BENCHMARKS.md, "Sixteenth look"); five minutes is a twentieth of a typical state horizon, which
+/// a restart replays anyway, so recovery rereads little more.
+pub const DEFAULT_SEGMENT_MS: u64 = 300_000;
+
 /// The replay buffer (`<outputs.dir>/replay`): segment length and retention.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaySpec {
-    /// Timestamp range of one segment, and so the commit interval. Defaults to 60 s, rounded
+    /// Timestamp range of one segment, and so the commit interval. Defaults to 5 min, rounded
     /// up to a multiple of the emit interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_ms: Option<u64>,
@@ -703,7 +713,7 @@ impl Job {
         self.spec
             .replay
             .segment_ms
-            .unwrap_or_else(|| 60_000u64.div_ceil(emit) * emit)
+            .unwrap_or_else(|| DEFAULT_SEGMENT_MS.div_ceil(emit) * emit)
     }
 
     /// How far back (in timestamp ms) a record can still change any output: replaying from

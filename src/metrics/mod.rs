@@ -32,6 +32,7 @@ impl Shared {
             retention_ms: job.spec.time.retention_ms,
             ..Default::default()
         };
+        m.health.commit_every = std::time::Duration::from_millis(job.segment_ms());
         observe::declare(&mut m.registry, job);
         sampler::declare(&mut m.registry);
         Shared(Arc::new(Mutex::new(m)))
@@ -48,9 +49,11 @@ impl Shared {
     }
 
     /// Whether the job is ready: its dataflow runs and the replay buffer committed (or the
-    /// dataflow started) less than `max_age` ago; otherwise why not.
+    /// dataflow started) less than `max_age` ago, or two commit intervals if longer (a live
+    /// job commits about once a segment of event time); otherwise why not.
     pub fn readiness(&self, max_age: std::time::Duration) -> Result<(), String> {
         let m = self.lock();
+        let max_age = max_age.max(2 * m.health.commit_every);
         let Some(started) = m.health.started else {
             return Err("not ready: the dataflow has not started".into());
         };
@@ -80,6 +83,8 @@ pub struct Health {
     pub started: Option<std::time::Instant>,
     /// When the replay buffer last committed.
     pub last_commit: Option<std::time::Instant>,
+    /// The segment length as wall time: how often a live job commits.
+    pub commit_every: std::time::Duration,
     /// The dataflow has completed or stopped.
     pub finished: bool,
 }
@@ -169,4 +174,28 @@ fn window_of(labels: &Labels) -> String {
         .find(|(k, _)| *k == "window")
         .map(|(_, v)| v.clone())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn readiness_allows_two_segments_between_commits() {
+        let Some(before) = Instant::now().checked_sub(Duration::from_secs(400)) else {
+            return;
+        };
+        let shared = Shared::default();
+        {
+            let mut m = shared.lock();
+            m.health.started = Some(before);
+            m.health.last_commit = Some(before);
+            m.health.commit_every = Duration::from_secs(60);
+        }
+        let err = shared.readiness(Duration::from_secs(300)).unwrap_err();
+        assert!(err.contains("more than 300 s"), "{err}");
+        shared.lock().health.commit_every = Duration::from_secs(300);
+        assert_eq!(shared.readiness(Duration::from_secs(300)), Ok(()));
+    }
 }
