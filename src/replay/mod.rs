@@ -10,7 +10,6 @@
 //! A buffer lives at `<outputs.dir>/replay`, beside the outputs whose lengths its manifest
 //! records; a `LOCK` file keeps two jobs from writing one buffer.
 
-pub mod background;
 pub mod frames;
 pub mod journal;
 pub mod manifest;

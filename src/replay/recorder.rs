@@ -20,7 +20,6 @@ use differential_dataflow::VecCollection;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
 
-use super::background::{Background, Task};
 use super::journal::Journal;
 use super::manifest::{Manifest, WatermarkPoint, WATERMARKS_KEPT};
 use super::segment::{write_segment, BufferStream, SegmentMeta};
@@ -35,7 +34,7 @@ struct Staged {
     /// The boundary's segment files, encoded and written off the worker thread (Parquet
     /// encoding and compression are most of the recorder's work, and need nothing of the
     /// dataflow); a commit waits for them.
-    segments: Result<Task<Result<Vec<SegmentMeta>>>>,
+    segments: Result<std::thread::JoinHandle<Result<Vec<SegmentMeta>>>>,
     partitions: BTreeMap<String, PartitionState>,
 }
 
@@ -54,7 +53,7 @@ pub struct OutputCut {
 struct Writing {
     began: Instant,
     /// The stored manifest, its journal, and the files it no longer names.
-    done: Task<Result<(Manifest, Journal, Vec<String>)>>,
+    done: std::thread::JoinHandle<Result<(Manifest, Journal, Vec<String>)>>,
 }
 
 /// The commit state of a recording job (worker 0 only).
@@ -75,18 +74,6 @@ pub struct Checkpointer {
     pub snapshots: Vec<(&'static str, crate::dataflow::ordered::Snapshots)>,
     /// Kafka read positions, committed to the job's group after each commit (monitoring).
     pub group_offsets: Option<crate::kafka::offsets::GroupOffsets>,
-    /// The thread that writes segment files, started with the first segment.
-    segment_writer: Option<Background>,
-    /// The thread that completes commits, started with the first commit.
-    committer: Option<Background>,
-}
-
-/// The background thread in `slot`, started as `name` if it is not running yet.
-fn started<'a>(slot: &'a mut Option<Background>, name: &str) -> std::io::Result<&'a Background> {
-    if slot.is_none() {
-        *slot = Some(Background::new(name)?);
-    }
-    Ok(slot.as_ref().expect("just started"))
 }
 
 impl Checkpointer {
@@ -109,8 +96,6 @@ impl Checkpointer {
             commits: 0,
             snapshots: Vec::new(),
             group_offsets: None,
-            segment_writer: None,
-            committer: None,
         }))
     }
 
@@ -134,7 +119,7 @@ impl Checkpointer {
         cut: impl FnOnce(u64) -> Result<OutputCut>,
     ) -> Result<Option<Duration>> {
         let mut done = None;
-        if let Some(mut w) = self.writing.take() {
+        if let Some(w) = self.writing.take() {
             if !w.done.is_finished() && outputs_below != u64::MAX {
                 self.writing = Some(w);
                 return Ok(None);
@@ -210,31 +195,32 @@ impl Checkpointer {
         let retention = self.retention;
         let durable = outputs.durable;
         let journal = self.journal.take();
-        let committer =
-            started(&mut self.committer, "tidemark-commit").map_err(|e| Error::io(&self.dir, e))?;
-        let thread = committer.run(move || -> Result<(Manifest, Journal, Vec<String>)> {
-            for d in durable {
-                d()?;
-            }
-            if !states.is_empty() {
-                m.states.push(write_state(&dir, end, &states, &frames)?);
-            }
-            if let (Some(keep), false) = (retention, end == u64::MAX) {
-                let cutoff = end.saturating_sub(keep);
-                expired.extend(
-                    m.states
-                        .iter()
-                        .filter(|s| s.at <= cutoff)
-                        .map(|s| s.file.clone()),
-                );
-                m.states.retain(|s| s.at > cutoff);
-            }
-            let journal = match journal {
-                Some(j) => j.commit(&dir, &prev, &mut m)?,
-                None => Journal::create(&dir, &mut m)?,
-            };
-            Ok((m, journal, expired))
-        });
+        let thread = std::thread::Builder::new()
+            .name("tidemark-commit".into())
+            .spawn(move || -> Result<(Manifest, Journal, Vec<String>)> {
+                for d in durable {
+                    d()?;
+                }
+                if !states.is_empty() {
+                    m.states.push(write_state(&dir, end, &states, &frames)?);
+                }
+                if let (Some(keep), false) = (retention, end == u64::MAX) {
+                    let cutoff = end.saturating_sub(keep);
+                    expired.extend(
+                        m.states
+                            .iter()
+                            .filter(|s| s.at <= cutoff)
+                            .map(|s| s.file.clone()),
+                    );
+                    m.states.retain(|s| s.at > cutoff);
+                }
+                let journal = match journal {
+                    Some(j) => j.commit(&dir, &prev, &mut m)?,
+                    None => Journal::create(&dir, &mut m)?,
+                };
+                Ok((m, journal, expired))
+            })
+            .map_err(|e| Error::io(&self.dir, e))?;
         let w = Writing {
             began,
             done: thread,
@@ -461,8 +447,9 @@ pub fn record<'s>(
                 }
                 Ok(segments)
             };
-            let segments = started(&mut cp.segment_writer, "tidemark-segments")
-                .map(|w| w.run(write))
+            let segments = std::thread::Builder::new()
+                .name("tidemark-segments".into())
+                .spawn(write)
                 .map_err(|e| {
                     Error::replay(&cp.dir, format!("cannot start the segment writer: {e}"))
                 });
