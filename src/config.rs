@@ -57,9 +57,9 @@ pub struct JobSpec {
 /// A commit costs about the same whatever a segment holds: a Parquet file per stream, a state
 /// file with the whole history-dependent state (the learner's live score log is most of it),
 /// fsyncs and a manifest entry. A backfill runs a thousand times faster than event time, so at
-/// one minute it committed 16 times a second, which took a sixth of the bench's throughput (see
-/// BENCHMARKS.md, "Sixteenth look"); five minutes is a twentieth of a typical state horizon, which
-/// a restart replays anyway, so recovery rereads little more.
+/// one minute the bench committed 16 times a second, which took a seventh of its wall time (see
+/// BENCHMARKS.md, "Sixteenth look"). A restart replays a whole state horizon from the buffer
+/// anyway (over an hour in the bench), so rereading 5 minutes past the last commit adds little.
 pub const DEFAULT_SEGMENT_MS: u64 = 300_000;
 
 /// The replay buffer (`<outputs.dir>/replay`): segment length and retention.
