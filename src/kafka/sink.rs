@@ -11,7 +11,8 @@
 //! partition (the idempotent producer keeps a partition in order). A commit of the replay
 //! buffer first waits until every line below it is acknowledged.
 
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -69,21 +70,38 @@ pub fn key_columns(name: &str) -> Option<&'static [&'static str]> {
     KEYS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
 }
 
-/// Collects delivery failures from the producer's background thread.
+/// Lines produced and not yet acknowledged (by sequence number), and the first failure.
+#[derive(Default)]
+struct InFlight {
+    outstanding: BTreeSet<u64>,
+    failed: Option<String>,
+}
+
+/// The producer's acknowledgements, shared between its background thread, the sink and the
+/// commit thread that waits for them.
+type Acks = Arc<(Mutex<InFlight>, Condvar)>;
+
+fn lock(acks: &Acks) -> std::sync::MutexGuard<'_, InFlight> {
+    acks.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Collects acknowledgements and delivery failures from the producer's background thread.
 #[derive(Default)]
 struct Deliveries {
-    failed: Arc<Mutex<Option<String>>>,
+    acks: Acks,
 }
 
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
+    /// The line's sequence number in this sink.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        let mut f = lock(&self.acks);
+        f.outstanding.remove(&(seq as u64));
         if let Err((e, m)) = result {
-            let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-            f.get_or_insert_with(|| {
+            f.failed.get_or_insert_with(|| {
                 format!(
                     "a record to {}[{}] was not delivered: {e}",
                     m.topic(),
@@ -91,13 +109,53 @@ impl ProducerContext for Deliveries {
                 )
             });
         }
+        self.acks.1.notify_all();
+    }
+}
+
+/// Waits, on any thread, until the lines a sink produced before it was made are acknowledged.
+pub struct Acked {
+    acks: Acks,
+    below: u64,
+    topic: String,
+}
+
+impl Acked {
+    /// Blocks until every line before the cut is acknowledged; an error if any line was
+    /// refused or the broker took longer than the flush timeout.
+    pub fn wait(self) -> Result<()> {
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
+        let mut f = lock(&self.acks);
+        loop {
+            if let Some(e) = &f.failed {
+                return Err(Error::kafka(format!("producing to {}", self.topic), e));
+            }
+            if f.outstanding.first().is_none_or(|&s| s >= self.below) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::kafka(
+                    format!("producing to {}", self.topic),
+                    format!("lines unacknowledged after {} s", FLUSH_TIMEOUT.as_secs()),
+                ));
+            }
+            f = self
+                .acks
+                .1
+                .wait_timeout(f, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 }
 
 /// One output's Kafka topic.
 pub struct KafkaSink {
     producer: ThreadedProducer<Deliveries>,
-    failed: Arc<Mutex<Option<String>>>,
+    acks: Acks,
+    /// The next line's sequence number.
+    seq: u64,
     topic: String,
     keys: &'static [&'static str],
     run: String,
@@ -132,14 +190,15 @@ impl KafkaSink {
             .map(|&p| last_line(spec, topic, p, run))
             .collect::<Result<Vec<_>>>()?;
         let deliveries = Deliveries::default();
-        let failed = deliveries.failed.clone();
+        let acks = deliveries.acks.clone();
         let producer: ThreadedProducer<Deliveries> = spec
             .producer()
             .create_with_context(deliveries)
             .map_err(|e| Error::kafka(format!("producer for {topic} at {}", spec.brokers), e))?;
         Ok(KafkaSink {
             producer,
-            failed,
+            acks,
+            seq: 0,
             topic: topic.into(),
             keys,
             run: run.into(),
@@ -197,7 +256,11 @@ impl KafkaSink {
                 key: "tidemark.index",
                 value: Some(index_s.as_str()),
             });
-        let mut record = BaseRecord::to(&self.topic)
+        let seq = self.seq;
+        self.seq += 1;
+        // Outstanding before it is sent: its acknowledgement may come at once.
+        lock(&self.acks).outstanding.insert(seq);
+        let mut record = BaseRecord::with_opaque_to(&self.topic, seq as usize)
             .key(&key)
             .payload(json)
             .partition(partition)
@@ -216,11 +279,24 @@ impl KafkaSink {
                     record = r;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => return Err(Error::kafka(format!("producing to {}", self.topic), e)),
+                Err((e, _)) => {
+                    lock(&self.acks).outstanding.remove(&seq);
+                    return Err(Error::kafka(format!("producing to {}", self.topic), e));
+                }
             }
         }
         self.produced += 1;
         Ok(())
+    }
+
+    /// What waits until every line produced so far is acknowledged (on the commit thread:
+    /// worker 0 goes on producing meanwhile, and the wait ends with the lines before it).
+    pub fn acked(&self) -> Acked {
+        Acked {
+            acks: self.acks.clone(),
+            below: self.seq,
+            topic: self.topic.clone(),
+        }
     }
 
     /// Waits until every line produced so far is acknowledged; an error if any was refused.
@@ -228,15 +304,7 @@ impl KafkaSink {
         self.producer
             .flush(FLUSH_TIMEOUT)
             .map_err(|e| Error::kafka(format!("flushing {}", self.topic), e))?;
-        if let Some(f) = self
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            return Err(Error::kafka(format!("producing to {}", self.topic), f));
-        }
-        Ok(())
+        self.acked().wait()
     }
 }
 

@@ -47,15 +47,20 @@ pub fn arrow_schema(file: &SchemaFile) -> Schema {
 
 const PARQUET_BATCH: usize = 8192;
 
-/// What makes a changelog's lines up to a cut durable: its JSON Lines file synced.
+/// What makes a changelog's lines up to a cut durable: its Kafka lines acknowledged and its
+/// JSON Lines file synced.
 #[derive(Default)]
 pub struct Durable {
+    kafka: Option<crate::kafka::sink::Acked>,
     file: Option<(PathBuf, File)>,
 }
 
 impl Durable {
     /// Waits until the lines are durable (on any thread: the file is a handle of its own).
     pub fn make(self) -> Result<()> {
+        if let Some(acked) = self.kafka {
+            acked.wait()?;
+        }
         if let Some((path, f)) = self.file {
             f.sync_data().map_err(|e| Error::io(&path, e))?;
         }
@@ -170,18 +175,18 @@ impl ChangelogWriter {
         Ok(w)
     }
 
-    /// Waits until the Kafka lines written so far are acknowledged and hands the file's lines
-    /// to the OS; returns the JSON Lines file's length and what makes it durable (run off the
-    /// worker thread, before a manifest names that length).
+    /// Hands the file's lines to the OS; returns the JSON Lines file's length and what makes
+    /// the lines so far durable (run off the worker thread, before a manifest names that
+    /// length).
     ///
-    /// The Kafka wait stays here: a producer's flush waits for every line produced until it
-    /// ends, so on another thread it would also wait for the lines the worker goes on
-    /// producing, and under a steady stream might never end.
+    /// The Kafka wait is for the lines produced before the cut alone, by their sequence
+    /// numbers: a producer's flush would also wait for the lines the worker goes on producing.
+    /// On worker 0 it held every update back at each commit.
     pub fn cut(&mut self) -> Result<(u64, Durable)> {
-        let mut durable = Durable::default();
-        if let Some(k) = &mut self.kafka {
-            k.flush()?;
-        }
+        let mut durable = Durable {
+            kafka: self.kafka.as_ref().map(|k| k.acked()),
+            file: None,
+        };
         if let Some((path, out)) = &mut self.jsonl {
             out.flush().map_err(|e| Error::io(path.as_path(), e))?;
             let f = out
