@@ -258,8 +258,15 @@ impl KafkaSink {
             });
         let seq = self.seq;
         self.seq += 1;
-        // Outstanding before it is sent: its acknowledgement may come at once.
-        lock(&self.acks).outstanding.insert(seq);
+        {
+            let mut f = lock(&self.acks);
+            // A lost line leaves a hole in the topic: nothing after it is produced.
+            if let Some(e) = &f.failed {
+                return Err(Error::kafka(format!("producing to {}", self.topic), e));
+            }
+            // Outstanding before it is sent: its acknowledgement may come at once.
+            f.outstanding.insert(seq);
+        }
         let mut record = BaseRecord::with_opaque_to(&self.topic, seq as usize)
             .key(&key)
             .payload(json)
