@@ -6,11 +6,15 @@
 //! - [`config`] and [`schema`]: job files and record schemas, validated before anything runs;
 //! - [`sources`]: partitions (files, the [`generator`]) decoded by schema ([`decode`]) and stamped
 //!   with watermark ticks, bad records becoming dead letters;
-//! - [`dataflow`]: the three-way join, windows, label latency, quality metrics and entity features
-//!   as differential collections with fixed-point values;
-//! - [`outputs`]: changelogs consolidated per timestamp and written in a canonical order;
+//! - [`dataflow`]: one keyed join of events, predictions and labels, then windows on panes
+//!   (quality, label health, entity features, drift, shadow) pre-aggregated per worker in integer
+//!   accumulators, and the history-dependent operators ([`learn`], drift detectors, [`alerts`])
+//!   run in order on one worker;
+//! - [`outputs`]: changelogs consolidated per timestamp and written in a canonical order, and
+//!   [`kafka`] topics beside them;
 //! - [`replay`]: the Parquet replay buffer, replays of any range, and recovery;
-//! - [`runtime`]: timely execution across workers and processes.
+//! - [`runtime`]: timely execution across workers and processes, and [`metrics`] for a live
+//!   job.
 #![deny(missing_docs)]
 
 pub mod alerts;

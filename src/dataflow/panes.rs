@@ -15,12 +15,11 @@
 //!   a window's panes changed, or its status changes (one timer at `final_at`, one at
 //!   `retire_at`), it renders the window's row and emits `−old`/`+new` if it differs.
 //!
-//! Semantics: the output equals the differential pipeline it replaces, evaluated at every
-//! timestamp: a window's row at time `t` is a function of the contributions with timestamps
+//! Semantics: a window's row at time `t` is a function of the contributions with timestamps
 //! `≤ t` and of `t` (provisional before `final_at`, final until `retire_at`, gone after, with a
 //! retirement tombstone of its last final row). Contributions that reach a retired window are
-//! ignored, as the temporal expiry ignored them. State: the panes of live windows and each live
-//! window's last rows; a pane is dropped when the last window containing it retires.
+//! ignored. State: the panes of live windows and each live window's last rows; a pane is
+//! dropped when the last window containing it retires.
 //! Failure modes: none on input; accumulators are integer sums (exact, order-free).
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -33,7 +33,7 @@ struct Staged {
     end: u64,
     /// The boundary's segment files, encoded and written off the worker thread (Parquet
     /// encoding and compression are most of the recorder's work, and need nothing of the
-    /// dataflow); a commit waits for them.
+    /// dataflow); the boundary is committed once they are written.
     segments: Result<std::thread::JoinHandle<Result<Vec<SegmentMeta>>>>,
     partitions: BTreeMap<String, PartitionState>,
 }
@@ -43,9 +43,9 @@ struct Staged {
 pub struct OutputCut {
     /// Each output file's length holding exactly its lines below the boundary.
     pub lengths: BTreeMap<String, u64>,
-    /// Each waits until an output file's lines are durable (synced); run on the commit thread
-    /// before the manifest naming the lengths. (A Kafka sink's lines are acknowledged before
-    /// the cut returns.)
+    /// Each waits until an output file's lines are durable (its Kafka lines before the cut
+    /// acknowledged, the file synced); run on the commit thread before the manifest naming
+    /// the lengths.
     pub durable: Vec<Box<dyn FnOnce() -> Result<()> + Send>>,
 }
 
