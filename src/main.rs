@@ -616,8 +616,8 @@ fn cmd_bench_kafka(
     );
     for l in &r.latency {
         println!(
-            "  {:<15} {} updates: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
-            l.output, l.updates, l.p50, l.p90, l.p99, l.max
+            "  {:<15} {} updates: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms (p99 by third of the run: {} / {} / {} ms)",
+            l.output, l.updates, l.p50, l.p90, l.p99, l.max, l.p99_thirds[0], l.p99_thirds[1], l.p99_thirds[2]
         );
     }
     // The live job follows its topics until the process ends.
