@@ -2,6 +2,8 @@
 //! so that any range can be fed through the same dataflow again and a killed job can resume.
 //!
 //! - [`segment`]: one buffer stream over one timestamp range, checksummed;
+//! - [`background`]: the threads that encode segments and make commits durable, below the
+//!   workers' priority;
 //! - [`manifest`]: the committed segments, source resume points and output lengths;
 //! - [`recorder`]: the operator that cuts segments and the commit protocol;
 //! - [`source`]: the operator that feeds segments back at their recorded timestamps;
@@ -10,6 +12,7 @@
 //! A buffer lives at `<outputs.dir>/replay`, beside the outputs whose lengths its manifest
 //! records; a `LOCK` file keeps two jobs from writing one buffer.
 
+pub mod background;
 pub mod frames;
 pub mod journal;
 pub mod manifest;

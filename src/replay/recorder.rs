@@ -203,9 +203,9 @@ impl Checkpointer {
         let retention = self.retention;
         let durable = outputs.durable;
         let journal = self.journal.take();
-        let thread = std::thread::Builder::new()
-            .name("tidemark-commit".into())
-            .spawn(move || -> Result<(Manifest, Journal, Vec<String>)> {
+        let thread = super::background::spawn(
+            "tidemark-commit",
+            move || -> Result<(Manifest, Journal, Vec<String>)> {
                 for d in durable {
                     d()?;
                 }
@@ -227,8 +227,9 @@ impl Checkpointer {
                     None => Journal::create(&dir, &mut m)?,
                 };
                 Ok((m, journal, expired))
-            })
-            .map_err(|e| Error::io(&self.dir, e))?;
+            },
+        )
+        .map_err(|e| Error::io(&self.dir, e))?;
         let w = Writing {
             began,
             done: thread,
@@ -455,12 +456,9 @@ pub fn record<'s>(
                 }
                 Ok(segments)
             };
-            let segments = std::thread::Builder::new()
-                .name("tidemark-segments".into())
-                .spawn(write)
-                .map_err(|e| {
-                    Error::replay(&cp.dir, format!("cannot start the segment writer: {e}"))
-                });
+            let segments = super::background::spawn("tidemark-segments", write).map_err(|e| {
+                Error::replay(&cp.dir, format!("cannot start the segment writer: {e}"))
+            });
             let partitions = keys
                 .iter()
                 .enumerate()
