@@ -1,8 +1,8 @@
 //! The replay buffer's background threads: they run below the workers' CPU priority.
 //!
 //! Encoding a 5-minute segment takes a core for about a tenth of a second; at the workers'
-//! priority it took that core from them at every boundary, and updates waited (`tidemark bench
-//! --kafka` at half the peak: p99 112–131 ms, 90–93 ms with these threads niced). Nothing
+//! priority it took that core from them at every boundary, and updates waited (spikes at each
+//! segment boundary in `tidemark bench --kafka`; BENCHMARKS.md, seventeenth look). Nothing
 //! waits for these threads but the commit, which is durability, not latency.
 
 use std::thread::JoinHandle;
