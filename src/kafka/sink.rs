@@ -375,3 +375,52 @@ fn last_line(
         "no record arrived from the partition's last offset",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acked(acks: &Acks, below: u64) -> Acked {
+        Acked {
+            acks: acks.clone(),
+            below,
+            topic: "t".into(),
+        }
+    }
+
+    fn ack(acks: &Acks, seq: u64) {
+        lock(acks).outstanding.remove(&seq);
+        acks.1.notify_all();
+    }
+
+    #[test]
+    fn a_cut_waits_for_its_own_lines_only() {
+        let acks: Acks = Default::default();
+        lock(&acks).outstanding.extend([0, 1, 2, 3]);
+        let waiting = std::thread::spawn({
+            let a = acked(&acks, 2);
+            move || a.wait()
+        });
+        // Lines 2 and 3 were produced after the cut: they do not hold it.
+        ack(&acks, 1);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!waiting.is_finished(), "line 0 is not acknowledged yet");
+        ack(&acks, 0);
+        waiting.join().expect("no panic").expect("acknowledged");
+        assert_eq!(lock(&acks).outstanding, BTreeSet::from([2, 3]));
+    }
+
+    #[test]
+    fn a_lost_line_fails_the_wait_and_names_it() {
+        let acks: Acks = Default::default();
+        lock(&acks).outstanding.insert(0);
+        let waiting = std::thread::spawn({
+            let a = acked(&acks, 1);
+            move || a.wait()
+        });
+        lock(&acks).failed = Some("a record to t[0] was not delivered: timed out".into());
+        acks.1.notify_all();
+        let e = waiting.join().expect("no panic").expect_err("lost");
+        assert!(e.to_string().contains("t[0] was not delivered"), "{e}");
+    }
+}
