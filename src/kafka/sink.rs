@@ -154,8 +154,6 @@ impl Acked {
 pub struct KafkaSink {
     producer: ThreadedProducer<Deliveries>,
     acks: Acks,
-    /// The next line's sequence number.
-    seq: u64,
     topic: String,
     keys: &'static [&'static str],
     run: String,
@@ -198,7 +196,6 @@ impl KafkaSink {
         Ok(KafkaSink {
             producer,
             acks,
-            seq: 0,
             topic: topic.into(),
             keys,
             run: run.into(),
@@ -256,8 +253,8 @@ impl KafkaSink {
                 key: "tidemark.index",
                 value: Some(index_s.as_str()),
             });
-        let seq = self.seq;
-        self.seq += 1;
+        // A line's sequence number is its place among the lines produced.
+        let seq = self.produced;
         {
             let mut f = lock(&self.acks);
             // A lost line leaves a hole in the topic: nothing after it is produced.
@@ -301,7 +298,7 @@ impl KafkaSink {
     pub fn acked(&self) -> Acked {
         Acked {
             acks: self.acks.clone(),
-            below: self.seq,
+            below: self.produced,
             topic: self.topic.clone(),
         }
     }
