@@ -72,11 +72,37 @@ pub fn produce(
     spec: &KafkaSpec,
     topics: &[String; 3],
     per_second: f64,
-    mut sent: impl FnMut(usize, usize, Option<i64>),
+    sent: impl FnMut(usize, usize, Option<i64>),
 ) -> Result<Produced> {
     params
         .check()
         .map_err(|(k, r)| Error::config("(generator parameters)", k, r))?;
+    produce_prepared(
+        arrivals(params).map(prepare),
+        spec,
+        topics,
+        per_second,
+        sent,
+    )
+}
+
+/// A generated record ready to produce: stream index, key, JSON line and watermark time.
+pub type Prepared = (usize, String, String, Option<i64>);
+
+/// `r` of stream `i`, ready to produce.
+pub fn prepare((i, r): (usize, GenRecord)) -> Prepared {
+    (i, key_of(&r), r.to_json_line(), watermark_time(&r))
+}
+
+/// [`produce`] for records prepared beforehand (a benchmark prepares them before its clock
+/// starts, so that generating them takes no cores from the job it measures).
+pub fn produce_prepared(
+    records: impl Iterator<Item = Prepared>,
+    spec: &KafkaSpec,
+    topics: &[String; 3],
+    per_second: f64,
+    mut sent: impl FnMut(usize, usize, Option<i64>),
+) -> Result<Produced> {
     let parts: Vec<usize> = topics
         .iter()
         .map(|t| super::topic_partitions(spec, t).map(|p| p.len()))
@@ -94,9 +120,7 @@ pub fn produce(
     let start = Instant::now();
     let mut out = Produced::default();
     let mut n = 0u64;
-    for (i, r) in arrivals(params) {
-        let key = key_of(&r);
-        let line = r.to_json_line();
+    for (i, key, line, own) in records {
         let topic = &topics[i];
         let partition = partition_for(&key, parts[i]);
         let mut record = BaseRecord::to(topic)
@@ -118,7 +142,7 @@ pub fn produce(
                 Err((e, _)) => return Err(Error::kafka(format!("producing to {topic}"), e)),
             }
         }
-        sent(i, partition, watermark_time(&r));
+        sent(i, partition, own);
         *out.records.entry(Stream::ALL[i].name().into()).or_default() += 1;
         n += 1;
         if per_second > 0.0 {
