@@ -750,9 +750,9 @@ fn execute(
         if !writes {
             return Ok(None);
         }
-        let ingest = current_rows(&sinks.ingest.borrow().current);
-        let quality = current_rows(&sinks.quality.borrow().current);
-        let labels = current_rows(&sinks.labels.borrow().current);
+        let ingest = current_rows(&mut sinks.ingest.borrow_mut().current);
+        let quality = current_rows(&mut sinks.quality.borrow_mut().current);
+        let labels = current_rows(&mut sinks.labels.borrow_mut().current);
         let mut lines = vec![
             ("quality", sinks.quality.borrow().lines),
             ("label_health", sinks.labels.borrow().lines),
@@ -767,7 +767,7 @@ fn execute(
                 ("drift_alerts", sinks.drift_alerts.borrow().lines),
                 ("drift_detections", sinks.detections.borrow().lines),
             ]);
-            for a in current_rows(&sinks.drift_alerts.borrow().current) {
+            for a in current_rows(&mut sinks.drift_alerts.borrow_mut().current) {
                 let rule = a.rule(d);
                 alerts.push((
                     a.key.win.start,
@@ -777,7 +777,7 @@ fn execute(
                     a.status.name().to_string(),
                 ));
             }
-            for r in current_rows(&sinks.detections.borrow().current) {
+            for r in current_rows(&mut sinks.detections.borrow_mut().current) {
                 let name = d.detectors[r.detector as usize].name();
                 detections.push((r.event_time, r.model, name.to_string(), r.position));
             }
@@ -794,7 +794,7 @@ fn execute(
                 ("quarantine", sinks.quarantine.borrow().lines),
                 ("shadow", sinks.shadow.borrow().lines),
             ]);
-            decisions = current_rows(&sinks.decisions.borrow().current);
+            decisions = current_rows(&mut sinks.decisions.borrow_mut().current);
             decisions.sort_by_key(|d| d.seq);
         }
         Ok(Some((
@@ -855,11 +855,8 @@ fn execute(
     Ok(summary)
 }
 
-fn current_rows<R: Clone>(current: &Option<std::collections::BTreeMap<R, isize>>) -> Vec<R> {
-    current
-        .as_ref()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
+fn current_rows<R: Ord + Clone>(current: &mut Option<crate::outputs::sink::Contents<R>>) -> Vec<R> {
+    current.as_mut().map(|c| c.rows()).unwrap_or_default()
 }
 
 fn expected_records(job: &Job) -> u64 {

@@ -70,6 +70,22 @@ pub fn key_columns(name: &str) -> Option<&'static [&'static str]> {
     KEYS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
 }
 
+/// A line's Kafka message key: the values of its output's `keys` columns, joined by `|`.
+pub fn key(keys: &[&str], cols: &crate::outputs::rows::Columns) -> String {
+    let key: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            cols.iter()
+                .find(|(n, _)| n == k)
+                .map_or(String::new(), |(_, v)| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                })
+        })
+        .collect();
+    key.join("|")
+}
+
 /// Lines produced and not yet acknowledged (by sequence number), and the first failure.
 #[derive(Default)]
 struct InFlight {
@@ -206,32 +222,14 @@ impl KafkaSink {
         })
     }
 
-    /// Produces one changelog line (`json`, the line as written to JSON Lines) at `ts`; `cols`
-    /// are its columns, which give the key.
-    pub fn send(
-        &mut self,
-        ts: u64,
-        json: &str,
-        cols: &crate::outputs::rows::Columns,
-    ) -> Result<()> {
+    /// Produces one changelog line (`json`, the line as written to JSON Lines) at `ts`, keyed
+    /// by `key` (see [`key`]).
+    pub fn send(&mut self, ts: u64, json: &[u8], key: &str) -> Result<()> {
         if self.at.0 != ts {
             self.at = (ts, 0);
         }
         let index = self.at.1;
         self.at.1 += 1;
-        let key: Vec<String> = self
-            .keys
-            .iter()
-            .map(|k| {
-                cols.iter()
-                    .find(|(n, _)| n == k)
-                    .map_or(String::new(), |(_, v)| match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        v => v.to_string(),
-                    })
-            })
-            .collect();
-        let key = key.join("|");
         let partition =
             (crate::learn::model::fnv1a(&[key.as_bytes()]) % self.present.len() as u64) as i32;
         if self.present[partition as usize].is_some_and(|last| (ts, index) <= last) {
@@ -265,7 +263,7 @@ impl KafkaSink {
             f.outstanding.insert(seq);
         }
         let mut record = BaseRecord::with_opaque_to(&self.topic, seq as usize)
-            .key(&key)
+            .key(key)
             .payload(json)
             .partition(partition)
             .headers(headers);
@@ -291,6 +289,11 @@ impl KafkaSink {
         }
         self.produced += 1;
         Ok(())
+    }
+
+    /// The key columns of this sink's output.
+    pub fn keys(&self) -> &'static [&'static str] {
+        self.keys
     }
 
     /// What waits until every line produced so far is acknowledged (on the commit thread:

@@ -42,9 +42,11 @@ pub struct Format {
     pub drift: Option<std::sync::Arc<crate::drift::Drift>>,
     /// Alert rules.
     pub alerts: std::sync::Arc<Vec<crate::alerts::Rule>>,
-    /// Outputs are written only as JSON Lines (no Parquet, no Kafka topic), so a line's text
-    /// is all a sink needs of it.
+    /// Outputs are not written as Parquet, so a line's text (and, for an output that goes to
+    /// Kafka, its message key) is all a sink needs of it.
     pub text_only: bool,
+    /// Outputs that go to a Kafka topic.
+    pub kafka: std::collections::BTreeSet<String>,
 }
 
 impl Format {
@@ -59,9 +61,23 @@ impl Format {
                 .spec
                 .outputs
                 .formats
-                .contains(&crate::config::OutputFormat::Parquet)
-                && job.spec.outputs.kafka.is_none(),
+                .contains(&crate::config::OutputFormat::Parquet),
+            kafka: job
+                .spec
+                .outputs
+                .kafka
+                .iter()
+                .flat_map(|k| k.topics.keys().cloned())
+                .collect(),
         }
+    }
+
+    /// The Kafka message key columns of output `name`, if it goes to a topic.
+    pub fn kafka_keys(&self, name: &str) -> Option<&'static [&'static str]> {
+        self.kafka
+            .contains(name)
+            .then(|| crate::kafka::sink::key_columns(name))
+            .flatten()
     }
 }
 
@@ -609,7 +625,7 @@ pub fn json_line(ts: u64, diff: isize, cols: &Columns) -> String {
 }
 
 /// [`json_line`]'s bytes, appended to `out`.
-fn push_json_line(out: &mut Vec<u8>, ts: u64, diff: isize, cols: &Columns) {
+pub fn push_json_line(out: &mut Vec<u8>, ts: u64, diff: isize, cols: &Columns) {
     // Values are written straight into the line (a `String` per value was most of a sink's
     // allocations); the text is `Value`'s own `Display`, so the bytes are unchanged.
     let mut line = Line(out);

@@ -211,7 +211,11 @@ impl ChangelogWriter {
         let line =
             (self.jsonl.is_some() || self.kafka.is_some()).then(|| json_line(ts, diff, cols));
         if let (Some(k), Some(line)) = (&mut self.kafka, &line) {
-            k.send(ts, line, cols)?;
+            k.send(
+                ts,
+                line.as_bytes(),
+                &crate::kafka::sink::key(k.keys(), cols),
+            )?;
         }
         if let Some(line) = &line {
             self.append_jsonl(line.as_bytes())?;
@@ -232,15 +236,29 @@ impl ChangelogWriter {
         Ok(())
     }
 
-    /// Some format needs a line's columns, not only its JSON text (Parquet, Kafka).
+    /// Some format needs a line's columns, not only its JSON text (Parquet).
     pub fn needs_columns(&self) -> bool {
-        self.parquet.is_some() || self.kafka.is_some()
+        self.parquet.is_some()
     }
 
-    /// Appends `n` changelog lines formatted elsewhere (as [`json_line`] formats them), each
-    /// ended by a newline; only for a writer that does not need the columns.
-    pub fn write_lines(&mut self, text: &[u8], n: u64) -> Result<()> {
+    /// Appends `n` changelog lines at `ts` formatted elsewhere (as [`json_line`] formats them),
+    /// each ended by a newline, with their Kafka keys if the output goes to Kafka; only for a
+    /// writer that does not need the columns.
+    pub fn write_lines(&mut self, ts: u64, text: &[u8], n: u64, keys: &[String]) -> Result<()> {
         debug_assert!(!self.needs_columns());
+        if let Some(k) = &mut self.kafka {
+            let lines = text.split(|b| *b == b'\n').take(n as usize);
+            if keys.len() != n as usize {
+                return Err(Error::Runtime(format!(
+                    "{} lines at {ts} came with {} Kafka keys",
+                    n,
+                    keys.len()
+                )));
+            }
+            for (line, key) in lines.zip(keys) {
+                k.send(ts, line, key)?;
+            }
+        }
         self.lines += n;
         self.append_jsonl(text)
     }
