@@ -2,4 +2,5 @@
 
 pub mod rows;
 pub mod sink;
+pub mod writeback;
 pub mod writer;

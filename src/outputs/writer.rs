@@ -86,6 +86,8 @@ pub struct ChangelogWriter {
     pub jsonl_bytes: u64,
     /// The Kafka topic the lines also go to.
     kafka: Option<crate::kafka::sink::KafkaSink>,
+    /// Early writeback of the JSON Lines file.
+    writeback: Option<super::writeback::Writeback>,
 }
 
 impl ChangelogWriter {
@@ -107,6 +109,7 @@ impl ChangelogWriter {
             lines: 0,
             jsonl_bytes: 0,
             kafka: None,
+            writeback: None,
         };
         let jsonl_path = dir.join(format!("{name}.jsonl"));
         let mut committed = Vec::new();
@@ -134,6 +137,7 @@ impl ChangelogWriter {
             } else {
                 crate::confine::create(&jsonl_path)?
             };
+            w.writeback = super::writeback::Writeback::new(&f, w.jsonl_bytes);
             w.jsonl = Some((jsonl_path.clone(), BufWriter::with_capacity(1 << 16, f)));
         }
         if formats.contains(&OutputFormat::Parquet) {
@@ -269,6 +273,9 @@ impl ChangelogWriter {
             out.write_all(text)
                 .map_err(|e| Error::io(path.as_path(), e))?;
             self.jsonl_bytes += text.len() as u64;
+            if let Some(wb) = &mut self.writeback {
+                wb.written(self.jsonl_bytes - out.buffer().len() as u64);
+            }
         }
         Ok(())
     }
