@@ -161,8 +161,9 @@ type Formatted<R> = (R, isize, Option<Lines>);
 /// Attaches a changelog sink to `coll`; changes are reported as of the next multiple of `emit`.
 ///
 /// Two operators: `…Format.<output>` on every worker consolidates each complete timestamp of
-/// its own rows and formats their JSON lines when those are all that is written (formatting is
-/// most of a sink's work, and worker 0 has the most else to do); `…Sink.<output>` on worker 0
+/// its own rows and formats their JSON lines (with their Kafka keys, if the output goes to a
+/// topic) unless the output is also written as Parquet (formatting is most of a sink's work,
+/// and worker 0 has the most else to do); `…Sink.<output>` on worker 0
 /// merges them in row order and writes.
 /// Time: a timestamp is written once the frontier passes it. State: the rows of incomplete
 /// timestamps. Failure modes: the first write error stops this sink's writes and is reported
