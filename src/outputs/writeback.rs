@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// Bytes appended between two writeback requests.
 const CHUNK: u64 = 8 << 20;
@@ -41,7 +41,6 @@ impl Writeback {
             return;
         }
         if let Some(tx) = requests() {
-            let tx = tx.lock().unwrap_or_else(|p| p.into_inner());
             let _ = tx.send((self.file.clone(), self.requested, len - self.requested));
         }
         self.requested = len;
@@ -49,8 +48,8 @@ impl Writeback {
 }
 
 /// The writeback thread's queue, started on first use; `None` if it could not start.
-fn requests() -> Option<&'static Mutex<Sender<Request>>> {
-    static QUEUE: OnceLock<Option<Mutex<Sender<Request>>>> = OnceLock::new();
+fn requests() -> Option<&'static Sender<Request>> {
+    static QUEUE: OnceLock<Option<Sender<Request>>> = OnceLock::new();
     QUEUE
         .get_or_init(|| {
             let (tx, rx) = channel::<Request>();
@@ -60,7 +59,7 @@ fn requests() -> Option<&'static Mutex<Sender<Request>>> {
                 }
             })
             .ok()?;
-            Some(Mutex::new(tx))
+            Some(tx)
         })
         .as_ref()
 }
