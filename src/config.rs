@@ -196,7 +196,7 @@ impl SourcesSpec {
 }
 
 /// One input source.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// Schema id in `schemas_dir`.
@@ -209,6 +209,52 @@ pub struct SourceSpec {
     /// The topic (Kafka sources only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// What a record with a field (a JSON key, a Parquet column) its schema does not declare
+    /// does: `"ignore"` (the default) or `"dead_letter"`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub extra_fields: crate::schema::ExtraFields,
+    /// What a source that refuses everything it reads does: `"stop"` (the default) stops the
+    /// job when a partition's first [`ALL_REFUSED_AFTER`] records are all refused, and fails
+    /// the run when the stream read records and accepted none; `"continue"` runs on.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub on_all_refused: OnAllRefused,
+}
+
+// Written out so that a source with the default policies prints (and fingerprints) as it did
+// before they existed: replay buffers of earlier runs stay this job's.
+impl std::fmt::Debug for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("SourceSpec");
+        d.field("schema", &self.schema)
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("topic", &self.topic);
+        if !is_default(&self.extra_fields) {
+            d.field("extra_fields", &self.extra_fields);
+        }
+        if !is_default(&self.on_all_refused) {
+            d.field("on_all_refused", &self.on_all_refused);
+        }
+        d.finish()
+    }
+}
+
+/// How many refused records, with none accepted, stop a partition's job (`on_all_refused`).
+pub const ALL_REFUSED_AFTER: u64 = 1000;
+
+/// What a source that refuses everything it reads does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnAllRefused {
+    /// Stop: the source is misconfigured (a schema that does not fit the data).
+    #[default]
+    Stop,
+    /// Run on, everything refused going to dead letters.
+    Continue,
+}
+
+fn is_default<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
 }
 
 /// Kinds of sources.
@@ -580,7 +626,9 @@ impl Job {
         for stream in Stream::ALL {
             let src = spec.sources.get(stream);
             let key = |k: &str| format!("sources.{stream}.{k}");
-            schemas.push(InputSchema::load(&schemas_dir, &src.schema, stream)?);
+            let mut schema = InputSchema::load(&schemas_dir, &src.schema, stream)?;
+            schema.extra_fields = src.extra_fields;
+            schemas.push(schema);
             match (src.kind, &src.path) {
                 (SourceKind::Generator, Some(_)) => {
                     return Err(err(&key("path"), "generator sources take no path".into()))
@@ -834,7 +882,9 @@ pub fn resolve_files(
         // naming it, rather than found out by the running job.
         for p in &out {
             let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            if let Err(e) = parquet::file::reader::SerializedFileReader::new(f) {
+            if let Err(e) = crate::sources::partition::guarded(|| {
+                parquet::file::reader::SerializedFileReader::new(f)
+            }) {
                 return Err(format!("{}: not a readable Parquet file: {e}", p.display()));
             }
         }

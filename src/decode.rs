@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::records::{to_micro, Event, Label, Prediction, Record, Text};
-use crate::schema::{FieldSpec, FieldType, InputSchema, Role, Stream};
+use crate::schema::{ExtraFields, FieldSpec, FieldType, InputSchema, Role, Stream};
 
 /// Earliest accepted record time: 2000-01-01T00:00:00Z.
 pub const MIN_TIME_MS: i64 = 946_684_800_000;
@@ -25,20 +25,40 @@ pub enum Value<'a> {
     U64(u64),
     /// A boolean.
     Bool(bool),
-    /// Something else (an object, an array, an unsupported column type), named.
+    /// A JSON value of another kind (an object, an array), named.
     Other(&'static str),
+    /// A cell of an Arrow column whose type no role reads.
+    Column(&'a arrow_schema::DataType),
 }
 
 impl Value<'_> {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> String {
         match self {
-            Value::Null => "null",
-            Value::Str(_) => "a string",
-            Value::F64(_) => "a float",
-            Value::I64(_) | Value::U64(_) => "an integer",
-            Value::Bool(_) => "a boolean",
-            Value::Other(k) => k,
+            Value::Null => "null".into(),
+            Value::Str(_) => "a string".into(),
+            Value::F64(_) => "a float".into(),
+            Value::I64(_) | Value::U64(_) => "an integer".into(),
+            Value::Bool(_) => "a boolean".into(),
+            Value::Other(k) => (*k).into(),
+            Value::Column(t) => format!("a column of Arrow type {t}"),
         }
+    }
+}
+
+/// What a field of `role` accepts, in words, for error messages.
+pub fn accepted(role: Role) -> &'static str {
+    match role {
+        Role::Id | Role::Entity | Role::Model | Role::Categorical => {
+            "a string (Arrow utf8, large_utf8, utf8_view or a dictionary of strings) or an \
+             integer of any width"
+        }
+        Role::Time => {
+            "epoch milliseconds as an integer, an Arrow timestamp of any unit and time zone, a \
+             date, or an RFC 3339 / ISO-8601 string"
+        }
+        Role::Numeric | Role::Score => "an integer or float of any width, or a decimal",
+        Role::Label => "0 or 1 as an integer of any width or a float, or a boolean",
+        Role::Output => "nothing (output fields are not read)",
     }
 }
 
@@ -49,15 +69,33 @@ fn fail(f: &FieldSpec, reason: impl Into<String>) -> FieldError {
     (f.name.clone(), reason.into())
 }
 
-fn string<'a>(f: &FieldSpec, v: Value<'a>) -> Result<&'a str, FieldError> {
+/// A value of the wrong kind: names what was found and what the field's role takes.
+fn wrong(f: &FieldSpec, v: Value<'_>) -> FieldError {
+    let found = match v {
+        Value::Str(s) => format!("the string {s:?}"),
+        Value::F64(x) => format!("the float {x}"),
+        Value::I64(x) => format!("the integer {x}"),
+        Value::U64(x) => format!("the integer {x}"),
+        Value::Bool(b) => format!("the boolean {b}"),
+        v => v.kind(),
+    };
+    fail(f, format!("expected {}, found {found}", accepted(f.role)))
+}
+
+/// A text value (id, entity, model, category): a non-empty string, or an integer as its
+/// decimal digits (a field declared `uint64` refuses negative integers).
+fn text(f: &FieldSpec, v: Value<'_>) -> Result<Text, FieldError> {
     match v {
-        Value::Str(s) if !s.is_empty() => Ok(s),
+        Value::Str(s) if !s.is_empty() => Ok(Text::from(s)),
         Value::Str(_) => Err(fail(f, "empty string")),
-        Value::Null => Err(fail(f, "missing")),
-        other => Err(fail(
+        Value::I64(x) if x < 0 && f.ty == FieldType::Uint64 => Err(fail(
             f,
-            format!("expected a string, found {}", other.kind()),
+            format!("negative integer {x} does not fit the declared type uint64"),
         )),
+        Value::I64(x) => Ok(Text::from(itoa::Buffer::new().format(x))),
+        Value::U64(x) => Ok(Text::from(itoa::Buffer::new().format(x))),
+        Value::Null => Err(fail(f, "missing")),
+        other => Err(wrong(f, other)),
     }
 }
 
@@ -68,12 +106,7 @@ fn number(f: &FieldSpec, v: Value<'_>) -> Result<f64, FieldError> {
         Value::U64(x) => x as f64,
         Value::Str("NaN" | "nan" | "Infinity" | "-Infinity" | "inf" | "-inf") => f64::NAN,
         Value::Null => return Err(fail(f, "missing")),
-        other => {
-            return Err(fail(
-                f,
-                format!("expected a number, found {}", other.kind()),
-            ))
-        }
+        other => return Err(wrong(f, other)),
     };
     if !x.is_finite() {
         return Err(fail(f, "NaN or infinite value is not allowed"));
@@ -88,16 +121,21 @@ fn time(f: &FieldSpec, v: Value<'_>) -> Result<u64, FieldError> {
         Value::U64(x) => i64::try_from(x).unwrap_or(i64::MAX),
         Value::F64(x) if x.fract() == 0.0 && x.is_finite() && x.abs() < 9.0e18 => x as i64,
         Value::F64(x) if x.fract() == 0.0 && x.is_finite() => i64::MAX,
+        // A time without an offset is UTC; a fraction finer than a millisecond is cut off.
+        Value::Str(s) => match arrow_cast::parse::string_to_timestamp_nanos(s.trim()) {
+            Ok(ns) => ns.div_euclid(1_000_000),
+            Err(_) => {
+                return Err(fail(
+                    f,
+                    format!(
+                        "expected {}, found the string {s:?}, which is no RFC 3339 / ISO-8601 time",
+                        accepted(f.role)
+                    ),
+                ))
+            }
+        },
         Value::Null => return Err(fail(f, "missing")),
-        other => {
-            return Err(fail(
-                f,
-                format!(
-                    "expected epoch milliseconds (an integer), found {}",
-                    other.kind()
-                ),
-            ))
-        }
+        other => return Err(wrong(f, other)),
     };
     if t < 0 {
         return Err(fail(f, format!("negative time {t}")));
@@ -127,14 +165,16 @@ pub fn decode<'a>(
             for f in &schema.fields {
                 let v = get(&f.name);
                 match f.role {
-                    Role::Id => id = Some(Text::from(string(f, v)?)),
-                    Role::Entity => entity = Some(Text::from(string(f, v)?)),
+                    Role::Id => id = Some(text(f, v)?),
+                    Role::Entity => entity = Some(text(f, v)?),
                     Role::Time => t = Some(time(f, v)?),
                     Role::Numeric => numeric.push(match v {
                         Value::Null if f.nullable => None,
                         v => {
                             let x = number(f, v)?;
-                            if f.ty == FieldType::Int64 && x.fract() != 0.0 {
+                            if matches!(f.ty, FieldType::Int64 | FieldType::Uint64)
+                                && x.fract() != 0.0
+                            {
                                 return Err(fail(f, format!("expected an integer, found {x}")));
                             }
                             // Keeps squares of micro-units and their window sums within i128.
@@ -146,7 +186,7 @@ pub fn decode<'a>(
                     }),
                     Role::Categorical => categorical.push(match v {
                         Value::Null if f.nullable => None,
-                        v => Some(Text::from(string(f, v)?)),
+                        v => Some(text(f, v)?),
                     }),
                     _ => unreachable!("schema roles checked at load"),
                 }
@@ -162,9 +202,9 @@ pub fn decode<'a>(
         }
         Stream::Predictions => {
             let f = schema.field(Role::Id);
-            let event_id = Text::from(string(f, get(&f.name))?);
+            let event_id = text(f, get(&f.name))?;
             let f = schema.field(Role::Model);
-            let model = Text::from(string(f, get(&f.name))?);
+            let model = text(f, get(&f.name))?;
             let f = schema.field(Role::Score);
             let s = number(f, get(&f.name))?;
             if !(0.0..=1.0).contains(&s) {
@@ -181,7 +221,7 @@ pub fn decode<'a>(
         }
         Stream::Labels => {
             let f = schema.field(Role::Id);
-            let event_id = Text::from(string(f, get(&f.name))?);
+            let event_id = text(f, get(&f.name))?;
             let f = schema.field(Role::Label);
             let label = match get(&f.name) {
                 Value::Bool(b) => b as u8,
@@ -189,14 +229,9 @@ pub fn decode<'a>(
                 Value::I64(1) | Value::U64(1) => 1,
                 Value::F64(x) if x == 0.0 || x == 1.0 => x as u8,
                 Value::Null => return Err(fail(f, "missing")),
-                other => {
-                    return Err(fail(
-                        f,
-                        // Integers, 0.0/1.0 and booleans; strings are refused whatever they
-                        // say ("1", "yes", "true" would each need a rule of their own).
-                        format!("expected 0 or 1, found {}", describe(other)),
-                    ));
-                }
+                // Strings are refused whatever they say ("1", "yes", "true" would each need a
+                // rule of their own).
+                other => return Err(wrong(f, other)),
             };
             let f = schema.field(Role::Time);
             let t = time(f, get(&f.name))?;
@@ -219,13 +254,24 @@ fn describe(v: Value<'_>) -> String {
     }
 }
 
+/// The reason given to a record with a field its schema does not declare, when the source
+/// dead-letters such records.
+pub fn unknown_field(schema: &InputSchema) -> String {
+    format!(
+        "unknown field (schema {} does not declare it, and the source's extra_fields is \
+         \"dead_letter\")",
+        schema.id
+    )
+}
+
 /// Decodes one JSON Lines line; the error's field is empty when the line is not a JSON object.
 pub fn decode_json_line(schema: &InputSchema, line: &str) -> Result<Record, FieldError> {
     decode_json_bytes(schema, line.as_bytes())
 }
 
 /// Decodes one JSON object from raw bytes. A value that cannot be read (a number out of range,
-/// invalid UTF-8 in a string) names the field it belongs to; a key given twice is refused.
+/// invalid UTF-8 in a string) names the field it belongs to; a key given twice is refused; a
+/// key the schema does not declare is ignored or refused as the source's `extra_fields` says.
 pub fn decode_json_bytes(schema: &InputSchema, line: &[u8]) -> Result<Record, FieldError> {
     use serde::de::DeserializeSeed;
     let mut reading = None;
@@ -256,11 +302,10 @@ pub fn decode_json_bytes(schema: &InputSchema, line: &[u8]) -> Result<Record, Fi
                 "duplicate field: the key appears more than once in the object".into(),
             ));
         }
-        if !schema.fields.iter().any(|f| &f.name == key) {
-            return Err((
-                key.clone(),
-                format!("unknown field (schema {} does not declare it)", schema.id),
-            ));
+        if schema.extra_fields == ExtraFields::DeadLetter
+            && !schema.fields.iter().any(|f| &f.name == key)
+        {
+            return Err((key.clone(), unknown_field(schema)));
         }
     }
     let get = |name: &str| obj.iter().find(|(k, _)| k == name).map(|(_, v)| v);

@@ -76,6 +76,14 @@ pub enum Error {
         /// Why tidemark will not touch it.
         reason: String,
     },
+    /// A source refused everything it read: its schema or format does not fit its data.
+    #[error("sources.{stream}: {reason}")]
+    AllRefused {
+        /// The stream whose source it is.
+        stream: String,
+        /// What was read and refused, with the first reasons.
+        reason: String,
+    },
     /// The timely runtime failed (a worker panicked or could not start).
     #[error("runtime: {0}")]
     Runtime(String),

@@ -27,6 +27,7 @@ pub mod drift;
 pub mod error;
 pub mod generate;
 pub mod generator;
+pub mod init;
 pub mod kafka;
 pub mod learn;
 pub mod metrics;

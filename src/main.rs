@@ -23,12 +23,34 @@ struct Cli {
     command: Command,
 }
 
+/// Arguments of `tidemark init`.
+#[derive(Args)]
+struct InitCli {
+    /// Events file (Parquet or JSON Lines).
+    #[arg(long)]
+    events: PathBuf,
+    /// Predictions file.
+    #[arg(long)]
+    predictions: PathBuf,
+    /// Labels file.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Directory for the job file and its schemas/.
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+    /// The job's name (and the schemas' version suffix).
+    #[arg(long, default_value = "myjob")]
+    name: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a job file to completion and write its changelogs.
     Run(RunArgs),
     /// Write the generator's events, predictions and labels (plus metadata.json) to files.
     Generate(GenerateArgs),
+    /// Guess a job file and schemas from the first rows of your own files.
+    Init(InitCli),
     /// Measure the demo pipeline end to end over generated Parquet files.
     Bench {
         /// Number of events to generate.
@@ -346,6 +368,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => cmd_run(a),
         Command::Generate(a) => cmd_generate(a),
+        Command::Init(a) => cmd_init(a),
         Command::Validate { jobs } => cmd_validate(&jobs),
         Command::Replay(a) => cmd_replay(a),
         Command::Backfill(a) => cmd_backfill(a),
@@ -569,6 +592,34 @@ fn cmd_bench(
     Ok(())
 }
 
+fn cmd_init(a: InitCli) -> Result<(), String> {
+    let g = tidemark::init::init(&tidemark::init::InitArgs {
+        events: a.events,
+        predictions: a.predictions,
+        labels: a.labels,
+        out: a.out,
+        name: a.name,
+    })
+    .map_err(|e| e.to_string())?;
+    println!(
+        "guessed from the first {} rows of each file:",
+        tidemark::init::SAMPLE_ROWS
+    );
+    for r in &g.reasons {
+        println!("  {r}");
+    }
+    println!();
+    for s in &g.schemas {
+        println!("wrote {}", s.display());
+    }
+    println!("wrote {}", g.job.display());
+    println!();
+    println!("next: check the roles, then");
+    println!("  tidemark validate {}", g.job.display());
+    println!("  tidemark run {}", g.job.display());
+    Ok(())
+}
+
 fn cmd_validate(jobs: &[PathBuf]) -> Result<(), String> {
     let mut failed = 0;
     for path in jobs {
@@ -714,9 +765,15 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         metrics: (a.metrics != "off").then_some(a.metrics),
         force: a.force,
     };
-    let summary = run(job, &opts).map_err(|e| e.to_string())?;
-    if let (Some(s), true) = (summary, summary_wanted) {
-        print_summary(&s);
+    let summary = run(job.clone(), &opts).map_err(|e| e.to_string())?;
+    if let Some(s) = summary {
+        if summary_wanted {
+            print_summary(&s);
+        }
+        let refused: Vec<String> = s.all_refused(&job).iter().map(|e| e.to_string()).collect();
+        if !refused.is_empty() {
+            return Err(refused.join("\n"));
+        }
     }
     Ok(())
 }
@@ -794,9 +851,15 @@ fn cmd_backfill(a: BackfillArgs) -> Result<(), String> {
         force: a.force,
         ..RunOptions::default()
     };
-    let summary = run(job, &opts).map_err(|e| e.to_string())?;
-    if let (Some(s), true) = (summary, summary_wanted) {
-        print_summary(&s);
+    let summary = run(job.clone(), &opts).map_err(|e| e.to_string())?;
+    if let Some(s) = summary {
+        if summary_wanted {
+            print_summary(&s);
+        }
+        let refused: Vec<String> = s.all_refused(&job).iter().map(|e| e.to_string()).collect();
+        if !refused.is_empty() {
+            return Err(refused.join("\n"));
+        }
     }
     Ok(())
 }
@@ -1038,7 +1101,14 @@ fn print_summary(s: &RunSummary) {
         "{:<12} {:>10} {:>10} {:>14}  reconciles",
         "stream", "read", "accepted", "dead-lettered"
     );
-    for r in &s.ingest {
+    for stream in tidemark::schema::Stream::ALL {
+        let Some(r) = s.ingest.iter().find(|r| r.stream == stream.name()) else {
+            println!(
+                "{:<12} {:>10} {:>10} {:>14}  (read nothing)",
+                stream, 0, 0, 0
+            );
+            continue;
+        };
         let ok = if r.read == r.accepted + r.dead_lettered {
             "yes"
         } else {

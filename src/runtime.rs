@@ -87,6 +87,30 @@ pub struct RunSummary {
     pub decisions: Vec<crate::learn::learner::DecisionRow>,
 }
 
+impl RunSummary {
+    /// The streams whose source says `on_all_refused = "stop"` (the default) that read records
+    /// and accepted none: the run did not do what its job meant.
+    pub fn all_refused(&self, job: &Job) -> Vec<Error> {
+        self.ingest
+            .iter()
+            .filter(|r| r.read > 0 && r.accepted == 0)
+            .filter(|r| {
+                crate::schema::Stream::parse(&r.stream).is_some_and(|s| {
+                    job.spec.sources.get(s).on_all_refused == crate::config::OnAllRefused::Stop
+                })
+            })
+            .map(|r| Error::AllRefused {
+                stream: r.stream.clone(),
+                reason: format!(
+                    "read {} records and accepted none; each is in dead_letters.jsonl with its \
+                     reason (on_all_refused = \"continue\" accepts a run like this)",
+                    r.read
+                ),
+            })
+            .collect()
+    }
+}
+
 /// Records held in differential state across this process's workers, from differential's
 /// arrangement log: batches built, merged and dropped, and records waiting in batchers. The
 /// state samples add the hot path's own entries (`Progress::held`).
@@ -680,6 +704,18 @@ fn execute(
                 }
                 if let Some(s) = sampler.as_mut() {
                     s.step(&p, frontier.unwrap_or(u64::MAX), sinks.written_below());
+                }
+            }
+            if failed.is_none() {
+                let refused = p
+                    .all_refused
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if let Some(e) = refused {
+                    failed = Some(e);
+                    stop.store(true, Ordering::Relaxed);
+                    break;
                 }
             }
             if failed.is_none() {

@@ -70,6 +70,36 @@ pub enum FieldType {
     ListFloat64,
 }
 
+impl FieldType {
+    /// The type's name in schema files.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::Float64 => "float64",
+            FieldType::Int64 => "int64",
+            FieldType::Uint64 => "uint64",
+            FieldType::TimestampMs => "timestamp_ms",
+            FieldType::Bool => "bool",
+            FieldType::ListInt64 => "list_int64",
+            FieldType::ListFloat64 => "list_float64",
+        }
+    }
+}
+
+/// The types a field of `role` may be declared as in an input schema. The declared type says
+/// what the values mean; each role reads every physical type that can carry them
+/// ([`crate::decode::accepted`]).
+pub fn declared_types(role: Role) -> &'static [FieldType] {
+    use FieldType::*;
+    match role {
+        Role::Id | Role::Entity | Role::Model | Role::Categorical => &[String, Int64, Uint64],
+        Role::Time => &[TimestampMs, Int64, Uint64, String],
+        Role::Numeric | Role::Score => &[Float64, Int64, Uint64],
+        Role::Label => &[Int64, Uint64, Bool, Float64],
+        Role::Output => &[],
+    }
+}
+
 /// What an input field means to tidemark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -92,6 +122,23 @@ pub enum Role {
     Label,
     /// An output column (output schemas only).
     Output,
+}
+
+impl Role {
+    /// The role's name in schema files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Id => "id",
+            Role::Entity => "entity",
+            Role::Time => "time",
+            Role::Numeric => "numeric",
+            Role::Categorical => "categorical",
+            Role::Model => "model",
+            Role::Score => "score",
+            Role::Label => "label",
+            Role::Output => "output",
+        }
+    }
 }
 
 /// One field of a schema.
@@ -156,8 +203,19 @@ impl SchemaFile {
     }
 }
 
+/// What a source does with a record that carries a field its schema does not declare.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtraFields {
+    /// Read the declared fields and ignore the rest (schemas evolve by adding fields).
+    #[default]
+    Ignore,
+    /// Send the record to dead letters, naming the field.
+    DeadLetter,
+}
+
 /// An input schema resolved into the positions of its roles.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct InputSchema {
     /// The schema id.
     pub id: String,
@@ -169,6 +227,25 @@ pub struct InputSchema {
     pub numeric: Vec<String>,
     /// Names of the categorical features, in schema order.
     pub categorical: Vec<String>,
+    /// What the source does with undeclared fields (set by the job's source, not the file).
+    pub extra_fields: ExtraFields,
+}
+
+// Written out so that a schema with the default `extra_fields` prints (and fingerprints its
+// job) as it did before the policy existed: replay buffers of earlier runs stay the job's.
+impl std::fmt::Debug for InputSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("InputSchema");
+        d.field("id", &self.id)
+            .field("stream", &self.stream)
+            .field("fields", &self.fields)
+            .field("numeric", &self.numeric)
+            .field("categorical", &self.categorical);
+        if self.extra_fields != ExtraFields::Ignore {
+            d.field("extra_fields", &self.extra_fields);
+        }
+        d.finish()
+    }
 }
 
 impl InputSchema {
@@ -197,7 +274,10 @@ impl InputSchema {
                 return Err(Error::config(
                     &path,
                     "fields",
-                    format!("needs exactly one field with role {role:?}, found {n}"),
+                    format!(
+                        "needs exactly one field with role {}, found {n}",
+                        role.name()
+                    ),
                 ));
             }
         }
@@ -210,27 +290,20 @@ impl InputSchema {
                     "duplicate field name",
                 ));
             }
-            let ok = match f.role {
-                Role::Id | Role::Entity | Role::Model | Role::Categorical => {
-                    f.ty == FieldType::String
-                }
-                Role::Time => f.ty == FieldType::TimestampMs,
-                Role::Numeric | Role::Score => {
-                    matches!(f.ty, FieldType::Float64 | FieldType::Int64)
-                }
-                Role::Label => matches!(
-                    f.ty,
-                    FieldType::Int64 | FieldType::Bool | FieldType::Float64
-                ),
-                Role::Output => false,
-            };
-            if !ok {
+            let fits = declared_types(f.role);
+            if !fits.contains(&f.ty) {
+                let names: Vec<&str> = fits.iter().map(|t| t.name()).collect();
                 return Err(Error::config(
                     &path,
                     format!("fields.{}", f.name),
                     format!(
-                        "type {:?} does not fit role {:?} in a {stream} schema",
-                        f.ty, f.role
+                        "type {} does not fit role {} in a {stream} schema: a {} field is \
+                         declared as {} (and reads {})",
+                        f.ty.name(),
+                        f.role.name(),
+                        f.role.name(),
+                        names.join(" or "),
+                        crate::decode::accepted(f.role),
                     ),
                 ));
             }
@@ -248,7 +321,7 @@ impl InputSchema {
                 return Err(Error::config(
                     &path,
                     format!("fields.{}", f.name),
-                    format!("role {:?} is not allowed in a {stream} schema", f.role),
+                    format!("role {} is not allowed in a {stream} schema", f.role.name()),
                 ));
             }
             if f.nullable && !matches!(f.role, Role::Numeric | Role::Categorical) {
@@ -272,6 +345,7 @@ impl InputSchema {
             numeric: names(Role::Numeric),
             categorical: names(Role::Categorical),
             fields: file.fields,
+            extra_fields: ExtraFields::Ignore,
         })
     }
 
@@ -281,5 +355,37 @@ impl InputSchema {
             .iter()
             .find(|f| f.role == role)
             .expect("role checked at load")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A type that does not fit a role is refused naming the type, the role, the types it may be
+    /// declared as and what it reads, in schema-file words (not Rust's).
+    #[test]
+    fn a_misfit_type_names_what_would_fit() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let schema = r#"{"id":"events.x","stream":"events","fields":[
+            {"name":"event_id","type":"float64","role":"id"},
+            {"name":"entity","type":"string","role":"entity"},
+            {"name":"event_time","type":"timestamp_ms","role":"time"}]}"#;
+        std::fs::write(dir.path().join("events.x.json"), schema).expect("written");
+        let e = InputSchema::load(dir.path(), "events.x", Stream::Events)
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("fields.event_id"), "{e}");
+        assert!(
+            e.contains("type float64 does not fit role id")
+                && e.contains("string or int64 or uint64")
+                && e.contains("integer of any width"),
+            "{e}"
+        );
+        for ty in ["uint64", "int64", "string"] {
+            let ok = schema.replace(r#""type":"float64""#, &format!(r#""type":"{ty}""#));
+            std::fs::write(dir.path().join("events.x.json"), ok).expect("written");
+            InputSchema::load(dir.path(), "events.x", Stream::Events).expect(ty);
+        }
     }
 }

@@ -64,6 +64,13 @@ fn every_kind_of_bad_record_is_dead_lettered_and_counts_reconcile() {
         "[[windows]]\nname = \"1m\"\nkind = \"tumbling\"\nsize_ms = 60000\n",
         "",
     );
+    // Undeclared fields are ignored unless the source says otherwise; this one does.
+    let text = std::fs::read_to_string(&job).unwrap().replacen(
+        "path = \"events.jsonl\"",
+        "path = \"events.jsonl\"\nextra_fields = \"dead_letter\"",
+        1,
+    );
+    std::fs::write(&job, text).unwrap();
     let out = d.join("out");
     let summary = run_job(&job, 2, &out);
 
@@ -80,7 +87,7 @@ fn every_kind_of_bad_record_is_dead_lettered_and_counts_reconcile() {
         ("events", 6, "amount", "NaN"),
         ("events", 7, "event_time", "negative time"),
         ("events", 8, "event_time", "absurd time"),
-        ("events", 9, "amount", "expected a number"),
+        ("events", 9, "amount", "expected an integer or float"),
         ("events", 10, "", "not a JSON object"),
         ("events", 11, "colour", "unknown field"),
         ("events", 13, "event_time", "past max_lateness_ms"),
@@ -148,4 +155,87 @@ fn an_empty_parquet_file_is_refused_by_validation_naming_it() {
         e.contains("events.parquet") && e.contains("not a readable Parquet file"),
         "{e}"
     );
+}
+
+/// Writes a job over `d` whose events all carry a float id, which no id field reads.
+fn misfit_events(d: &std::path::Path, n: u64) -> std::path::PathBuf {
+    let events: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"event_id":{i}.5,"entity":"A","event_time":{},"amount":1}}"#,
+                T0 + i * 1000
+            )
+        })
+        .collect();
+    write_lines(d, "events.jsonl", &events);
+    write_lines(d, "predictions.jsonl", &[prediction("e1", 0.7, T0 + 10)]);
+    write_lines(d, "labels.jsonl", &[label("e1", 1, T0 + 2_000)]);
+    file_job(
+        d,
+        &Times::default(),
+        "[[windows]]\nname = \"1m\"\nkind = \"tumbling\"\nsize_ms = 60000\n",
+        "",
+    )
+}
+
+#[test]
+fn a_source_that_refuses_everything_stops_the_job_naming_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let job = misfit_events(d, 5000);
+    let loaded = tidemark::config::Job::load(&job).unwrap();
+    let opts = tidemark::runtime::RunOptions {
+        workers: 2,
+        out_dir: Some(d.join("out")),
+        ..Default::default()
+    };
+    let e = tidemark::runtime::run(loaded, &opts)
+        .expect_err("stopped")
+        .to_string();
+    assert!(
+        e.starts_with("sources.events: the first ")
+            && e.contains("were all refused")
+            && e.contains("events.jsonl:1 field event_id: expected a string")
+            && e.contains("found the float 0.5")
+            && e.contains("on_all_refused"),
+        "{e}"
+    );
+    // Stopped early: not every record was read into dead letters.
+    let dead = changelog(&d.join("out"), "dead_letters").len();
+    assert!(dead < 5000, "{dead} dead letters");
+
+    // A user who means it runs on, everything refused counted.
+    let text = std::fs::read_to_string(&job).unwrap().replacen(
+        "path = \"events.jsonl\"",
+        "path = \"events.jsonl\"\non_all_refused = \"continue\"",
+        1,
+    );
+    std::fs::write(&job, text).unwrap();
+    let summary = run_job(&job, 2, &d.join("out2"));
+    let events = summary
+        .ingest
+        .iter()
+        .find(|r| r.stream == "events")
+        .unwrap();
+    assert_eq!((events.read, events.accepted), (5000, 0));
+    assert!(summary
+        .all_refused(&tidemark::config::Job::load(&job).unwrap())
+        .is_empty());
+}
+
+#[test]
+fn a_run_whose_stream_accepted_nothing_exits_non_zero_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Fewer than the early stop's count: the run ends, then says it.
+    let job = misfit_events(d, 20);
+    let out = tidemark_run(&job, &d.join("out")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("sources.events: read 20 records and accepted none")
+            && stderr.contains("dead_letters.jsonl"),
+        "{stderr}"
+    );
+    assert_eq!(changelog(&d.join("out"), "dead_letters").len(), 20);
 }

@@ -1187,7 +1187,28 @@ fn bad_reference_and_drift_config_are_refused_with_clear_errors() {
         d,
         "[drift]\nreference = { from = \"2030-01-01T00:00:00Z\", to = \"2030-01-01T01:00:00Z\" }\n",
     ));
-    names(&e, &[&job_path, "drift.reference", "no events in"]);
+    names(
+        &e,
+        &[
+            &job_path,
+            "drift.reference",
+            "no usable events in the job's sources over [1893456000000, 1893459600000)",
+            "records read, 0 refused",
+        ],
+    );
+    // The same range in integer epoch milliseconds.
+    let e = refused(&drift_job(
+        d,
+        "[drift]\nreference = { from = 1893456000000, to = 1893459600000 }\n",
+    ));
+    names(
+        &e,
+        &[
+            &job_path,
+            "no usable events",
+            "[1893456000000, 1893459600000)",
+        ],
+    );
 
     // Reference files with no usable event: every file is read (each on a thread of its own),
     // the counts add up, and the first refusal named is the first file's.

@@ -369,3 +369,34 @@ fn output_rows_match_their_schema_files() {
         },
     ]);
 }
+
+/// Every field of every output schema (`schemas/out.*.json`, the documentation of the output
+/// columns) has a non-empty `doc`.
+#[test]
+fn every_output_field_has_a_doc() {
+    let dir = common::schemas_dir();
+    let mut ids: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter_map(|name| {
+            let id = name.strip_suffix(".json")?;
+            id.starts_with("out.").then(|| id.to_string())
+        })
+        .collect();
+    ids.sort();
+    assert!(!ids.is_empty(), "no output schema in {}", dir.display());
+    let mut undocumented = Vec::new();
+    for id in &ids {
+        let file = SchemaFile::load(&dir, id).unwrap();
+        undocumented.extend(
+            file.fields
+                .iter()
+                .filter(|f| f.doc.trim().is_empty())
+                .map(|f| format!("{id}.{}", f.name)),
+        );
+    }
+    assert!(
+        undocumented.is_empty(),
+        "fields without a doc: {undocumented:?}"
+    );
+}

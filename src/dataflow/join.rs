@@ -30,7 +30,7 @@ pub struct LabelState {
     pub label: u8,
     /// Label time of the winning label.
     pub time: u64,
-    /// Time the first label for the event arrived (label latency is measured to it).
+    /// The earliest `label_time` among the event's labels (label latency is measured to it).
     pub first_time: u64,
     /// How many labels were received for the event (duplicates and corrections included).
     pub versions: u32,

@@ -217,9 +217,9 @@ pub fn resolve(job: &Job, spec: &super::spec::DriftSpec) -> Result<Profile> {
             })
             .collect();
         let source = format!("the job's sources over [{from}, {to})");
-        let (p, _) = build(job, &inputs, from..to, true, &source, fine, max)?;
+        let (p, counts) = build(job, &inputs, from..to, true, &source, fine, max)?;
         if p.events == 0 {
-            return Err(err(format!("no events in [{from}, {to})")));
+            return Err(err(no_usable_events(&source, counts)));
         }
         return Ok(p);
     }
@@ -242,15 +242,20 @@ pub fn resolve(job: &Job, spec: &super::spec::DriftSpec) -> Result<Profile> {
         .join(", ");
     let (p, counts) = build(job, &inputs, 0..u64::MAX, false, &source, fine, max)?;
     if p.events == 0 {
-        return Err(err(format!(
-            "no usable events in {source} ({} records read, {} refused{})",
-            counts.read,
-            counts.refused,
-            counts
-                .first_refusal
-                .map(|f| format!("; first: {f}"))
-                .unwrap_or_default()
-        )));
+        return Err(err(no_usable_events(&source, counts)));
     }
     Ok(p)
+}
+
+/// Why a reference has no events: what was read and refused, and the first refusal.
+fn no_usable_events(source: &str, counts: ProfileCounts) -> String {
+    format!(
+        "no usable events in {source} ({} records read, {} refused{})",
+        counts.read,
+        counts.refused,
+        counts
+            .first_refusal
+            .map(|f| format!("; first: {f}"))
+            .unwrap_or_default()
+    )
 }

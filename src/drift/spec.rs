@@ -66,12 +66,36 @@ pub struct ReferenceSpec {
     /// Reference prediction files, for the score's reference.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub predictions: Vec<PathBuf>,
-    /// Start of a range of the job's own sources (ISO-8601 or epoch ms), inclusive.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Start of a range of the job's own sources (ISO-8601, or epoch ms as an integer or a
+    /// string), inclusive.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "time_text"
+    )]
     pub from: Option<String>,
     /// End of that range, exclusive.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "time_text"
+    )]
     pub to: Option<String>,
+}
+
+/// A time given as a string or as integer epoch milliseconds, kept as text (parsed with the
+/// job's other times).
+fn time_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Ms(u64),
+        Text(String),
+    }
+    Ok(Some(match Given::deserialize(d)? {
+        Given::Ms(ms) => ms.to_string(),
+        Given::Text(t) => t,
+    }))
 }
 
 /// A drift statistic an alert rule can watch.

@@ -145,6 +145,9 @@ pub struct Progress {
     pub held: Arc<std::sync::atomic::AtomicI64>,
     /// Pane deltas folded into `__other__` by a cardinality cap (`[limits]`).
     pub folded: Arc<AtomicU64>,
+    /// Set when a partition whose source says `on_all_refused = "stop"` refused its first
+    /// records, all of them: the job stops with this error.
+    pub all_refused: std::sync::Mutex<Option<crate::error::Error>>,
 }
 
 impl Progress {
@@ -329,6 +332,10 @@ pub fn ingest<'s>(
                         idle: false,
                         held: Vec::new(),
                         origin: None,
+                        refusals: (job.spec.sources.get(stream).on_all_refused
+                            == crate::config::OnAllRefused::Stop
+                            && state.cursor == Cursor::default())
+                        .then(Refusals::default),
                     })
                 })
                 .collect();
@@ -360,6 +367,7 @@ pub fn ingest<'s>(
                     idle,
                     held,
                     origin,
+                    refusals,
                 } in parts.iter_mut()
                 {
                     if stamper.frontier() > limit {
@@ -422,6 +430,19 @@ pub fn ingest<'s>(
                         *origin = None;
                     } else if origin.is_none() {
                         *origin = Some(at_start);
+                    }
+                    if let Some(r) = refusals.as_mut() {
+                        if let Some(e) = r.count(part.stream, &decided) {
+                            tracing::error!("{e}");
+                            let mut slot = progress
+                                .all_refused
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner());
+                            slot.get_or_insert(e);
+                        }
+                        if r.decided() {
+                            *refusals = None;
+                        }
                     }
                     for ((pos, r), stamped) in decided.drain(..) {
                         let offset = pos.offset;
@@ -537,6 +558,66 @@ struct Part {
     held: Vec<(u64, partition::Decoded)>,
     /// The partition's state where the batch of the first held record began.
     origin: Option<PartitionState>,
+    /// Its first records' refusals, until one is accepted (`on_all_refused = "stop"`).
+    refusals: Option<Refusals>,
+}
+
+/// A partition's first records, while none has been accepted: how many were refused and the
+/// first reasons, to stop a job whose source does not fit its data.
+#[derive(Default)]
+struct Refusals {
+    refused: u64,
+    accepted: bool,
+    first: Vec<String>,
+}
+
+impl Refusals {
+    /// Counts a batch of decisions; the error once [`crate::config::ALL_REFUSED_AFTER`] records
+    /// were all refused.
+    fn count(
+        &mut self,
+        stream: Stream,
+        decided: &[((Position, Result<Record, DeadLetter>), Stamped)],
+    ) -> Option<crate::error::Error> {
+        for ((pos, r), stamped) in decided {
+            match (r, stamped) {
+                (Ok(_), Stamped::At(_)) => self.accepted = true,
+                (Err(d), _) => {
+                    self.refused += 1;
+                    if self.first.len() < 3 {
+                        let field = if d.field.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" field {}", d.field)
+                        };
+                        self.first.push(format!("{pos}{field}: {}", d.reason));
+                    }
+                }
+                (Ok(_), Stamped::Refused(late)) => {
+                    self.refused += 1;
+                    if self.first.len() < 3 {
+                        self.first.push(format!("{pos}: {}", late.reason));
+                    }
+                }
+            }
+        }
+        let limit = crate::config::ALL_REFUSED_AFTER;
+        (!self.accepted && self.refused >= limit).then(|| crate::error::Error::AllRefused {
+            stream: stream.name().to_string(),
+            reason: format!(
+                "the first {} records read were all refused, so the job stopped (its schema or \
+                 format does not fit the data; on_all_refused = \"continue\" runs anyway). \
+                 First reasons: {}",
+                self.refused,
+                self.first.join("; ")
+            ),
+        })
+    }
+
+    /// Whether the partition has shown it fits (a record accepted) or already stopped the job.
+    fn decided(&self) -> bool {
+        self.accepted || self.refused >= crate::config::ALL_REFUSED_AFTER
+    }
 }
 
 fn too_late(

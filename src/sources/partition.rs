@@ -11,11 +11,11 @@ use arrow_schema::{DataType, TimeUnit};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::decode::{decode, decode_json_bytes, decode_json_line, Value};
+use crate::decode::{decode, decode_json_bytes, decode_json_line, unknown_field, Value};
 use crate::error::{Error, Result};
 use crate::generator::{GeneratorParams, GeneratorStream};
 use crate::records::{excerpt, DeadLetter, Position, Record};
-use crate::schema::{InputSchema, Stream};
+use crate::schema::{ExtraFields, InputSchema, Stream};
 
 /// A record read from a partition, decoded or refused.
 pub type Decoded = (Position, std::result::Result<Record, DeadLetter>);
@@ -129,13 +129,14 @@ impl Partition {
             }
             PartitionSpec::Parquet(p) => {
                 let f = File::open(p).map_err(|e| Error::io(p, e))?;
-                let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-                    .and_then(|b| {
+                let reader = guarded(|| {
+                    ParquetRecordBatchReaderBuilder::try_new(f).and_then(|b| {
                         b.with_batch_size(4096)
                             .with_offset(at.offset as usize)
                             .build()
                     })
-                    .map_err(|e| Error::parquet(p, e))?;
+                })
+                .map_err(|e| Error::parquet(p, e))?;
                 Reader::Parquet {
                     path: Arc::from(p.display().to_string()),
                     reader: Some(reader),
@@ -175,7 +176,7 @@ impl Partition {
     /// Opens Parquet file `path` reading only the rows whose `time_field` may lie in `range`:
     /// that column is read first and the others are decoded for the rows it selects (a drift
     /// reference of ten minutes no longer decodes a day of input). Rows whose time is an
-    /// integer outside `range`, or null, are skipped; a time column of any other type selects
+    /// integer, timestamp or date outside `range`, or null, are skipped; a time column of any other type selects
     /// every row. The caller still checks each record's own time: this only skips rows that
     /// cannot be in range. Positions of what it reads are counted in selected rows, not file
     /// rows.
@@ -187,14 +188,14 @@ impl Partition {
         range: std::ops::Range<u64>,
     ) -> Result<Partition> {
         use arrow_array::cast::AsArray;
-        use arrow_array::types::{Int64Type, TimestampMillisecondType, UInt64Type};
+        use arrow_array::types::{Date64Type, Int64Type, TimestampMillisecondType, UInt64Type};
         use arrow_array::BooleanArray;
         use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
         use parquet::arrow::ProjectionMask;
 
         let f = File::open(path).map_err(|e| Error::io(path, e))?;
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| Error::parquet(path, e))?;
+        let builder = guarded(|| ParquetRecordBatchReaderBuilder::try_new(f))
+            .map_err(|e| Error::parquet(path, e))?;
         let column = builder
             .parquet_schema()
             .columns()
@@ -205,7 +206,7 @@ impl Partition {
                 let mask = ProjectionMask::leaves(builder.parquet_schema(), [i]);
                 let (lo, hi) = (range.start, range.end);
                 let keep = move |batch: RecordBatch| {
-                    let col = batch.column(0);
+                    let col = &normalized(batch.column(0));
                     let inside = |v: Option<u64>| Some(v.is_some_and(|v| lo <= v && v < hi));
                     Ok(match col.data_type() {
                         DataType::Int64 => col
@@ -223,6 +224,11 @@ impl Partition {
                             .iter()
                             .map(|v| inside(v.and_then(|v| u64::try_from(v).ok())))
                             .collect::<BooleanArray>(),
+                        DataType::Date64 => col
+                            .as_primitive::<Date64Type>()
+                            .iter()
+                            .map(|v| inside(v.and_then(|v| u64::try_from(v).ok())))
+                            .collect::<BooleanArray>(),
                         _ => BooleanArray::from(vec![true; col.len()]),
                     })
                 };
@@ -231,9 +237,7 @@ impl Partition {
             }
             None => builder,
         };
-        let reader = builder
-            .with_batch_size(4096)
-            .build()
+        let reader = guarded(|| builder.with_batch_size(4096).build())
             .map_err(|e| Error::parquet(path, e))?;
         Ok(Partition {
             stream,
@@ -393,7 +397,7 @@ impl Partition {
                     self.done = true;
                     return Ok(());
                 };
-                match r.next() {
+                match guarded(|| r.next().transpose()).transpose() {
                     None => {
                         self.done = true;
                         *reader = None;
@@ -490,6 +494,24 @@ impl Partition {
     }
 }
 
+/// Runs a call into the Parquet reader, turning a panic into an error. The parquet crate does
+/// not promise that every malformed file is an `Err` (a mutated footer overflowed an addition
+/// in its row count; the test below found it), and a source must not panic on its input.
+pub(crate) fn guarded<T, E: std::fmt::Display>(
+    call: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(p) => Err(format!(
+            "malformed Parquet (the reader failed: {})",
+            p.downcast_ref::<&str>()
+                .copied()
+                .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("a panic")
+        )),
+    }
+}
+
 /// A column of a record batch, its type resolved once per batch rather than per cell.
 enum Column<'a> {
     Missing,
@@ -504,7 +526,41 @@ enum Column<'a> {
     UInt32(&'a arrow_array::UInt32Array),
     Boolean(&'a arrow_array::BooleanArray),
     TimestampMs(&'a arrow_array::TimestampMillisecondArray),
+    Date64(&'a arrow_array::Date64Array),
     Unsupported(&'a ArrayRef),
+}
+
+/// `col` in a type [`Column`] reads directly: narrow integers are widened, half floats and
+/// decimals become `f64`, dictionaries of strings (pandas' `category`) become strings, dates
+/// become milliseconds and timestamps of another unit become milliseconds (sub-millisecond
+/// digits cut off; the time zone is kept, the value is UTC either way), all by arrow's own
+/// casts. Other types, and casts that fail, are returned as they are and read as unsupported.
+fn normalized(col: &ArrayRef) -> ArrayRef {
+    let to = match col.data_type() {
+        DataType::Int8 | DataType::Int16 => DataType::Int64,
+        DataType::UInt8 | DataType::UInt16 => DataType::UInt64,
+        DataType::Float16
+        | DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => DataType::Float64,
+        DataType::Dictionary(_, v)
+            if matches!(
+                **v,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ) =>
+        {
+            DataType::Utf8
+        }
+        DataType::Dictionary(_, v) if v.is_integer() => DataType::Int64,
+        DataType::Dictionary(_, v) if v.is_floating() => DataType::Float64,
+        DataType::Timestamp(unit, tz) if *unit != TimeUnit::Millisecond => {
+            DataType::Timestamp(TimeUnit::Millisecond, tz.clone())
+        }
+        DataType::Date32 => DataType::Date64,
+        _ => return col.clone(),
+    };
+    arrow_cast::cast(col, &to).unwrap_or_else(|_| col.clone())
 }
 
 impl<'a> Column<'a> {
@@ -528,6 +584,7 @@ impl<'a> Column<'a> {
             DataType::Timestamp(TimeUnit::Millisecond, _) => {
                 Column::TimestampMs(col.as_primitive::<TimestampMillisecondType>())
             }
+            DataType::Date64 => Column::Date64(col.as_primitive::<Date64Type>()),
             _ => Column::Unsupported(col),
         }
     }
@@ -548,10 +605,80 @@ impl<'a> Column<'a> {
             Column::UInt32(a) if !null(*a) => Value::U64(a.value(row) as u64),
             Column::Boolean(a) if !null(*a) => Value::Bool(a.value(row)),
             Column::TimestampMs(a) if !null(*a) => Value::I64(a.value(row)),
-            Column::Unsupported(a) if !a.is_null(row) => Value::Other("an unsupported column type"),
+            Column::Date64(a) if !null(*a) => Value::I64(a.value(row)),
+            Column::Unsupported(a) if !a.is_null(row) => Value::Column((*a).data_type()),
             _ => Value::Null,
         }
     }
+}
+
+/// One sampled cell, owned: what `tidemark init` guesses roles from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sampled {
+    /// Null or absent.
+    Null,
+    /// A string.
+    Str(String),
+    /// An integer.
+    Int(i128),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A value no role reads (named).
+    Other(String),
+}
+
+impl From<Value<'_>> for Sampled {
+    fn from(v: Value<'_>) -> Sampled {
+        match v {
+            Value::Null => Sampled::Null,
+            Value::Str(s) => Sampled::Str(s.to_string()),
+            Value::F64(x) => Sampled::Float(x),
+            Value::I64(x) => Sampled::Int(x.into()),
+            Value::U64(x) => Sampled::Int(x.into()),
+            Value::Bool(b) => Sampled::Bool(b),
+            Value::Other(k) => Sampled::Other(k.to_string()),
+            Value::Column(t) => Sampled::Other(format!("Arrow type {t}")),
+        }
+    }
+}
+
+/// The first `rows` rows of Parquet file `path`, by column: (name, Arrow type, whether the type
+/// is a time (timestamp or date), cells read as the sources read them).
+pub fn sample_parquet(
+    path: &std::path::Path,
+    rows: usize,
+) -> Result<Vec<(String, String, bool, Vec<Sampled>)>> {
+    let f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let batch = guarded(|| {
+        ParquetRecordBatchReaderBuilder::try_new(f)?
+            .with_batch_size(rows.max(1))
+            .build()?
+            .next()
+            .transpose()
+    })
+    .map_err(|e| Error::parquet(path, e))?;
+    let Some(batch) = batch else {
+        return Err(Error::parquet(path, "the file holds no rows"));
+    };
+    Ok(batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, col)| {
+            let ty = col.data_type();
+            let time = matches!(
+                ty,
+                DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+            );
+            let norm = normalized(col);
+            let c = Column::of(Some(&norm));
+            let cells = (0..batch.num_rows()).map(|r| c.cell(r).into()).collect();
+            (field.name().clone(), ty.to_string(), time, cells)
+        })
+        .collect())
 }
 
 fn decode_batch(
@@ -562,29 +689,51 @@ fn decode_batch(
     batch: &RecordBatch,
     out: &mut Vec<Decoded>,
 ) {
+    let arrays: Vec<Option<ArrayRef>> = schema
+        .fields
+        .iter()
+        .map(|f| batch.column_by_name(&f.name).map(normalized))
+        .collect();
     let cols: Vec<(&str, Column)> = schema
         .fields
         .iter()
-        .map(|f| (f.name.as_str(), Column::of(batch.column_by_name(&f.name))))
+        .zip(&arrays)
+        .map(|(f, a)| (f.name.as_str(), Column::of(a.as_ref())))
         .collect();
+    // A column the schema does not declare refuses every row, if the source says so.
+    let extra = (schema.extra_fields == ExtraFields::DeadLetter)
+        .then(|| {
+            batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .find(|name| !schema.fields.iter().any(|f| &f.name == name))
+        })
+        .flatten();
     for row in 0..batch.num_rows() {
         let pos = Position {
             source: path.clone(),
             offset: first_row + row as u64,
         };
-        // The decoder asks for the fields in schema order, the order of `cols`.
-        let mut next = 0;
-        let r = decode(schema, |name| {
-            let i = match cols.get(next) {
-                Some((n, _)) if *n == name => next,
-                _ => match cols.iter().position(|(n, _)| *n == name) {
-                    Some(i) => i,
-                    None => return Value::Null,
-                },
-            };
-            next = i + 1;
-            cols[i].1.cell(row)
-        })
+        let r = match &extra {
+            Some(name) => Err((name.clone(), unknown_field(schema))),
+            None => {
+                // The decoder asks for the fields in schema order, the order of `cols`.
+                let mut next = 0;
+                decode(schema, |name| {
+                    let i = match cols.get(next) {
+                        Some((n, _)) if *n == name => next,
+                        _ => match cols.iter().position(|(n, _)| *n == name) {
+                            Some(i) => i,
+                            None => return Value::Null,
+                        },
+                    };
+                    next = i + 1;
+                    cols[i].1.cell(row)
+                })
+            }
+        }
         .map_err(|(field, reason)| {
             let raw: Vec<String> = cols
                 .iter()
@@ -690,8 +839,200 @@ mod tests {
         for (_, r) in &out {
             let d = r.as_ref().expect_err("an unsupported column is refused");
             assert_eq!(d.field, "amount", "{d:?}");
-            assert!(d.raw.contains("amount=Other"), "{d:?}");
+            assert!(d.raw.contains("amount=Column(Binary)"), "{d:?}");
+            assert!(d.reason.contains("Arrow type Binary"), "{d:?}");
         }
+    }
+
+    /// The types pandas and pyarrow write decode like their canonical forms: narrow and
+    /// unsigned integers, decimals, half floats, dictionaries of strings, timestamps of every
+    /// unit and zone, dates. Values that do not fit are refused naming the field, the value and
+    /// what the role accepts.
+    #[test]
+    fn pandas_and_pyarrow_types_decode_like_canonical_ones() {
+        use arrow_array::types::{Int16Type, Int8Type};
+        use arrow_array::{
+            Date32Array, Decimal128Array, DictionaryArray, Float16Array, Int16Array, Int8Array,
+            TimestampMicrosecondArray, TimestampNanosecondArray, TimestampSecondArray, UInt16Array,
+            UInt64Array, UInt8Array,
+        };
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/events.v1.json"),
+        )
+        .expect("events.v1");
+        let text = text
+            .replacen(r#""type": "string""#, r#""type": "uint64""#, 1)
+            .replace(r#""id": "events.v1""#, r#""id": "events.own""#);
+        std::fs::write(dir.path().join("events.own.json"), text).expect("written");
+        let schema = InputSchema::load(dir.path(), "events.own", Stream::Events).expect("loads");
+        let days = (T0 / 86_400_000) as i32;
+        let times: [(&str, ArrayRef); 4] = [
+            (
+                "s",
+                Arc::new(TimestampSecondArray::from(vec![T0 / 1000; 3]).with_timezone("+02:00")),
+            ),
+            (
+                "us",
+                Arc::new(TimestampMicrosecondArray::from(vec![T0 * 1000 + 999; 3])),
+            ),
+            (
+                "ns",
+                Arc::new(
+                    TimestampNanosecondArray::from(vec![T0 * 1_000_000 + 999_999; 3])
+                        .with_timezone("UTC"),
+                ),
+            ),
+            ("date", Arc::new(Date32Array::from(vec![days; 3]))),
+        ];
+        for (unit, time) in times {
+            let batch = RecordBatch::try_from_iter(vec![
+                (
+                    "event_id",
+                    Arc::new(UInt64Array::from(vec![7, u64::MAX, 9])) as ArrayRef,
+                ),
+                (
+                    "entity",
+                    Arc::new(
+                        vec!["a", "b", "a"]
+                            .into_iter()
+                            .collect::<DictionaryArray<Int8Type>>(),
+                    ) as ArrayRef,
+                ),
+                ("event_time", time),
+                (
+                    "amount",
+                    Arc::new(
+                        Decimal128Array::from(vec![125, -5, 0])
+                            .with_precision_and_scale(10, 2)
+                            .expect("a decimal type"),
+                    ) as ArrayRef,
+                ),
+                (
+                    "age_days",
+                    Arc::new(Int8Array::from(vec![3, -4, 5])) as ArrayRef,
+                ),
+                (
+                    "velocity",
+                    Arc::new(UInt16Array::from(vec![5, 6, 7])) as ArrayRef,
+                ),
+                (
+                    "score_ext",
+                    Arc::new(Float16Array::from(vec![
+                        half::f16::from_f32(0.25),
+                        half::f16::from_f32(0.5),
+                        half::f16::from_f32(1.0),
+                    ])) as ArrayRef,
+                ),
+                (
+                    "country",
+                    Arc::new(
+                        vec![Some("US"), None, Some("DE")]
+                            .into_iter()
+                            .collect::<DictionaryArray<Int16Type>>(),
+                    ) as ArrayRef,
+                ),
+                (
+                    "device",
+                    Arc::new(UInt8Array::from(vec![1, 2, 3])) as ArrayRef,
+                ),
+                (
+                    "pandas_index",
+                    Arc::new(Int16Array::from(vec![0, 1, 2])) as ArrayRef,
+                ),
+            ])
+            .expect("a batch");
+            let mut out = Vec::new();
+            decode_batch(
+                Stream::Events,
+                &schema,
+                &Arc::from("f"),
+                0,
+                &batch,
+                &mut out,
+            );
+            // Milliseconds, sub-millisecond digits cut off; a date is its midnight UTC.
+            let t = if unit == "date" {
+                days as i64 * 86_400_000
+            } else {
+                T0
+            };
+            let json = [
+                format!(
+                    r#"{{"event_id":7,"entity":"a","event_time":{t},"amount":1.25,"age_days":3,"velocity":5,"score_ext":0.25,"country":"US","device":1}}"#
+                ),
+                format!(
+                    r#"{{"event_id":{},"entity":"b","event_time":{t},"amount":-0.05,"age_days":-4,"velocity":6,"score_ext":0.5,"device":2}}"#,
+                    u64::MAX
+                ),
+                format!(
+                    r#"{{"event_id":"9","entity":"a","event_time":{t},"amount":0,"age_days":5,"velocity":7,"score_ext":1.0,"country":"DE","device":"3"}}"#
+                ),
+            ];
+            for ((_, got), line) in out.iter().zip(&json) {
+                let want = decode_json_line(&schema, line).expect("the JSON record decodes");
+                assert_eq!(got.as_ref().expect("decodes"), &want, "{unit}: {line}");
+            }
+            assert_eq!(out.len(), 3);
+        }
+
+        // A negative id does not fit a uint64 id; the reason names the value.
+        let line = format!(r#"{{"event_id":-7,"entity":"a","event_time":{T0}}}"#);
+        let (field, reason) = decode_json_line(&schema, &line).expect_err("refused");
+        assert_eq!(field, "event_id");
+        assert!(
+            reason.contains("-7") && reason.contains("uint64"),
+            "{reason}"
+        );
+        // A time string that is no time names itself and what the role reads.
+        let line = r#"{"event_id":1,"entity":"a","event_time":"yesterday"}"#;
+        let (field, reason) = decode_json_line(&schema, line).expect_err("refused");
+        assert_eq!(field, "event_time");
+        assert!(
+            reason.contains(r#""yesterday""#) && reason.contains("RFC 3339"),
+            "{reason}"
+        );
+        // An id given as a float names the float and the accepted kinds.
+        let line = format!(r#"{{"event_id":1.5,"entity":"a","event_time":{T0}}}"#);
+        let (_, reason) = decode_json_line(&schema, &line).expect_err("refused");
+        assert!(
+            reason.contains("the float 1.5") && reason.contains("an integer of any width"),
+            "{reason}"
+        );
+    }
+
+    /// An undeclared field is ignored by default and refused, naming it, when the source says
+    /// `extra_fields = "dead_letter"`: the same in JSON Lines and Parquet.
+    #[test]
+    fn extra_fields_are_treated_alike_in_every_format() {
+        let mut schema = events_schema();
+        let line = format!(r#"{{"event_id":"e","entity":"a","event_time":{T0},"note":"x"}}"#);
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "event_id",
+                Arc::new(StringArray::from(vec!["e"])) as ArrayRef,
+            ),
+            ("entity", Arc::new(StringArray::from(vec!["a"])) as ArrayRef),
+            (
+                "event_time",
+                Arc::new(TimestampMillisecondArray::from(vec![T0])) as ArrayRef,
+            ),
+            ("note", Arc::new(StringArray::from(vec!["x"])) as ArrayRef),
+        ])
+        .expect("a batch");
+        let parquet = |schema: &InputSchema| {
+            let mut out = Vec::new();
+            decode_batch(Stream::Events, schema, &Arc::from("f"), 0, &batch, &mut out);
+            out.pop().expect("one row").1
+        };
+        let json = decode_json_line(&schema, &line).expect("ignored");
+        assert_eq!(parquet(&schema).expect("ignored"), json);
+        schema.extra_fields = ExtraFields::DeadLetter;
+        let (field, reason) = decode_json_line(&schema, &line).expect_err("refused");
+        let d = parquet(&schema).expect_err("refused");
+        assert_eq!((field.as_str(), d.field.as_str()), ("note", "note"));
+        assert_eq!(reason, d.reason);
+        assert!(reason.contains("unknown field"), "{reason}");
     }
 
     /// Reading a Parquet file for a time range yields exactly the records a full read keeps
@@ -791,6 +1132,113 @@ mod tests {
             assert_eq!(got, want, "{kind}");
             // Only the range's rows were decoded.
             assert_eq!((read_full, read_ranged), (n, 3), "{kind}");
+        }
+    }
+
+    /// Truncated and mutated files never panic a source: each read either decodes records,
+    /// refuses them as dead letters, or ends the partition with a dead letter naming why; and
+    /// every record read is accounted for.
+    #[test]
+    fn truncated_and_mutated_files_are_refused_not_panics() {
+        use rand::{Rng, SeedableRng};
+        let schema = Arc::new(events_schema());
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let n = 300;
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "event_id",
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("e{i}")),
+                )) as ArrayRef,
+            ),
+            (
+                "entity",
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("c{}", i % 7)),
+                )) as ArrayRef,
+            ),
+            (
+                "event_time",
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    (0..n).map(|i| T0 + i * 1000),
+                )) as ArrayRef,
+            ),
+            (
+                "amount",
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|i| i as f64 / 3.0),
+                )) as ArrayRef,
+            ),
+        ])
+        .expect("a batch");
+        let mut parquet = Vec::new();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(64))
+            .build();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut parquet, batch.schema(), Some(props))
+            .expect("a writer");
+        w.write(&batch).expect("written");
+        w.close().expect("closed");
+        let jsonl: Vec<u8> = (0..n)
+            .map(|i| {
+                format!(
+                    "{{\"event_id\":\"e{i}\",\"entity\":\"c\",\"event_time\":{},\"amount\":{i}}}\n",
+                    T0 + i * 1000
+                )
+            })
+            .collect::<String>()
+            .into_bytes();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+        let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+        for original in [("parquet", &parquet), ("jsonl", &jsonl)] {
+            let len = original.1.len();
+            for cut in (0..len).step_by(len / 40 + 1) {
+                cases.push((original.0, original.1[..cut].to_vec()));
+            }
+            for _ in 0..60 {
+                let mut bytes = original.1.clone();
+                for _ in 0..rng.gen_range(1..8) {
+                    let at = rng.gen_range(0..len);
+                    bytes[at] = rng.gen();
+                }
+                cases.push((original.0, bytes));
+            }
+        }
+        for (i, (kind, bytes)) in cases.iter().enumerate() {
+            let path = dir.path().join(format!("case{i}.{kind}"));
+            std::fs::write(&path, bytes).expect("written");
+            let spec = if *kind == "parquet" {
+                PartitionSpec::Parquet(path.clone())
+            } else {
+                PartitionSpec::Jsonl(path.clone())
+            };
+            let mut p = match Partition::open(
+                Stream::Events,
+                schema.clone(),
+                &spec,
+                &Default::default(),
+                &Default::default(),
+                Arc::new(AtomicU64::new(0)),
+                None,
+            ) {
+                Ok(p) => p,
+                // Refused at open: the job's validation names the file.
+                Err(_) => continue,
+            };
+            let mut out = Vec::new();
+            let mut reads = 0;
+            while !p.is_done() {
+                if let Err(e) = p.read_batch(4096, &mut out) {
+                    p.fail(e, &mut out);
+                }
+                reads += 1;
+                assert!(reads < 10_000, "case {i} ({kind}) does not end");
+            }
+            for (pos, r) in &out {
+                if let Err(d) = r {
+                    assert!(!d.reason.is_empty(), "case {i}: {pos}: {d:?}");
+                }
+            }
         }
     }
 }
