@@ -125,13 +125,18 @@ fn time(f: &FieldSpec, v: Value<'_>) -> Result<u64, FieldError> {
         Value::Str(s) => match arrow_cast::parse::string_to_timestamp_nanos(s.trim()) {
             Ok(ns) => ns.div_euclid(1_000_000),
             Err(_) => {
+                let why = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+                    "epoch milliseconds are a number, not a string"
+                } else {
+                    "which is no RFC 3339 / ISO-8601 time"
+                };
                 return Err(fail(
                     f,
                     format!(
-                        "expected {}, found the string {s:?}, which is no RFC 3339 / ISO-8601 time",
+                        "expected {}, found the string {s:?}: {why}",
                         accepted(f.role)
                     ),
-                ))
+                ));
             }
         },
         Value::Null => return Err(fail(f, "missing")),

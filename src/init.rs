@@ -226,7 +226,7 @@ fn sample(path: &Path) -> Result<Vec<Col>> {
 }
 
 /// The best column by `rank` among those `ok` accepts and `taken` does not hold, in column
-/// order on ties; lower ranks are better.
+/// order on ties (Parquet's column order; JSON keys in name order); lower ranks are better.
 fn pick<'c>(
     cols: &'c [Col],
     taken: &BTreeSet<String>,

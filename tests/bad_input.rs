@@ -83,7 +83,7 @@ fn every_kind_of_bad_record_is_dead_lettered_and_counts_reconcile() {
     let expect = [
         ("events", 2, "", "invalid JSON"),
         ("events", 4, "event_id", "missing"),
-        ("events", 5, "event_time", "expected epoch milliseconds"),
+        ("events", 5, "event_time", "epoch milliseconds are a number, not a string"),
         ("events", 6, "amount", "NaN"),
         ("events", 7, "event_time", "negative time"),
         ("events", 8, "event_time", "absurd time"),

@@ -481,3 +481,43 @@ fn init_guesses_a_job_that_runs_on_the_users_files() {
         assert!(!summary.quality.is_empty(), "{kind}");
     }
 }
+
+/// Files that do not hold what a stream needs are refused naming the file, the missing role
+/// and the columns there are; nothing is written.
+#[test]
+fn init_names_what_it_could_not_find() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_canonical(d);
+    // Predictions without a model column.
+    let preds: Vec<String> = events()
+        .iter()
+        .map(|e| {
+            format!(
+                r#"{{"event_id":"{}","score":{},"prediction_time":{}}}"#,
+                e.id,
+                score(e),
+                e.t + 10
+            )
+        })
+        .collect();
+    write_lines(d, "predictions.jsonl", &preds);
+    let e = tidemark::init::init(&tidemark::init::InitArgs {
+        events: d.join("events.jsonl"),
+        predictions: d.join("predictions.jsonl"),
+        labels: d.join("labels.jsonl"),
+        out: d.join("job"),
+        name: "x".into(),
+    })
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        e.contains("predictions.jsonl")
+            && e.contains("model version")
+            && e.contains(
+                "event_id (JSON string), prediction_time (JSON integer), score (JSON float)"
+            ),
+        "{e}"
+    );
+    assert!(!d.join("job").exists(), "nothing written");
+}

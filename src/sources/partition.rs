@@ -989,7 +989,7 @@ mod tests {
         let (field, reason) = decode_json_line(&schema, line).expect_err("refused");
         assert_eq!(field, "event_time");
         assert!(
-            reason.contains(r#""yesterday""#) && reason.contains("RFC 3339"),
+            reason.contains(r#""yesterday""#) && reason.contains("no RFC 3339"),
             "{reason}"
         );
         // An id given as a float names the float and the accepted kinds.
