@@ -821,6 +821,29 @@ impl Job {
         crate::replay::segment::sha256_hex(format!("{:?}|{:?}", s.sources, s.generator).as_bytes())
     }
 
+    /// The streams read from files that hold no record at all (zero-byte JSON Lines, Parquet
+    /// without rows), known before the run.
+    pub fn empty_streams(&self) -> Vec<Stream> {
+        let empty = |p: &PathBuf| match p.extension().and_then(|e| e.to_str()) {
+            Some("parquet") => std::fs::File::open(p).ok().is_some_and(|f| {
+                crate::sources::partition::guarded(|| {
+                    use parquet::file::reader::FileReader;
+                    parquet::file::reader::SerializedFileReader::new(f)
+                        .map(|r| r.metadata().file_metadata().num_rows() == 0)
+                })
+                .unwrap_or(false)
+            }),
+            _ => std::fs::metadata(p).is_ok_and(|m| m.len() == 0),
+        };
+        Stream::ALL
+            .into_iter()
+            .filter(|s| {
+                let files = &self.files[s.index()];
+                !files.is_empty() && files.iter().all(empty)
+            })
+            .collect()
+    }
+
     /// The input schema of `stream`.
     pub fn schema(&self, stream: Stream) -> &InputSchema {
         &self.schemas[stream.index()]

@@ -83,7 +83,12 @@ fn every_kind_of_bad_record_is_dead_lettered_and_counts_reconcile() {
     let expect = [
         ("events", 2, "", "invalid JSON"),
         ("events", 4, "event_id", "missing"),
-        ("events", 5, "event_time", "epoch milliseconds are a number, not a string"),
+        (
+            "events",
+            5,
+            "event_time",
+            "epoch milliseconds are a number, not a string",
+        ),
         ("events", 6, "amount", "NaN"),
         ("events", 7, "event_time", "negative time"),
         ("events", 8, "event_time", "absurd time"),
@@ -238,4 +243,44 @@ fn a_run_whose_stream_accepted_nothing_exits_non_zero_saying_so() {
         "{stderr}"
     );
     assert_eq!(changelog(&d.join("out"), "dead_letters").len(), 20);
+}
+
+/// An empty labels file is a stream that read nothing: it has its row of zeros in `ingest`
+/// (and so in the summary), and the run is no failure.
+#[test]
+fn an_empty_stream_has_its_ingest_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_lines(d, "events.jsonl", &[event("e1", "A", T0, 5.0, "US")]);
+    write_lines(d, "predictions.jsonl", &[prediction("e1", 0.7, T0 + 10)]);
+    write_lines(d, "labels.jsonl", &[]);
+    let job = file_job(
+        d,
+        &Times::default(),
+        "[[windows]]\nname = \"1m\"\nkind = \"tumbling\"\nsize_ms = 60000\n",
+        "",
+    );
+    let summary = run_job(&job, 2, &d.join("out"));
+    let counts: Vec<_> = summary
+        .ingest
+        .iter()
+        .map(|r| (r.stream.as_str(), r.read, r.accepted, r.dead_lettered))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("events", 1, 1, 0),
+            ("labels", 0, 0, 0),
+            ("predictions", 1, 1, 0)
+        ]
+    );
+    let rows = changelog(&d.join("out"), "ingest");
+    assert!(
+        rows.iter()
+            .any(|r| r["stream"] == "labels" && r["read"] == 0 && r["diff"] == 1),
+        "{rows:#?}"
+    );
+    assert!(summary
+        .all_refused(&tidemark::config::Job::load(&job).unwrap())
+        .is_empty());
 }

@@ -399,10 +399,18 @@ pub fn build(
             emit,
         );
         // Counts of records older than the replayed ones, so that totals match the live run.
+        // A stream whose files hold no record gets its row of zeros (`EMPTY` counts nothing):
+        // "read nothing" is a fact worth a line, not the absence of one.
+        const EMPTY: u8 = u8::MAX;
         let base: Vec<(((Stream, u8), ()), u64, isize)> = if index == 0 {
             plan.base
                 .iter()
                 .flat_map(|&(s, kind, n)| [(((s, 0u8), ()), 0, n), (((s, kind), ()), 0, n)])
+                .chain(
+                    job.empty_streams()
+                        .into_iter()
+                        .map(|s| (((s, EMPTY), ()), 0, 1)),
+                )
                 .collect()
         } else {
             Vec::new()
@@ -423,9 +431,10 @@ pub fn build(
                     dead_lettered: 0,
                 };
                 for ((c, n), _) in input {
-                    match c {
+                    match *c {
                         0 => row.read = *n,
                         1 => row.accepted = *n,
+                        EMPTY => {}
                         _ => row.dead_lettered = *n,
                     }
                 }
