@@ -900,6 +900,12 @@ pub fn resolve_files(
         ));
     }
     out.sort();
+    if kind == SourceKind::Jsonl {
+        // Unreadable (permissions, a special file) is refused here, naming the file.
+        for p in &out {
+            std::fs::File::open(p).map_err(|e| format!("{}: cannot be read: {e}", p.display()))?;
+        }
+    }
     if kind == SourceKind::Parquet {
         // A file whose footer cannot be read (empty, truncated, not Parquet) is refused here,
         // naming it, rather than found out by the running job.
