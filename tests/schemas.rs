@@ -400,3 +400,62 @@ fn every_output_field_has_a_doc() {
         "fields without a doc: {undocumented:?}"
     );
 }
+
+/// With an events schema that declares integer ids, an event id in an output prints as the
+/// integer it was read as; its Parquet column (a string column) holds the digits.
+#[test]
+fn integer_event_ids_print_as_integers() {
+    use tidemark::config::OutputFormat;
+    let mut f = format();
+    let row = QuarantineRow {
+        event_id: "18446744073709551615".into(),
+        entity: "a".into(),
+        event_time: 1_767_225_600_000,
+        reason: "entity_cap: …".into(),
+    };
+    let columns = |f: &Format| {
+        let mut out: Vec<Columns> = Vec::new();
+        row.columns(f, &mut out);
+        out.pop().unwrap()
+    };
+    let id = |cols: &Columns| {
+        cols.iter()
+            .find(|(k, _)| *k == "event_id")
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(id(&columns(&f)), Value::from("18446744073709551615"));
+    f.integer_ids = true;
+    let cols = columns(&f);
+    assert_eq!(id(&cols), Value::from(u64::MAX));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = tidemark::outputs::writer::ChangelogWriter::create(
+        dir.path(),
+        &common::schemas_dir(),
+        "quarantine",
+        &[OutputFormat::Jsonl, OutputFormat::Parquet],
+        None,
+    )
+    .unwrap();
+    w.write(7, 1, &cols).unwrap();
+    w.finish().unwrap();
+    let line = std::fs::read_to_string(dir.path().join("quarantine.jsonl")).unwrap();
+    assert!(
+        line.contains(r#""event_id":18446744073709551615"#),
+        "{line}"
+    );
+    let file = std::fs::File::open(dir.path().join("quarantine.parquet")).unwrap();
+    let mut reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batch = reader.next().unwrap().unwrap();
+    let ids = batch.column_by_name("event_id").unwrap();
+    let ids = ids
+        .as_any()
+        .downcast_ref::<arrow_array::StringArray>()
+        .unwrap();
+    assert_eq!(ids.value(0), "18446744073709551615");
+}

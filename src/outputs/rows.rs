@@ -47,9 +47,25 @@ pub struct Format {
     pub text_only: bool,
     /// Outputs that go to a Kafka topic.
     pub kafka: std::collections::BTreeSet<String>,
+    /// The events schema declares its id an integer: ids print as the integers they were.
+    pub integer_ids: bool,
 }
 
 impl Format {
+    /// An event id as an output value: the integer it was read as, if the events schema
+    /// declares integer ids (an id decoded from an integer is its digits), else the string.
+    pub fn event_id(&self, id: &str) -> Value {
+        if self.integer_ids {
+            if let Ok(x) = id.parse::<u64>() {
+                return x.into();
+            }
+            if let Ok(x) = id.parse::<i64>() {
+                return x.into();
+            }
+        }
+        id.into()
+    }
+
     /// The formatting context of `job`.
     pub fn new(job: &crate::config::Job) -> Format {
         Format {
@@ -57,6 +73,12 @@ impl Format {
             feature_names: job.spec.metrics.entity_features.clone(),
             drift: job.drift.clone(),
             alerts: job.alerts.clone(),
+            integer_ids: matches!(
+                job.schema(crate::schema::Stream::Events)
+                    .field(crate::schema::Role::Id)
+                    .ty,
+                crate::schema::FieldType::Int64 | crate::schema::FieldType::Uint64
+            ),
             text_only: !job
                 .spec
                 .outputs
@@ -574,7 +596,7 @@ impl OutputRow for DetectionRow {
             ),
             ("detector_index", json!(self.detector)),
             ("position", json!(self.position)),
-            ("event_id", json!(self.event_id)),
+            ("event_id", ctx.event_id(&self.event_id)),
             ("event_time", json!(self.event_time)),
             ("detail", json!(self.detail)),
         ]);
@@ -697,9 +719,9 @@ impl OutputRow for QuarantineRow {
         crate::metrics::observe::quarantine(m, self, diff);
     }
 
-    fn columns(&self, _: &Format, out: &mut Vec<Columns>) {
+    fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
         out.push(vec![
-            ("event_id", json!(self.event_id)),
+            ("event_id", ctx.event_id(&self.event_id)),
             ("entity", json!(self.entity)),
             ("event_time", json!(self.event_time)),
             ("reason", json!(self.reason)),

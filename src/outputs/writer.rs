@@ -155,7 +155,10 @@ impl ChangelogWriter {
                 .build();
             let writer = ArrowWriter::try_new(f, schema.clone(), Some(props))
                 .map_err(|e| Error::parquet(&tmp, e))?;
+            // Integer event ids (a job whose events schema declares them so) go into the
+            // id's string column as their digits.
             let decoder = arrow_json::ReaderBuilder::new(schema)
+                .with_coerce_primitive(true)
                 .with_batch_size(PARQUET_BATCH)
                 .build_decoder()
                 .map_err(|e| Error::parquet(&tmp, e))?;
