@@ -232,9 +232,8 @@ impl std::fmt::Debug for SourceSpec {
         if !is_default(&self.extra_fields) {
             d.field("extra_fields", &self.extra_fields);
         }
-        if !is_default(&self.on_all_refused) {
-            d.field("on_all_refused", &self.on_all_refused);
-        }
+        // `on_all_refused` is left out: it decides whether a run stops, not what any record
+        // decodes to, so a buffer written either way is the same job's.
         d.finish()
     }
 }
@@ -901,8 +900,13 @@ pub fn resolve_files(
     }
     out.sort();
     if kind == SourceKind::Jsonl {
-        // Unreadable (permissions, a special file) is refused here, naming the file.
+        // A directory, a pipe (whose open would block) or an unreadable file is refused here,
+        // naming it.
         for p in &out {
+            let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            if !meta.is_file() {
+                return Err(format!("{}: not a regular file", p.display()));
+            }
             std::fs::File::open(p).map_err(|e| format!("{}: cannot be read: {e}", p.display()))?;
         }
     }

@@ -72,7 +72,7 @@ fn fail(f: &FieldSpec, reason: impl Into<String>) -> FieldError {
 /// A value of the wrong kind: names what was found and what the field's role takes.
 fn wrong(f: &FieldSpec, v: Value<'_>) -> FieldError {
     let found = match v {
-        Value::Str(s) => format!("the string {s:?}"),
+        Value::Str(s) => format!("the string {}", quoted(s)),
         Value::F64(x) => format!("the float {x}"),
         Value::I64(x) => format!("the integer {x}"),
         Value::U64(x) => format!("the integer {x}"),
@@ -85,7 +85,23 @@ fn wrong(f: &FieldSpec, v: Value<'_>) -> FieldError {
 /// A text value (id, entity, model, category): a non-empty string, or an integer as its
 /// decimal digits (a field declared `uint64` refuses negative integers).
 fn text(f: &FieldSpec, v: Value<'_>) -> Result<Text, FieldError> {
+    let integer = matches!(f.ty, FieldType::Int64 | FieldType::Uint64);
     match v {
+        // A field declared an integer takes integers as strings only in their one spelling:
+        // "007" and "7" would be two ids that print as one.
+        Value::Str(s) if integer => match s.parse::<i128>() {
+            Ok(x) if x.to_string() == s && (x >= 0 || f.ty == FieldType::Int64) => {
+                Ok(Text::from(s))
+            }
+            _ => Err(fail(
+                f,
+                format!(
+                    "expected an integer (the schema declares {}), found the string {}",
+                    f.ty.name(),
+                    quoted(s)
+                ),
+            )),
+        },
         Value::Str(s) if !s.is_empty() => Ok(Text::from(s)),
         Value::Str(_) => Err(fail(f, "empty string")),
         Value::I64(x) if x < 0 && f.ty == FieldType::Uint64 => Err(fail(
@@ -97,6 +113,12 @@ fn text(f: &FieldSpec, v: Value<'_>) -> Result<Text, FieldError> {
         Value::Null => Err(fail(f, "missing")),
         other => Err(wrong(f, other)),
     }
+}
+
+/// A string value quoted for a reason, cut to an excerpt: a reason is a line, not a copy of
+/// the record (`raw` carries that).
+fn quoted(s: &str) -> String {
+    crate::records::excerpt(&format!("{s:?}"))
 }
 
 fn number(f: &FieldSpec, v: Value<'_>) -> Result<f64, FieldError> {
@@ -133,8 +155,9 @@ fn time(f: &FieldSpec, v: Value<'_>) -> Result<u64, FieldError> {
                 return Err(fail(
                     f,
                     format!(
-                        "expected {}, found the string {s:?}: {why}",
-                        accepted(f.role)
+                        "expected {}, found the string {}: {why}",
+                        accepted(f.role),
+                        quoted(s)
                     ),
                 ));
             }
@@ -181,6 +204,12 @@ pub fn decode<'a>(
                                 && x.fract() != 0.0
                             {
                                 return Err(fail(f, format!("expected an integer, found {x}")));
+                            }
+                            if f.ty == FieldType::Uint64 && x < 0.0 {
+                                return Err(fail(
+                                    f,
+                                    format!("negative {x} does not fit the declared type uint64"),
+                                ));
                             }
                             // Keeps squares of micro-units and their window sums within i128.
                             if x.abs() > 1.0e9 {

@@ -254,16 +254,13 @@ fn rank_by<'w>(words: &'w [&'w str]) -> impl Fn(&Col) -> usize + 'w {
     }
 }
 
-/// The declared type of a text role's column.
+/// The declared type of a text role's column: `int64` for integers (it also reads every
+/// `u64`, and a negative value past the sample does not refuse its record, as `uint64` would).
 fn text_type(c: &Col) -> FieldType {
-    let negative = c
-        .cells
-        .iter()
-        .any(|v| matches!(v, Sampled::Int(x) if *x < 0));
-    match (c.ints, negative) {
-        (true, false) => FieldType::Uint64,
-        (true, true) => FieldType::Int64,
-        _ => FieldType::String,
+    if c.ints {
+        FieldType::Int64
+    } else {
+        FieldType::String
     }
 }
 

@@ -623,7 +623,10 @@ fn execute(
         communication: communication(opts)?,
         worker: timely::WorkerConfig::default(),
     };
-    let progress = Arc::new(Progress::for_job(&job));
+    let progress = Arc::new(Progress {
+        stop_on_refusals: opts.processes <= 1,
+        ..Progress::for_job(&job)
+    });
     let watermark = Arc::new(AtomicU64::new(0));
     let job = Arc::new(job);
     let expected_records = expected_records(&job);
@@ -712,7 +715,7 @@ fn execute(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .take();
-                if let Some(e) = refused {
+                if let Some((_, e)) = refused {
                     failed = Some(e);
                     stop.store(true, Ordering::Relaxed);
                     break;

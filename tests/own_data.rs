@@ -370,6 +370,23 @@ fn pandas_parquet_and_integer_json_run_like_canonical_types() {
     write_pandas_parquet(pandas.path());
     let schemas = pandas.path().join("schemas");
     own_schemas(&schemas, "timestamp_ms");
+    let integer_ids = |job: &Path| {
+        tidemark::outputs::rows::Format::new(&tidemark::config::Job::load(job).unwrap()).integer_ids
+    };
+    assert!(integer_ids(&job(
+        pandas.path(),
+        "parquet",
+        "parquet",
+        &schemas,
+        "own"
+    )));
+    assert!(!integer_ids(&job(
+        canonical.path(),
+        "jsonl",
+        "jsonl",
+        &schemas_dir(),
+        "v1"
+    )));
     let (got, counts) = run_in(
         pandas.path(),
         &job(pandas.path(), "parquet", "parquet", &schemas, "own"),

@@ -91,11 +91,16 @@ fn time_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D
     enum Given {
         Ms(u64),
         Text(String),
+        Other(toml::Value),
     }
-    Ok(Some(match Given::deserialize(d)? {
-        Given::Ms(ms) => ms.to_string(),
-        Given::Text(t) => t,
-    }))
+    match Given::deserialize(d)? {
+        Given::Ms(ms) => Ok(Some(ms.to_string())),
+        Given::Text(t) => Ok(Some(t)),
+        Given::Other(v) => Err(serde::de::Error::custom(format!(
+            "{v} is no time: give ISO-8601 text (\"2026-01-01T00:00:00Z\") or epoch \
+             milliseconds (a non-negative integer)"
+        ))),
+    }
 }
 
 /// A drift statistic an alert rule can watch.

@@ -146,8 +146,12 @@ pub struct Progress {
     /// Pane deltas folded into `__other__` by a cardinality cap (`[limits]`).
     pub folded: Arc<AtomicU64>,
     /// Set when a partition whose source says `on_all_refused = "stop"` refused its first
-    /// records, all of them: the job stops with this error.
-    pub all_refused: std::sync::Mutex<Option<crate::error::Error>>,
+    /// records, all of them: the job stops with this error (of the partition with the least
+    /// index among those that did).
+    pub all_refused: std::sync::Mutex<Option<(u32, crate::error::Error)>>,
+    /// Whether partitions stop the job early when they refuse everything: only a job of one
+    /// process can stop all its workers together (a cluster's runs are judged at their end).
+    pub stop_on_refusals: bool,
 }
 
 impl Progress {
@@ -332,8 +336,9 @@ pub fn ingest<'s>(
                         idle: false,
                         held: Vec::new(),
                         origin: None,
-                        refusals: (job.spec.sources.get(stream).on_all_refused
-                            == crate::config::OnAllRefused::Stop
+                        refusals: (progress.stop_on_refusals
+                            && job.spec.sources.get(stream).on_all_refused
+                                == crate::config::OnAllRefused::Stop
                             && state.cursor == Cursor::default())
                         .then(Refusals::default),
                     })
@@ -438,7 +443,10 @@ pub fn ingest<'s>(
                                 .all_refused
                                 .lock()
                                 .unwrap_or_else(|e| e.into_inner());
-                            slot.get_or_insert(e);
+                            // The first partition's, whichever worker saw its own first.
+                            if slot.as_ref().is_none_or(|(i, _)| *index < *i) {
+                                *slot = Some((*index, e));
+                            }
                         }
                         if r.decided() {
                             *refusals = None;
@@ -572,46 +580,45 @@ struct Refusals {
 }
 
 impl Refusals {
-    /// Counts a batch of decisions; the error once [`crate::config::ALL_REFUSED_AFTER`] records
-    /// were all refused.
+    /// Counts a batch of decisions in order, up to the first accepted record; the error once
+    /// [`crate::config::ALL_REFUSED_AFTER`] records were refused before any was accepted (the
+    /// same record wherever batches end, so the same in every format).
     fn count(
         &mut self,
         stream: Stream,
         decided: &[((Position, Result<Record, DeadLetter>), Stamped)],
     ) -> Option<crate::error::Error> {
+        let limit = crate::config::ALL_REFUSED_AFTER;
         for ((pos, r), stamped) in decided {
-            match (r, stamped) {
-                (Ok(_), Stamped::At(_)) => self.accepted = true,
-                (Err(d), _) => {
-                    self.refused += 1;
-                    if self.first.len() < 3 {
-                        let field = if d.field.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" field {}", d.field)
-                        };
-                        self.first.push(format!("{pos}{field}: {}", d.reason));
-                    }
+            if self.decided() {
+                break;
+            }
+            let reason = match (r, stamped) {
+                (Ok(_), Stamped::At(_)) => {
+                    self.accepted = true;
+                    continue;
                 }
-                (Ok(_), Stamped::Refused(late)) => {
-                    self.refused += 1;
-                    if self.first.len() < 3 {
-                        self.first.push(format!("{pos}: {}", late.reason));
-                    }
-                }
+                (Err(d), _) if d.field.is_empty() => format!("{pos}: {}", d.reason),
+                (Err(d), _) => format!("{pos} field {}: {}", d.field, d.reason),
+                (Ok(_), Stamped::Refused(late)) => format!("{pos}: {}", late.reason),
+            };
+            self.refused += 1;
+            if self.first.len() < 3 {
+                self.first.push(reason);
+            }
+            if self.refused == limit {
+                return Some(crate::error::Error::AllRefused {
+                    stream: stream.name().to_string(),
+                    reason: format!(
+                        "the first {limit} records read were all refused, so the job stopped \
+                         (its schema or format does not fit the data; on_all_refused = \
+                         \"continue\" runs anyway). First reasons: {}",
+                        self.first.join("; ")
+                    ),
+                });
             }
         }
-        let limit = crate::config::ALL_REFUSED_AFTER;
-        (!self.accepted && self.refused >= limit).then(|| crate::error::Error::AllRefused {
-            stream: stream.name().to_string(),
-            reason: format!(
-                "the first {} records read were all refused, so the job stopped (its schema or \
-                 format does not fit the data; on_all_refused = \"continue\" runs anyway). \
-                 First reasons: {}",
-                self.refused,
-                self.first.join("; ")
-            ),
-        })
+        None
     }
 
     /// Whether the partition has shown it fits (a record accepted) or already stopped the job.
@@ -642,6 +649,62 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+
+    /// The early stop is decided at the same record wherever batches end: a partition whose
+    /// first 999 records are refused and whose 1000th is accepted runs on, whatever comes
+    /// after; one whose first 1000 are refused stops at the 1000th, naming the first three.
+    #[test]
+    fn refusals_are_decided_by_record_not_by_batch() {
+        use crate::records::Label;
+        type Decision = ((Position, Result<Record, DeadLetter>), Stamped);
+        let at = |i: u64, ok: bool| -> Decision {
+            let pos = Position {
+                source: Arc::from("f"),
+                offset: i,
+            };
+            let r = if ok {
+                Ok(Record::Label(Label {
+                    event_id: "e".into(),
+                    label: 1,
+                    time: i,
+                }))
+            } else {
+                Err(DeadLetter {
+                    stream: "labels".into(),
+                    position: pos.clone(),
+                    field: "label".into(),
+                    reason: format!("bad {i}"),
+                    raw: String::new(),
+                })
+            };
+            ((pos, r), Stamped::At(i))
+        };
+        let run = |records: &[Decision], batch: usize| {
+            let mut r = Refusals::default();
+            let mut stopped = None;
+            for (n, chunk) in records.chunks(batch).enumerate() {
+                if let Some(e) = r.count(Stream::Labels, chunk) {
+                    stopped = Some((n, e.to_string()));
+                }
+                if r.decided() {
+                    break;
+                }
+            }
+            stopped
+        };
+        let fits: Vec<Decision> = (0..6000).map(|i| at(i, i == 999 || i > 3000)).collect();
+        let misfit: Vec<Decision> = (0..6000).map(|i| at(i, i > 3000)).collect();
+        for batch in [1, 600, 1024, 4096, 6000] {
+            assert_eq!(run(&fits, batch), None, "batch {batch}");
+            let (n, e) = run(&misfit, batch).expect("stopped");
+            assert_eq!(n, 999 / batch, "stopped in the batch of the 1000th record");
+            assert!(
+                e.starts_with("sources.labels: the first 1000 records read were all refused")
+                    && e.contains("f:0 field label: bad 0; f:1 field label: bad 1; f:2"),
+                "{e}"
+            );
+        }
+    }
 
     fn file(stream: Stream, name: &str) -> (Stream, PartitionSpec) {
         (stream, PartitionSpec::Parquet(PathBuf::from(name)))

@@ -534,7 +534,8 @@ enum Column<'a> {
 /// decimals become `f64`, dictionaries of strings (pandas' `category`) become strings, dates
 /// become milliseconds and timestamps of another unit become milliseconds (sub-millisecond
 /// digits cut off; the time zone is kept, the value is UTC either way), all by arrow's own
-/// casts. Other types, and casts that fail, are returned as they are and read as unsupported.
+/// casts. Other types are returned as they are and read as unsupported; so is a column with a
+/// value its cast cannot carry (a timestamp in seconds beyond i64 milliseconds).
 fn normalized(col: &ArrayRef) -> ArrayRef {
     let to = match col.data_type() {
         DataType::Int8 | DataType::Int16 => DataType::Int64,
@@ -552,6 +553,7 @@ fn normalized(col: &ArrayRef) -> ArrayRef {
         {
             DataType::Utf8
         }
+        DataType::Dictionary(_, v) if v.is_unsigned_integer() => DataType::UInt64,
         DataType::Dictionary(_, v) if v.is_integer() => DataType::Int64,
         DataType::Dictionary(_, v) if v.is_floating() => DataType::Float64,
         DataType::Timestamp(unit, tz) if *unit != TimeUnit::Millisecond => {
@@ -560,7 +562,13 @@ fn normalized(col: &ArrayRef) -> ArrayRef {
         DataType::Date32 => DataType::Date64,
         _ => return col.clone(),
     };
-    arrow_cast::cast(col, &to).unwrap_or_else(|_| col.clone())
+    // Not arrow's "safe" casts, which turn a value that does not fit into a null: a column
+    // that cannot be cast whole is read as it is, and its cells are refused naming its type.
+    let strict = arrow_cast::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    arrow_cast::cast_with_options(col, &to, &strict).unwrap_or_else(|_| col.clone())
 }
 
 impl<'a> Column<'a> {
@@ -984,6 +992,23 @@ mod tests {
             reason.contains("-7") && reason.contains("uint64"),
             "{reason}"
         );
+        // An id declared an integer takes a string only in the integer's one spelling.
+        for (id, ok) in [
+            ("\"7\"", true),
+            ("\"007\"", false),
+            ("\"-7\"", false),
+            ("\"7a\"", false),
+        ] {
+            let line = format!(r#"{{"event_id":{id},"entity":"a","event_time":{T0}}}"#);
+            match decode_json_line(&schema, &line) {
+                Ok(_) => assert!(ok, "{id} accepted"),
+                Err((field, reason)) => {
+                    assert!(!ok, "{id}: {reason}");
+                    assert_eq!(field, "event_id");
+                    assert!(reason.contains("declares uint64"), "{reason}");
+                }
+            }
+        }
         // A time string that is no time names itself and what the role reads.
         let line = r#"{"event_id":1,"entity":"a","event_time":"yesterday"}"#;
         let (field, reason) = decode_json_line(&schema, line).expect_err("refused");
