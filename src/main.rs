@@ -766,16 +766,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         force: a.force,
     };
     let summary = run(job.clone(), &opts).map_err(|e| e.to_string())?;
-    if let Some(s) = summary {
-        if summary_wanted {
-            print_summary(&s);
-        }
-        let refused: Vec<String> = s.all_refused(&job).iter().map(|e| e.to_string()).collect();
-        if !refused.is_empty() {
-            return Err(refused.join("\n"));
-        }
-    }
-    Ok(())
+    report_run(&job, summary, summary_wanted)
 }
 
 fn cmd_replay(a: ReplayArgs) -> Result<(), String> {
@@ -852,16 +843,7 @@ fn cmd_backfill(a: BackfillArgs) -> Result<(), String> {
         ..RunOptions::default()
     };
     let summary = run(job.clone(), &opts).map_err(|e| e.to_string())?;
-    if let Some(s) = summary {
-        if summary_wanted {
-            print_summary(&s);
-        }
-        let refused: Vec<String> = s.all_refused(&job).iter().map(|e| e.to_string()).collect();
-        if !refused.is_empty() {
-            return Err(refused.join("\n"));
-        }
-    }
-    Ok(())
+    report_run(&job, summary, summary_wanted)
 }
 
 /// Parquet for `.parquet` paths and directories holding Parquet files, JSON Lines otherwise.
@@ -1069,6 +1051,20 @@ fn cmd_inspect(dir: &std::path::Path) -> Result<(), String> {
     println!();
     println!("all {} segment checksums verified", m.segments.len());
     println!("all {} state snapshots verified", m.states.len());
+    Ok(())
+}
+
+/// Prints a finished run's summary (if wanted) and fails it when a stream accepted nothing.
+fn report_run(job: &Job, summary: Option<RunSummary>, print: bool) -> Result<(), String> {
+    if let Some(s) = summary {
+        if print {
+            print_summary(&s);
+        }
+        let refused: Vec<String> = s.all_refused(job).iter().map(|e| e.to_string()).collect();
+        if !refused.is_empty() {
+            return Err(refused.join("\n"));
+        }
+    }
     Ok(())
 }
 
