@@ -59,31 +59,50 @@ fn iso(ms: u64) -> String {
     format!("2026-01-01T{h:02}:{m:02}:{s:02}.{:03}Z", ms % 1000)
 }
 
-/// The canonical form: `events.v1` and friends, string ids, epoch-ms integers.
-fn write_canonical(d: &Path) {
-    let evs = events();
+/// How a JSON Lines fixture spells its values.
+struct Spelling {
+    /// An event id.
+    id: fn(u64) -> String,
+    /// The time of events, predictions and labels.
+    times: [fn(u64) -> String; 3],
+    /// A label.
+    label: fn(u8) -> String,
+    /// Appended to each event object (fields the schema does not declare).
+    extra: &'static str,
+}
+
+/// Writes the fixture as JSON Lines, spelled as `s` says.
+fn write_jsonl(d: &Path, s: &Spelling) {
     let mut ev = Vec::new();
     let mut pr = Vec::new();
     let mut la = Vec::new();
-    for e in &evs {
+    for e in &events() {
         let device = e
             .device
             .map(|x| format!(r#","device":"{x}""#))
             .unwrap_or_default();
         ev.push(format!(
-            r#"{{"event_id":"{}","entity":"{}","event_time":{},"amount":{},"age_days":{},"country":"{}"{device}}}"#,
-            e.id, e.entity, e.t, e.amount, e.age, e.country
+            r#"{{"event_id":{},"entity":"{}","event_time":{},"amount":{},"age_days":{},"country":"{}"{device}{}}}"#,
+            (s.id)(e.id),
+            e.entity,
+            (s.times[0])(e.t),
+            e.amount,
+            e.age,
+            e.country,
+            s.extra
         ));
         pr.push(format!(
-            r#"{{"event_id":"{}","model_version":"m1","score":{},"prediction_time":{}}}"#,
-            e.id,
+            r#"{{"event_id":{},"model_version":"m1","score":{},"prediction_time":{}}}"#,
+            (s.id)(e.id),
             score(e),
-            e.t + 10
+            (s.times[1])(e.t + 10)
         ));
         if let Some((l, t)) = labeled(e) {
             la.push(format!(
-                r#"{{"event_id":"{}","label":{l},"label_time":{t}}}"#,
-                e.id
+                r#"{{"event_id":{},"label":{},"label_time":{}}}"#,
+                (s.id)(e.id),
+                (s.label)(l),
+                (s.times[2])(t)
             ));
         }
     }
@@ -92,44 +111,35 @@ fn write_canonical(d: &Path) {
     write_lines(d, "labels.jsonl", &la);
 }
 
-/// As JSON Lines from a user's pipeline: integer ids, ISO-8601 times, an undeclared field.
+/// The canonical form: `events.v1` and friends, string ids, epoch-ms integers.
+fn write_canonical(d: &Path) {
+    write_jsonl(
+        d,
+        &Spelling {
+            id: |id| format!("\"{id}\""),
+            times: [|t| t.to_string(); 3],
+            label: |l| l.to_string(),
+            extra: "",
+        },
+    );
+}
+
+/// As JSON Lines from a user's pipeline: integer ids, ISO-8601 times in three spellings,
+/// boolean labels, an undeclared field.
 fn write_json_integers(d: &Path) {
-    let evs = events();
-    let mut ev = Vec::new();
-    let mut pr = Vec::new();
-    let mut la = Vec::new();
-    for e in &evs {
-        let device = e
-            .device
-            .map(|x| format!(r#","device":"{x}""#))
-            .unwrap_or_default();
-        ev.push(format!(
-            r#"{{"event_id":{},"entity":"{}","event_time":"{}","amount":{},"age_days":{},"country":"{}"{device},"note":"from the warehouse"}}"#,
-            e.id,
-            e.entity,
-            iso(e.t),
-            e.amount,
-            e.age,
-            e.country
-        ));
-        pr.push(format!(
-            r#"{{"event_id":{},"model_version":"m1","score":{},"prediction_time":"{}"}}"#,
-            e.id,
-            score(e),
-            iso(e.t + 10).replace('T', " ")
-        ));
-        if let Some((l, t)) = labeled(e) {
-            la.push(format!(
-                r#"{{"event_id":{},"label":{},"label_time":"{}"}}"#,
-                e.id,
-                l == 1,
-                iso(t).replace('Z', "+00:00")
-            ));
-        }
-    }
-    write_lines(d, "events.jsonl", &ev);
-    write_lines(d, "predictions.jsonl", &pr);
-    write_lines(d, "labels.jsonl", &la);
+    write_jsonl(
+        d,
+        &Spelling {
+            id: |id| id.to_string(),
+            times: [
+                |t| format!("\"{}\"", iso(t)),
+                |t| format!("\"{}\"", iso(t).replace('T', " ")),
+                |t| format!("\"{}\"", iso(t).replace('Z', "+00:00")),
+            ],
+            label: |l| (l == 1).to_string(),
+            extra: r#","note":"from the warehouse""#,
+        },
+    );
 }
 
 fn write_parquet(path: &Path, batch: &RecordBatch) {
