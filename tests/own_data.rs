@@ -401,15 +401,20 @@ fn pandas_parquet_and_integer_json_run_like_canonical_types() {
         pandas.path(),
         &job(pandas.path(), "parquet", "parquet", &schemas, "own"),
     );
-    assert_eq!(counts, want_counts, "pandas Parquet");
-    for ((name, a), (_, b)) in want.iter().zip(&got) {
-        assert!(
-            a == b,
-            "pandas Parquet: {name} differs:\n{}",
-            String::from_utf8_lossy(b)
-        );
-    }
-    assert_eq!(got.len(), want.len());
+    // The same outputs, byte for byte, and the same counts.
+    let same = |what: &str, got: &[(String, Vec<u8>)], counts: &[(String, i64, i64, i64)]| {
+        assert_eq!(counts, &want_counts[..], "{what}");
+        let names = |v: &[(String, Vec<u8>)]| v.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+        assert_eq!(names(got), names(&want), "{what}");
+        for ((name, a), (_, b)) in want.iter().zip(got) {
+            assert!(
+                a == b,
+                "{what}: {name} differs:\n{}",
+                String::from_utf8_lossy(b)
+            );
+        }
+    };
+    same("pandas Parquet", &got, &counts);
 
     let json = tempfile::tempdir().unwrap();
     write_json_integers(json.path());
@@ -419,14 +424,7 @@ fn pandas_parquet_and_integer_json_run_like_canonical_types() {
         json.path(),
         &job(json.path(), "jsonl", "jsonl", &schemas, "own"),
     );
-    assert_eq!(counts, want_counts, "JSON Lines with integer ids");
-    for ((name, a), (_, b)) in want.iter().zip(&got) {
-        assert!(
-            a == b,
-            "JSON: {name} differs:\n{}",
-            String::from_utf8_lossy(b)
-        );
-    }
+    same("JSON Lines with integer ids", &got, &counts);
 }
 
 /// `tidemark init` on pandas-shaped Parquet and on JSON Lines with integer ids and ISO times:
