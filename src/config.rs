@@ -748,12 +748,6 @@ impl Job {
         Ok(job)
     }
 
-    /// The job has operators whose state depends on the whole history (drift detectors, the
-    /// learner): their state is snapshotted with the replay buffer.
-    pub fn has_operator_state(&self) -> bool {
-        self.drift.is_some() || self.learn.is_some() || !self.alerts.is_empty()
-    }
-
     /// The replay buffer's segment length.
     pub fn segment_ms(&self) -> u64 {
         let emit = self.spec.outputs.emit_interval(self.spec.time.tick_ms);

@@ -1068,6 +1068,31 @@ fn report_run(job: &Job, summary: Option<RunSummary>, print: bool) -> Result<(),
     Ok(())
 }
 
+/// What became of accepted labels that joined no live window: too late, or orphaned.
+fn print_label_fates(s: &RunSummary) {
+    let Some(r) = s.ingest.iter().find(|r| r.stream == "labels") else {
+        return;
+    };
+    if r.too_late > 0 {
+        println!(
+            "labels: {} of {} accepted ({:.2} %) arrived after every window of their event had retired \
+             (in label_health's late_labels, not in quality); time.retention_ms = {} would have kept them \
+             (it is {})",
+            r.too_late,
+            r.accepted,
+            100.0 * r.too_late as f64 / r.accepted.max(1) as f64,
+            r.retention_to_hold_ms.unwrap_or(0).max(s.retention_ms),
+            s.retention_ms
+        );
+    }
+    if r.orphaned > 0 {
+        println!(
+            "labels: {} orphaned: no event with their id was seen by max(arrival, label time + label_horizon)",
+            r.orphaned
+        );
+    }
+}
+
 fn print_summary(s: &RunSummary) {
     let secs = s.elapsed.as_secs_f64();
     println!(
@@ -1094,14 +1119,14 @@ fn print_summary(s: &RunSummary) {
     }
     println!();
     println!(
-        "{:<12} {:>10} {:>10} {:>14}  reconciles",
-        "stream", "read", "accepted", "dead-lettered"
+        "{:<12} {:>10} {:>10} {:>14} {:>11}  reconciles",
+        "stream", "read", "accepted", "dead-lettered", "duplicates"
     );
     for stream in tidemark::schema::Stream::ALL {
         let Some(r) = s.ingest.iter().find(|r| r.stream == stream.name()) else {
             println!(
-                "{:<12} {:>10} {:>10} {:>14}  (read nothing)",
-                stream, 0, 0, 0
+                "{:<12} {:>10} {:>10} {:>14} {:>11}  (read nothing)",
+                stream, 0, 0, 0, 0
             );
             continue;
         };
@@ -1111,10 +1136,11 @@ fn print_summary(s: &RunSummary) {
             "NO"
         };
         println!(
-            "{:<12} {:>10} {:>10} {:>14}  {ok}",
-            r.stream, r.read, r.accepted, r.dead_lettered
+            "{:<12} {:>10} {:>10} {:>14} {:>11}  {ok}",
+            r.stream, r.read, r.accepted, r.dead_lettered, r.duplicates
         );
     }
+    print_label_fates(s);
     let finals: Vec<_> = s
         .quality
         .iter()

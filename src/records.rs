@@ -47,6 +47,17 @@ impl std::fmt::Display for Position {
     }
 }
 
+/// Where a record entered the job: its timestamp as stamped, then where it was read. Records of
+/// one id are decided in this order (the first is accepted, a later one is a duplicate), so the
+/// decision depends on the input alone, not on which worker delivers a record first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    /// The timestamp the record was stamped with (before rounding to an emit boundary).
+    pub stamp: u64,
+    /// Where it was read.
+    pub position: Position,
+}
+
 /// A feature record.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Event {
@@ -186,7 +197,8 @@ pub fn excerpt(raw: &str) -> String {
 /// A dead letter's reason as one of a fixed set of classes, for metric labels of bounded
 /// cardinality (the reason itself names values).
 pub fn reason_class(reason: &str) -> &'static str {
-    const CLASSES: [(&str, &str); 16] = [
+    const CLASSES: [(&str, &str); 17] = [
+        ("already accepted", "duplicate"),
         ("max_lateness", "too_late"),
         ("cannot read this source", "unreadable_source"),
         ("duplicate field", "duplicate_field"),
@@ -230,6 +242,12 @@ mod reason_tests {
         assert_eq!(reason_class("negative time -3"), "bad_time");
         assert_eq!(reason_class("invalid JSON: EOF"), "invalid_json");
         assert_eq!(reason_class("missing"), "missing");
+        assert_eq!(
+            reason_class(
+                "duplicate event id \"e1\": already accepted from a.jsonl:3 (timestamp 5); …"
+            ),
+            "duplicate"
+        );
         assert_eq!(reason_class("something new"), "other");
     }
 }

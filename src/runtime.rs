@@ -58,6 +58,8 @@ pub struct RunSummary {
     pub out_dir: PathBuf,
     /// Per-stream reconciliation.
     pub ingest: Vec<IngestRow>,
+    /// The job's `time.retention_ms`.
+    pub retention_ms: u64,
     /// Current quality rows.
     pub quality: Vec<QualityRow>,
     /// Current label rows.
@@ -387,7 +389,7 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
             let (segments, base) = crate::replay::plan(&job, &m, below, below);
             crate::replay::verify_all(&dir, &segments)?;
             tracing::info!(committed = below, segments = segments.len(), "resuming");
-            let state = state_start(&job, &dir, &m, below)?;
+            let state = state_start(&dir, &m, below)?;
             let resume_updates = resumed_in_registry(&job, &state)?;
             crate::dataflow::Plan {
                 state,
@@ -433,12 +435,11 @@ fn settle_time(job: &Job, first: u64) -> u64 {
 /// Where the history-dependent operators of a run resuming at `below` start: the committed
 /// snapshot there.
 fn state_start(
-    job: &Job,
     dir: &Path,
     m: &crate::replay::manifest::Manifest,
     below: u64,
 ) -> Result<crate::dataflow::ordered::StateStart> {
-    if !job.has_operator_state() || below == 0 {
+    if below == 0 {
         return Ok(Default::default());
     }
     match m.states.last().filter(|s| s.at == below) {
@@ -448,7 +449,7 @@ fn state_start(
         }),
         None => Err(Error::replay(
             dir.join(crate::replay::manifest::MANIFEST),
-            format!("the buffer holds no operator state (drift detectors, learner, alert rules) at its commit point {below}"),
+            format!("the buffer holds no operator state (drift detectors, learner, alert rules, the join's verdict totals) at its commit point {below}"),
         )),
     }
 }
@@ -538,21 +539,20 @@ pub fn replay(
     }
     // History-dependent operators continue from the latest snapshot at or before the range;
     // records from there on are fed at their own timestamps.
-    let (from, state) = match (job.has_operator_state(), m.state_before(range.start)) {
-        (false, _) => (range.start, Default::default()),
-        (true, Some(st)) => (
+    let (from, state) = match m.state_before(range.start) {
+        Some(st) => (
             st.at.min(range.start),
             crate::dataflow::ordered::StateStart {
                 state: Some(crate::replay::read_state(buffer, st)?),
                 at: st.at,
             },
         ),
-        (true, None) if m.base.is_empty() => (0, Default::default()),
-        (true, None) => {
+        None if m.base.is_empty() => (0, Default::default()),
+        None => {
             return Err(Error::replay(
                 buffer.join(crate::replay::manifest::MANIFEST),
                 format!(
-                    "no operator state (drift detectors, learner, alert rules) at or before ts {} is kept (retention removed it)",
+                    "no operator state (drift detectors, learner, alert rules, the join's verdict totals) at or before ts {} is kept (retention removed it)",
                     range.start
                 ),
             ))
@@ -617,6 +617,7 @@ fn execute(
 ) -> Result<Option<RunSummary>> {
     let start = Instant::now();
     let resumed_from = plan.live.as_ref().map(|r| r.below).filter(|b| *b > 0);
+    let retention_ms = job.spec.time.retention_ms;
     let plan = Arc::new(plan);
     let metrics = plan.metrics.clone();
     let config = timely::Config {
@@ -875,6 +876,7 @@ fn execute(
             summary = Some(RunSummary {
                 out_dir: out_dir.clone(),
                 ingest,
+                retention_ms,
                 quality,
                 labels,
                 lines,

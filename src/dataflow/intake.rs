@@ -6,14 +6,14 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::progress::operate::FrontierInterest;
 
-use crate::records::{DeadLetter, Record};
+use crate::records::{DeadLetter, Origin, Record};
 use crate::schema::Stream;
 use crate::sources::Ingested;
 
 /// What processing reads of the ingested stream.
 pub struct Intake<'s> {
-    /// Accepted records.
-    pub records: VecCollection<'s, u64, Record>,
+    /// Accepted records, with where they entered (the join decides duplicates by it).
+    pub records: VecCollection<'s, u64, (Record, Origin)>,
     /// Refused records.
     pub dead: VecCollection<'s, u64, DeadLetter>,
     /// Per stream, `(stream, 0)` counts every record read, `(stream, 1)` the accepted and
@@ -24,7 +24,8 @@ pub struct Intake<'s> {
 /// Splits `ingested` into records, dead letters and counts, each at the next multiple of
 /// `step` (`…Intake`).
 ///
-/// Semantics: `delay(|t| t.div_ceil(step) * step)` of the accepted records, the dead letters and
+/// Semantics: `delay(|t| t.div_ceil(step) * step)` of the accepted records (each with its
+/// [`Origin`]: its own timestamp and position), the dead letters and
 /// two counts per record; partition marks (which carry no data) are dropped. Records are
 /// processed at emit boundaries: outputs are reported only there, and the changelog at every
 /// boundary is the same as with per-tick processing, at a fraction of the work. One operator
@@ -38,7 +39,7 @@ pub fn intake<'s>(ingested: VecCollection<'s, u64, Ingested>, name: &str, step: 
     let mut builder = OperatorBuilder::new(format!("{name}.Intake"), stream.scope());
     let mut input = builder.new_input(stream, Pipeline);
     builder.set_notify_for(0, FrontierInterest::Never);
-    let (mut o_records, records) = builder.new_output::<Vec<(Record, u64, isize)>>();
+    let (mut o_records, records) = builder.new_output::<Vec<((Record, Origin), u64, isize)>>();
     let (mut o_dead, dead) = builder.new_output::<Vec<(DeadLetter, u64, isize)>>();
     let (mut o_counts, counts) = builder.new_output::<Vec<((Stream, u8), u64, isize)>>();
     let round = move |t: u64| t.div_ceil(step) * step;
@@ -61,12 +62,12 @@ pub fn intake<'s>(ingested: VecCollection<'s, u64, Ingested>, name: &str, step: 
                 // the batch (its records share one time, rarely a few).
                 let mut counts: Vec<(u64, [[isize; 3]; 3])> = Vec::new();
                 for container in data {
-                    for (i, t, r) in container.drain(..) {
-                        let t = round(t);
+                    for (i, stamp, r) in container.drain(..) {
+                        let t = round(stamp);
                         let s = i.stream().index();
                         let kind = match i {
-                            Ingested::Accepted(x, _) => {
-                                rec.push((x, t, r));
+                            Ingested::Accepted(x, position) => {
+                                rec.push(((x, Origin { stamp, position }), t, r));
                                 1
                             }
                             Ingested::Dead(d) => {

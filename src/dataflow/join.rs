@@ -1,7 +1,9 @@
 //! The three-way join: events ⋈ predictions ⋈ deduplicated labels, on event id.
 //!
 //! One keyed operator holds a slot per event id (see [`join`]); what leaves it are ±1
-//! contributions of each changed slot, split into the collections downstream operators read.
+//! contributions of each changed slot, split into the collections downstream operators read,
+//! and what it decided once about single records: duplicates refused, labels too late for their
+//! event's windows, orphaned labels.
 
 use std::collections::BTreeMap;
 
@@ -16,11 +18,12 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::Stream;
+use timely::dataflow::Stream as TimelyStream;
 use timely::progress::operate::FrontierInterest;
 
 use super::timers::{stash, Pending, TimerHold};
-use crate::records::{Event, Prediction, Record, Text};
+use crate::records::{excerpt, DeadLetter, Event, Origin, Prediction, Record, Text};
+use crate::schema::Stream;
 use crate::sources::stamp::tick_floor;
 
 /// The effective label of an event.
@@ -57,14 +60,53 @@ pub enum JoinOut {
     Scored(Ev, Pr),
     /// A prediction with its event and effective label.
     Labeled(Ev, Pr, LabelState),
-    /// An orphaned effective label (its id is the slot's: no reader needs it).
-    Orphan(LabelState),
+    /// A label orphaned when its decision fell due, by its label time (added once, never
+    /// retracted).
+    Orphan(u64),
+    /// A label whose event was seen but had no live window left when the label arrived: its
+    /// label time and its latency (the label's timestamp minus its event's time, ms).
+    TooLate(u64, u64),
+    /// A duplicate record, refused.
+    Refused(Stream, Box<DeadLetter>),
     /// An event that became labeled: its first effective label appeared (with no earlier one
     /// retracted at the same time), with the slot's labeled events and predictions then (if the
     /// online join is wanted). Only ever added, once per such change.
     Example(Ev, LabelState, Sides),
     /// A change of a labeled event or prediction for the online join.
     Online(Side),
+}
+
+/// What label health reads of the join.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LabelInput {
+    /// An event in state.
+    Event(Ev),
+    /// An event with its effective label.
+    Labeled(Ev, LabelState),
+    /// An orphaned label, by its label time.
+    Orphan(u64),
+    /// A label too late for its event's windows, by its label time.
+    TooLate(u64),
+}
+
+/// What the join decided about one record beyond joining it: counted in `ingest`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Verdict {
+    /// A second event of an id, or a second prediction of an (event id, model version): refused.
+    Duplicate(Stream),
+    /// A label whose event had no live window left when it arrived, with its latency (ms).
+    TooLate(u64),
+    /// A label whose event was unseen when its decision fell due.
+    Orphaned,
+}
+
+/// The schema fields that name a duplicate in its dead letter.
+#[derive(Debug, Clone)]
+pub struct IdFields {
+    /// The events' id field.
+    pub event_id: String,
+    /// The predictions' event id field.
+    pub prediction_event_id: String,
 }
 
 /// A value the online join meets an online score with.
@@ -135,9 +177,8 @@ impl std::hash::Hash for ById {
 pub struct Joined<'s> {
     /// Events, valid until their expiry (entity features).
     pub events: VecCollection<'s, u64, Ev>,
-    /// Label health's input: events `(e, None)`, events with their label `(e, label)` and
-    /// orphaned labels `(None, label)`.
-    pub label_inputs: VecCollection<'s, u64, (Option<Ev>, Option<LabelState>)>,
+    /// Label health's input.
+    pub label_inputs: VecCollection<'s, u64, LabelInput>,
     /// Drift's input (if wanted): events `(e, None)` and, if wanted, predictions with their
     /// event `(e, prediction)`.
     pub drift_inputs: VecCollection<'s, u64, (Ev, Option<Pr>)>,
@@ -149,6 +190,10 @@ pub struct Joined<'s> {
     /// with what the online join meets its score with then (empty unless the online join is
     /// wanted).
     pub examples: VecCollection<'s, u64, (Ev, LabelState, Sides)>,
+    /// Duplicates refused.
+    pub dead: VecCollection<'s, u64, DeadLetter>,
+    /// What was decided about single records, for the ingest counts.
+    pub verdicts: VecCollection<'s, u64, Verdict>,
 }
 
 /// A slot's labeled events and predictions at one time, with multiplicities: what an online
@@ -185,33 +230,47 @@ pub struct Lifetimes {
     pub label_window: u64,
 }
 
-/// An element of a slot: a value, when it arrived, when it leaves, and its multiplicity.
+/// An element of a slot: a value, when it arrived, when it leaves, its multiplicity, and what
+/// else its kind keeps (a prediction its origin, a label whether its decision is pending).
 #[derive(Debug, Clone)]
-struct Held<V> {
+struct Held<V, X = ()> {
     value: V,
     from: u64,
     until: u64,
     r: isize,
+    extra: X,
 }
 
-impl<V> Held<V> {
+impl<V, X> Held<V, X> {
     fn present(&self, t: u64) -> bool {
         self.from <= t && t < self.until
     }
 }
 
-/// Everything the join holds for one event id. Nearly every slot holds one event, one known
-/// id, one prediction and one label: they are stored inline, not in four heap allocations
-/// per slot (peak RSS at 1M bench events fell from 1,199 to 1,037 MiB).
+/// The accepted event of an id, remembered after the event leaves state (see [`join`]).
+#[derive(Debug)]
+struct Seen {
+    from: u64,
+    until: u64,
+    /// The event's time.
+    time: u64,
+    origin: Origin,
+}
+
+/// Everything the join holds for one event id. Nearly every slot holds one event, one
+/// prediction and one label: they are stored inline, not in heap allocations of their own
+/// (peak RSS at 1M bench events fell from 1,199 to 1,037 MiB).
 #[derive(Debug)]
 struct Slot {
     /// The slot's event id (inline: comparing it is no second pointer to chase).
     id: Text,
+    /// The accepted event while in state (at most one: a later one is a duplicate).
     events: SmallVec<[Held<Ev>; 1]>,
-    /// Event ids outlive their events (see `join`): `(from, until, r)`.
-    known: SmallVec<[(u64, u64, isize); 1]>,
-    predictions: SmallVec<[Held<Pr>; 1]>,
-    labels: SmallVec<[Held<(u64, u8)>; 1]>,
+    seen: Option<Seen>,
+    /// Predictions, each with its origin (which a duplicate's dead letter names).
+    predictions: SmallVec<[Held<Pr, Origin>; 1]>,
+    /// Labels `(label time, label)`, each with whether its decision is still pending.
+    labels: SmallVec<[Held<(u64, u8), bool>; 1]>,
     /// The time of the slot's last evaluation (its outputs as of then were emitted).
     last: Option<u64>,
     /// The slot's pending timer.
@@ -297,7 +356,7 @@ impl Slots {
 type Present<'a, V> = SmallVec<[(&'a V, isize); 2]>;
 
 /// The values of `held` present at `t`, with their multiplicities summed (zeros dropped).
-fn present<V: Ord>(held: &[Held<V>], t: u64) -> Present<'_, V> {
+fn present<V: Ord, X>(held: &[Held<V, X>], t: u64) -> Present<'_, V> {
     let mut out: Present<'_, V> = held
         .iter()
         .filter(|h| h.present(t))
@@ -329,6 +388,8 @@ impl JoinOut {
             (Scored(a, p), Scored(b, q)) => same(p, q) && same(a, b),
             (Labeled(a, p, l), Labeled(b, q, m)) => l == m && same(p, q) && same(a, b),
             (Orphan(l), Orphan(m)) => l == m,
+            (TooLate(l, a), TooLate(m, b)) => l == m && a == b,
+            (Refused(s, a), Refused(t, b)) => s == t && a == b,
             (Example(a, l, _), Example(b, m, _)) => l == m && same(a, b),
             (Online(a), Online(b)) => a == b,
             _ => false,
@@ -352,7 +413,7 @@ impl Slot {
         Slot {
             id,
             events: SmallVec::new(),
-            known: SmallVec::new(),
+            seen: None,
             predictions: SmallVec::new(),
             labels: SmallVec::new(),
             last: None,
@@ -380,21 +441,13 @@ impl Slot {
         })
     }
 
-    /// Every output of the slot at `t`, with multiplicities, into `out`; only its orphan
-    /// unless `with_events`.
-    fn outputs(
-        &self,
-        t: u64,
-        tick: u64,
-        horizon: u64,
-        with_events: bool,
-        out: &mut Vec<(JoinOut, isize)>,
-    ) {
-        let events = if with_events {
-            present(&self.events, t)
-        } else {
-            SmallVec::new()
-        };
+    /// Every output of the slot at `t`, with multiplicities, into `out` (none about its
+    /// events unless `with_events`).
+    fn outputs(&self, t: u64, with_events: bool, out: &mut Vec<(JoinOut, isize)>) {
+        if !with_events {
+            return;
+        }
+        let events = present(&self.events, t);
         let preds = present(&self.predictions, t);
         let label = self.label_state(t);
         for (e, r) in &events {
@@ -412,80 +465,251 @@ impl Slot {
                 }
             }
         }
-        if let Some(l) = label {
-            let known = self
-                .known
+    }
+
+    /// The id's event seen at `t` (it may have left state since).
+    fn seen_at(&self, t: u64) -> Option<&Seen> {
+        self.seen.as_ref().filter(|s| s.from <= t && t < s.until)
+    }
+
+    /// Admits event `e` arriving at `t` unless the id's event is already seen: of two arriving
+    /// at the same `t`, the one of the lesser origin is the event. Returns the refused one.
+    fn admit_event(
+        &mut self,
+        held: Held<Ev>,
+        origin: Origin,
+        seen_until: u64,
+    ) -> Option<(Ev, Origin)> {
+        let t = held.from;
+        let time = held.value.time;
+        match &mut self.seen {
+            Some(s) if s.from <= t && t < s.until => {
+                if s.from != t || origin >= s.origin {
+                    return Some((held.value, origin));
+                }
+                // Both arrived at `t`: the one accepted so far was not the first.
+                let i = self.events.iter().position(|h| h.from == t)?;
+                let first = std::mem::replace(&mut self.events[i], held);
+                let first_origin = std::mem::replace(&mut s.origin, origin);
+                s.time = time;
+                s.until = seen_until;
+                Some((first.value, first_origin))
+            }
+            _ => {
+                self.seen = Some(Seen {
+                    from: t,
+                    until: seen_until,
+                    time,
+                    origin,
+                });
+                self.events.push(held);
+                None
+            }
+        }
+    }
+
+    /// Admits prediction `held` unless one of the same model version is in state: of two
+    /// arriving at the same time, the one of the lesser origin. Returns the refused one.
+    fn admit_prediction(&mut self, held: Held<Pr, Origin>) -> Option<(Pr, Origin)> {
+        let t = held.from;
+        let model = &held.value.model;
+        match self
+            .predictions
+            .iter_mut()
+            .find(|h| h.until > t && h.value.model == *model)
+        {
+            Some(h) if h.from == t && held.extra < h.extra => {
+                let first = std::mem::replace(h, held);
+                Some((first.value, first.extra))
+            }
+            Some(_) => Some((held.value, held.extra)),
+            None => {
+                self.predictions.push(held);
+                None
+            }
+        }
+    }
+
+    /// Where the record that `refused` duplicates was read.
+    fn first_of(&self, refused: &Dup) -> Option<&Origin> {
+        match refused {
+            Dup::Event(_) => self.seen.as_ref().map(|s| &s.origin),
+            Dup::Prediction(p) => self
+                .predictions
                 .iter()
-                .filter(|(from, until, _)| *from <= t && t < *until)
-                .map(|k| k.2)
-                .sum::<isize>()
-                > 0;
-            if !known && t >= tick_floor(l.first_time, tick) + horizon {
-                out.push((JoinOut::Orphan(l), 1));
+                .find(|h| h.value.model == p.model)
+                .map(|h| &h.extra),
+        }
+    }
+
+    /// Decides, once, every pending label due at `t`: with its event seen, it joined it, or,
+    /// if no window of the event is live, it is too late; with none seen by its deadline
+    /// (`max(arrival, label time + horizon)`), it is an orphan. Pushes what was decided.
+    fn decide(
+        &mut self,
+        t: u64,
+        tick: u64,
+        horizon: u64,
+        panes: &super::panes::Panes,
+        out: &mut Vec<(JoinOut, isize)>,
+    ) {
+        let seen = self.seen_at(t).map(|s| s.time);
+        let live = self
+            .events
+            .iter()
+            .any(|e| e.present(t) && panes.pane_expiry(panes.pane_of(e.value.time)) > t);
+        for l in self.labels.iter_mut().filter(|l| l.extra && l.from <= t) {
+            match seen {
+                Some(time) => {
+                    l.extra = false;
+                    if !live {
+                        out.push((
+                            JoinOut::TooLate(l.value.0, t.saturating_sub(time)),
+                            l.r,
+                        ));
+                    }
+                }
+                None if t >= deadline(l, tick, horizon) => {
+                    l.extra = false;
+                    out.push((JoinOut::Orphan(l.value.0), l.r));
+                }
+                None => {}
             }
         }
     }
 
     /// The first time after `t` at which the slot's outputs may change by themselves.
     fn next_change(&self, t: u64, tick: u64, horizon: u64) -> Option<u64> {
-        // The orphan deadline matters only if no event is known then (a known event's expiry
-        // is a timer of its own).
-        let orphan = self.label_state(t).and_then(|l| {
-            let at = tick_floor(l.first_time, tick) + horizon;
-            (!self.known.iter().any(|k| k.0 <= at && at < k.1)).then_some(at)
-        });
         self.events
             .iter()
             .map(|e| e.until)
-            .chain(self.known.iter().map(|k| k.1))
+            .chain(self.seen.as_ref().map(|s| s.until))
             .chain(self.predictions.iter().map(|p| p.until))
             .chain(self.labels.iter().map(|l| l.until))
-            .chain(orphan)
+            .chain(
+                self.labels
+                    .iter()
+                    .filter(|l| l.extra)
+                    .map(|l| deadline(l, tick, horizon)),
+            )
             .filter(|x| *x > t)
             .min()
     }
 
-    /// Entries held: events, known ids, predictions and labels.
+    /// Entries held: events, the seen id, predictions and labels.
     fn len(&self) -> usize {
-        self.events.len() + self.known.len() + self.predictions.len() + self.labels.len()
+        self.events.len()
+            + self.seen.is_some() as usize
+            + self.predictions.len()
+            + self.labels.len()
     }
 
     /// Forgets what can no longer be present at any time after `t`.
     fn prune(&mut self, t: u64) {
         self.events.retain(|e| e.until > t);
-        self.known.retain(|k| k.1 > t);
+        if self.seen.as_ref().is_some_and(|s| s.until <= t) {
+            self.seen = None;
+        }
         self.predictions.retain(|p| p.until > t);
         self.labels.retain(|l| l.until > t);
     }
 
     fn is_empty(&self) -> bool {
         self.events.is_empty()
-            && self.known.is_empty()
+            && self.seen.is_none()
             && self.predictions.is_empty()
             && self.labels.is_empty()
     }
 }
 
+/// When a label's orphan decision falls due: when it arrived, or `label_horizon` after its
+/// label time (in ticks), whichever is later.
+fn deadline(l: &Held<(u64, u8), bool>, tick: u64, horizon: u64) -> u64 {
+    l.from.max(tick_floor(l.value.0, tick) + horizon)
+}
+
+/// A record refused as a duplicate.
+enum Dup {
+    Event(Ev),
+    Prediction(Pr),
+}
+
+/// The dead letter of `refused`, read at `at`, a duplicate of the record read at `first`.
+fn duplicate_letter(
+    refused: &Dup,
+    at: &Origin,
+    first: Option<&Origin>,
+    fields: &IdFields,
+) -> (Stream, DeadLetter) {
+    let first = first.map_or_else(
+        || "earlier".to_string(),
+        |o| format!("from {} (timestamp {})", o.position, o.stamp),
+    );
+    let (stream, field, reason) = match refused {
+        Dup::Event(e) => (
+            Stream::Events,
+            &fields.event_id,
+            format!(
+                "duplicate event id {:?}: already accepted {first}; the first record of an id is the event",
+                e.id.as_str()
+            ),
+        ),
+        Dup::Prediction(p) => (
+            Stream::Predictions,
+            &fields.prediction_event_id,
+            format!(
+                "duplicate prediction for event id {:?} by model version {:?}: already accepted {first}",
+                p.event_id.as_str(),
+                p.model.as_str()
+            ),
+        ),
+    };
+    // The record as decoded (its text is not kept past the source); its position finds it.
+    let raw = match refused {
+        Dup::Event(e) => serde_json::to_string(&**e),
+        Dup::Prediction(p) => serde_json::to_string(&**p),
+    }
+    .unwrap_or_default();
+    (
+        stream,
+        DeadLetter {
+            stream: stream.name().to_string(),
+            position: at.position.clone(),
+            field: field.clone(),
+            reason,
+            raw: excerpt(&raw),
+        },
+    )
+}
+
 /// Builds the join stage: one keyed operator (`…Join`, exchanged by event id) holding, per
 /// event id, a slot with its events, predictions and labels.
 ///
-/// Semantics, exactly those of the relational join it replaces: the latest label (by label time,
-/// then value) of an event wins and a correction retracts the old one; events and predictions
-/// leave state `ttl` after their own time (ticks), labels one retention later, and an event's id
-/// is remembered one window and one retention longer still, so that its expiry never turns its
-/// labels into orphans after the fact. A label whose event is unknown `label_horizon` after its
-/// first label time is an orphan; if the event turns up later, the orphan is retracted.
+/// Semantics: the latest label (by label time, then value) of an event wins and a correction
+/// retracts the old one; events and predictions leave state `ttl` after their own time
+/// (ticks), labels one retention later, and an event's id is remembered (seen) one window and
+/// one retention longer still. Decided once per record, in the order of [`Origin`]s:
+/// - the first event of an id is the event; a later one while the id is remembered is a
+///   duplicate, refused to dead letters naming the first (likewise a second prediction of an
+///   (event id, model version) while the first is in state);
+/// - a label whose event is seen joins it, or, if every window of the event has retired, is
+///   too late (counted with its latency, never an orphan); a label whose event is unseen at
+///   `max(its arrival, label time + label_horizon)` is an orphan, and stays one: an event that
+///   arrives later is a late event and joins the label, but retracts no orphan.
 ///
 /// Time: a slot is evaluated at every timestamp at which a record of its id arrives and at the
-/// one timer it holds (the next expiry or orphan deadline); its outputs at that time minus its
+/// one timer it holds (the next expiry or label deadline); its outputs at that time minus its
 /// outputs at its previous evaluation are emitted as ±1 contributions, except retractions
 /// about an event whose pane (of `panes`) has no live window left: every reader of those drops
-/// or ignores them. No retraction waits in any batcher. State: the slots of ids with a live
-/// record. Failure modes: none on input.
+/// or ignores them. Decisions are emitted once, at the time they are made. No retraction waits
+/// in any batcher. State: the slots of ids with a live record. Failure modes: none on input;
+/// a duplicate is a dead letter.
+#[allow(clippy::too_many_arguments)]
 pub fn join<'s>(
     name: &str,
-    records: VecCollection<'s, u64, Record>,
+    records: VecCollection<'s, u64, (Record, Origin)>,
     life: Lifetimes,
+    fields: IdFields,
     panes: &super::panes::Panes,
     held: Arc<std::sync::atomic::AtomicI64>,
     wanted: Wanted,
@@ -498,7 +722,7 @@ pub fn join<'s>(
         retention,
         label_window,
     } = life;
-    let known_ttl = ttl + label_window + retention;
+    let seen_ttl = ttl + label_window + retention;
     // Labels stay one retention longer than events: when an event's first label expires, its
     // remaining labels form a new state, which must land only in already retired windows (or an
     // orphan would be counted twice). Labels of one event more than `retention` apart are
@@ -508,7 +732,7 @@ pub fn join<'s>(
     let out = records
         .inner
         .unary_frontier::<CapacityContainerBuilder<Vec<(JoinOut, u64, isize)>>, _, _, _>(
-            Exchange::new(move |(r, _, _): &(Record, u64, isize)| {
+            Exchange::new(move |((r, _), _, _): &((Record, Origin), u64, isize)| {
                 let id = match r {
                     Record::Event(e) => &e.id,
                     Record::Prediction(p) => &p.event_id,
@@ -519,7 +743,7 @@ pub fn join<'s>(
             &format!("{name}.Join"),
             move |_, _| {
                 let mut slots = Slots::default();
-                let mut pending: Pending<Vec<(Record, isize)>> = BTreeMap::new();
+                let mut pending: Pending<Vec<((Record, Origin), isize)>> = BTreeMap::new();
                 let mut timers: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
                 let mut hold = TimerHold::default();
                 let mut before = Vec::new();
@@ -534,37 +758,47 @@ pub fn join<'s>(
                     {
                         // Slots touched at `t`, by index.
                         let mut touched: Vec<u32> = Vec::with_capacity(records.len());
-                        // Events count twice (the event and its known id).
-                        let added: usize = records
-                            .iter()
-                            .map(|(r, _)| 1 + matches!(r, Record::Event(_)) as usize)
-                            .sum();
-                        held.fetch_add(added as i64, std::sync::atomic::Ordering::Relaxed);
-                        for (rec, r) in records {
+                        // Duplicates refused at `t`: (slot, record, its origin).
+                        let mut refused: Vec<(u32, Dup, Origin)> = Vec::new();
+                        let mut added = 0usize;
+                        for ((rec, origin), r) in records {
                             let id = match rec {
                                 Record::Event(e) => {
                                     let id = slots.get_or_insert(slots.hash(&e.id), &e.id);
                                     let slot = slots.at(id);
                                     let base = tick_floor(e.time, tick);
-                                    slot.known.push((t, base + known_ttl, r));
-                                    slot.events.push(Held {
+                                    let n = slot.len();
+                                    let h = Held {
                                         value: e,
                                         from: t,
                                         until: base + ttl,
                                         r,
-                                    });
+                                        extra: (),
+                                    };
+                                    if let Some((e, o)) =
+                                        slot.admit_event(h, origin, base + seen_ttl)
+                                    {
+                                        refused.push((id, Dup::Event(e), o));
+                                    }
+                                    added += slot.len() - n;
                                     id
                                 }
                                 Record::Prediction(p) => {
                                     let id =
                                         slots.get_or_insert(slots.hash(&p.event_id), &p.event_id);
                                     let slot = slots.at(id);
-                                    slot.predictions.push(Held {
+                                    let n = slot.len();
+                                    let h = Held {
                                         until: tick_floor(p.time, tick) + ttl,
                                         value: p,
                                         from: t,
                                         r,
-                                    });
+                                        extra: origin,
+                                    };
+                                    if let Some((p, o)) = slot.admit_prediction(h) {
+                                        refused.push((id, Dup::Prediction(p), o));
+                                    }
+                                    added += slot.len() - n;
                                     id
                                 }
                                 Record::Label(l) => {
@@ -576,18 +810,28 @@ pub fn join<'s>(
                                         from: t,
                                         until: tick_floor(l.time, tick) + label_ttl,
                                         r,
+                                        extra: true,
                                     });
+                                    added += 1;
                                     id
                                 }
                             };
                             touched.push(id);
+                        }
+                        held.fetch_add(added as i64, std::sync::atomic::Ordering::Relaxed);
+                        let mut session = output.session(&cap);
+                        // Named once every record of `t` is in: the first is the least origin.
+                        for (i, dup, origin) in refused {
+                            let first = slots.at(i).first_of(&dup);
+                            let (stream, letter) =
+                                duplicate_letter(&dup, &origin, first, &fields);
+                            session.give((JoinOut::Refused(stream, Box::new(letter)), t, 1));
                         }
                         if let Some(ids) = timers.remove(&t) {
                             // A slot freed and reused since has a timer of its own.
                             touched
                                 .extend(ids.into_iter().filter(|&i| slots.at(i).timer == Some(t)));
                         }
-                        let mut session = output.session(&cap);
                         for i in touched {
                             let slot = slots.at(i);
                             if slot.last == Some(t) {
@@ -598,13 +842,13 @@ pub fn join<'s>(
                             after.clear();
                             // Once the slot's events have all left state, every change about
                             // one is a retraction about a retired pane (an event leaves after
-                            // the last window of its pane has retired), dropped below: only the
-                            // orphan is evaluated.
+                            // the last window of its pane has retired), dropped below: only its
+                            // labels' decisions are made.
                             let with_events = slot.events.iter().any(|e| e.until > t);
                             if let Some(last) = slot.last {
-                                slot.outputs(last, tick, horizon, with_events, &mut before);
+                                slot.outputs(last, with_events, &mut before);
                             }
-                            slot.outputs(t, tick, horizon, with_events, &mut after);
+                            slot.outputs(t, with_events, &mut after);
                             diff(&mut before, &mut after);
                             // The slot's labeled events changed only by additions: an example
                             // (the greatest, as the learner takes the last of an id's sorted
@@ -632,7 +876,7 @@ pub fn join<'s>(
                                 let mut sides = Sides::default();
                                 if wanted.online.is_some() {
                                     before.clear();
-                                    slot.outputs(t, tick, horizon, with_events, &mut before);
+                                    slot.outputs(t, with_events, &mut before);
                                     sides.extend(before.drain(..).filter_map(|(o, r)| match o {
                                         JoinOut::EventLabel(e, l) => Some((Side::Label(e, l), r)),
                                         JoinOut::Scored(e, p) => Some((Side::Scored(e, p), r)),
@@ -677,6 +921,10 @@ pub fn join<'s>(
                                 }
                                 session.give((o, t, r));
                             }
+                            slot.decide(t, tick, horizon, &panes, &mut after);
+                            for (o, r) in after.drain(..) {
+                                session.give((o, t, r));
+                            }
                             let before = slot.len();
                             slot.prune(t);
                             held.fetch_sub(
@@ -712,7 +960,7 @@ pub fn join<'s>(
 /// concatenations per reader each copied every value. Time: outputs keep their timestamps.
 /// State: none. Failure modes: none.
 fn split<'s>(
-    out: Stream<'s, u64, Vec<(JoinOut, u64, isize)>>,
+    out: TimelyStream<'s, u64, Vec<(JoinOut, u64, isize)>>,
     name: &str,
     wanted: Wanted,
 ) -> Joined<'s> {
@@ -720,13 +968,14 @@ fn split<'s>(
     let mut input = builder.new_input(out, Pipeline);
     builder.set_notify_for(0, FrontierInterest::Never);
     let (mut o_events, events) = builder.new_output::<Vec<(Ev, u64, isize)>>();
-    let (mut o_labels, label_inputs) =
-        builder.new_output::<Vec<((Option<Ev>, Option<LabelState>), u64, isize)>>();
+    let (mut o_labels, label_inputs) = builder.new_output::<Vec<(LabelInput, u64, isize)>>();
     let (mut o_drift, drift_inputs) = builder.new_output::<Vec<((Ev, Option<Pr>), u64, isize)>>();
     let (mut o_online, online_sides) = builder.new_output::<Vec<((ById, Side), u64, isize)>>();
     let (mut o_labeled, labeled) = builder.new_output::<Vec<(Labeled, u64, isize)>>();
     let (mut o_examples, examples) =
         builder.new_output::<Vec<((Ev, LabelState, Sides), u64, isize)>>();
+    let (mut o_dead, dead) = builder.new_output::<Vec<(DeadLetter, u64, isize)>>();
+    let (mut o_verdicts, verdicts) = builder.new_output::<Vec<(Verdict, u64, isize)>>();
     builder.build(move |_| {
         move |_| {
             let mut h_events = o_events.activate();
@@ -735,23 +984,26 @@ fn split<'s>(
             let mut h_online = o_online.activate();
             let mut h_labeled = o_labeled.activate();
             let mut h_examples = o_examples.activate();
+            let mut h_dead = o_dead.activate();
+            let mut h_verdicts = o_verdicts.activate();
             input.for_each_stamp(|cap, data| {
                 // Each message's outputs leave as messages of their own: a stamp's outputs
                 // gathered into one vector per stream grew it by copying it over and over.
                 for container in data {
                     let n = container.len();
                     let (mut ev, mut la, mut dr, mut on, mut lb, mut ex) = Default::default();
+                    let (mut dl, mut vd) = (Vec::new(), Vec::new());
                     for (o, t, r) in container.drain(..) {
                         match o {
                             JoinOut::Event(e) => {
-                                push(&mut la, n, ((Some(e.clone()), None), t, r));
+                                push(&mut la, n, (LabelInput::Event(e.clone()), t, r));
                                 if wanted.drift_events {
                                     push(&mut dr, n, ((e.clone(), None), t, r));
                                 }
                                 push(&mut ev, n, (e, t, r));
                             }
                             JoinOut::EventLabel(e, l) => {
-                                push(&mut la, n, ((Some(e), Some(l)), t, r));
+                                push(&mut la, n, (LabelInput::Labeled(e, l), t, r));
                             }
                             JoinOut::Scored(e, p) => {
                                 if wanted.drift_scores {
@@ -759,7 +1011,18 @@ fn split<'s>(
                                 }
                             }
                             JoinOut::Labeled(e, p, l) => push(&mut lb, n, ((e, p, l), t, r)),
-                            JoinOut::Orphan(l) => push(&mut la, n, ((None, Some(l)), t, r)),
+                            JoinOut::Orphan(time) => {
+                                la.push((LabelInput::Orphan(time), t, r));
+                                vd.push((Verdict::Orphaned, t, r));
+                            }
+                            JoinOut::TooLate(time, latency) => {
+                                la.push((LabelInput::TooLate(time), t, r));
+                                vd.push((Verdict::TooLate(latency), t, r));
+                            }
+                            JoinOut::Refused(stream, letter) => {
+                                dl.push((*letter, t, r));
+                                vd.push((Verdict::Duplicate(stream), t, r));
+                            }
                             JoinOut::Example(e, l, s) => push(&mut ex, n, ((e, l, s), t, r)),
                             JoinOut::Online(side) => {
                                 let (Side::Label(e, _) | Side::Scored(e, _)) = &side;
@@ -773,6 +1036,8 @@ fn split<'s>(
                     h_online.give(&cap, &mut on);
                     h_labeled.give(&cap, &mut lb);
                     h_examples.give(&cap, &mut ex);
+                    h_dead.give(&cap, &mut dl);
+                    h_verdicts.give(&cap, &mut vd);
                 }
             });
         }
@@ -784,6 +1049,8 @@ fn split<'s>(
         online_sides: online_sides.as_collection(),
         labeled: labeled.as_collection(),
         examples: examples.as_collection(),
+        dead: dead.as_collection(),
+        verdicts: verdicts.as_collection(),
     }
 }
 

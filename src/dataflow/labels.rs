@@ -3,11 +3,13 @@
 //! Semantics: `events` in the window; `labeled`, those with a label; `labeled_within_horizon`,
 //! those whose first label arrived within `label_horizon` of the event; `relabeled`, those that
 //! received more than one label (duplicates or corrections); `orphan_labels`, labels whose event
-//! was still unknown `label_horizon` after the label (overall segment only: an orphan has no
-//! event and so no segment); latency from event time to the first label as hdrhistogram buckets
+//! was unseen when their decision fell due, and `late_labels`, labels that arrived after every
+//! window of their event had retired (both by label time, overall segment only: neither counts
+//! in an event's segment); latency from event time to the first label as hdrhistogram buckets
 //! (3 significant digits). Unlabeled events are `events - labeled_within_horizon` once final.
-//! Time and state as for quality metrics: counts and latency buckets per pane and segment,
-//! dropped with the last window containing the pane.
+//! A window and segment with no events has no row: labels alone open none (the `ingest` row of
+//! labels counts every orphaned and late label). Time and state as for quality metrics: counts
+//! and latency buckets per pane and segment, dropped with the last window containing the pane.
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::cardinality::admit;
-use super::join::{Joined, LabelState};
+use super::join::{Joined, LabelInput};
 use super::panes::{assemble, ident, pre_aggregate, PaneAcc, Panes, Render, Tally};
 use super::status::StatusRow;
 use super::windows::{Names, Status, Win, ALL};
@@ -44,6 +46,9 @@ pub struct LabelAgg {
     pub relabeled: i64,
     /// Orphan labels (overall segment only).
     pub orphans: i64,
+    /// Labels that arrived after every window of their event had retired (overall segment
+    /// only).
+    pub late: i64,
     /// Latency histogram: (bucket lowest value in ms, count), ascending.
     pub latency: Latency,
 }
@@ -215,11 +220,15 @@ impl StatusRow for LabelRow {
     }
 }
 
-/// The accumulator of one label-health pane: [events, labeled, labeled within horizon,
-/// relabeled, orphans] and the labeled count per latency bucket.
+/// Counts of a label-health pane: [events, labeled, labeled within horizon, relabeled,
+/// orphans, late].
+type Sums = [i64; 6];
+
+/// The accumulator of one label-health pane: its counts and the labeled count per latency
+/// bucket.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct LabelPane {
-    sums: [i64; 5],
+    sums: Sums,
     latency: Tally<u64, 1>,
 }
 
@@ -236,7 +245,7 @@ impl PaneAcc for LabelPane {
     }
 
     fn is_empty(&self) -> bool {
-        self.sums == [0; 5] && self.latency.is_empty()
+        self.sums == [0; 6] && self.latency.is_empty()
     }
 
     fn seal(&mut self) {
@@ -282,7 +291,7 @@ impl Render for LabelRender {
         memo: &mut Self::Memo,
         out: &mut Vec<LabelRow>,
     ) {
-        let mut sums = [0i64; 5];
+        let mut sums: Sums = [0; 6];
         for p in panes {
             for (a, b) in sums.iter_mut().zip(p.sums) {
                 *a += b;
@@ -294,7 +303,8 @@ impl Render for LabelRender {
             Tally::sum(&parts, &mut sum);
             Tally::from_sorted(sum)
         });
-        if sums == [0; 5] && sum.is_empty() {
+        if sums[0] == 0 {
+            // No events: labels alone (orphans, late ones) open no window.
             return;
         }
         let latency: Latency = sum
@@ -302,7 +312,7 @@ impl Render for LabelRender {
             .map(|&(k, [n])| (k, n))
             .collect::<Vec<_>>()
             .into();
-        let [events, labeled, within_horizon, relabeled, orphans] = sums;
+        let [events, labeled, within_horizon, relabeled, orphans, late] = sums;
         out.push(LabelRow {
             key: LKey {
                 win,
@@ -315,6 +325,7 @@ impl Render for LabelRender {
                 within_horizon,
                 relabeled,
                 orphans,
+                late,
                 latency,
             },
         });
@@ -335,8 +346,8 @@ pub fn labels<'s>(
     let horizon = job.spec.time.label_horizon_ms;
     let panes = panes.clone();
 
-    // Per event: one count per segment; per labeled event, its latency bucket; per orphan, one
-    // count in the overall segment of the windows of its first label time.
+    // Per event: one count per segment; per labeled event, its latency bucket; per orphaned or
+    // late label, one count in the overall segment of the windows of its label time.
     let contributions = joined.label_inputs.clone();
     let p = panes.clone();
     let mut names = Names::new(job);
@@ -347,10 +358,10 @@ pub fn labels<'s>(
         contributions,
         &format!("{name}.LabelsPre"),
         &panes,
-        move |(e, l): &(Option<super::join::Ev>, Option<LabelState>), r, emit| {
+        move |input: &LabelInput, r, emit| {
             let r = r as i64;
-            match (e, l) {
-                (Some(e), None) => {
+            match input {
+                LabelInput::Event(e) => {
                     names.segments(e, &mut segments);
                     for segment in &segments {
                         emit(
@@ -361,7 +372,7 @@ pub fn labels<'s>(
                         );
                     }
                 }
-                (Some(e), Some(l)) => {
+                LabelInput::Labeled(e, l) => {
                     let bucket = latency_bucket(&buckets, l.first_time.saturating_sub(e.time));
                     let within = (l.first_time <= e.time + horizon) as i64;
                     let relabeled = (l.versions > 1) as i64;
@@ -380,15 +391,15 @@ pub fn labels<'s>(
                         );
                     }
                 }
-                (None, Some(l)) => {
+                LabelInput::Orphan(time) | LabelInput::TooLate(time) => {
+                    let k = 4 + matches!(input, LabelInput::TooLate(_)) as usize;
                     emit(
                         ident(&all),
                         &|| all.clone(),
-                        p.pane_of(l.first_time),
-                        &mut |a: &mut LabelPane| a.sums[4] += r,
+                        p.pane_of(*time),
+                        &mut |a: &mut LabelPane| a.sums[k] += r,
                     );
                 }
-                (None, None) => {}
             }
         },
     );
@@ -428,6 +439,7 @@ mod tests {
                         (pane, bucket, 1)
                     };
                     let mut delta = LabelPane::default();
+                    delta.sums[0] += 1;
                     delta.sums[1] += r;
                     delta.latency.push(bucket * 1000, [r]);
                     delta.seal();

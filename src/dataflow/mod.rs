@@ -17,6 +17,7 @@ pub mod panes;
 pub mod quality;
 pub mod status;
 pub mod timers;
+pub mod verdicts;
 pub mod windows;
 
 use std::cell::RefCell;
@@ -40,7 +41,7 @@ use crate::records::DeadLetter;
 use crate::replay::manifest::Manifest;
 use crate::replay::recorder::{record, Checkpointer, OutputCut};
 use crate::replay::source::{replay, ReplayFeed};
-use crate::schema::Stream;
+use crate::schema::{Role, Stream};
 use crate::sources::{
     ingest, lead_ms, partition_key, partitions, position_source, Progress, Resume,
 };
@@ -342,6 +343,7 @@ pub fn build(
     let detect_snapshots = snapshots(job.drift.is_some(), "detectors");
     let learn_snapshots = snapshots(job.learn.is_some(), "learner");
     let alert_snapshots = snapshots(!job.alerts.is_empty(), "alerts");
+    let verdict_snapshots = snapshots(true, "verdicts");
     let publish_error = Rc::new(RefCell::new(None));
     let publisher = match (&job.learn, plan.publish && index == 0) {
         (Some(l), true) => match &l.registry {
@@ -417,31 +419,6 @@ pub fn build(
         };
         let base = base.to_stream(scope).as_collection().map(|(k, ())| k);
         let records = intake.records;
-        let dead = intake.dead;
-        let ingest_rows = intake
-            .counts
-            .concat(base)
-            .count()
-            .map(|((s, c), n)| (s, (c, n as i64)))
-            .reduce_named(&format!("{name}.IngestCounts"), |s, input, output| {
-                let mut row = IngestRow {
-                    stream: s.name().to_string(),
-                    read: 0,
-                    accepted: 0,
-                    dead_lettered: 0,
-                };
-                for ((c, n), _) in input {
-                    match *c {
-                        0 => row.read = *n,
-                        1 => row.accepted = *n,
-                        EMPTY => {}
-                        _ => row.dead_lettered = *n,
-                    }
-                }
-                output.push((row, 1));
-            })
-            .map(|(_, row)| row);
-
         let ttl = t.retention_ms + job.max_window_ms() + t.tick_ms;
         let life = join::Lifetimes {
             tick: t.tick_ms,
@@ -456,7 +433,55 @@ pub fn build(
             // A restart's restored scores meet what the join rebuilds before the state's time.
             online: job.learn.as_ref().map(|_| plan.state.at),
         };
-        let joined = join::join(&name, records, life, &win, held.clone(), wanted);
+        let fields = join::IdFields {
+            event_id: job.schema(Stream::Events).field(Role::Id).name.clone(),
+            prediction_event_id: job.schema(Stream::Predictions).field(Role::Id).name.clone(),
+        };
+        let joined = join::join(&name, records, life, fields, &win, held.clone(), wanted);
+        let dead = intake.dead.concat(joined.dead.clone());
+        let verdicts = verdicts::totals(
+            joined.verdicts.clone(),
+            &name,
+            plan.state.state.as_ref().and_then(|s| s.verdicts.clone()),
+            plan.state.at,
+            segment_ms,
+            verdict_snapshots.clone(),
+        );
+        let ingest_rows = intake
+            .counts
+            .concat(base)
+            .count()
+            .map(|((s, c), n)| (s, (c, n as i64)))
+            .concat(verdicts)
+            .reduce_named(&format!("{name}.IngestCounts"), move |s, input, output| {
+                let mut row = IngestRow {
+                    stream: s.name().to_string(),
+                    ..Default::default()
+                };
+                for ((c, n), _) in input {
+                    match *c {
+                        0 => row.read = *n,
+                        1 => row.accepted = *n,
+                        2 => row.dead_lettered = *n,
+                        verdicts::DUPLICATES => row.duplicates = *n,
+                        verdicts::TOO_LATE => row.too_late = *n,
+                        verdicts::ORPHANED => row.orphaned = *n,
+                        verdicts::TOO_LATE_MAX => {
+                            // A retention this long keeps every window of an event until its
+                            // latest label so far arrived (as validation wants it: a multiple
+                            // of the emit interval).
+                            row.retention_to_hold_ms = Some((*n as u64 + 1).div_ceil(emit) * emit)
+                        }
+                        _ => {}
+                    }
+                }
+                // The sources accepted a duplicate; the join refused it.
+                row.accepted -= row.duplicates;
+                row.dead_lettered += row.duplicates;
+                output.push((row, 1));
+            })
+            .map(|(_, row)| row);
+
         let learned = job.learn.as_ref().map(|l| {
             let state = plan.state.state.as_ref();
             learn::learn(

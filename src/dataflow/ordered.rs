@@ -75,6 +75,9 @@ pub struct OpState {
     /// The alert rules' state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<crate::alerts::AlertState>,
+    /// The join's verdict totals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdicts: Option<super::verdicts::VerdictTotals>,
 }
 
 /// Where the history-dependent operators start: their state and the first timestamp they process.

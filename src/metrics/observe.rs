@@ -44,6 +44,8 @@ const DRIFT: &str = "tidemark_drift_score";
 const DRIFT_COUNT: &str = "tidemark_drift_values";
 const FRESHNESS: &str = "tidemark_feature_freshness_seconds";
 const INGEST: &str = "tidemark_ingest_records_total";
+const TOO_LATE_RATIO: &str = "tidemark_labels_too_late_ratio";
+const RETENTION_TO_HOLD: &str = "tidemark_labels_retention_to_hold_seconds";
 const DEAD: &str = "tidemark_dead_letters_total";
 const DETECTIONS: &str = "tidemark_drift_detections_total";
 const VERSIONS: &str = "tidemark_model_versions_published_total";
@@ -110,7 +112,9 @@ fn help(name: &str) -> &'static str {
         DRIFT => "Drift statistic of a feature against the reference, newest final window.",
         DRIFT_COUNT => "Non-null values behind the drift statistics, newest final window.",
         FRESHNESS => "Window end minus an entity's last event, min and max over the newest final window's entities.",
-        INGEST => "Records read, accepted and dead-lettered per stream (the ingest changelog).",
+        INGEST => "Records per stream and outcome: read, accepted, dead_lettered (duplicates among them), and labels too_late or orphaned (the ingest changelog).",
+        TOO_LATE_RATIO => "Share of accepted labels that arrived after every window of their event had retired.",
+        RETENTION_TO_HOLD => "The time.retention_ms (in seconds) that would have kept every too-late label's windows.",
         DEAD => "Dead letters per stream, field and reason class.",
         DETECTIONS => "Concept-drift detections on the production model's errors, per detector.",
         VERSIONS => "Online model versions published.",
@@ -279,13 +283,26 @@ pub fn ingest(m: &mut Metrics, r: &IngestRow, diff: isize) {
     if diff <= 0 {
         return;
     }
+    let labels_only = r.stream == crate::schema::Stream::Labels.name();
     for (outcome, v) in [
-        ("read", r.read),
-        ("accepted", r.accepted),
-        ("dead_lettered", r.dead_lettered),
+        ("read", Some(r.read)),
+        ("accepted", Some(r.accepted)),
+        ("dead_lettered", Some(r.dead_lettered)),
+        ("duplicate", Some(r.duplicates)),
+        ("too_late", labels_only.then_some(r.too_late)),
+        ("orphaned", labels_only.then_some(r.orphaned)),
     ] {
+        let Some(v) = v else { continue };
         let labels = vec![("stream", r.stream.clone()), ("outcome", outcome.into())];
         m.registry.set_total(INGEST, help(INGEST), labels, v as f64);
+    }
+    if labels_only {
+        let ratio = r.too_late as f64 / r.accepted.max(1) as f64;
+        m.registry
+            .set(TOO_LATE_RATIO, help(TOO_LATE_RATIO), vec![], ratio);
+        let hold = r.retention_to_hold_ms.unwrap_or(0) as f64 / 1000.0;
+        m.registry
+            .set(RETENTION_TO_HOLD, help(RETENTION_TO_HOLD), vec![], hold);
     }
 }
 

@@ -18,7 +18,16 @@ use crate::records::{DeadLetter, MICRO};
 
 /// Ingest reconciliation of one stream: records read = accepted + dead-lettered.
 #[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 pub struct IngestRow {
     /// Stream name.
@@ -29,6 +38,14 @@ pub struct IngestRow {
     pub accepted: i64,
     /// Records sent to dead letters.
     pub dead_lettered: i64,
+    /// Of the dead-lettered, duplicates of an earlier record.
+    pub duplicates: i64,
+    /// Labels accepted after every window of their event had retired.
+    pub too_late: i64,
+    /// Labels whose event was unseen when their decision fell due.
+    pub orphaned: i64,
+    /// The retention that would have kept every too-late label's windows, ms.
+    pub retention_to_hold_ms: Option<u64>,
 }
 
 /// What formatting needs from the job.
@@ -354,6 +371,7 @@ impl OutputRow for LabelRow {
             ),
             ("relabeled", json!(a.relabeled)),
             ("orphan_labels", json!(a.orphans)),
+            ("late_labels", json!(a.late)),
             ("latency_p50_ms", json!(p.map(|p| p.p50))),
             ("latency_p95_ms", json!(p.map(|p| p.p95))),
             ("latency_p99_ms", json!(p.map(|p| p.p99))),
@@ -635,6 +653,10 @@ impl OutputRow for IngestRow {
             ("read", json!(self.read)),
             ("accepted", json!(self.accepted)),
             ("dead_lettered", json!(self.dead_lettered)),
+            ("duplicates", json!(self.duplicates)),
+            ("too_late_labels", json!(self.too_late)),
+            ("orphaned_labels", json!(self.orphaned)),
+            ("retention_to_hold_ms", json!(self.retention_to_hold_ms)),
         ]);
     }
 }
