@@ -759,13 +759,15 @@ impl Job {
 
     /// How far back (in timestamp ms) a record can still change any output: replaying from
     /// `t - horizon` rebuilds the exact state at `t`. Every expiry in the dataflow is at most
-    /// `2 retention + 2 longest window + tick` after a record's own time, its own time is at
-    /// most `max_lateness` behind its timestamp, and outputs are rounded to emit boundaries.
+    /// `2 retention + 2 longest window + tick` after a record's own time (the join remembers
+    /// an event id that long), and a label decided by that memory lands in a window of its
+    /// own time, which lives `retention + longest window` more; a record's own time is at most
+    /// `max_lateness` behind its timestamp, and outputs are rounded to emit boundaries.
     pub fn state_horizon_ms(&self) -> u64 {
         let t = &self.spec.time;
         let emit = self.spec.outputs.emit_interval(t.tick_ms);
-        2 * t.retention_ms
-            + 2 * self.max_window_ms()
+        3 * t.retention_ms
+            + 3 * self.max_window_ms()
             + 2 * t.tick_ms
             + t.max_lateness_ms
             + t.label_horizon_ms

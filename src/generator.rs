@@ -45,6 +45,9 @@ pub struct GeneratorParams {
     pub duplicate_label_fraction: f64,
     /// Fraction of labeled events that first get a wrong label, corrected later.
     pub corrected_label_fraction: f64,
+    /// Fraction of events (with their predictions) sent twice, the second time with other
+    /// values (the job refuses the second copy as a duplicate).
+    pub duplicate_event_fraction: f64,
     /// Fraction of records (per stream) that are malformed.
     pub malformed_fraction: f64,
     /// Fraction of events (with their predictions) that arrive very late.
@@ -76,6 +79,7 @@ impl Default for GeneratorParams {
             latency_sigma: 1.0,
             duplicate_label_fraction: 0.02,
             corrected_label_fraction: 0.02,
+            duplicate_event_fraction: 0.0,
             malformed_fraction: 0.002,
             very_late_fraction: 0.0005,
             very_late_ms: 3_600_000,
@@ -100,6 +104,7 @@ impl GeneratorParams {
         frac("unlabeled_fraction", self.unlabeled_fraction)?;
         frac("duplicate_label_fraction", self.duplicate_label_fraction)?;
         frac("corrected_label_fraction", self.corrected_label_fraction)?;
+        frac("duplicate_event_fraction", self.duplicate_event_fraction)?;
         frac("malformed_fraction", self.malformed_fraction)?;
         frac("very_late_fraction", self.very_late_fraction)?;
         frac("data_drift_at", self.data_drift_at)?;
@@ -273,6 +278,7 @@ struct EventDraw {
     duplicate: Option<u64>,
     correction: Option<u64>,
     corrupt: [f64; 3],
+    duplicate_event: bool,
 }
 
 fn sigmoid(x: f64) -> f64 {
@@ -378,6 +384,8 @@ impl GeneratorParams {
         let corr = rng.gen_bool(self.corrected_label_fraction);
         let corr_after = rng.gen_range(60_000..600_000);
         let corrupt = [rng.gen(), rng.gen(), rng.gen()];
+        // Drawn last: the draws before it are those of a generator without duplicates.
+        let duplicate_event = rng.gen_bool(self.duplicate_event_fraction);
         EventDraw {
             time,
             entity,
@@ -390,6 +398,7 @@ impl GeneratorParams {
             duplicate: (dup && latency.is_some()).then_some(dup_after),
             correction: (corr && latency.is_some()).then_some(corr_after),
             corrupt,
+            duplicate_event,
         }
     }
 
@@ -492,13 +501,32 @@ impl GeneratorStream {
                 r.entity = format!("ent{:05}", d.entity);
                 r.numbers = d.numbers.to_vec();
                 r.cats = d.cats.to_vec();
+                let again = d.duplicate_event.then(|| {
+                    // The same event sent again with other values: another country and amount.
+                    let mut again = r.clone();
+                    again.numbers[0] = again.numbers[0].map(|a| a * 2.0);
+                    let k = COUNTRIES.iter().position(|c| d.cats[0] == Some(*c));
+                    again.cats[0] = k.map(|k| COUNTRIES[(k + 1) % COUNTRIES.len()]);
+                    again
+                });
                 self.push(r, d.corrupt[0]);
+                if let Some(again) = again {
+                    self.push(again, 1.0);
+                }
             }
             Stream::Predictions => {
                 let mut r = self.base(Stream::Predictions, i, d.time + d.pred_delay);
                 r.numbers = vec![Some(d.score)];
                 r.model = self.params.model.clone();
+                let again = d.duplicate_event.then(|| {
+                    let mut again = r.clone();
+                    again.numbers[0] = again.numbers[0].map(|s| 1.0 - s);
+                    again
+                });
                 self.push(r, d.corrupt[1]);
+                if let Some(again) = again {
+                    self.push(again, 1.0);
+                }
             }
             Stream::Labels => {
                 if let Some(lat) = d.latency {

@@ -339,10 +339,22 @@ fn check(scrape: &[Sample], out: &Path, last: bool) {
     let mut ingest = BTreeMap::new();
     for r in common::changelog(out, "ingest") {
         if r["diff"] == 1 && r["ts"].as_u64().unwrap() < below {
-            for o in ["read", "accepted", "dead_lettered"] {
+            let outcomes = [
+                ("read", "read"),
+                ("accepted", "accepted"),
+                ("dead_lettered", "dead_lettered"),
+                ("duplicate", "duplicates"),
+                ("too_late", "too_late_labels"),
+                ("orphaned", "orphaned_labels"),
+            ];
+            for (o, column) in outcomes {
+                // Labels alone can be too late or orphaned.
+                if ["too_late", "orphaned"].contains(&o) && r["stream"] != "labels" {
+                    continue;
+                }
                 ingest.insert(
                     vec![text(&r["stream"]), o.to_string()],
-                    r[o].as_f64().unwrap(),
+                    r[column].as_f64().unwrap(),
                 );
             }
         }

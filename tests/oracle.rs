@@ -26,6 +26,10 @@ struct Input {
     events: Vec<Ev>,
     preds: Vec<(usize, i64)>,
     labels: Vec<(usize, u8, u64)>,
+    /// Copies of events sent again `dt` ms later, with another country: duplicates.
+    dup_events: Vec<(usize, u64)>,
+    /// Second predictions of events, sent after the first: duplicates.
+    dup_preds: Vec<(usize, i64)>,
 }
 
 fn input() -> impl Strategy<Value = Input> {
@@ -39,8 +43,10 @@ fn input() -> impl Strategy<Value = Input> {
         prop::collection::vec(ev, 1..30),
         prop::collection::vec((0usize..40, 0i64..=1000), 0..30),
         prop::collection::vec((0usize..40, 0u8..2, 0u64..200_000), 0..40),
+        prop::collection::vec((0usize..30, 0u64..50_000), 0..4),
+        prop::collection::vec((0usize..30, 0i64..=1000), 0..4),
     )
-        .prop_map(|(evs, preds, labels)| {
+        .prop_map(|(evs, preds, labels, dup_events, dup_preds)| {
             let mut events: Vec<Ev> = evs
                 .into_iter()
                 .enumerate()
@@ -56,14 +62,21 @@ fn input() -> impl Strategy<Value = Input> {
             let n = events.len();
             let mut seen = std::collections::BTreeSet::new();
             // At most one prediction per event; ids beyond the events are unknown events.
-            let preds = preds
+            let preds: Vec<(usize, i64)> = preds
                 .into_iter()
                 .filter(|(i, _)| *i < n && seen.insert(*i))
+                .collect();
+            let dup_events = dup_events.into_iter().filter(|(i, _)| *i < n).collect();
+            let dup_preds = dup_preds
+                .into_iter()
+                .filter(|(i, _)| seen.contains(i))
                 .collect();
             Input {
                 events,
                 preds,
                 labels,
+                dup_events,
+                dup_preds,
             }
         })
 }
@@ -73,19 +86,35 @@ fn event_time(inp: &Input, id: usize) -> Option<u64> {
 }
 
 fn write(inp: &Input, d: &std::path::Path) {
-    let countries = ["US", "GB"];
-    let events: Vec<String> = inp
-        .events
-        .iter()
-        .map(|e| {
-            let amount = e.amount.map(|a| format!("{}", a as f64 / 100.0)).unwrap_or_else(|| "null".into());
-            format!(
-                r#"{{"event_id":"e{}","entity":"n{}","event_time":{},"amount":{amount},"country":"{}"}}"#,
-                e.id, e.entity, e.t, countries[e.country]
-            )
-        })
-        .collect();
-    write_lines(d, "events.jsonl", &events);
+    let countries = ["US", "GB", "FR"];
+    let line = |e: &Ev| {
+        let amount = e
+            .amount
+            .map(|a| format!("{}", a as f64 / 100.0))
+            .unwrap_or_else(|| "null".into());
+        format!(
+            r#"{{"event_id":"e{}","entity":"n{}","event_time":{},"amount":{amount},"country":"{}"}}"#,
+            e.id, e.entity, e.t, countries[e.country]
+        )
+    };
+    // Each duplicate after its original (a stable sort keeps the original first at equal times).
+    let mut events: Vec<(u64, String)> = inp.events.iter().map(|e| (e.t, line(e))).collect();
+    for (i, dt) in &inp.dup_events {
+        let e = &inp.events[*i];
+        let copy = Ev {
+            t: e.t + dt,
+            country: 2,
+            amount: Some(77),
+            ..e.clone()
+        };
+        events.push((copy.t, line(&copy)));
+    }
+    events.sort_by_key(|e| e.0);
+    write_lines(
+        d,
+        "events.jsonl",
+        &events.into_iter().map(|e| e.1).collect::<Vec<_>>(),
+    );
     let mut preds: Vec<(u64, String)> = inp
         .preds
         .iter()
@@ -94,7 +123,11 @@ fn write(inp: &Input, d: &std::path::Path) {
             (t, prediction(&format!("e{i}"), *s as f64 / 1000.0, t))
         })
         .collect();
-    preds.sort();
+    for (i, s) in &inp.dup_preds {
+        let t = event_time(inp, *i).unwrap() + 20;
+        preds.push((t, prediction(&format!("e{i}"), *s as f64 / 1000.0, t)));
+    }
+    preds.sort_by_key(|p| p.0);
     write_lines(
         d,
         "predictions.jsonl",
@@ -166,10 +199,21 @@ fn check(inp: &Input) -> Result<(), TestCaseError> {
     );
     let out = d.join("out");
     let summary = run_job(&job, 2, &out);
-    prop_assert!(
-        summary.ingest.iter().all(|r| r.dead_lettered == 0),
-        "{:?}",
-        summary.ingest
+    // Every dead letter is a duplicate, and every duplicate a dead letter.
+    let dups = |s: &str| {
+        summary
+            .ingest
+            .iter()
+            .find(|r| r.stream == s)
+            .map(|r| (r.dead_lettered, r.duplicates))
+    };
+    prop_assert_eq!(
+        dups("events"),
+        Some((inp.dup_events.len() as i64, inp.dup_events.len() as i64))
+    );
+    prop_assert_eq!(
+        dups("predictions"),
+        Some((inp.dup_preds.len() as i64, inp.dup_preds.len() as i64))
     );
     let countries = ["US", "GB"];
     let labels = label_state(inp);
@@ -282,10 +326,14 @@ fn check(inp: &Input) -> Result<(), TestCaseError> {
             }
         }
     }
-    for (i, (_, first, _)) in &labels {
+    // Each label of an unknown id is an orphan of the windows of its label time that have
+    // events (labels alone open no window).
+    for (i, _, dt) in &inp.labels {
         if event_time(inp, *i).is_none() {
-            for (w, start) in windows(*first) {
-                l.entry(format!("\"{w}\"|{start}|\"all\"")).or_default()[4] += 1;
+            for (w, start) in windows(T0 + dt) {
+                if let Some(a) = l.get_mut(&format!("\"{w}\"|{start}|\"all\"")) {
+                    a[4] += 1;
+                }
             }
         }
     }
@@ -307,6 +355,7 @@ fn check(inp: &Input) -> Result<(), TestCaseError> {
             prop_assert_eq!(r[*c].as_i64(), Some(*v), "{} {}", k, c);
         }
         prop_assert_eq!(r["unlabeled"].as_i64(), Some(a[0] - a[2]), "{}", k);
+        prop_assert_eq!(r["late_labels"].as_i64(), Some(0), "{}", k);
     }
 
     // Entity features.

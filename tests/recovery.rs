@@ -91,6 +91,7 @@ fn twenty_kills_lose_and_double_nothing() {
         seed: 21,
         malformed_fraction: 0.01,
         latency_median_ms: 5000.0,
+        duplicate_event_fraction: 0.01,
         ..GeneratorParams::default()
     };
     write_dataset(&params, d, DataFormat::Jsonl).unwrap();

@@ -174,6 +174,7 @@ fn output_rows_match_their_schema_files() {
                 within_horizon: 1,
                 relabeled: 0,
                 orphans: 0,
+                late: 1,
                 latency: vec![(1000, 1)].into(),
             },
         },
@@ -293,12 +294,25 @@ fn output_rows_match_their_schema_files() {
         event_time: win.start + 9,
         detail: "ddm drift: …".into(),
     }]);
-    check(&[IngestRow {
-        stream: "events".into(),
-        read: 3,
-        accepted: 2,
-        dead_lettered: 1,
-    }]);
+    check(&[
+        IngestRow {
+            stream: "events".into(),
+            read: 3,
+            accepted: 2,
+            dead_lettered: 1,
+            duplicates: 1,
+            ..Default::default()
+        },
+        IngestRow {
+            stream: "labels".into(),
+            read: 5,
+            accepted: 5,
+            too_late: 1,
+            orphaned: 1,
+            retention_to_hold_ms: Some(700_000),
+            ..Default::default()
+        },
+    ]);
     let window = WindowStats {
         n: 10,
         online_loss_nano: 5_000_000_000,

@@ -62,12 +62,12 @@ pub fn intake<'s>(ingested: VecCollection<'s, u64, Ingested>, name: &str, step: 
                 // the batch (its records share one time, rarely a few).
                 let mut counts: Vec<(u64, [[isize; 3]; 3])> = Vec::new();
                 for container in data {
-                    for (i, stamp, r) in container.drain(..) {
-                        let t = round(stamp);
+                    for (i, t, r) in container.drain(..) {
+                        let t = round(t);
                         let s = i.stream().index();
                         let kind = match i {
-                            Ingested::Accepted(x, position) => {
-                                rec.push(((x, Origin { stamp, position }), t, r));
+                            Ingested::Accepted(x, origin) => {
+                                rec.push(((x, origin), t, r));
                                 1
                             }
                             Ingested::Dead(d) => {

@@ -220,6 +220,8 @@ pub struct Wanted {
 pub struct Lifetimes {
     /// The job's tick.
     pub tick: u64,
+    /// The emit interval: a record is processed at its stamp rounded up to it.
+    pub emit: u64,
     /// How long after its own time an event or prediction stays in state.
     pub ttl: u64,
     /// The label horizon.
@@ -251,6 +253,9 @@ impl<V, X> Held<V, X> {
 #[derive(Debug)]
 struct Seen {
     from: u64,
+    /// When a live run processes it (its stamp at the emit boundary): decisions about it are
+    /// made as of then, so that a replay that feeds it later makes the same ones.
+    t0: u64,
     until: u64,
     /// The event's time.
     time: u64,
@@ -269,8 +274,9 @@ struct Slot {
     seen: Option<Seen>,
     /// Predictions, each with its origin (which a duplicate's dead letter names).
     predictions: SmallVec<[Held<Pr, Origin>; 1]>,
-    /// Labels `(label time, label)`, each with whether its decision is still pending.
-    labels: SmallVec<[Held<(u64, u8), bool>; 1]>,
+    /// Labels `(label time, label)`, each, while its decision is pending, with when a live
+    /// run processes it.
+    labels: SmallVec<[Held<(u64, u8), Option<u64>>; 1]>,
     /// The time of the slot's last evaluation (its outputs as of then were emitted).
     last: Option<u64>,
     /// The slot's pending timer.
@@ -467,37 +473,39 @@ impl Slot {
         }
     }
 
-    /// The id's event seen at `t` (it may have left state since).
-    fn seen_at(&self, t: u64) -> Option<&Seen> {
-        self.seen.as_ref().filter(|s| s.from <= t && t < s.until)
-    }
-
-    /// Admits event `e` arriving at `t` unless the id's event is already seen: of two arriving
-    /// at the same `t`, the one of the lesser origin is the event. Returns the refused one.
+    /// Admits event `held` (processed live at `t0`) unless the id's event is remembered then:
+    /// of two that arrive at the same time (a replay feeds a whole history at once), the one
+    /// of the lesser origin is the event. Returns the refused one.
     fn admit_event(
         &mut self,
         held: Held<Ev>,
         origin: Origin,
+        t0: u64,
         seen_until: u64,
     ) -> Option<(Ev, Origin)> {
         let t = held.from;
         let time = held.value.time;
         match &mut self.seen {
-            Some(s) if s.from <= t && t < s.until => {
-                if s.from != t || origin >= s.origin {
-                    return Some((held.value, origin));
+            Some(s) if s.from == t && origin < s.origin => {
+                if s.t0 >= seen_until {
+                    // The one admitted so far came after this one was forgotten: both are
+                    // events, and the later one is remembered.
+                    self.events.push(held);
+                    return None;
                 }
-                // Both arrived at `t`: the one accepted so far was not the first.
                 let i = self.events.iter().position(|h| h.from == t)?;
                 let first = std::mem::replace(&mut self.events[i], held);
                 let first_origin = std::mem::replace(&mut s.origin, origin);
+                s.t0 = t0;
                 s.time = time;
                 s.until = seen_until;
                 Some((first.value, first_origin))
             }
+            Some(s) if t0 < s.until => Some((held.value, origin)),
             _ => {
                 self.seen = Some(Seen {
                     from: t,
+                    t0,
                     until: seen_until,
                     time,
                     origin,
@@ -508,22 +516,33 @@ impl Slot {
         }
     }
 
-    /// Admits prediction `held` unless one of the same model version is in state: of two
-    /// arriving at the same time, the one of the lesser origin. Returns the refused one.
-    fn admit_prediction(&mut self, held: Held<Pr, Origin>) -> Option<(Pr, Origin)> {
+    /// Admits prediction `held` (processed live at `t0`) unless one of the same model version
+    /// is in state then: of two arriving at the same time, the one of the lesser origin.
+    /// Returns the refused one.
+    fn admit_prediction(
+        &mut self,
+        held: Held<Pr, Origin>,
+        t0: u64,
+        emit: u64,
+    ) -> Option<(Pr, Origin)> {
         let t = held.from;
         let model = &held.value.model;
-        match self
+        let first = self
             .predictions
             .iter_mut()
-            .find(|h| h.until > t && h.value.model == *model)
-        {
+            .filter(|h| h.value.model == *model)
+            .max_by_key(|h| h.until);
+        match first {
             Some(h) if h.from == t && held.extra < h.extra => {
+                if processed(&h.extra, emit) >= held.until {
+                    self.predictions.push(held);
+                    return None;
+                }
                 let first = std::mem::replace(h, held);
                 Some((first.value, first.extra))
             }
-            Some(_) => Some((held.value, held.extra)),
-            None => {
+            Some(h) if t0 < h.until => Some((held.value, held.extra)),
+            _ => {
                 self.predictions.push(held);
                 None
             }
@@ -537,14 +556,18 @@ impl Slot {
             Dup::Prediction(p) => self
                 .predictions
                 .iter()
-                .find(|h| h.value.model == p.model)
+                .filter(|h| h.value.model == p.model)
+                .min_by(|a, b| a.extra.cmp(&b.extra))
                 .map(|h| &h.extra),
         }
     }
 
-    /// Decides, once, every pending label due at `t`: with its event seen, it joined it, or,
-    /// if no window of the event is live, it is too late; with none seen by its deadline
-    /// (`max(arrival, label time + horizon)`), it is an orphan. Pushes what was decided.
+    /// Decides, once, every pending label that can be decided at `t`, as a live run decides
+    /// it (by the times a live run processes the label and its event, so that a replay that
+    /// feeds them later decides the same): a label whose event is remembered by its deadline
+    /// (`max(its arrival, label time + horizon)`) meets it when the later of the two arrives,
+    /// and is too late if every window of the event has retired by then; a label whose event
+    /// is not is an orphan once `t` reaches the deadline. Pushes what was decided.
     fn decide(
         &mut self,
         t: u64,
@@ -553,24 +576,23 @@ impl Slot {
         panes: &super::panes::Panes,
         out: &mut Vec<(JoinOut, isize)>,
     ) {
-        let seen = self.seen_at(t).map(|s| s.time);
-        let live = self
-            .events
-            .iter()
-            .any(|e| e.present(t) && panes.pane_expiry(panes.pane_of(e.value.time)) > t);
-        for l in self.labels.iter_mut().filter(|l| l.extra && l.from <= t) {
-            match seen {
-                Some(time) => {
-                    l.extra = false;
-                    if !live {
-                        out.push((
-                            JoinOut::TooLate(l.value.0, t.saturating_sub(time)),
-                            l.r,
-                        ));
+        for l in self.labels.iter_mut() {
+            let Some(t0) = l.extra else { continue };
+            let due = deadline(t0, l.value.0, tick, horizon);
+            let met = self
+                .seen
+                .as_ref()
+                .map(|s| (s, t0.max(s.t0)))
+                .filter(|(s, at)| s.t0 <= due && *at < s.until);
+            match met {
+                Some((s, at)) => {
+                    l.extra = None;
+                    if panes.pane_expiry(panes.pane_of(s.time)) <= at {
+                        out.push((JoinOut::TooLate(l.value.0, at.saturating_sub(s.time)), l.r));
                     }
                 }
-                None if t >= deadline(l, tick, horizon) => {
-                    l.extra = false;
+                None if t >= due => {
+                    l.extra = None;
                     out.push((JoinOut::Orphan(l.value.0), l.r));
                 }
                 None => {}
@@ -589,8 +611,7 @@ impl Slot {
             .chain(
                 self.labels
                     .iter()
-                    .filter(|l| l.extra)
-                    .map(|l| deadline(l, tick, horizon)),
+                    .filter_map(|l| Some(deadline(l.extra?, l.value.0, tick, horizon))),
             )
             .filter(|x| *x > t)
             .min()
@@ -622,10 +643,15 @@ impl Slot {
     }
 }
 
-/// When a label's orphan decision falls due: when it arrived, or `label_horizon` after its
-/// label time (in ticks), whichever is later.
-fn deadline(l: &Held<(u64, u8), bool>, tick: u64, horizon: u64) -> u64 {
-    l.from.max(tick_floor(l.value.0, tick) + horizon)
+/// When the orphan decision of a label processed live at `t0`, of label time `time`, falls
+/// due: then, or `label_horizon` after its label time (in ticks), whichever is later.
+fn deadline(t0: u64, time: u64, tick: u64, horizon: u64) -> u64 {
+    t0.max(tick_floor(time, tick) + horizon)
+}
+
+/// When a live run processes a record of origin `o`: its stamp at the next emit boundary.
+fn processed(o: &Origin, emit: u64) -> u64 {
+    o.stamp.div_ceil(emit) * emit
 }
 
 /// A record refused as a duplicate.
@@ -717,6 +743,7 @@ pub fn join<'s>(
     let panes = panes.clone();
     let Lifetimes {
         tick,
+        emit,
         ttl,
         horizon,
         retention,
@@ -775,8 +802,9 @@ pub fn join<'s>(
                                         r,
                                         extra: (),
                                     };
+                                    let t0 = processed(&origin, emit);
                                     if let Some((e, o)) =
-                                        slot.admit_event(h, origin, base + seen_ttl)
+                                        slot.admit_event(h, origin, t0, base + seen_ttl)
                                     {
                                         refused.push((id, Dup::Event(e), o));
                                     }
@@ -788,6 +816,7 @@ pub fn join<'s>(
                                         slots.get_or_insert(slots.hash(&p.event_id), &p.event_id);
                                     let slot = slots.at(id);
                                     let n = slot.len();
+                                    let t0 = processed(&origin, emit);
                                     let h = Held {
                                         until: tick_floor(p.time, tick) + ttl,
                                         value: p,
@@ -795,7 +824,7 @@ pub fn join<'s>(
                                         r,
                                         extra: origin,
                                     };
-                                    if let Some((p, o)) = slot.admit_prediction(h) {
+                                    if let Some((p, o)) = slot.admit_prediction(h, t0, emit) {
                                         refused.push((id, Dup::Prediction(p), o));
                                     }
                                     added += slot.len() - n;
@@ -810,7 +839,7 @@ pub fn join<'s>(
                                         from: t,
                                         until: tick_floor(l.time, tick) + label_ttl,
                                         r,
-                                        extra: true,
+                                        extra: Some(processed(&origin, emit)),
                                     });
                                     added += 1;
                                     id
@@ -823,8 +852,7 @@ pub fn join<'s>(
                         // Named once every record of `t` is in: the first is the least origin.
                         for (i, dup, origin) in refused {
                             let first = slots.at(i).first_of(&dup);
-                            let (stream, letter) =
-                                duplicate_letter(&dup, &origin, first, &fields);
+                            let (stream, letter) = duplicate_letter(&dup, &origin, first, &fields);
                             session.give((JoinOut::Refused(stream, Box::new(letter)), t, 1));
                         }
                         if let Some(ids) = timers.remove(&t) {

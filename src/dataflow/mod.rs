@@ -426,6 +426,7 @@ pub fn build(
             horizon: t.label_horizon_ms,
             retention: t.retention_ms,
             label_window: job.max_window_ms(),
+            emit,
         };
         let wanted = join::Wanted {
             drift_events: job.drift.is_some(),

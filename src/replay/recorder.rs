@@ -408,7 +408,7 @@ pub fn record<'s>(
                         }
                         item => {
                             let pos = match &item {
-                                Ingested::Accepted(_, pos) => pos,
+                                Ingested::Accepted(_, o) => &o.position,
                                 Ingested::Dead(d) => &d.position,
                                 Ingested::Mark(..) => unreachable!("matched above"),
                             };
@@ -486,7 +486,7 @@ pub fn record<'s>(
 /// Where a recorded item was read (marks, which are never recorded, have no position).
 fn position(i: &Ingested) -> Option<&crate::records::Position> {
     match i {
-        Ingested::Accepted(_, p) => Some(p),
+        Ingested::Accepted(_, o) => Some(&o.position),
         Ingested::Dead(d) => Some(&d.position),
         Ingested::Mark(..) => None,
     }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::records::{DeadLetter, Event, Label, Position, Prediction, Record};
+use crate::records::{DeadLetter, Event, Label, Origin, Position, Prediction, Record};
 use crate::sources::Ingested;
 
 /// What a replay buffer keeps: the three input streams and the dead letters.
@@ -305,7 +305,7 @@ fn encode(
     for (t, item) in rows {
         ts.append_value(*t);
         let pos = match item {
-            Ingested::Accepted(_, p) => p,
+            Ingested::Accepted(_, o) => &o.position,
             Ingested::Dead(d) => &d.position,
             Ingested::Mark(..) => return Err("a mark is not a record".into()),
         };
@@ -414,6 +414,11 @@ fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Inges
             source: shared,
             offset: offset.value(r),
         };
+        // The stamp it was given, which a replay may feed it after (see `ReplayFeed::settle_at`).
+        let origin = |position| Origin {
+            stamp: ts.value(r),
+            position,
+        };
         let item = match stream {
             BufferStream::Events => {
                 let nums = b.column(6).as_list::<i32>().value(r);
@@ -433,7 +438,7 @@ fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Inges
                             .collect(),
                         segments: Default::default(),
                     })),
-                    position,
+                    origin(position),
                 )
             }
             BufferStream::Predictions => Ingested::Accepted(
@@ -443,7 +448,7 @@ fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Inges
                     score: b.column(5).as_primitive::<Int64Type>().value(r),
                     time: u64s(6).value(r),
                 })),
-                position,
+                origin(position),
             ),
             BufferStream::Labels => Ingested::Accepted(
                 Record::Label(Label {
@@ -451,7 +456,7 @@ fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Inges
                     label: b.column(4).as_primitive::<UInt8Type>().value(r),
                     time: u64s(5).value(r),
                 }),
-                position,
+                origin(position),
             ),
             BufferStream::DeadLetters => Ingested::Dead(Box::new(DeadLetter {
                 stream: strs(3).value(r).to_string(),

@@ -24,7 +24,7 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::Scope;
 
 use crate::config::{Job, SourceKind};
-use crate::records::{DeadLetter, Position, Record};
+use crate::records::{DeadLetter, Origin, Position, Record};
 use crate::schema::{Role, Stream};
 use partition::{Cursor, Partition, PartitionSpec};
 use stamp::{Stamped, Stamper};
@@ -32,8 +32,8 @@ use stamp::{Stamped, Stamper};
 /// What leaves a source: an accepted record, a refused one, or a partition's resume point.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Ingested {
-    /// Decoded and on time, with where it was read.
-    Accepted(Record, Position),
+    /// Decoded and on time, with its stamp and where it was read.
+    Accepted(Record, Origin),
     /// Refused; goes to dead letters (boxed: the rare variants would otherwise make every
     /// accepted record carry 120 bytes through ingest, the recorder and the intake, not 64).
     Dead(Box<DeadLetter>),
@@ -455,7 +455,16 @@ pub fn ingest<'s>(
                     for ((pos, r), stamped) in decided.drain(..) {
                         let offset = pos.offset;
                         let (item, ts) = match (r, stamped) {
-                            (Ok(rec), Stamped::At(ts)) => (Ingested::Accepted(rec, pos), ts),
+                            (Ok(rec), Stamped::At(ts)) => (
+                                Ingested::Accepted(
+                                    rec,
+                                    Origin {
+                                        stamp: ts,
+                                        position: pos,
+                                    },
+                                ),
+                                ts,
+                            ),
                             (Ok(rec), Stamped::Refused(late)) => (
                                 Ingested::Dead(Box::new(too_late(
                                     part.stream,

@@ -1,0 +1,244 @@
+//! Records decided once: duplicates refused naming the first, labels too late for their event's
+//! windows counted (never orphans), orphans never retracted, and no window opened by labels alone.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const T0: u64 = 1_767_225_600_000;
+const WINDOWS: &str = "[[windows]]\nname = \"1m\"\nkind = \"tumbling\"\nsize_ms = 60000\n";
+const SEGMENTS: &str = "[metrics]\nsegments = [\"country\"]\n";
+
+/// Filler events from `from` to `to` (every 20 s), moving the events watermark on.
+fn fillers(from: u64, to: u64) -> Vec<String> {
+    (0..)
+        .map(|k| from + k * 20_000)
+        .take_while(|t| *t <= to)
+        .map(|t| event(&format!("f{t}"), "C", t, 1.0, "DE"))
+        .collect()
+}
+
+fn ingest_row<'a>(rows: &'a [Value], stream: &str) -> &'a Value {
+    rows.iter()
+        .rev()
+        .find(|r| r["stream"] == stream && r["diff"] == 1)
+        .unwrap_or_else(|| panic!("an ingest row of {stream}"))
+}
+
+fn prediction_by(id: &str, model: &str, score: f64, t: u64) -> String {
+    format!(
+        r#"{{"event_id":"{id}","model_version":"{model}","score":{score},"prediction_time":{t}}}"#
+    )
+}
+
+#[test]
+fn duplicates_are_refused_naming_the_first_on_any_worker_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Two event files: `x` is in both at the same time, so the same timestamp; the first source
+    // (by name) holds the event. `e1` twice in one file at one time: the first line is the
+    // event. `e2` again later, with another country: a duplicate, which opens no segment.
+    let mut a = vec![
+        event("e1", "A", T0 + 1_000, 10.0, "US"),
+        event("e1", "A", T0 + 1_000, 99.0, "FR"),
+        event("x", "A", T0 + 3_000, 1.0, "US"),
+        event("e2", "B", T0 + 2_000, 20.0, "US"),
+        event("e2", "B", T0 + 9_000, 20.0, "GB"),
+    ];
+    a.extend(fillers(T0 + 61_000, T0 + 400_000));
+    write_lines(d, "events_a.jsonl", &a);
+    write_lines(
+        d,
+        "events_b.jsonl",
+        &[event("x", "A", T0 + 3_000, 5.0, "JP")],
+    );
+    write_lines(
+        d,
+        "predictions.jsonl",
+        &[
+            prediction("e1", 0.8, T0 + 1_010),
+            prediction("e1", 0.1, T0 + 1_500),
+            prediction_by("e1", "m2", 0.7, T0 + 1_600),
+            prediction("x", 0.6, T0 + 3_010),
+        ],
+    );
+    write_lines(
+        d,
+        "labels.jsonl",
+        &[label("e1", 1, T0 + 5_000), label("x", 0, T0 + 6_000)],
+    );
+    let job = file_job(d, &Times::default(), WINDOWS, SEGMENTS);
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("path = \"events.jsonl\"", "path = \"events_*.jsonl\"");
+    std::fs::write(&job, text).unwrap();
+
+    let (one, two) = (d.join("w1"), d.join("w2"));
+    let summary = run_job(&job, 1, &one);
+    run_job(&job, 2, &two);
+    assert_same_outputs(&one, &two, "duplicates on 1 and 2 workers");
+
+    // Dead letters: e1's second line, e2's later copy, x from events_b; e1's second m1
+    // prediction. Each names the record accepted first.
+    let dead = changelog(&one, "dead_letters");
+    let dups: Vec<&Value> = dead
+        .iter()
+        .filter(|r| r["reason"].as_str().unwrap().contains("already accepted"))
+        .collect();
+    assert_eq!(dups.len(), 4, "{dups:#?}");
+    let find = |needle: &str| {
+        dups.iter()
+            .find(|r| r["reason"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("a duplicate {needle}: {dups:#?}"))
+    };
+    let e1 = find("event id \"e1\"");
+    assert!(e1["source"].as_str().unwrap().ends_with("events_a.jsonl"));
+    assert_eq!(e1["offset"], 2, "{e1}");
+    assert_eq!(e1["field"], "event_id");
+    assert!(e1["reason"].as_str().unwrap().contains("events_a.jsonl:1 "));
+    let x = find("event id \"x\"");
+    assert!(
+        x["source"].as_str().unwrap().ends_with("events_b.jsonl"),
+        "{x}"
+    );
+    assert!(x["reason"].as_str().unwrap().contains("events_a.jsonl:3 "));
+    let e2 = find("event id \"e2\"");
+    assert_eq!(e2["offset"], 5, "{e2}");
+    let p = find("model version \"m1\"");
+    assert_eq!(p["stream"], "predictions");
+    assert_eq!(p["offset"], 2, "{p}");
+    assert!(p["reason"]
+        .as_str()
+        .unwrap()
+        .contains("predictions.jsonl:1 "));
+
+    // Counted: duplicates are dead letters, not accepted records.
+    let ingest = changelog(&one, "ingest");
+    let ev = ingest_row(&ingest, "events");
+    assert_eq!(ev["duplicates"], 3);
+    assert_eq!(ev["dead_lettered"], 3);
+    assert_eq!(
+        ev["accepted"].as_i64().unwrap() + 3,
+        ev["read"].as_i64().unwrap()
+    );
+    assert_eq!(ingest_row(&ingest, "predictions")["duplicates"], 1);
+    assert_eq!(ingest_row(&ingest, "labels")["duplicates"], 0);
+    let events = summary
+        .ingest
+        .iter()
+        .find(|r| r.stream == "events")
+        .unwrap();
+    assert_eq!(events.duplicates, 3);
+
+    // The first copies count, once: e1 (US, amount 10), x (US), e2 (US) in W0; its m1 score 0.8.
+    let l = retired(
+        &changelog(&one, "label_health"),
+        &["window_start", "segment"],
+    );
+    let w0 = &l[&format!("{T0}|\"all\"")];
+    assert_eq!(w0["events"], 3);
+    assert_eq!(w0["labeled"], 2);
+    assert_eq!(l[&format!("{T0}|\"country=US\"")]["events"], 3);
+    for c in ["FR", "GB", "JP"] {
+        assert!(
+            !l.contains_key(&format!("{T0}|\"country={c}\"")),
+            "a duplicate opened segment {c}"
+        );
+    }
+    let q = retired(
+        &changelog(&one, "quality"),
+        &["window_start", "segment", "model_version"],
+    );
+    let m1 = &q[&format!("{T0}|\"all\"|\"m1\"")];
+    assert_eq!(m1["count"], 2, "{m1}");
+    assert_eq!(m1["positives"], 1, "{m1}");
+    assert_eq!(q[&format!("{T0}|\"all\"|\"m2\"")]["count"], 1);
+}
+
+#[test]
+fn labels_are_decided_once_and_none_vanishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut events = vec![
+        event("e1", "A", T0 + 1_000, 10.0, "US"),
+        event("e2", "A", T0 + 2_000, 20.0, "US"),
+        // `ghost`'s label is orphaned at T0 + 7 s + 120 s; the event comes after that.
+        event("ghost", "B", T0 + 200_000, 30.0, "US"),
+    ];
+    events.extend(fillers(T0 + 61_000, T0 + 800_000));
+    events.sort_by_key(|e| serde_json::from_str::<Value>(e).unwrap()["event_time"].as_u64());
+    write_lines(d, "events.jsonl", &events);
+    write_lines(
+        d,
+        "predictions.jsonl",
+        &[
+            prediction("e1", 0.8, T0 + 1_010),
+            prediction("e2", 0.3, T0 + 2_010),
+        ],
+    );
+    write_lines(
+        d,
+        "labels.jsonl",
+        &[
+            label("e2", 0, T0 + 6_000),
+            label("ghost", 1, T0 + 7_000),
+            // W0 retires at T0 + 60 s + 600 s: e1's label comes after that, too late.
+            label("e1", 1, T0 + 701_000),
+            // No event ever: orphaned, in a window no event opened.
+            label("never", 1, T0 + 900_000),
+        ],
+    );
+    let job = file_job(d, &Times::default(), WINDOWS, SEGMENTS);
+    let out = d.join("out");
+    let summary = run_job(&job, 2, &out);
+
+    let ingest = changelog(&out, "ingest");
+    let labels = ingest_row(&ingest, "labels");
+    assert_eq!(labels["accepted"], 4);
+    assert_eq!(labels["too_late_labels"], 1, "{labels}");
+    assert_eq!(labels["orphaned_labels"], 2, "{labels}");
+    // e1's label came 700 s after its event: a retention of 701 s would have held it.
+    assert_eq!(labels["retention_to_hold_ms"], 701_000, "{labels}");
+    assert!(ingest_row(&ingest, "events")["retention_to_hold_ms"].is_null());
+    let s = summary
+        .ingest
+        .iter()
+        .find(|r| r.stream == "labels")
+        .unwrap();
+    assert_eq!((s.too_late, s.orphaned), (1, 2));
+
+    let l = retired(
+        &changelog(&out, "label_health"),
+        &["window_start", "segment"],
+    );
+    let w0 = &l[&format!("{T0}|\"all\"")];
+    // e2 labeled; e1's label too late for W0, so counted where it arrived, not here.
+    assert_eq!(w0["events"], 2);
+    assert_eq!(w0["labeled"], 1);
+    assert_eq!(w0["late_labels"], 0);
+    // The orphan stays an orphan of its label time's window, though its event came later.
+    assert_eq!(w0["orphan_labels"], 1);
+    // The late event joins its label.
+    let w3 = &l[&format!("{}|\"all\"", T0 + 180_000)];
+    assert_eq!(w3["labeled"], 1, "{w3}");
+    // e1's label in the window of its label time, which has filler events.
+    let late = &l[&format!("{}|\"all\"", T0 + 660_000)];
+    assert_eq!(late["late_labels"], 1, "{late}");
+    assert_eq!(late["orphan_labels"], 0);
+    // The window of `never`'s label has no events: no row.
+    assert!(
+        !l.keys()
+            .any(|k| k.starts_with(&format!("{}|", T0 + 900_000))),
+        "a window opened by an orphan: {:?}",
+        l.keys().collect::<Vec<_>>()
+    );
+    let all_rows = changelog(&out, "label_health");
+    assert!(all_rows.iter().all(|r| r["events"].as_i64().unwrap() > 0));
+    // Quality never saw e1's late label.
+    let q = retired(
+        &changelog(&out, "quality"),
+        &["window_start", "segment", "model_version"],
+    );
+    assert_eq!(q[&format!("{T0}|\"all\"|\"m1\"")]["count"], 1);
+}
