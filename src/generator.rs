@@ -510,8 +510,9 @@ impl GeneratorStream {
                     again
                 });
                 self.push(r, d.corrupt[0]);
+                // Broken like the first copy, if it was: the same record sent twice.
                 if let Some(again) = again {
-                    self.push(again, 1.0);
+                    self.push(again, d.corrupt[0]);
                 }
             }
             Stream::Predictions => {
@@ -525,7 +526,7 @@ impl GeneratorStream {
                 });
                 self.push(r, d.corrupt[1]);
                 if let Some(again) = again {
-                    self.push(again, 1.0);
+                    self.push(again, d.corrupt[1]);
                 }
             }
             Stream::Labels => {

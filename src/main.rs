@@ -492,8 +492,12 @@ fn cmd_profile(a: ProfileArgs) -> Result<(), String> {
         profile.events, profile.predictions
     );
     println!(
-        "records read {}, used {}, outside the range {}, refused by the schema {}",
-        counts.read, counts.used, counts.outside, counts.refused
+        "records read {}, used {}, outside the range {}, refused by the schema {}, duplicates {}",
+        counts.read,
+        counts.used - counts.duplicates,
+        counts.outside,
+        counts.refused,
+        counts.duplicates
     );
     if let Some(first) = &counts.first_refusal {
         println!("first refusal: {first}");

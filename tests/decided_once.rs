@@ -242,3 +242,68 @@ fn labels_are_decided_once_and_none_vanishes() {
     );
     assert_eq!(q[&format!("{T0}|\"all\"|\"m1\"")]["count"], 1);
 }
+
+/// Every changelog but the dead letters and the ingest counts, by name.
+fn results(out: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .filter(|(n, _)| n != "dead_letters.jsonl" && n != "ingest.jsonl")
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn events_and_predictions_sent_twice_change_no_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let times = Times {
+        tick: 1000,
+        disorder: 2000,
+        max_lateness: 20_000,
+        horizon: 30_000,
+        retention: 60_000,
+    };
+    let rest = "[[windows]]\nname = \"30s\"\nkind = \"tumbling\"\nsize_ms = 30000\n\
+                [metrics]\nsegments = [\"country\"]\nentity_features = [\"amount\"]\n\
+                [drift]\nreference = { from = \"1767225600000\", to = \"1767225660000\" }\n\
+                [learn]\npublish_every = 500\n[learn.canary]\nmin_examples = 30\n\
+                [outputs]\ndir = \"unused\"\nformats = [\"jsonl\"]\n";
+    let gen = "events = 6000\nseed = 5\nrate_per_s = 20.0\nlatency_median_ms = 4000.0";
+    let once = generator_job(d, &times, gen, rest);
+    let clean = d.join("once");
+    run_job(&once, 1, &clean);
+    let twice = generator_job(
+        d,
+        &times,
+        &format!("{gen}\nduplicate_event_fraction = 0.05"),
+        rest,
+    );
+    for workers in [1, 2] {
+        let out = d.join(format!("twice{workers}"));
+        let summary = run_job(&twice, workers, &out);
+        let dups: i64 = summary.ingest.iter().map(|r| r.duplicates).sum();
+        assert!(
+            dups > 400,
+            "both streams have duplicates: {:?}",
+            summary.ingest
+        );
+        let (a, b) = (results(&clean), results(&out));
+        assert_eq!(
+            a.iter().map(|x| &x.0).collect::<Vec<_>>(),
+            b.iter().map(|x| &x.0).collect::<Vec<_>>()
+        );
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            assert!(
+                x == y,
+                "{name} changed by refused duplicates ({workers} workers)"
+            );
+        }
+    }
+}

@@ -493,7 +493,10 @@ impl Slot {
                     self.events.push(held);
                     return None;
                 }
-                let i = self.events.iter().position(|h| h.from == t)?;
+                let Some(i) = self.events.iter().position(|h| h.from == t) else {
+                    self.events.push(held);
+                    return None;
+                };
                 let first = std::mem::replace(&mut self.events[i], held);
                 let first_origin = std::mem::replace(&mut s.origin, origin);
                 s.t0 = t0;
@@ -571,14 +574,13 @@ impl Slot {
     fn decide(
         &mut self,
         t: u64,
-        tick: u64,
-        horizon: u64,
+        life: &Lifetimes,
         panes: &super::panes::Panes,
         out: &mut Vec<(JoinOut, isize)>,
     ) {
         for l in self.labels.iter_mut() {
             let Some(t0) = l.extra else { continue };
-            let due = deadline(t0, l.value.0, tick, horizon);
+            let due = deadline(t0, l.value.0, life);
             let met = self
                 .seen
                 .as_ref()
@@ -601,7 +603,7 @@ impl Slot {
     }
 
     /// The first time after `t` at which the slot's outputs may change by themselves.
-    fn next_change(&self, t: u64, tick: u64, horizon: u64) -> Option<u64> {
+    fn next_change(&self, t: u64, life: &Lifetimes) -> Option<u64> {
         self.events
             .iter()
             .map(|e| e.until)
@@ -611,7 +613,7 @@ impl Slot {
             .chain(
                 self.labels
                     .iter()
-                    .filter_map(|l| Some(deadline(l.extra?, l.value.0, tick, horizon))),
+                    .filter_map(|l| Some(deadline(l.extra?, l.value.0, life))),
             )
             .filter(|x| *x > t)
             .min()
@@ -644,9 +646,12 @@ impl Slot {
 }
 
 /// When the orphan decision of a label processed live at `t0`, of label time `time`, falls
-/// due: then, or `label_horizon` after its label time (in ticks), whichever is later.
-fn deadline(t0: u64, time: u64, tick: u64, horizon: u64) -> u64 {
-    t0.max(tick_floor(time, tick) + horizon)
+/// due: then, or `label_horizon` after its label time (in ticks), whichever is later, at an
+/// emit boundary (as every decision is: a snapshot at a boundary then holds exactly the
+/// decisions of the outputs written before it).
+fn deadline(t0: u64, time: u64, life: &Lifetimes) -> u64 {
+    let due = t0.max(tick_floor(time, life.tick) + life.horizon);
+    due.div_ceil(life.emit) * life.emit
 }
 
 /// When a live run processes a record of origin `o`: its stamp at the next emit boundary.
@@ -745,9 +750,9 @@ pub fn join<'s>(
         tick,
         emit,
         ttl,
-        horizon,
         retention,
         label_window,
+        ..
     } = life;
     let seen_ttl = ttl + label_window + retention;
     // Labels stay one retention longer than events: when an event's first label expires, its
@@ -949,7 +954,7 @@ pub fn join<'s>(
                                 }
                                 session.give((o, t, r));
                             }
-                            slot.decide(t, tick, horizon, &panes, &mut after);
+                            slot.decide(t, &life, &panes, &mut after);
                             for (o, r) in after.drain(..) {
                                 session.give((o, t, r));
                             }
@@ -960,7 +965,7 @@ pub fn join<'s>(
                                 std::sync::atomic::Ordering::Relaxed,
                             );
                             slot.last = Some(t);
-                            slot.timer = slot.next_change(t, tick, horizon);
+                            slot.timer = slot.next_change(t, &life);
                             match slot.timer {
                                 Some(at) => {
                                     timers.entry(at).or_default().push(i);

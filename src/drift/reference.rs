@@ -18,6 +18,9 @@ pub struct ProfileCounts {
     pub read: u64,
     /// Records profiled.
     pub used: u64,
+    /// Records left out as duplicates: an event whose id, or a prediction whose (event id,
+    /// model version), came before (in the order the inputs are read), as the job refuses them.
+    pub duplicates: u64,
     /// Records outside the time range.
     pub outside: u64,
     /// Records refused by their schema, with the first refusal's description.
@@ -67,9 +70,21 @@ pub fn build(
             readers.push((rx, reader));
         }
         let mut counts = ProfileCounts::default();
+        let mut seen = std::collections::HashSet::new();
         for (rx, reader) in readers {
             for batch in rx {
                 for r in batch {
+                    let first = match &r {
+                        Record::Event(e) => seen.insert((e.id.clone(), None)),
+                        Record::Prediction(p) => {
+                            seen.insert((p.event_id.clone(), Some(p.model.clone())))
+                        }
+                        Record::Label(_) => continue,
+                    };
+                    if !first {
+                        counts.duplicates += 1;
+                        continue;
+                    }
                     match &r {
                         Record::Event(e) => b.event(e),
                         Record::Prediction(p) => b.prediction(p),

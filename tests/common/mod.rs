@@ -224,6 +224,12 @@ pub fn assert_same_outputs(a: &Path, b: &Path, what: &str) -> usize {
         fb.iter().map(|f| &f.0).collect::<Vec<_>>()
     );
     for ((name, x), (_, y)) in fa.iter().zip(&fb) {
+        if x != y && name.ends_with(".jsonl") {
+            // The first line that differs says what.
+            let (a, b) = (String::from_utf8_lossy(x), String::from_utf8_lossy(y));
+            let line = a.lines().zip(b.lines()).find(|(l, m)| l != m);
+            panic!("{name} differs {what}: first differing lines {line:#?}");
+        }
         assert!(x == y, "{name} differs {what}");
     }
     fa.len()
