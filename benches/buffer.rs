@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tidemark::decode::decode_json_line;
 use tidemark::generator::{GeneratorParams, GeneratorStream};
-use tidemark::records::Position;
+use tidemark::records::{Origin, Position};
 use tidemark::replay::segment::{read_segment, write_segment, BufferStream};
 use tidemark::schema::{InputSchema, Stream};
 use tidemark::sources::Ingested;
@@ -83,9 +83,16 @@ fn main() {
                 source: format!("generator:{stream}").into(),
                 offset: rec.seq,
             };
-            open.entry(k)
-                .or_default()
-                .push((ts, Ingested::Accepted(r, pos)));
+            open.entry(k).or_default().push((
+                ts,
+                Ingested::Accepted(
+                    r,
+                    Origin {
+                        stamp: ts,
+                        position: pos,
+                    },
+                ),
+            ));
         }
         for (k, mut rows) in std::mem::take(&mut open) {
             flush(&mut rows, k);
