@@ -389,7 +389,7 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
             let (segments, base) = crate::replay::plan(&job, &m, below, below);
             crate::replay::verify_all(&dir, &segments)?;
             tracing::info!(committed = below, segments = segments.len(), "resuming");
-            let state = state_start(&dir, &m, below)?;
+            let state = state_start(&job, &dir, &m, below)?;
             let resume_updates = resumed_in_registry(&job, &state)?;
             crate::dataflow::Plan {
                 state,
@@ -435,6 +435,7 @@ fn settle_time(job: &Job, first: u64) -> u64 {
 /// Where the history-dependent operators of a run resuming at `below` start: the committed
 /// snapshot there.
 fn state_start(
+    job: &Job,
     dir: &Path,
     m: &crate::replay::manifest::Manifest,
     below: u64,
@@ -447,11 +448,28 @@ fn state_start(
             state: Some(crate::replay::read_state(dir, st)?),
             at: below,
         }),
+        None if m.states.is_empty() && !history_dependent(job) => {
+            // A buffer of an earlier version, whose job had no state to snapshot: only the
+            // join's verdict totals (duplicates, too-late and orphaned labels) start again.
+            tracing::warn!(
+                "the buffer holds no operator state: ingest's duplicates, too_late_labels and orphaned_labels count from the resume on"
+            );
+            Ok(crate::dataflow::ordered::StateStart {
+                state: None,
+                at: below,
+            })
+        }
         None => Err(Error::replay(
             dir.join(crate::replay::manifest::MANIFEST),
             format!("the buffer holds no operator state (drift detectors, learner, alert rules, the join's verdict totals) at its commit point {below}"),
         )),
     }
+}
+
+/// The job has operators besides the join's verdict totals whose state depends on the whole
+/// history (drift detectors, learner, alert rules), which an earlier version snapshotted alone.
+fn history_dependent(job: &Job) -> bool {
+    job.drift.is_some() || job.learn.is_some() || !job.alerts.is_empty()
 }
 
 /// The learner's updates are paused in its committed state and an operator has since resumed
@@ -548,6 +566,18 @@ pub fn replay(
             },
         ),
         None if m.base.is_empty() => (0, Default::default()),
+        None if m.states.is_empty() && !history_dependent(&job) => {
+            tracing::warn!(
+                "the buffer holds no operator state: ingest's duplicates, too_late_labels and orphaned_labels count from the replay's start on"
+            );
+            (
+                range.start,
+                crate::dataflow::ordered::StateStart {
+                    state: None,
+                    at: range.start,
+                },
+            )
+        }
         None => {
             return Err(Error::replay(
                 buffer.join(crate::replay::manifest::MANIFEST),

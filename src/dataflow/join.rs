@@ -63,8 +63,8 @@ pub enum JoinOut {
     /// A label orphaned when its decision fell due, by its label time (added once, never
     /// retracted).
     Orphan(u64),
-    /// A label whose event was seen but had no live window left when the label arrived: its
-    /// label time and its latency (the label's timestamp minus its event's time, ms).
+    /// A label whose event was seen but had no live window left when the two met: its label
+    /// time and its latency (when the later of the two was processed, minus the event time).
     TooLate(u64, u64),
     /// A duplicate record, refused.
     Refused(Stream, Box<DeadLetter>),
@@ -249,13 +249,15 @@ impl<V, X> Held<V, X> {
     }
 }
 
-/// The accepted event of an id, remembered after the event leaves state (see [`join`]).
+/// An accepted event of an id, remembered after the event leaves state (see [`join`]).
 #[derive(Debug)]
 struct Seen {
-    from: u64,
     /// When a live run processes it (its stamp at the emit boundary): decisions about it are
     /// made as of then, so that a replay that feeds it later makes the same ones.
     t0: u64,
+    /// The memory of the id ends here: the seen-time after the event's time, or after that of
+    /// a later copy refused as its duplicate (so that whether a record is a duplicate depends
+    /// only on the copies within one memory before it, which a restart replays).
     until: u64,
     /// The event's time.
     time: u64,
@@ -269,11 +271,13 @@ struct Seen {
 struct Slot {
     /// The slot's event id (inline: comparing it is no second pointer to chase).
     id: Text,
-    /// The accepted event while in state (at most one: a later one is a duplicate).
+    /// The accepted event while in state (one, but for an id used again after its memory).
     events: SmallVec<[Held<Ev>; 1]>,
-    seen: Option<Seen>,
-    /// Predictions, each with its origin (which a duplicate's dead letter names).
-    predictions: SmallVec<[Held<Pr, Origin>; 1]>,
+    /// The accepted events remembered, oldest first (one, but for an id used again).
+    seen: SmallVec<[Seen; 1]>,
+    /// Predictions, each with its origin (which a duplicate's dead letter names) and the end of
+    /// its (event id, model version)'s memory (see [`Seen::until`]).
+    predictions: SmallVec<[Held<Pr, (Origin, u64)>; 1]>,
     /// Labels `(label time, label)`, each, while its decision is pending, with when a live
     /// run processes it.
     labels: SmallVec<[Held<(u64, u8), Option<u64>>; 1]>,
@@ -419,7 +423,7 @@ impl Slot {
         Slot {
             id,
             events: SmallVec::new(),
-            seen: None,
+            seen: SmallVec::new(),
             predictions: SmallVec::new(),
             labels: SmallVec::new(),
             last: None,
@@ -473,96 +477,50 @@ impl Slot {
         }
     }
 
-    /// Admits event `held` (processed live at `t0`) unless the id's event is remembered then:
-    /// of two that arrive at the same time (a replay feeds a whole history at once), the one
-    /// of the lesser origin is the event. Returns the refused one.
+    /// Admits event `held` (processed live at `t0`, the records of a timestamp taken in the
+    /// order of their origins) unless the id is remembered then. A refused one extends the
+    /// memory; it is returned with the origin of the event it duplicates.
     fn admit_event(
         &mut self,
         held: Held<Ev>,
         origin: Origin,
         t0: u64,
-        seen_until: u64,
-    ) -> Option<(Ev, Origin)> {
-        let t = held.from;
-        let time = held.value.time;
-        match &mut self.seen {
-            Some(s) if s.from == t && origin < s.origin => {
-                if s.t0 >= seen_until {
-                    // The one admitted so far came after this one was forgotten: both are
-                    // events, and the later one is remembered.
-                    self.events.push(held);
-                    return None;
-                }
-                let Some(i) = self.events.iter().position(|h| h.from == t) else {
-                    self.events.push(held);
-                    return None;
-                };
-                let first = std::mem::replace(&mut self.events[i], held);
-                let first_origin = std::mem::replace(&mut s.origin, origin);
-                s.t0 = t0;
-                s.time = time;
-                s.until = seen_until;
-                Some((first.value, first_origin))
-            }
-            Some(s) if t0 < s.until => Some((held.value, origin)),
-            _ => {
-                self.seen = Some(Seen {
-                    from: t,
-                    t0,
-                    until: seen_until,
-                    time,
-                    origin,
-                });
-                self.events.push(held);
-                None
-            }
+        memory: u64,
+    ) -> Option<(Ev, Origin, Origin)> {
+        if let Some(s) = self.seen.last_mut().filter(|s| t0 < s.until) {
+            s.until = s.until.max(memory);
+            return Some((held.value, origin, s.origin.clone()));
         }
+        self.seen.push(Seen {
+            t0,
+            until: memory,
+            time: held.value.time,
+            origin,
+        });
+        self.events.push(held);
+        None
     }
 
-    /// Admits prediction `held` (processed live at `t0`) unless one of the same model version
-    /// is in state then: of two arriving at the same time, the one of the lesser origin.
-    /// Returns the refused one.
+    /// Admits prediction `held` (processed live at `t0`) unless its (event id, model version)
+    /// is remembered then; a refused one extends the memory and is returned with the origin
+    /// of the prediction it duplicates.
     fn admit_prediction(
         &mut self,
-        held: Held<Pr, Origin>,
+        held: Held<Pr, (Origin, u64)>,
         t0: u64,
-        emit: u64,
-    ) -> Option<(Pr, Origin)> {
-        let t = held.from;
+    ) -> Option<(Pr, Origin, Origin)> {
         let model = &held.value.model;
-        let first = self
+        if let Some(h) = self
             .predictions
             .iter_mut()
-            .filter(|h| h.value.model == *model)
-            .max_by_key(|h| h.until);
-        match first {
-            Some(h) if h.from == t && held.extra < h.extra => {
-                if processed(&h.extra, emit) >= held.until {
-                    self.predictions.push(held);
-                    return None;
-                }
-                let first = std::mem::replace(h, held);
-                Some((first.value, first.extra))
-            }
-            Some(h) if t0 < h.until => Some((held.value, held.extra)),
-            _ => {
-                self.predictions.push(held);
-                None
-            }
+            .rev()
+            .find(|h| h.value.model == *model && t0 < h.extra.1)
+        {
+            h.extra.1 = h.extra.1.max(held.extra.1);
+            return Some((held.value, held.extra.0, h.extra.0.clone()));
         }
-    }
-
-    /// Where the record that `refused` duplicates was read.
-    fn first_of(&self, refused: &Dup) -> Option<&Origin> {
-        match refused {
-            Dup::Event(_) => self.seen.as_ref().map(|s| &s.origin),
-            Dup::Prediction(p) => self
-                .predictions
-                .iter()
-                .filter(|h| h.value.model == p.model)
-                .min_by(|a, b| a.extra.cmp(&b.extra))
-                .map(|h| &h.extra),
-        }
+        self.predictions.push(held);
+        None
     }
 
     /// Decides, once, every pending label that can be decided at `t`, as a live run decides
@@ -581,11 +539,13 @@ impl Slot {
         for l in self.labels.iter_mut() {
             let Some(t0) = l.extra else { continue };
             let due = deadline(t0, l.value.0, life);
+            // The event remembered when the later of the two arrived, by the deadline.
             let met = self
                 .seen
-                .as_ref()
+                .iter()
+                .rev()
                 .map(|s| (s, t0.max(s.t0)))
-                .filter(|(s, at)| s.t0 <= due && *at < s.until);
+                .find(|(s, at)| s.t0 <= due && *at < s.until);
             match met {
                 Some((s, at)) => {
                     l.extra = None;
@@ -607,8 +567,8 @@ impl Slot {
         self.events
             .iter()
             .map(|e| e.until)
-            .chain(self.seen.as_ref().map(|s| s.until))
-            .chain(self.predictions.iter().map(|p| p.until))
+            .chain(self.seen.iter().map(|s| s.until))
+            .chain(self.predictions.iter().map(|p| p.until.max(p.extra.1)))
             .chain(self.labels.iter().map(|l| l.until))
             .chain(
                 self.labels
@@ -621,25 +581,20 @@ impl Slot {
 
     /// Entries held: events, the seen id, predictions and labels.
     fn len(&self) -> usize {
-        self.events.len()
-            + self.seen.is_some() as usize
-            + self.predictions.len()
-            + self.labels.len()
+        self.events.len() + self.seen.len() + self.predictions.len() + self.labels.len()
     }
 
     /// Forgets what can no longer be present at any time after `t`.
     fn prune(&mut self, t: u64) {
         self.events.retain(|e| e.until > t);
-        if self.seen.as_ref().is_some_and(|s| s.until <= t) {
-            self.seen = None;
-        }
-        self.predictions.retain(|p| p.until > t);
+        self.seen.retain(|s| s.until > t);
+        self.predictions.retain(|p| p.until.max(p.extra.1) > t);
         self.labels.retain(|l| l.until > t);
     }
 
     fn is_empty(&self) -> bool {
         self.events.is_empty()
-            && self.seen.is_none()
+            && self.seen.is_empty()
             && self.predictions.is_empty()
             && self.labels.is_empty()
     }
@@ -652,6 +607,19 @@ impl Slot {
 fn deadline(t0: u64, time: u64, life: &Lifetimes) -> u64 {
     let due = t0.max(tick_floor(time, life.tick) + life.horizon);
     due.div_ceil(life.emit) * life.emit
+}
+
+/// Origins in order: timestamp, then source, then position (a source's name is compared only
+/// between two sources: records of one share it).
+fn by_origin(a: &Origin, b: &Origin) -> std::cmp::Ordering {
+    a.stamp.cmp(&b.stamp).then_with(|| {
+        let (p, q) = (&a.position, &b.position);
+        if Arc::ptr_eq(&p.source, &q.source) {
+            p.offset.cmp(&q.offset)
+        } else {
+            p.cmp(q)
+        }
+    })
 }
 
 /// When a live run processes a record of origin `o`: its stamp at the next emit boundary.
@@ -669,13 +637,10 @@ enum Dup {
 fn duplicate_letter(
     refused: &Dup,
     at: &Origin,
-    first: Option<&Origin>,
+    first: &Origin,
     fields: &IdFields,
 ) -> (Stream, DeadLetter) {
-    let first = first.map_or_else(
-        || "earlier".to_string(),
-        |o| format!("from {} (timestamp {})", o.position, o.stamp),
-    );
+    let first = format!("from {} (timestamp {})", first.position, first.stamp);
     let (stream, field, reason) = match refused {
         Dup::Event(e) => (
             Stream::Events,
@@ -719,10 +684,12 @@ fn duplicate_letter(
 /// Semantics: the latest label (by label time, then value) of an event wins and a correction
 /// retracts the old one; events and predictions leave state `ttl` after their own time
 /// (ticks), labels one retention later, and an event's id is remembered (seen) one window and
-/// one retention longer still. Decided once per record, in the order of [`Origin`]s:
+/// one retention longer still after its last copy. Decided once per record, in the order of
+/// [`Origin`]s and as of the time a live run processes it (so that a replay, which feeds a
+/// history at one time, decides the same):
 /// - the first event of an id is the event; a later one while the id is remembered is a
-///   duplicate, refused to dead letters naming the first (likewise a second prediction of an
-///   (event id, model version) while the first is in state);
+///   duplicate, refused to dead letters naming the first, and extends the memory (likewise a
+///   second prediction of an (event id, model version) within `ttl` of the last copy);
 /// - a label whose event is seen joins it, or, if every window of the event has retired, is
 ///   too late (counted with its latency, never an orphan); a label whose event is unseen at
 ///   `max(its arrival, label time + label_horizon)` is an orphan, and stays one: an event that
@@ -788,13 +755,17 @@ pub fn join<'s>(
                     while let Some((t, cap, records)) =
                         hold.next_due(&mut pending, &timers, frontier)
                     {
+                        // In the order a live run meets them (a replay feeds a whole history
+                        // at one time; a worker receives its peers' records in any order).
+                        let mut records = records;
+                        records.sort_by(|a, b| by_origin(&a.0 .1, &b.0 .1));
                         // Slots touched at `t`, by index.
                         let mut touched: Vec<u32> = Vec::with_capacity(records.len());
-                        // Duplicates refused at `t`: (slot, record, its origin).
-                        let mut refused: Vec<(u32, Dup, Origin)> = Vec::new();
+                        let mut session = output.session(&cap);
                         let mut added = 0usize;
                         for ((rec, origin), r) in records {
-                            let id = match rec {
+                            let t0 = processed(&origin, emit);
+                            let (id, dup) = match rec {
                                 Record::Event(e) => {
                                     let id = slots.get_or_insert(slots.hash(&e.id), &e.id);
                                     let slot = slots.at(id);
@@ -807,33 +778,30 @@ pub fn join<'s>(
                                         r,
                                         extra: (),
                                     };
-                                    let t0 = processed(&origin, emit);
-                                    if let Some((e, o)) =
-                                        slot.admit_event(h, origin, t0, base + seen_ttl)
-                                    {
-                                        refused.push((id, Dup::Event(e), o));
-                                    }
+                                    let dup = slot
+                                        .admit_event(h, origin, t0, base + seen_ttl)
+                                        .map(|(e, at, first)| (Dup::Event(e), at, first));
                                     added += slot.len() - n;
-                                    id
+                                    (id, dup)
                                 }
                                 Record::Prediction(p) => {
                                     let id =
                                         slots.get_or_insert(slots.hash(&p.event_id), &p.event_id);
                                     let slot = slots.at(id);
                                     let n = slot.len();
-                                    let t0 = processed(&origin, emit);
+                                    let until = tick_floor(p.time, tick) + ttl;
                                     let h = Held {
-                                        until: tick_floor(p.time, tick) + ttl,
+                                        until,
                                         value: p,
                                         from: t,
                                         r,
-                                        extra: origin,
+                                        extra: (origin, until),
                                     };
-                                    if let Some((p, o)) = slot.admit_prediction(h, t0, emit) {
-                                        refused.push((id, Dup::Prediction(p), o));
-                                    }
+                                    let dup = slot
+                                        .admit_prediction(h, t0)
+                                        .map(|(p, at, first)| (Dup::Prediction(p), at, first));
                                     added += slot.len() - n;
-                                    id
+                                    (id, dup)
                                 }
                                 Record::Label(l) => {
                                     let id =
@@ -844,22 +812,19 @@ pub fn join<'s>(
                                         from: t,
                                         until: tick_floor(l.time, tick) + label_ttl,
                                         r,
-                                        extra: Some(processed(&origin, emit)),
+                                        extra: Some(t0),
                                     });
                                     added += 1;
-                                    id
+                                    (id, None)
                                 }
                             };
+                            if let Some((dup, at, first)) = dup {
+                                let (stream, letter) = duplicate_letter(&dup, &at, &first, &fields);
+                                session.give((JoinOut::Refused(stream, Box::new(letter)), t, r));
+                            }
                             touched.push(id);
                         }
                         held.fetch_add(added as i64, std::sync::atomic::Ordering::Relaxed);
-                        let mut session = output.session(&cap);
-                        // Named once every record of `t` is in: the first is the least origin.
-                        for (i, dup, origin) in refused {
-                            let first = slots.at(i).first_of(&dup);
-                            let (stream, letter) = duplicate_letter(&dup, &origin, first, &fields);
-                            session.give((JoinOut::Refused(stream, Box::new(letter)), t, 1));
-                        }
                         if let Some(ids) = timers.remove(&t) {
                             // A slot freed and reused since has a timer of its own.
                             touched

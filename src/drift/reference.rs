@@ -19,7 +19,9 @@ pub struct ProfileCounts {
     /// Records profiled.
     pub used: u64,
     /// Records left out as duplicates: an event whose id, or a prediction whose (event id,
-    /// model version), came before (in the order the inputs are read), as the job refuses them.
+    /// model version), came before in the order the inputs are read (the job decides by
+    /// timestamp, source and position, within its memory of an id: for a reference range of
+    /// its own sources, the same records but where the two orders differ).
     pub duplicates: u64,
     /// Records outside the time range.
     pub outside: u64,
