@@ -307,3 +307,124 @@ fn events_and_predictions_sent_twice_change_no_result() {
         }
     }
 }
+
+/// One id's copies spread over more than the join's memory of it, with labels and predictions:
+/// a replay from any point, which rebuilds state from one state horizon fed at a single time,
+/// decides every copy and label as the live run did.
+#[test]
+fn copies_spread_over_the_memory_replay_as_decided_live() {
+    use tidemark::config::Job;
+    use tidemark::replay::verify::compare;
+    use tidemark::runtime::{replay, RunOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = |secs: u64| T0 + secs * 1000;
+    // The memory of an event id here is 181 s (2 × 60 s retention + 2 × 30 s window + 1 s).
+    let mut events: Vec<(u64, String)> = (0..900)
+        .map(|k| (s(k), event(&format!("f{k}"), "C", s(k), 1.0, "DE")))
+        .collect();
+    // x at 10 s is the event; 100 s is its copy, and 250 s one of that copy (within its memory,
+    // not the first's); 500 s is x again, a new event; 560 s its copy.
+    for (at, country) in [
+        (10, "US"),
+        (100, "FR"),
+        (250, "GB"),
+        (500, "JP"),
+        (560, "BR"),
+    ] {
+        events.push((s(at), event("x", "A", s(at), at as f64, country)));
+    }
+    events.sort_by_key(|e| e.0);
+    write_lines(
+        d,
+        "events.jsonl",
+        &events.into_iter().map(|e| e.1).collect::<Vec<_>>(),
+    );
+    let mut preds: Vec<(u64, String)> = [11, 80, 160, 300]
+        .iter()
+        .map(|&at| (s(at), prediction("x", 0.5 + at as f64 / 1000.0, s(at))))
+        .collect();
+    preds.extend(
+        (0..900)
+            .step_by(7)
+            .map(|k| (s(k) + 10, prediction(&format!("f{k}"), 0.3, s(k) + 10))),
+    );
+    preds.sort_by_key(|p| p.0);
+    write_lines(
+        d,
+        "predictions.jsonl",
+        &preds.into_iter().map(|p| p.1).collect::<Vec<_>>(),
+    );
+    let mut labels: Vec<(u64, String)> = [(20, 1), (300, 0), (520, 1), (700, 0)]
+        .iter()
+        .map(|&(at, l)| (s(at), label("x", l, s(at))))
+        .collect();
+    labels.extend(
+        (0..900)
+            .step_by(5)
+            .map(|k| (s(k) + 4_000, label(&format!("f{k}"), 1, s(k) + 4_000))),
+    );
+    labels.extend(
+        (0..900)
+            .step_by(97)
+            .map(|k| (s(k) + 1, label(&format!("ghost{k}"), 1, s(k) + 1))),
+    );
+    labels.sort_by_key(|l| l.0);
+    write_lines(
+        d,
+        "labels.jsonl",
+        &labels.into_iter().map(|l| l.1).collect::<Vec<_>>(),
+    );
+    let times = Times {
+        tick: 1000,
+        disorder: 2000,
+        max_lateness: 20_000,
+        horizon: 30_000,
+        retention: 60_000,
+    };
+    let windows = "[[windows]]\nname = \"30s\"\nkind = \"tumbling\"\nsize_ms = 30000\n";
+    let job = file_job(
+        d,
+        &times,
+        windows,
+        "emit_interval_ms = 5000\n[replay]\nsegment_ms = 5000\n",
+    );
+    let live = d.join("live");
+    let summary = run_job(&job, 1, &live);
+
+    // Live: x's copies at 100 s and 250 s and 560 s are refused, 500 s is a new event; the
+    // predictions at 80 s and 160 s are refused, 300 s is accepted.
+    let dead = changelog(&live, "dead_letters");
+    let refused = |stream: &str| {
+        dead.iter()
+            .filter(|r| r["stream"] == stream && r["reason"].as_str().unwrap().contains("\"x\""))
+            .count()
+    };
+    assert_eq!(refused("events"), 3, "{dead:#?}");
+    assert_eq!(refused("predictions"), 2, "{dead:#?}");
+    let labels = summary
+        .ingest
+        .iter()
+        .find(|r| r.stream == "labels")
+        .unwrap();
+    assert!(labels.too_late >= 1 && labels.orphaned >= 9, "{labels:?}");
+
+    let job = Job::load(&job).unwrap();
+    let horizon = job.state_horizon_ms();
+    let end = s(900);
+    for from in (s(200)..end - 60_000).step_by(45_000) {
+        let out = d.join(format!("replay{from}"));
+        let opts = RunOptions {
+            workers: 2,
+            out_dir: Some(out.clone()),
+            ..Default::default()
+        };
+        replay(job.clone(), &live.join("replay"), from..end, &opts).expect("replay succeeds");
+        assert_eq!(
+            compare(&live, &out, from..end).unwrap(),
+            None,
+            "a replay from {from} (state horizon {horizon} ms)"
+        );
+    }
+}
