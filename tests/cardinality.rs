@@ -46,7 +46,10 @@ fn job(d: &std::path::Path) -> std::path::PathBuf {
         WINDOWS,
         &format!(
             "[metrics]\nsegments = [\"country\"]\nentity_features = [\"amount\"]\n\
-             [limits]\nmax_segment_values = {SEGMENTS}\nmax_entities = {ENTITIES}\n"
+             [limits]\nmax_segment_values = {SEGMENTS}\nmax_entities = {ENTITIES}\n\
+             [drift]\nsegments = true\nfeatures = [\"amount\"]\n\
+             reference = {{ from = \"{T0}\", to = \"{}\" }}\n",
+            T0 + 60_000
         ),
     )
 }
@@ -122,6 +125,23 @@ fn distinct_values_beyond_the_caps_fold_into_other_and_totals_hold() {
             .sum();
         assert_eq!(events, 1500, "window {w}: 5 min at 5 events/s");
     }
+    // Drift per country: at most the cap plus `__other__`, every value counted once.
+    let drift = by_window(&out, "drift");
+    assert!(!drift.is_empty());
+    for (w, rows) in &drift {
+        let amount: Vec<&Value> = rows.iter().filter(|r| r["feature"] == "amount").collect();
+        let all = amount.iter().find(|r| r["segment"] == "all").unwrap()["count"]
+            .as_i64()
+            .unwrap();
+        let countries: Vec<&&Value> = amount.iter().filter(|r| r["segment"] != "all").collect();
+        assert!(
+            countries.len() <= SEGMENTS + 1,
+            "window {w}: {}",
+            countries.len()
+        );
+        let sum: i64 = countries.iter().map(|r| r["count"].as_i64().unwrap()).sum();
+        assert_eq!(sum, all, "window {w}: every value counted once");
+    }
     // Label health per country: bounded too.
     for (w, rows) in by_window(&out, "label_health") {
         assert!(rows.len() <= SEGMENTS + 2, "window {w}: {}", rows.len());
@@ -150,7 +170,7 @@ fn distinct_values_beyond_the_caps_fold_into_other_and_totals_hold() {
     let one = tempfile::tempdir().unwrap();
     write_inputs(one.path(), true);
     run_job(&job(one.path()), 1, &one.path().join("out"));
-    for name in ["quality", "label_health", "entity_features"] {
+    for name in ["quality", "label_health", "entity_features", "drift"] {
         let a = std::fs::read(out.join(format!("{name}.jsonl"))).unwrap();
         let b = std::fs::read(one.path().join("out").join(format!("{name}.jsonl"))).unwrap();
         assert!(a == b, "{name} differs between 2 workers and 1");

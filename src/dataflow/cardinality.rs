@@ -66,6 +66,16 @@ impl Capped for (Arc<str>, Arc<str>) {
     }
 }
 
+/// A drift group: (segment, feature, model version).
+impl Capped for (Arc<str>, u16, Arc<str>) {
+    fn capped(&self) -> Option<(&str, &str)> {
+        segment_column(&self.0)
+    }
+    fn folded(&self) -> Self {
+        (fold_segment(&self.0), self.1, self.2.clone())
+    }
+}
+
 impl Capped for crate::records::Text {
     fn capped(&self) -> Option<(&str, &str)> {
         Some(("entity", self))

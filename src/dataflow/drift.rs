@@ -10,7 +10,8 @@
 //! sorted values, merged from its panes (`exact`, or `sketch` when the reference itself is a
 //! sketch), and again only if a late record amends the window. State: per pane, segment, feature
 //! and model, the bin counts, category counts and every numeric value with its count, until the
-//! last window containing the pane retires.
+//! last window containing the pane retires; the segments of a column beyond `[limits]`'s cap
+//! fold into `<column>=__other__` (`…DriftCap`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -613,6 +614,8 @@ pub fn drift<'s>(
             }
         },
     );
+    let cap = job.spec.limits.clone().unwrap_or_default().segment_values();
+    let deltas = super::cardinality::admit(deltas, &format!("{name}.DriftCap"), panes.clone(), cap);
     let rows = assemble(
         deltas,
         &format!("{name}.DriftWindows"),
