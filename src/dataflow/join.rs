@@ -755,10 +755,10 @@ pub fn join<'s>(
                     while let Some((t, cap, records)) =
                         hold.next_due(&mut pending, &timers, frontier)
                     {
-                        // In the order a live run meets them (a replay feeds a whole history
+                        // In the order a live run meets them (origins are unique; a replay feeds a whole history
                         // at one time; a worker receives its peers' records in any order).
                         let mut records = records;
-                        records.sort_by(|a, b| by_origin(&a.0 .1, &b.0 .1));
+                        records.sort_unstable_by(|a, b| by_origin(&a.0 .1, &b.0 .1));
                         // Slots touched at `t`, by index.
                         let mut touched: Vec<u32> = Vec::with_capacity(records.len());
                         let mut session = output.session(&cap);
