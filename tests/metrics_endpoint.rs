@@ -75,6 +75,86 @@ fn a_scrape_is_answered_while_idle_and_trickling_connections_are_held() {
     }
 }
 
+/// Raises this process's open-file limit to at least `n` (within the hard limit): the test
+/// below holds both ends of several hundred connections.
+fn raise_open_files(n: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit write and read the struct passed, nothing else.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < n {
+            lim.rlim_cur = n.min(lim.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+}
+
+#[test]
+fn connections_beyond_the_bound_are_closed_at_once_and_scrapes_resume() {
+    use tidemark::metrics::server::MAX_CONNECTIONS;
+    raise_open_files(2 * MAX_CONNECTIONS as u64 + 256);
+    let shared = Shared::default();
+    shared
+        .lock()
+        .registry
+        .set("tidemark_test", "A test gauge.", vec![], 1.0);
+    let server = Server::start("127.0.0.1:0", shared).unwrap();
+    let addr = server.addr();
+    // Idle connections until one is closed on arrival: the bound is reached.
+    let mut held: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let began = Instant::now();
+    let mut closed_at_once = false;
+    while began.elapsed() < Duration::from_secs(3) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut b = [0u8; 16];
+        match s.read(&mut b) {
+            // Closed by the server without an answer.
+            Ok(0) => {
+                closed_at_once = true;
+                break;
+            }
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                closed_at_once = true;
+                break;
+            }
+            // Still waiting for its head: the server took it; it holds a slot too.
+            _ => held.push(s),
+        }
+    }
+    assert!(
+        closed_at_once,
+        "no connection was refused beyond {MAX_CONNECTIONS} ({} held)",
+        held.len()
+    );
+    assert!(held.len() <= MAX_CONNECTIONS + 16, "{} held", held.len());
+    // Once the idle ones go, scrapes are answered again.
+    drop(held);
+    let began = Instant::now();
+    loop {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        if text.starts_with("HTTP/1.1 200 OK") {
+            assert!(text.contains("tidemark_test 1"), "{text}");
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "scrapes were not answered after the idle connections closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_client_that_never_sends_its_head_is_cut_off() {
     let server = Server::start("127.0.0.1:0", Shared::default()).unwrap();
