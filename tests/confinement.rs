@@ -248,3 +248,55 @@ fn a_lost_manifest_is_not_silently_started_over() {
     run_opts(&job, &out, fresh()).unwrap();
     assert_eq!(std::fs::read(out.join("quality.jsonl")).unwrap(), before);
 }
+
+#[test]
+fn a_changelog_linked_before_a_resume_is_refused_and_its_target_not_cut() {
+    let d = tempfile::tempdir().unwrap();
+    let times = Times {
+        tick: 1000,
+        disorder: 2000,
+        max_lateness: 20_000,
+        horizon: 30_000,
+        retention: 60_000,
+    };
+    let job = generator_job(
+        d.path(),
+        &times,
+        "events = 400000\nseed = 3\nrate_per_s = 50.0",
+        &format!(
+            "{WINDOWS}[outputs]\ndir = \"unused\"\nformats = [\"jsonl\"]\n[replay]\nsegment_ms = 5000\n"
+        ),
+    );
+    let out = d.path().join("out");
+    // Interrupted once it has committed: the next run resumes and cuts each changelog back to
+    // its committed length.
+    let mut child = tidemark_run(&job, &out).spawn().unwrap();
+    let manifest = out.join("replay").join("MANIFEST.json");
+    let began = std::time::Instant::now();
+    let committed = loop {
+        let m = tidemark::replay::manifest::Manifest::load(&out.join("replay"))
+            .ok()
+            .flatten();
+        if m.as_ref().is_some_and(|m| m.committed > 0 && !m.complete) {
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() || began.elapsed().as_secs() > 60 {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        committed,
+        "the run committed before it ended ({})",
+        manifest.display()
+    );
+    let (_, sentinel, bytes) = outside(d.path());
+    let changelog = out.join("quality.jsonl");
+    std::fs::remove_file(&changelog).unwrap();
+    std::os::unix::fs::symlink(&sentinel, &changelog).unwrap();
+    let e = run_opts(&job, &out, RunOptions::default()).expect_err("the resume refuses the link");
+    assert_refused(Err(e), "quality.jsonl");
+    assert_eq!(std::fs::read(&sentinel).unwrap(), bytes);
+}
