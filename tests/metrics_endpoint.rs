@@ -27,14 +27,19 @@ fn still_open(s: &mut TcpStream) -> bool {
     matches!(s.read(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock)
 }
 
-#[test]
-fn a_scrape_is_answered_while_idle_and_trickling_connections_are_held() {
+/// An endpoint on a free port serving one gauge, `tidemark_test 1`.
+fn serving_a_gauge() -> Server {
     let shared = Shared::default();
     shared
         .lock()
         .registry
         .set("tidemark_test", "A test gauge.", vec![], 1.0);
-    let server = Server::start("127.0.0.1:0", shared).unwrap();
+    Server::start("127.0.0.1:0", shared).unwrap()
+}
+
+#[test]
+fn a_scrape_is_answered_while_idle_and_trickling_connections_are_held() {
+    let server = serving_a_gauge();
     let addr = server.addr();
     let mut idle: Vec<TcpStream> = (0..200)
         .map(|_| TcpStream::connect(addr).unwrap())
@@ -105,12 +110,7 @@ fn raise_open_files(n: u64) {
 fn connections_beyond_the_bound_are_closed_at_once_and_scrapes_resume() {
     use tidemark::metrics::server::MAX_CONNECTIONS;
     raise_open_files(2 * MAX_CONNECTIONS as u64 + 256);
-    let shared = Shared::default();
-    shared
-        .lock()
-        .registry
-        .set("tidemark_test", "A test gauge.", vec![], 1.0);
-    let server = Server::start("127.0.0.1:0", shared).unwrap();
+    let server = serving_a_gauge();
     let addr = server.addr();
     // Idle connections until one is closed on arrival: the bound is reached.
     let mut held: Vec<TcpStream> = (0..MAX_CONNECTIONS)
