@@ -233,7 +233,8 @@ pub struct Lifetimes {
 }
 
 /// An element of a slot: a value, when it arrived, when it leaves, its multiplicity, and what
-/// else its kind keeps (a prediction its origin, a label whether its decision is pending).
+/// else its kind keeps (a prediction its origin and the end of its memory, a label the time a
+/// live run processes it while its decision is pending).
 #[derive(Debug, Clone)]
 struct Held<V, X = ()> {
     value: V,
@@ -255,8 +256,8 @@ struct Seen {
     /// When a live run processes it (its stamp at the emit boundary): decisions about it are
     /// made as of then, so that a replay that feeds it later makes the same ones.
     t0: u64,
-    /// The memory of the id ends here: the seen-time after the event's time, or after that of
-    /// a later copy refused as its duplicate (so that whether a record is a duplicate depends
+    /// The memory of the id ends here: `seen_ttl` (see [`join`]) after the event's time, or
+    /// after that of a later copy refused as its duplicate (so that whether a record is a duplicate depends
     /// only on the copies within one memory before it, which a restart replays).
     until: u64,
     /// The event's time.
@@ -723,9 +724,9 @@ pub fn join<'s>(
     } = life;
     let seen_ttl = ttl + label_window + retention;
     // Labels stay one retention longer than events: when an event's first label expires, its
-    // remaining labels form a new state, which must land only in already retired windows (or an
-    // orphan would be counted twice). Labels of one event more than `retention` apart are
-    // therefore treated as separate histories.
+    // remaining labels form a new state, which must land only in already retired windows.
+    // Labels of one event more than `retention` apart are therefore treated as separate
+    // histories.
     let label_ttl = ttl + retention;
     let peers = records.inner.scope().peers();
     let out = records
