@@ -252,13 +252,7 @@ fn a_lost_manifest_is_not_silently_started_over() {
 #[test]
 fn a_changelog_linked_before_a_resume_is_refused_and_its_target_not_cut() {
     let d = tempfile::tempdir().unwrap();
-    let times = Times {
-        tick: 1000,
-        disorder: 2000,
-        max_lateness: 20_000,
-        horizon: 30_000,
-        retention: 60_000,
-    };
+    let times = Times::short();
     let job = generator_job(
         d.path(),
         &times,

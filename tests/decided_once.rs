@@ -263,13 +263,7 @@ fn results(out: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 fn events_and_predictions_sent_twice_change_no_result() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let times = Times {
-        tick: 1000,
-        disorder: 2000,
-        max_lateness: 20_000,
-        horizon: 30_000,
-        retention: 60_000,
-    };
+    let times = Times::short();
     let rest = "[[windows]]\nname = \"30s\"\nkind = \"tumbling\"\nsize_ms = 30000\n\
                 [metrics]\nsegments = [\"country\"]\nentity_features = [\"amount\"]\n\
                 [drift]\nreference = { from = \"1767225600000\", to = \"1767225660000\" }\n\
@@ -376,13 +370,7 @@ fn copies_spread_over_the_memory_replay_as_decided_live() {
         "labels.jsonl",
         &labels.into_iter().map(|l| l.1).collect::<Vec<_>>(),
     );
-    let times = Times {
-        tick: 1000,
-        disorder: 2000,
-        max_lateness: 20_000,
-        horizon: 30_000,
-        retention: 60_000,
-    };
+    let times = Times::short();
     let windows = "[[windows]]\nname = \"30s\"\nkind = \"tumbling\"\nsize_ms = 30000\n";
     let job = file_job(
         d,

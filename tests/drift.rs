@@ -587,13 +587,7 @@ const WINDOW: u64 = 30_000;
 const PSI_ALERT: f64 = 0.2;
 
 fn gen_times() -> Times {
-    Times {
-        tick: 1000,
-        disorder: 2000,
-        max_lateness: 20_000,
-        horizon: 30_000,
-        retention: 60_000,
-    }
+    Times::short()
 }
 
 /// Writes the generated job into `d` and runs it live on one worker into `d/live`.

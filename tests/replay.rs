@@ -38,20 +38,10 @@ min_examples = 30
 segment_ms = 20000
 "#;
 
-fn times() -> Times {
-    Times {
-        tick: 1000,
-        disorder: 2000,
-        max_lateness: 20_000,
-        horizon: 30_000,
-        retention: 60_000,
-    }
-}
-
 /// A generated job longer than its state horizon, run live once into `<dir>/live`.
 fn live_run(dir: &Path) -> (PathBuf, PathBuf) {
     let generator = "events = 12000\nseed = 11\nrate_per_s = 20.0\nmalformed_fraction = 0.01\nlatency_median_ms = 4000.0\nvery_late_fraction = 0.002";
-    let job = generator_job(dir, &times(), generator, REST);
+    let job = generator_job(dir, &Times::short(), generator, REST);
     let live = dir.join("live");
     run_job(&job, 1, &live);
     (job, live)
@@ -134,7 +124,7 @@ fn damaged_buffers_are_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let generator = "events = 1500\nseed = 3\nrate_per_s = 20.0";
-    let job = generator_job(d, &times(), generator, REST);
+    let job = generator_job(d, &Times::short(), generator, REST);
     let live = d.join("live");
     run_job(&job, 1, &live);
     let buffer = live.join("replay");
@@ -255,7 +245,7 @@ fn damaged_buffers_are_refused_naming_the_file() {
     std::fs::create_dir_all(&other).unwrap();
     let other_job = generator_job(
         &other,
-        &times(),
+        &Times::short(),
         "events = 1500\nseed = 3",
         &REST.replace("size_ms = 30000", "size_ms = 60000"),
     );
@@ -275,14 +265,14 @@ fn copy_dir(from: &Path, to: &Path) {
 fn retention_deletes_old_segments_and_late_ranges_still_replay_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let probe = generator_job(d, &times(), "events = 2000", REST);
+    let probe = generator_job(d, &Times::short(), "events = 2000", REST);
     let need = {
         let j = Job::load(&probe).unwrap();
         j.state_horizon_ms() + j.segment_ms()
     };
     let rest = format!("{REST}retention_ms = {need}\n");
     let generator = "events = 12000\nseed = 13\nrate_per_s = 20.0\nmalformed_fraction = 0.01\nlatency_median_ms = 4000.0";
-    let job = generator_job(d, &times(), generator, &rest);
+    let job = generator_job(d, &Times::short(), generator, &rest);
     let live = d.join("live");
     run_job(&job, 1, &live);
     let buffer = live.join("replay");
@@ -331,7 +321,7 @@ fn retention_deletes_old_segments_and_late_ranges_still_replay_exactly() {
 fn a_restart_refuses_a_buffer_whose_sources_changed() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let job = generator_job(d, &times(), "events = 1500\nseed = 3", REST);
+    let job = generator_job(d, &Times::short(), "events = 1500\nseed = 3", REST);
     let live = d.join("live");
     run_job(&job, 1, &live);
     // Make the finished buffer look interrupted half-way.
@@ -340,7 +330,7 @@ fn a_restart_refuses_a_buffer_whose_sources_changed() {
     m.complete = false;
     m.committed = m.segments[m.segments.len() / 2].ts_end;
     m.store(&buffer).unwrap();
-    let other = generator_job(d, &times(), "events = 1500\nseed = 4", REST);
+    let other = generator_job(d, &Times::short(), "events = 1500\nseed = 4", REST);
     let opts = RunOptions {
         out_dir: Some(live.clone()),
         ..Default::default()

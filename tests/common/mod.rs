@@ -33,6 +33,21 @@ impl Default for Times {
     }
 }
 
+impl Times {
+    /// Short windows of time: a 30 s horizon and a 60 s retention, so that a few minutes of
+    /// input span many state horizons.
+    #[allow(dead_code)]
+    pub fn short() -> Self {
+        Times {
+            tick: 1000,
+            disorder: 2000,
+            max_lateness: 20_000,
+            horizon: 30_000,
+            retention: 60_000,
+        }
+    }
+}
+
 /// The schema directory and `[time]` table of a test job.
 fn head(times: &Times) -> String {
     format!(
