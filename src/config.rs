@@ -793,11 +793,7 @@ impl Job {
         }
         // Where versions are published does not change any output.
         if let Some(l) = &self.spec.learn {
-            let spec = crate::learn::spec::LearnSpec {
-                registry: None,
-                ..l.clone()
-            };
-            text.push_str(&format!("|learn|{spec:?}"));
+            text.push_str(&format!("|learn|{}", l.fingerprint_text()));
         }
         // The alert state refers to rules by position.
         if !s.alerts.is_empty() {

@@ -31,6 +31,7 @@ pub mod init;
 pub mod kafka;
 pub mod learn;
 pub mod metrics;
+pub mod mlflow;
 pub mod outputs;
 pub mod profile;
 pub mod records;

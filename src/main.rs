@@ -185,6 +185,31 @@ enum ModelsOp {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Bring an MLflow registered model up to date with this registry: versions (with their
+    /// parameters, metrics, lineage and a servable model) and the champion/challenger aliases.
+    Sync {
+        /// The MLflow tracking server, e.g. http://127.0.0.1:5000.
+        #[arg(long)]
+        mlflow: String,
+        /// The registered model (default: the job name the versions carry).
+        #[arg(long)]
+        registered_model: Option<String>,
+        /// The experiment of the versions' runs (default: the registered model's name).
+        #[arg(long)]
+        experiment: Option<String>,
+    },
+    /// Score events (JSON Lines of the job's events schema) with a version, as the job's model
+    /// does: one {"event_id", "score"} line each.
+    Score {
+        /// The version (e.g. v000003), or `champion` / `challenger`.
+        version: String,
+        /// The job file whose events schema the events follow.
+        #[arg(long)]
+        job: PathBuf,
+        /// The events file (JSON Lines).
+        #[arg(long)]
+        events: PathBuf,
+    },
     /// Let a job whose updates were paused by a rollback learn again from its next start.
     Resume {
         /// Why (recorded in the history).
@@ -914,9 +939,14 @@ fn cmd_report(outputs: &std::path::Path, out: &std::path::Path) -> Result<(), St
 
 fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
     use tidemark::registry::{ops, Registry};
+    // A sync takes the lock too: a running job publishes to MLflow itself, and two writers
+    // would create a version twice.
     let changes = matches!(
         op,
-        ModelsOp::Promote { .. } | ModelsOp::Rollback { .. } | ModelsOp::Resume { .. }
+        ModelsOp::Promote { .. }
+            | ModelsOp::Rollback { .. }
+            | ModelsOp::Resume { .. }
+            | ModelsOp::Sync { .. }
     );
     let reg = if changes {
         Registry::locked(dir)
@@ -951,6 +981,70 @@ fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
         ModelsOp::Rollback { reason } => {
             let v = ops::rollback(&reg, &reason).map_err(e)?;
             println!("champion: {v}");
+        }
+        ModelsOp::Sync {
+            mlflow,
+            registered_model,
+            experiment,
+        } => {
+            let versions = reg.versions().map_err(e)?;
+            let Some(first) = versions.first() else {
+                return Err(format!("{}: no versions to publish", dir.display()));
+            };
+            let job = reg.version(first).map_err(e)?.job;
+            let spec = tidemark::mlflow::MlflowSpec {
+                tracking_uri: mlflow,
+                registered_model,
+                experiment,
+            };
+            tidemark::mlflow::check(&spec).map_err(|(_, reason)| reason)?;
+            let target = tidemark::mlflow::Target::new(&spec, &job);
+            let mut progress = tidemark::mlflow::sync::Progress::default();
+            tidemark::mlflow::sync::sync(&reg, &target, &mut progress)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "MLflow registered model {:?} at {}: {} versions, {} published now{}",
+                target.registered_model,
+                target.client.base(),
+                progress.versions.len(),
+                progress.created.len(),
+                if progress.moved.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", progress.moved.join(", "))
+                }
+            );
+        }
+        ModelsOp::Score {
+            version,
+            job,
+            events,
+        } => {
+            let job = tidemark::config::Job::load(&job).map_err(e)?;
+            let file = reg.read().map_err(e)?;
+            let name = match version.as_str() {
+                "champion" => file.champion.clone(),
+                "challenger" => file.challenger.clone(),
+                _ => Some(version.clone()),
+            }
+            .ok_or_else(|| format!("{}: no {version} now", dir.display()))?;
+            let v = reg.version(&name).map_err(e)?;
+            let input = std::fs::File::open(&events)
+                .map_err(|err| format!("{}: {err}", events.display()))?;
+            let stdout = std::io::stdout();
+            let n = tidemark::registry::score::score_lines(
+                &v,
+                job.schema(tidemark::schema::Stream::Events),
+                std::io::BufReader::new(input),
+                std::io::BufWriter::new(stdout.lock()),
+                std::io::stderr(),
+                &events.display().to_string(),
+            )
+            .map_err(e)?;
+            eprintln!(
+                "{name}: {} events scored, {} lines refused",
+                n.scored, n.refused
+            );
         }
         ModelsOp::Resume { reason } => {
             if ops::resume(&reg, &reason).map_err(e)? {
@@ -1269,6 +1363,30 @@ fn print_summary(s: &RunSummary) {
                 d.action.name(),
                 d.version.as_deref().unwrap_or("-"),
                 d.reason
+            );
+        }
+    }
+    if let Some(m) = &s.mlflow {
+        println!();
+        let aliases: Vec<String> = m
+            .aliases
+            .iter()
+            .map(|(a, v)| format!("{a} {}", v.as_deref().unwrap_or("none")))
+            .collect();
+        println!(
+            "MLflow: {} versions published to {}; {} ({} alias changes)",
+            m.created.len(),
+            m.target,
+            aliases.join(", "),
+            m.moved.len()
+        );
+        if m.backlog > 0 {
+            println!(
+                "  {} versions and aliases are not in MLflow yet ({} failed attempts; last: {}). \
+                 The next start or `tidemark models sync` publishes them.",
+                m.backlog,
+                m.failures,
+                m.last_error.as_deref().unwrap_or("-")
             );
         }
     }

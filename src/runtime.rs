@@ -87,6 +87,8 @@ pub struct RunSummary {
     pub detections: Vec<(u64, String, String, u64)>,
     /// The online learner's decisions, in order.
     pub decisions: Vec<crate::learn::learner::DecisionRow>,
+    /// Where publishing to MLflow stands at the end (`[learn.mlflow]`).
+    pub mlflow: Option<crate::mlflow::publisher::Status>,
 }
 
 impl RunSummary {
@@ -410,6 +412,7 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
                 resume_outputs: Some(m.outputs.clone()),
                 record: Some((dir, m)),
                 metrics: None,
+                registry_changed: None,
             }
         }
     };
@@ -626,6 +629,7 @@ pub fn replay(
         resume_updates: false,
         publish: false,
         metrics: None,
+        registry_changed: None,
     };
     execute(job, opts, plan, out_dir, None)
 }
@@ -648,6 +652,9 @@ fn execute(
     let start = Instant::now();
     let resumed_from = plan.live.as_ref().map(|r| r.below).filter(|b| *b > 0);
     let retention_ms = job.spec.time.retention_ms;
+    let mut plan = plan;
+    let mlflow = mlflow_publisher(&job, opts, &plan);
+    plan.registry_changed = mlflow.as_ref().map(|p| p.notifier());
     let plan = Arc::new(plan);
     let metrics = plan.metrics.clone();
     let config = timely::Config {
@@ -880,6 +887,9 @@ fn execute(
     })
     .map_err(Error::Runtime)?;
     let results = guards.join();
+    // What the run published reaches MLflow now if MLflow is up; if not, the backlog is in the
+    // summary and the next start or `tidemark models sync` publishes it.
+    let mlflow = mlflow.map(|p| p.finish(MLFLOW_FINISH));
     done.store(true, Ordering::Relaxed);
     if let (Some(server), Some(m)) = (server, &metrics) {
         // The final values, for a textfile collector: a bounded run may end between scrapes.
@@ -920,10 +930,35 @@ fn execute(
                 drift_alerts: alerts,
                 detections,
                 decisions,
+                mlflow: mlflow.clone(),
             })
         }
     }
     Ok(summary)
+}
+
+/// How long a finished run keeps trying to bring MLflow up to date.
+const MLFLOW_FINISH: Duration = Duration::from_secs(15);
+
+/// The MLflow publisher of a run that publishes to a registry with `[learn.mlflow]` (process 0
+/// only; replays and backfills never publish).
+fn mlflow_publisher(
+    job: &Job,
+    opts: &RunOptions,
+    plan: &crate::dataflow::Plan,
+) -> Option<crate::mlflow::publisher::Publisher> {
+    let learn = job.learn.as_ref()?;
+    let spec = learn.spec.mlflow.as_ref()?;
+    let dir = learn.registry.clone()?;
+    if !plan.publish || opts.process != 0 {
+        return None;
+    }
+    let target = crate::mlflow::Target::new(spec, &job.spec.name);
+    Some(crate::mlflow::publisher::Publisher::start(
+        dir,
+        target,
+        plan.metrics.clone(),
+    ))
 }
 
 fn current_rows<R: Ord + Clone>(current: &mut Option<crate::outputs::sink::Contents<R>>) -> Vec<R> {

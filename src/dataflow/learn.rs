@@ -163,6 +163,8 @@ pub struct Publisher {
     pub write: Range<u64>,
     /// The first failure; the run reports it when it ends.
     pub error: Rc<RefCell<Option<Error>>>,
+    /// Told after each change (MLflow publishing follows the registry).
+    pub changed: Option<crate::mlflow::publisher::Notifier>,
 }
 
 impl Publisher {
@@ -201,9 +203,16 @@ impl Publisher {
             }
             _ => Ok(()),
         };
-        if let Err(e) = r {
-            tracing::error!(error = %e, "publishing to the model registry failed");
-            *self.error.borrow_mut() = Some(e);
+        match r {
+            Ok(()) => {
+                if let (Some(n), Out::Version(..) | Out::Decision(_)) = (&self.changed, out) {
+                    n.notify();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "publishing to the model registry failed");
+                *self.error.borrow_mut() = Some(e);
+            }
         }
     }
 }

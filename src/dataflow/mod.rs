@@ -69,6 +69,8 @@ pub struct Plan {
     pub publish: bool,
     /// Metrics the output rows move (a live run with an endpoint).
     pub metrics: Option<crate::metrics::Shared>,
+    /// Told after each change the job makes to its model registry (MLflow publishing).
+    pub registry_changed: Option<crate::mlflow::publisher::Notifier>,
 }
 
 impl Plan {
@@ -85,6 +87,7 @@ impl Plan {
             resume_updates: false,
             publish: true,
             metrics: None,
+            registry_changed: None,
         }
     }
 }
@@ -351,6 +354,7 @@ pub fn build(
                 registry: crate::registry::Registry::open(dir)?,
                 write: plan.write.clone(),
                 error: publish_error.clone(),
+                changed: plan.registry_changed.clone(),
             }),
             None => None,
         },

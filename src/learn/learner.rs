@@ -772,6 +772,7 @@ impl Learner {
                 from_ts: from,
                 to_ts: ts + 1,
             },
+            hyperparameters: Some(self.spec.hyperparameters()),
             checksum: String::new(),
         }
         .sealed();

@@ -157,6 +157,16 @@ pub fn resolve(job: &crate::config::Job, spec: &LearnSpec) -> Result<Learn> {
     if spec.defence.entity_cap == Some(0) {
         return Err(err("learn.defence.entity_cap", "must be at least 1".into()));
     }
+    if let Some(m) = &spec.mlflow {
+        crate::mlflow::check(m).map_err(|(key, reason)| err(key, reason))?;
+        if spec.registry.is_none() {
+            return Err(err(
+                "learn.mlflow",
+                "needs learn.registry: the local registry is written first and MLflow follows it"
+                    .into(),
+            ));
+        }
+    }
     let features = FeatureSpec {
         numeric: pick(&schema.numeric),
         categorical: pick(&schema.categorical),

@@ -54,6 +54,45 @@ pub struct LearnSpec {
     /// Defences against poisoned examples.
     #[serde(default)]
     pub defence: DefenceSpec,
+    /// An MLflow Model Registry every published version is also published to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<crate::mlflow::MlflowSpec>,
+}
+
+impl LearnSpec {
+    /// The settings that decide what is learned: without where versions are published.
+    pub fn hyperparameters(&self) -> LearnSpec {
+        LearnSpec {
+            registry: None,
+            mlflow: None,
+            ..self.clone()
+        }
+    }
+
+    /// The text the job fingerprint hashes: every setting that changes an output, in the form
+    /// buffers written before the `mlflow` key existed hashed (so they still resume).
+    pub fn fingerprint_text(&self) -> String {
+        let s = self.hyperparameters();
+        let fields = format!(
+            "LearnSpec {{ loss: {:?}, features: {:?}, hash_bits: {:?}, batch_size: {:?}, l2: {:?}, \
+             learning_rate: {:?}, clip: {:?}, shards: {:?}, publish_every: {:?}, registry: None, \
+             on_drift: {:?}, canary: {:?}, rollback: {:?}, defence: {:?} }}",
+            s.loss,
+            s.features,
+            s.hash_bits,
+            s.batch_size,
+            s.l2,
+            s.learning_rate,
+            s.clip,
+            s.shards,
+            s.publish_every,
+            s.on_drift,
+            s.canary,
+            s.rollback,
+            s.defence,
+        );
+        fields
+    }
 }
 
 fn default_hash_bits() -> u8 {

@@ -10,6 +10,7 @@
 pub mod atomic;
 pub mod card;
 pub mod ops;
+pub mod score;
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,10 @@ pub struct VersionFile {
     /// How to reproduce it: `tidemark replay JOB --from <from_ts> --to <to_ts>` over the job's
     /// replay buffer (the learner continues from its snapshot at or before `from_ts`).
     pub lineage: Lineage,
+    /// The `[learn]` settings it was trained with (absent from files written before they were
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hyperparameters: Option<crate::learn::spec::LearnSpec>,
     /// SHA-256 of the file with this field empty.
     pub checksum: String,
 }
@@ -378,6 +383,7 @@ mod tests {
                 from_ts: 1,
                 to_ts: 3,
             },
+            hyperparameters: None,
             checksum: String::new(),
         }
         .sealed()
