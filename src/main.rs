@@ -1380,6 +1380,12 @@ fn print_summary(s: &RunSummary) {
             aliases.join(", "),
             m.moved.len()
         );
+        if m.backlog == 0 && m.failures > 0 {
+            println!(
+                "  {} failed attempts were retried; MLflow is up to date",
+                m.failures
+            );
+        }
         if m.backlog > 0 {
             println!(
                 "  {} versions and aliases are not in MLflow yet ({} failed attempts; last: {}). \

@@ -31,7 +31,8 @@ pub fn model_files(version: &VersionFile, bytes: &[u8]) -> Vec<(&'static str, Ve
         yaml_string(&version.checksum),
     );
     // The module needs only the standard library and pandas, which MLflow brings.
-    let python_env = "python: \"3.11\"\nbuild_dependencies:\n  - pip\ndependencies:\n  - -r requirements.txt\n";
+    let python_env =
+        "python: \"3.11\"\nbuild_dependencies:\n  - pip\ndependencies:\n  - -r requirements.txt\n";
     vec![
         ("MLmodel", mlmodel.into_bytes()),
         ("code/tidemark_pyfunc.py", PYFUNC.as_bytes().to_vec()),

@@ -147,10 +147,9 @@ pub fn sync(reg: &Registry, target: &Target, progress: &mut Progress) -> Result<
                     "mlflow/registered-models/alias",
                     &json!({ "name": name, "alias": alias, "version": w }),
                 )?;
-                progress.moved.push(format!(
-                    "{alias} → {}",
-                    want.as_deref().unwrap_or_default()
-                ));
+                progress
+                    .moved
+                    .push(format!("{alias} → {}", want.as_deref().unwrap_or_default()));
             }
             (None, Some(_)) if want.is_none() => {
                 c.delete(
@@ -357,7 +356,10 @@ pub fn lineage(file: &VersionFile, bytes: &[u8]) -> Vec<(String, String)> {
         t("version", file.version.clone()),
         t("job", file.job.clone()),
         t("job_fingerprint", l.job_fingerprint.clone()),
-        t("parent", file.parent.clone().unwrap_or_else(|| "none".into())),
+        t(
+            "parent",
+            file.parent.clone().unwrap_or_else(|| "none".into()),
+        ),
         t("checksum", file.checksum.clone()),
         t("file_sha256", crate::replay::segment::sha256_hex(bytes)),
         t("examples", file.examples.to_string()),
@@ -392,7 +394,11 @@ fn description(file: &VersionFile) -> String {
 pub fn params(file: &VersionFile) -> Vec<(String, String)> {
     let mut out = Vec::new();
     match &file.hyperparameters {
-        Some(h) => flatten("", &serde_json::to_value(h).unwrap_or(Value::Null), &mut out),
+        Some(h) => flatten(
+            "",
+            &serde_json::to_value(h).unwrap_or(Value::Null),
+            &mut out,
+        ),
         None => out.push((
             "hyperparameters".into(),
             "not recorded (version file written before they were)".into(),
@@ -400,9 +406,15 @@ pub fn params(file: &VersionFile) -> Vec<(String, String)> {
     }
     let f = &file.model.features;
     fn names(v: &[(String, usize)]) -> String {
-        v.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(",")
+        v.iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
-    out.push(("model.loss".into(), format!("{:?}", file.model.loss).to_lowercase()));
+    out.push((
+        "model.loss".into(),
+        format!("{:?}", file.model.loss).to_lowercase(),
+    ));
     out.push(("model.numeric".into(), names(&f.numeric)));
     out.push(("model.categorical".into(), names(&f.categorical)));
     out.push(("model.hash_bits".into(), f.hash_bits.to_string()));
@@ -427,7 +439,10 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
         Value::String(s) => out.push((prefix.to_string(), s.clone())),
         Value::Array(a) if a.iter().all(Value::is_string) => out.push((
             prefix.to_string(),
-            a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
         )),
         other => out.push((prefix.to_string(), other.to_string())),
     }
