@@ -1373,12 +1373,15 @@ fn print_summary(s: &RunSummary) {
             .iter()
             .map(|(a, v)| format!("{a} {}", v.as_deref().unwrap_or("none")))
             .collect();
+        let aliases = if aliases.is_empty() {
+            "aliases not set yet".to_string()
+        } else {
+            format!("{} ({} alias changes)", aliases.join(", "), m.moved.len())
+        };
         println!(
-            "MLflow: {} versions published to {}; {} ({} alias changes)",
+            "MLflow: {} versions published to {}; {aliases}",
             m.created.len(),
             m.target,
-            aliases.join(", "),
-            m.moved.len()
         );
         if m.backlog == 0 && m.failures > 0 {
             println!(

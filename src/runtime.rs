@@ -887,6 +887,7 @@ fn execute(
     })
     .map_err(Error::Runtime)?;
     let results = guards.join();
+    let elapsed = start.elapsed();
     // What the run published reaches MLflow now if MLflow is up; if not, the backlog is in the
     // summary and the next start or `tidemark models sync` publishes it.
     let mlflow = mlflow.map(|p| p.finish(MLFLOW_FINISH));
@@ -922,7 +923,7 @@ fn execute(
                 lines,
                 records_read: progress.records.load(Ordering::Relaxed),
                 folded: progress.folded.load(Ordering::Relaxed),
-                elapsed: start.elapsed(),
+                elapsed,
                 workers: opts.workers,
                 state_samples,
                 resumed_from,

@@ -39,6 +39,27 @@ fn invalid_jobs_name_file_key_and_reason() {
         e.contains("time.retention_ms") && e.contains("max_lateness_ms"),
         "{e}"
     );
+    let mlflow = |uri: &str| {
+        let uri = uri.to_string();
+        move |t: String| {
+            t.replace(
+                "[learn.rollback]",
+                &format!("[learn.mlflow]\ntracking_uri = \"{uri}\"\n\n[learn.rollback]"),
+            )
+        }
+    };
+    let e = demo_with(mlflow("file:///tmp/mlruns"));
+    assert!(
+        e.contains("learn.mlflow.tracking_uri") && e.contains("mlflow server"),
+        "{e}"
+    );
+    let e = demo_with(|t| {
+        mlflow("http://127.0.0.1:5000")(t).replace("registry = \"out/demo/registry\"\n", "")
+    });
+    assert!(
+        e.contains("learn.mlflow") && e.contains("needs learn.registry"),
+        "{e}"
+    );
     let e = demo_with(|t| t.replace("slide_ms = 300000", "slide_ms = 700000"));
     assert!(e.contains("windows[1].slide_ms"), "{e}");
     let e = demo_with(|t| {
@@ -82,4 +103,30 @@ fn invalid_jobs_name_file_key_and_reason() {
         )
     });
     assert!(e.contains("outputs.formats") && e.contains("jsonl"), "{e}");
+}
+
+/// The demo's fingerprint, pinned: a replay buffer of an earlier run resumes only while its
+/// job's fingerprint is unchanged, so a change here must be deliberate (and said in the notes).
+/// Settings that change no output (`learn.registry`, `learn.mlflow`) stay out of it.
+#[test]
+fn the_demo_fingerprint_is_stable_and_ignores_where_models_are_published() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows");
+    let demo = Job::load(&dir.join("demo.toml")).unwrap();
+    assert_eq!(
+        demo.fingerprint(),
+        "fffdc7d3abd4ac9edb5785f8baeda5662b7cf137e3f5c9f45db4fb3ba7d20d6f"
+    );
+    let text = std::fs::read_to_string(dir.join("demo.toml"))
+        .unwrap()
+        .replace(
+            "[learn.rollback]",
+            "[learn.mlflow]\ntracking_uri = \"http://127.0.0.1:5000\"\n\n[learn.rollback]",
+        )
+        .replace(
+            "registry = \"out/demo/registry\"",
+            "registry = \"elsewhere\"",
+        );
+    let published = Job::from_toml(&dir.join("demo.toml"), &text).unwrap();
+    assert!(published.spec.learn.as_ref().unwrap().mlflow.is_some());
+    assert_eq!(published.fingerprint(), demo.fingerprint());
 }

@@ -457,7 +457,7 @@ fn a_learning_job_publishes_versions_with_lineage_aliases_and_a_servable_model()
 
     // An operator's rollback and promote reach MLflow with `models sync`, which publishes no
     // version twice.
-    let r = s(&reg.dir().to_path_buf());
+    let r = s(reg.dir());
     tidemark(&["models", "--registry", &r, "rollback", "--reason", "test"]);
     let synced = tidemark(&[
         "models",
@@ -717,4 +717,42 @@ fn models_sync_publishes_a_run_that_had_no_mlflow_and_completes_an_interrupted_o
     assert!(text.contains(", 0 published now"), "{text}");
     assert_eq!(server.runs("fraud").len(), local.len());
     assert_mirrors(&server, &reg);
+}
+
+/// Needs no MLflow: a server that cannot be reached costs the job nothing. It finishes, its
+/// outputs are those of the job without `[learn.mlflow]`, and the summary names the backlog.
+#[test]
+fn an_unreachable_mlflow_leaves_a_backlog_and_changes_no_output() {
+    let d = tempfile::tempdir().unwrap();
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let with = d.path().join("with");
+    let without = d.path().join("without");
+    std::fs::create_dir_all(&with).unwrap();
+    std::fs::create_dir_all(&without).unwrap();
+    let summary = run_job(&learning_job(&with, 6000, 1000, Some(&closed)));
+    run_job(&learning_job(&without, 6000, 1000, None));
+    let reg = Registry::existing(&with.join("out").join("registry")).unwrap();
+    let versions = reg.versions().unwrap().len();
+    assert!(versions >= 2, "{versions} versions");
+    assert!(
+        summary.contains("MLflow: 0 versions published")
+            && summary.contains("are not in MLflow yet")
+            && summary.contains("tidemark models sync"),
+        "{summary}"
+    );
+    let backlog: u64 = summary
+        .lines()
+        .find_map(|l| l.trim().split(" versions and aliases").next()?.parse().ok())
+        .expect("a backlog line");
+    let f = reg.read().unwrap();
+    let aliases = [&f.champion, &f.challenger]
+        .iter()
+        .filter(|a| a.is_some())
+        .count();
+    assert_eq!(backlog, (versions + aliases) as u64, "{summary}");
+    common::assert_same_outputs(
+        &with.join("out"),
+        &without.join("out"),
+        "with an unreachable MLflow",
+    );
 }

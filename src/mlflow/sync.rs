@@ -58,7 +58,11 @@ impl Progress {
         let aliases = [&file.champion, &file.challenger]
             .iter()
             .zip(ALIASES)
-            .filter(|(want, alias)| self.aliases.get(alias) != Some(want))
+            .filter(|(want, alias)| match (want, self.aliases.get(alias)) {
+                // An alias to remove is pending only if MLflow is known to hold it.
+                (None, known) => matches!(known, Some(Some(_))),
+                (Some(_), known) => known != Some(*want),
+            })
             .count();
         Ok((missing + aliases) as u64)
     }
@@ -105,7 +109,7 @@ pub fn sync(reg: &Registry, target: &Target, progress: &mut Progress) -> Result<
             continue;
         }
         let bytes = std::fs::read(reg.version_path(&v))
-            .map_err(|e| crate::error::Error::io(&reg.version_path(&v), e))?;
+            .map_err(|e| crate::error::Error::io(reg.version_path(&v), e))?;
         let (run_id, artifact_uri) = finished_run(target, &experiment, &file, &bytes)?;
         let answer = c.post(
             "mlflow/model-versions/create",
@@ -389,63 +393,10 @@ fn description(file: &VersionFile) -> String {
     )
 }
 
-/// The version's hyperparameters as MLflow parameters: the `[learn]` settings flattened to
-/// dotted keys (`learning_rate.rate`, `canary.window`, …), plus the feature spec.
+/// The version's hyperparameters as MLflow parameters (see
+/// [`VersionFile::hyperparameter_list`]).
 pub fn params(file: &VersionFile) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    match &file.hyperparameters {
-        Some(h) => flatten(
-            "",
-            &serde_json::to_value(h).unwrap_or(Value::Null),
-            &mut out,
-        ),
-        None => out.push((
-            "hyperparameters".into(),
-            "not recorded (version file written before they were)".into(),
-        )),
-    }
-    let f = &file.model.features;
-    fn names(v: &[(String, usize)]) -> String {
-        v.iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-    out.push((
-        "model.loss".into(),
-        format!("{:?}", file.model.loss).to_lowercase(),
-    ));
-    out.push(("model.numeric".into(), names(&f.numeric)));
-    out.push(("model.categorical".into(), names(&f.categorical)));
-    out.push(("model.hash_bits".into(), f.hash_bits.to_string()));
-    out.sort();
-    out.dedup_by(|a, b| a.0 == b.0);
-    out
-}
-
-fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
-    match v {
-        Value::Null => {}
-        Value::Object(m) => {
-            for (k, v) in m {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        Value::String(s) => out.push((prefix.to_string(), s.clone())),
-        Value::Array(a) if a.iter().all(Value::is_string) => out.push((
-            prefix.to_string(),
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(","),
-        )),
-        other => out.push((prefix.to_string(), other.to_string())),
-    }
+    file.hyperparameter_list()
 }
 
 /// The version's metrics: examples learned, weight norm, and its canary window's.

@@ -59,6 +59,7 @@ pub fn card(registry_dir: &Path, version: &str, outputs: Option<&Path>) -> Resul
     status(&mut out, &file, &v.version);
     training(&mut out, &v);
     model(&mut out, &v);
+    hyperparameters(&mut out, &v);
     metrics(&mut out, &v, outputs, quality.is_some(), &segments);
     drift_section(
         &mut out,
@@ -209,6 +210,24 @@ fn training(out: &mut String, v: &VersionFile) {
     );
 }
 
+/// The `[learn]` settings it was trained with.
+fn hyperparameters(out: &mut String, v: &VersionFile) {
+    let _ = writeln!(out, "## Hyperparameters\n");
+    if v.hyperparameters.is_none() {
+        let _ = writeln!(
+            out,
+            "Not recorded: the version file was written before tidemark recorded them (the job \
+             fingerprint in its lineage still identifies the job definition).\n"
+        );
+        return;
+    }
+    let _ = writeln!(out, "| setting | value |\n|---|---|");
+    for (k, val) in v.hyperparameter_list() {
+        let _ = writeln!(out, "| `{}` | {} |", k.replace('`', "'"), md(&val));
+    }
+    let _ = writeln!(out);
+}
+
 /// Loss, features, weights and optimizer state.
 fn model(out: &mut String, v: &VersionFile) {
     let m = &v.model;
@@ -236,8 +255,7 @@ fn model(out: &mut String, v: &VersionFile) {
          - Categorical features (hashed into 2^{} = {} buckets): {}.\n\
          - Parameters: {} weights and a bias; L2 norm {:.4}, bias {:.4}, {} weights non-zero.\n\
          - Optimizer state: {} minibatches since the learning-rate schedule last (re)started; \
-           squared-gradient sums (AdaGrad) non-zero for {} of {} parameters. The schedule itself \
-           is set in the job file, not recorded in the version file.\n",
+           squared-gradient sums (AdaGrad) non-zero for {} of {} parameters.\n",
         if numeric.is_empty() {
             "none".into()
         } else {

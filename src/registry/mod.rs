@@ -93,6 +93,43 @@ impl VersionFile {
         self.checksum = self.compute_checksum();
         self
     }
+
+    /// Its hyperparameters as (key, value) text, sorted by key: the `[learn]` settings it was
+    /// trained with flattened to dotted keys (`learning_rate.rate`, `canary.window`, …), and
+    /// the model's loss and features (`model.*`).
+    pub fn hyperparameter_list(&self) -> Vec<(String, String)> {
+        let file = self;
+        let mut out = Vec::new();
+        match &file.hyperparameters {
+            Some(h) => flatten("", &serde_json::to_value(h).unwrap_or_default(), &mut out),
+            None => out.push((
+                "hyperparameters".into(),
+                "not recorded (version file written before they were)".into(),
+            )),
+        }
+        for (k, v) in out.iter_mut() {
+            if k == "features" && v.is_empty() {
+                *v = "all".into();
+            }
+        }
+        let f = &file.model.features;
+        fn names(v: &[(String, usize)]) -> String {
+            v.iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        out.push((
+            "model.loss".into(),
+            format!("{:?}", file.model.loss).to_lowercase(),
+        ));
+        out.push(("model.numeric".into(), names(&f.numeric)));
+        out.push(("model.categorical".into(), names(&f.categorical)));
+        out.push(("model.hash_bits".into(), f.hash_bits.to_string()));
+        out.sort();
+        out.dedup_by(|a, b| a.0 == b.0);
+        out
+    }
 }
 
 /// The registry file.
@@ -288,6 +325,32 @@ impl Registry {
         file.applied_seq = seq;
         file.history.push(entry);
         self.write(&file)
+    }
+}
+
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    use serde_json::Value;
+    match v {
+        Value::Null => {}
+        Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        Value::Array(a) if a.iter().all(Value::is_string) => out.push((
+            prefix.to_string(),
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+        other => out.push((prefix.to_string(), other.to_string())),
     }
 }
 
