@@ -188,9 +188,10 @@ enum ModelsOp {
     /// Bring an MLflow registered model up to date with this registry: versions (with their
     /// parameters, metrics, lineage and a servable model) and the champion/challenger aliases.
     Sync {
-        /// The MLflow tracking server, e.g. http://127.0.0.1:5000.
+        /// The MLflow tracking server, e.g. http://127.0.0.1:5000 (default: where the job
+        /// that publishes to this registry publishes).
         #[arg(long)]
-        mlflow: String,
+        mlflow: Option<String>,
         /// The registered model (default: the job name the versions carry).
         #[arg(long)]
         registered_model: Option<String>,
@@ -857,9 +858,11 @@ fn cmd_backfill(a: BackfillArgs) -> Result<(), String> {
     }
     // A backfill's changelogs stay in its directory: never the live job's topics.
     spec.outputs.kafka = None;
-    // A backfill publishes model versions into its own directory, never the live registry.
+    // A backfill publishes model versions into its own directory, never the live registry,
+    // and not to MLflow (`models sync --registry <out>/registry` publishes them on purpose).
     if let Some(l) = spec.learn.as_mut().filter(|l| l.registry.is_some()) {
         l.registry = Some(out.join("registry"));
+        l.mlflow = None;
     }
     let job = Job::validate(&a.job, spec).map_err(|e| e.to_string())?;
     let summary_wanted = job.spec.outputs.summary;
@@ -977,10 +980,12 @@ fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
         ModelsOp::Promote { version, reason } => {
             ops::promote(&reg, &version, &reason).map_err(e)?;
             println!("champion: {version}");
+            follow_in_mlflow(&reg);
         }
         ModelsOp::Rollback { reason } => {
             let v = ops::rollback(&reg, &reason).map_err(e)?;
             println!("champion: {v}");
+            follow_in_mlflow(&reg);
         }
         ModelsOp::Sync {
             mlflow,
@@ -992,28 +997,31 @@ fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
                 return Err(format!("{}: no versions to publish", dir.display()));
             };
             let job = reg.version(first).map_err(e)?.job;
-            let spec = tidemark::mlflow::MlflowSpec {
-                tracking_uri: mlflow,
-                registered_model,
-                experiment,
-            };
-            tidemark::mlflow::check(&spec).map_err(|(_, reason)| reason)?;
-            let target = tidemark::mlflow::Target::new(&spec, &job);
-            let mut progress = tidemark::mlflow::sync::Progress::default();
-            tidemark::mlflow::sync::sync(&reg, &target, &mut progress)
-                .map_err(|e| e.to_string())?;
-            println!(
-                "MLflow registered model {:?} at {}: {} versions, {} published now{}",
-                target.registered_model,
-                target.client.base(),
-                progress.versions.len(),
-                progress.created.len(),
-                if progress.moved.is_empty() {
-                    String::new()
-                } else {
-                    format!("; {}", progress.moved.join(", "))
+            let remembered = tidemark::mlflow::Target::remembered(dir).map_err(e)?;
+            let target = match (mlflow, remembered) {
+                (Some(uri), _) => {
+                    let spec = tidemark::mlflow::MlflowSpec {
+                        tracking_uri: uri,
+                        registered_model,
+                        experiment,
+                    };
+                    tidemark::mlflow::check(&spec).map_err(|(_, reason)| reason)?;
+                    tidemark::mlflow::Target::new(&spec, &job)
                 }
-            );
+                (None, Some(t)) => {
+                    let mut spec = t.spec();
+                    spec.registered_model = registered_model.or(spec.registered_model);
+                    spec.experiment = experiment.or(spec.experiment);
+                    tidemark::mlflow::Target::new(&spec, &job)
+                }
+                (None, None) => {
+                    return Err(format!(
+                        "{}: no job has published this registry to MLflow: name the server with --mlflow URI",
+                        dir.display()
+                    ))
+                }
+            };
+            sync_mlflow(&reg, &target)?;
         }
         ModelsOp::Score {
             version,
@@ -1055,6 +1063,45 @@ fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Brings MLflow up to date with the registry; prints what it did.
+fn sync_mlflow(
+    reg: &tidemark::registry::Registry,
+    target: &tidemark::mlflow::Target,
+) -> Result<(), String> {
+    let mut progress = tidemark::mlflow::sync::Progress::default();
+    tidemark::mlflow::sync::sync(reg, target, &mut progress).map_err(|e| e.to_string())?;
+    println!(
+        "MLflow registered model {:?} at {}: {} versions, {} published now{}",
+        target.registered_model,
+        target.client.base(),
+        progress.versions.len(),
+        progress.created.len(),
+        if progress.moved.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", progress.moved.join(", "))
+        }
+    );
+    Ok(())
+}
+
+/// After an operator's change: MLflow's aliases follow, if a job publishes this registry there.
+/// A failure is reported, not fatal: the registry changed, and `models sync` retries.
+fn follow_in_mlflow(reg: &tidemark::registry::Registry) {
+    match tidemark::mlflow::Target::remembered(reg.dir()) {
+        Ok(Some(target)) => {
+            if let Err(e) = sync_mlflow(reg, &target) {
+                eprintln!(
+                    "warning: MLflow not updated ({e}); `tidemark models --registry {} sync` retries",
+                    reg.dir().display()
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: {e}"),
+    }
 }
 
 fn cmd_inspect(dir: &std::path::Path) -> Result<(), String> {

@@ -455,40 +455,30 @@ fn a_learning_job_publishes_versions_with_lineage_aliases_and_a_servable_model()
     assert_eq!(h.batch_size, 32);
     assert!(h.mlflow.is_none() && h.registry.is_none());
 
-    // An operator's rollback and promote reach MLflow with `models sync`, which publishes no
-    // version twice.
+    // An operator's rollback and promote reach MLflow at once (the job recorded its target in
+    // the registry), and `models sync` then finds nothing to publish.
     let r = s(reg.dir());
-    tidemark(&["models", "--registry", &r, "rollback", "--reason", "test"]);
-    let synced = tidemark(&[
-        "models",
-        "--registry",
-        &r,
-        "sync",
-        "--mlflow",
-        &server.uri(),
-        "--registered-model",
-        "fraud",
-    ]);
-    let text = String::from_utf8_lossy(&synced.stdout).to_string();
-    assert!(text.contains(", 0 published now"), "{text}");
+    let o = tidemark(&["models", "--registry", &r, "rollback", "--reason", "test"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("champion →"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     assert_mirrors(&server, &reg);
     let latest = local.last().unwrap();
     tidemark(&["models", "--registry", &r, "promote", latest]);
-    tidemark(&[
-        "models",
-        "--registry",
-        &r,
-        "sync",
-        "--mlflow",
-        &server.uri(),
-        "--registered-model",
-        "fraud",
-    ]);
     assert_mirrors(&server, &reg);
     assert_eq!(
         server.aliases("fraud")["champion"],
         held[latest][0]["version"].as_str().unwrap()
     );
+    let synced = tidemark(&["models", "--registry", &r, "sync"]);
+    let text = String::from_utf8_lossy(&synced.stdout).to_string();
+    assert!(
+        text.contains(&format!("{} versions, 0 published now", local.len())),
+        "{text}"
+    );
+    assert_mirrors(&server, &reg);
 
     // The champion, loaded by MLflow, scores events as tidemark's model does.
     let gen = d.path().join("gen");
@@ -750,9 +740,28 @@ fn an_unreachable_mlflow_leaves_a_backlog_and_changes_no_output() {
         .filter(|a| a.is_some())
         .count();
     assert_eq!(backlog, (versions + aliases) as u64, "{summary}");
+    // The registry names its MLflow target, for operators' commands; nothing else differs.
+    let target = with
+        .join("out/registry")
+        .join(tidemark::mlflow::TARGET_FILE);
+    let bytes = std::fs::read(&target).unwrap();
+    let t: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(t["tracking_uri"], closed.as_str());
+    assert_eq!(t["registered_model"], "fraud");
+    std::fs::remove_file(&target).unwrap();
     common::assert_same_outputs(
         &with.join("out"),
         &without.join("out"),
         "with an unreachable MLflow",
+    );
+    // An operator's change still happens, with a warning that MLflow did not follow.
+    std::fs::write(&target, bytes).unwrap();
+    let r = s(reg.dir());
+    let o = tidemark(&["models", "--registry", &r, "promote", "v000001"]);
+    assert_eq!(reg.read().unwrap().champion.as_deref(), Some("v000001"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("MLflow not updated") && err.contains("sync` retries"),
+        "{err}"
     );
 }

@@ -60,6 +60,46 @@ impl Target {
     }
 }
 
+/// The file in a registry directory that names where its job publishes in MLflow, so that an
+/// operator's `models promote|rollback|resume` and `models sync` reach the same place.
+pub const TARGET_FILE: &str = "MLFLOW.json";
+
+impl Target {
+    /// The target as a spec with every default resolved.
+    pub fn spec(&self) -> MlflowSpec {
+        MlflowSpec {
+            tracking_uri: self.client.base().to_string(),
+            registered_model: Some(self.registered_model.clone()),
+            experiment: Some(self.experiment.clone()),
+        }
+    }
+
+    /// Records the target in the registry in `dir` (if it changed).
+    pub fn remember(&self, dir: &std::path::Path) -> crate::error::Result<()> {
+        let path = dir.join(TARGET_FILE);
+        let bytes = serde_json::to_vec_pretty(&self.spec()).expect("specs serialize");
+        if std::fs::read(&path).ok().as_deref() == Some(bytes.as_slice()) {
+            return Ok(());
+        }
+        crate::replay::segment::write_atomic(&path, &bytes)
+    }
+
+    /// The target a job recorded in the registry in `dir`, if any.
+    pub fn remembered(dir: &std::path::Path) -> crate::error::Result<Option<Target>> {
+        let path = dir.join(TARGET_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(crate::error::Error::io(&path, e)),
+        };
+        let spec: MlflowSpec = serde_json::from_slice(&bytes).map_err(|e| {
+            crate::error::Error::registry(&path, format!("not an MLflow target: {e}"))
+        })?;
+        check(&spec).map_err(|(_, reason)| crate::error::Error::registry(&path, reason))?;
+        Ok(Some(Target::new(&spec, "")))
+    }
+}
+
 /// Why `spec` cannot work, if it cannot: the key and the reason.
 pub fn check(spec: &MlflowSpec) -> Result<(), (&'static str, String)> {
     let uri = spec.tracking_uri.trim();

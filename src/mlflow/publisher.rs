@@ -126,6 +126,9 @@ fn publish(dir: PathBuf, target: Target, metrics: Option<Shared>, n: Notifier) -
     loop {
         let (registry, result) = match Registry::existing(&dir) {
             Ok(reg) => {
+                if let Err(e) = target.remember(&dir) {
+                    tracing::warn!("{e}: operators' registry commands will not update MLflow");
+                }
                 let r = sync(&reg, &target, &mut progress).map_err(|e| e.to_string());
                 (Some(reg), r)
             }
