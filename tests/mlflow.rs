@@ -599,7 +599,7 @@ fn mlflow_stopped_mid_run_loses_nothing_and_doubles_nothing() {
     };
     let d = tempfile::tempdir().unwrap();
     let mut server = Server::start(&python, &d.path().join("mlflow"));
-    let job = learning_job(d.path(), 400_000, 500, Some(&server.uri()));
+    let job = learning_job(d.path(), 400_000, 2000, Some(&server.uri()));
     let mut run = Command::new(env!("CARGO_BIN_EXE_tidemark"))
         .args(["run", &s(&job), "--no-progress", "--metrics", "off"])
         .stdout(Stdio::piped())
@@ -719,7 +719,14 @@ fn an_unreachable_mlflow_leaves_a_backlog_and_changes_no_output() {
     let without = d.path().join("without");
     std::fs::create_dir_all(&with).unwrap();
     std::fs::create_dir_all(&without).unwrap();
-    let summary = run_job(&learning_job(&with, 6000, 1000, Some(&closed)));
+    let o = tidemark(&[
+        "run",
+        &s(&learning_job(&with, 6000, 1000, Some(&closed))),
+        "--no-progress",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let summary = String::from_utf8(o.stdout).unwrap();
     run_job(&learning_job(&without, 6000, 1000, None));
     let reg = Registry::existing(&with.join("out").join("registry")).unwrap();
     let versions = reg.versions().unwrap().len();
@@ -740,6 +747,20 @@ fn an_unreachable_mlflow_leaves_a_backlog_and_changes_no_output() {
         .filter(|a| a.is_some())
         .count();
     assert_eq!(backlog, (versions + aliases) as u64, "{summary}");
+    // The backlog is a metric too (every family docs/metrics.md names for MLflow).
+    let prom = with.join("out/metrics.prom");
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let sample = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in metrics.prom:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(sample("tidemark_mlflow_backlog"), backlog as f64);
+    assert!(sample("tidemark_mlflow_failures_total") >= 1.0);
+    assert_eq!(sample("tidemark_mlflow_published_versions_total"), 0.0);
+    std::fs::remove_file(&prom).unwrap();
     // The registry names its MLflow target, for operators' commands; nothing else differs.
     let target = with
         .join("out/registry")

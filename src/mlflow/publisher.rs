@@ -23,6 +23,8 @@ pub struct Notifier(Arc<(Mutex<Signal>, Condvar)>);
 #[derive(Default)]
 struct Signal {
     changed: bool,
+    /// Asked to finish: give up once this long has passed without a successful sync.
+    finish_within: Option<Duration>,
     finish_by: Option<Instant>,
 }
 
@@ -97,12 +99,13 @@ impl Publisher {
         self.notifier.clone()
     }
 
-    /// Tries until MLflow is up to date or `within` has passed, then stops; returns where it
-    /// stands.
+    /// Publishes what is left and stops: once MLflow is up to date, or once `within` has
+    /// passed without a successful sync; returns where it stands.
     pub fn finish(self, within: Duration) -> Status {
         {
             let (m, cv) = &*self.notifier.0;
             let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+            s.finish_within = Some(within);
             s.finish_by = Some(Instant::now() + within);
             s.changed = true;
             cv.notify_all();
@@ -180,6 +183,10 @@ fn publish(dir: PathBuf, target: Target, metrics: Option<Shared>, n: Notifier) -
         // Wait for a change, the backoff, or the end.
         let (lock, cv) = &*n.0;
         let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let (false, Some(within)) = (failing, s.finish_within) {
+            // MLflow answers: a long backlog keeps being published.
+            s.finish_by = Some(Instant::now() + within);
+        }
         if let Some(by) = s.finish_by {
             if (!failing && !s.changed) || Instant::now() >= by {
                 return status;

@@ -41,6 +41,8 @@ pub struct Progress {
     pub created: Vec<String>,
     /// Alias changes made by this process, e.g. `champion → v000004`.
     pub moved: Vec<String>,
+    /// The experiment's id, once known.
+    experiment: Option<String>,
 }
 
 /// The aliases tidemark keeps in MLflow.
@@ -81,15 +83,33 @@ pub fn sync(reg: &Registry, target: &Target, progress: &mut Progress) -> Result<
             ))
             .into());
     }
-    let experiment = ensure_experiment(target)?;
-    match c.post("mlflow/registered-models/create", &json!({ "name": name })) {
-        Err(e) if e.code() == Some("RESOURCE_ALREADY_EXISTS") => {}
-        r => {
-            r?;
+    // Versions this process already found in MLflow are not read or asked about again: a
+    // sync after each change costs one round of calls per new version, not per version.
+    let missing: Vec<String> = reg
+        .versions()?
+        .into_iter()
+        .filter(|v| !progress.versions.contains_key(v))
+        .collect();
+    let experiment = match &progress.experiment {
+        Some(e) => e.clone(),
+        None => {
+            let e = ensure_experiment(target)?;
+            match c.post("mlflow/registered-models/create", &json!({ "name": name })) {
+                Err(e) if e.code() == Some("RESOURCE_ALREADY_EXISTS") => {}
+                r => {
+                    r?;
+                }
+            }
+            progress.experiment = Some(e.clone());
+            e
         }
-    }
-    let held = held_versions(target)?;
-    for v in reg.versions()? {
+    };
+    let held = if missing.is_empty() {
+        BTreeMap::new()
+    } else {
+        held_versions(target)?
+    };
+    for v in missing {
         let file = reg.version(&v)?;
         if let Some((number, checksum)) = held.get(&v) {
             if checksum != &file.checksum {
@@ -127,6 +147,13 @@ pub fn sync(reg: &Registry, target: &Target, progress: &mut Progress) -> Result<
         progress.created.push(v);
     }
     let file = reg.read()?;
+    let settled = ALIASES
+        .into_iter()
+        .zip([&file.champion, &file.challenger])
+        .all(|(alias, want)| progress.aliases.get(alias) == Some(want));
+    if settled {
+        return Ok(());
+    }
     let answer = c.get("mlflow/registered-models/get", &[("name", name)])?;
     let mut have: BTreeMap<String, String> = BTreeMap::new();
     for a in answer
