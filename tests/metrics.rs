@@ -450,6 +450,42 @@ fn check(scrape: &[Sample], out: &Path, last: bool) {
             series(scrape, "tidemark_model_decisions_total", &["action"], &[]),
             decisions
         );
+        // Shadow gauges: each series shows the last row written for its newest window.
+        let mut shadow: BTreeMap<Vec<String>, (u64, f64, f64)> = BTreeMap::new();
+        for r in common::changelog(out, "shadow") {
+            if r["diff"] != 1 || r["count"].as_u64() == Some(0) {
+                continue;
+            }
+            let key = vec![
+                text(&r["window"]),
+                text(&r["segment"]),
+                text(&r["model_version"]),
+            ];
+            let end = r["window_end"].as_u64().unwrap();
+            let v = (
+                end,
+                r["agreement"].as_f64().unwrap(),
+                r["mean_abs_score_diff"].as_f64().unwrap(),
+            );
+            match shadow.get(&key) {
+                Some((e, _, _)) if *e > end => {}
+                _ => {
+                    shadow.insert(key, v);
+                }
+            }
+        }
+        let s = &["window", "segment", "model_version"];
+        let agreement = series(scrape, "tidemark_shadow_agreement_ratio", s, &[]);
+        let divergence = series(scrape, "tidemark_shadow_score_divergence", s, &[]);
+        assert!(!agreement.is_empty(), "no shadow series");
+        assert_eq!(
+            agreement.keys().collect::<Vec<_>>(),
+            divergence.keys().collect::<Vec<_>>()
+        );
+        for (k, v) in &agreement {
+            let (_, a, d) = shadow[k];
+            assert_eq!((*v, divergence[k]), (a, d), "shadow {k:?}");
+        }
         let commits = series(scrape, "tidemark_replay_commits_total", &[], &[]);
         assert!(
             commits.values().next().is_some_and(|c| *c > 0.0),

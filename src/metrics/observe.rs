@@ -55,6 +55,9 @@ const QUARANTINED: &str = "tidemark_quarantined_examples_total";
 const ALERTS_FIRING: &str = "tidemark_alerts_firing";
 const ALERT_EVENTS: &str = "tidemark_alert_events_total";
 const WRITTEN_BELOW: &str = "tidemark_output_written_below_ms";
+const SHADOW_AGREEMENT: &str = "tidemark_shadow_agreement_ratio";
+const SHADOW_DIVERGENCE: &str = "tidemark_shadow_score_divergence";
+const SHADOW_EVENTS: &str = "tidemark_shadow_events";
 
 /// Drift statistics exposed, by name.
 const DRIFT_STATS: [Statistic; 8] = [
@@ -88,6 +91,9 @@ pub fn declare(r: &mut Registry, job: &crate::config::Job) {
         r.declare(DECISIONS, Kind::Counter, help(DECISIONS));
         r.declare(PAUSED, Kind::Gauge, help(PAUSED));
         r.declare(QUARANTINED, Kind::Counter, help(QUARANTINED));
+        for name in [SHADOW_AGREEMENT, SHADOW_DIVERGENCE, SHADOW_EVENTS] {
+            r.declare(name, Kind::Gauge, help(name));
+        }
     }
     if !job.alerts.is_empty() {
         r.declare(ALERTS_FIRING, Kind::Gauge, help(ALERTS_FIRING));
@@ -117,6 +123,9 @@ fn help(name: &str) -> &'static str {
         RETENTION_TO_HOLD => "The time.retention_ms (in seconds) that would have kept every too-late label's windows.",
         DEAD => "Dead letters per stream, field and reason class.",
         DETECTIONS => "Concept-drift detections on the production model's errors, per detector.",
+        SHADOW_AGREEMENT => "Share of events the online model and the production model classify alike at the threshold, newest window (as it stands).",
+        SHADOW_DIVERGENCE => "Mean absolute difference between the online model's and the production model's scores, newest window (as it stands).",
+        SHADOW_EVENTS => "Events scored by both the online model and the production model, newest window (as it stands).",
         VERSIONS => "Online model versions published.",
         DECISIONS => "Learner decisions: promote and block (canary), rollback, pause, resume, update_failed, rate changes.",
         PAUSED => "1 while online model updates are paused (after a rollback).",
@@ -210,6 +219,28 @@ pub fn labels(m: &mut Metrics, r: &LabelRow, diff: isize, ctx: &Format) {
         q("1", p.map(|p| p.max)),
     ];
     newest(m, "label_health", series, r.key.win.end, &values);
+}
+
+/// A shadow row: the online model against a production model. Shadow rows have no final
+/// status, so the gauges follow the newest window as it fills.
+pub fn shadow(m: &mut Metrics, r: &crate::dataflow::learn::ShadowRow, diff: isize, ctx: &Format) {
+    if diff <= 0 || r.count <= 0 {
+        return;
+    }
+    let mut series = window_labels(ctx, &r.key.win);
+    series.push(("segment", r.key.segment.to_string()));
+    series.push(("model_version", r.key.model.to_string()));
+    let n = r.count as f64;
+    let values = [
+        (SHADOW_AGREEMENT, vec![], Some(r.agree as f64 / n)),
+        (
+            SHADOW_DIVERGENCE,
+            vec![],
+            Some(crate::records::from_micro(r.abs_diff) / n),
+        ),
+        (SHADOW_EVENTS, vec![], Some(n)),
+    ];
+    newest(m, "shadow", series, r.key.win.end, &values);
 }
 
 /// A drift row.
@@ -420,6 +451,10 @@ pub fn written_below(m: &mut Metrics, output: &str, ts: u64) {
             ],
         ),
         "drift" => m.evict("drift", &[DRIFT, DRIFT_COUNT]),
+        "shadow" => m.evict(
+            "shadow",
+            &[SHADOW_AGREEMENT, SHADOW_DIVERGENCE, SHADOW_EVENTS],
+        ),
         _ => {}
     }
     let labels = vec![("output", output.to_string())];

@@ -754,6 +754,10 @@ impl OutputRow for QuarantineRow {
 impl OutputRow for ShadowRow {
     const NAME: &'static str = "shadow";
 
+    fn observe(&self, diff: isize, ctx: &Format, m: &mut crate::metrics::Metrics) {
+        crate::metrics::observe::shadow(m, self, diff, ctx);
+    }
+
     fn columns(&self, ctx: &Format, out: &mut Vec<Columns>) {
         let m = MICRO as f64;
         let mean = |x: i64| opt((self.count > 0).then(|| x as f64 / m / self.count as f64));
