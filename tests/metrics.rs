@@ -246,13 +246,13 @@ fn series(
 fn written_below(scrape: &[Sample], output: &str) -> u64 {
     let s = series(
         scrape,
-        "tidemark_output_written_below_ms",
+        "tidemark_output_written_below_timestamp_seconds",
         &[],
         &[("output", output)],
     );
     match s.values().next() {
         Some(v) if v.is_infinite() => u64::MAX,
-        Some(v) => *v as u64,
+        Some(v) => (*v * 1000.0).round() as u64,
         None => 0,
     }
 }
@@ -323,7 +323,7 @@ fn check(scrape: &[Sample], out: &Path, last: bool) {
             scrape,
             "tidemark_label_latency_seconds",
             l,
-            &[("quantile", "0.95")]
+            &[("percentile", "0.95")]
         ),
         newest(&labels, below, l, "latency_p95_ms", 1000.0)
     );

@@ -6,7 +6,7 @@
 //! Changelog-derived gauges describe the newest *final* window of each series (window family,
 //! segment, model version or feature); a series whose newest window is older than the job's
 //! retention behind its family's newest window is dropped, so label sets stay bounded by the
-//! job's configuration. `tidemark_output_written_below_ms{output}` says which changelog
+//! job's configuration. `tidemark_output_written_below_timestamp_seconds{output}` says which changelog
 //! timestamps a scrape reflects: exactly the lines below it.
 
 pub mod observe;

@@ -54,7 +54,7 @@ const PAUSED: &str = "tidemark_model_updates_paused";
 const QUARANTINED: &str = "tidemark_quarantined_examples_total";
 const ALERTS_FIRING: &str = "tidemark_alerts_firing";
 const ALERT_EVENTS: &str = "tidemark_alert_events_total";
-const WRITTEN_BELOW: &str = "tidemark_output_written_below_ms";
+const WRITTEN_BELOW: &str = "tidemark_output_written_below_timestamp_seconds";
 const SHADOW_AGREEMENT: &str = "tidemark_shadow_agreement_ratio";
 const SHADOW_DIVERGENCE: &str = "tidemark_shadow_score_divergence";
 const SHADOW_EVENTS: &str = "tidemark_shadow_events";
@@ -132,7 +132,7 @@ fn help(name: &str) -> &'static str {
         QUARANTINED => "Examples kept out of learning, per defence.",
         ALERTS_FIRING => "Alerts firing now, per rule.",
         ALERT_EVENTS => "Alert state changes (firing, resolved), per rule.",
-        WRITTEN_BELOW => "Each changelog's lines below this timestamp (ms) are reflected in these metrics.",
+        WRITTEN_BELOW => "Each changelog's lines below this event time (seconds) are reflected in these metrics.",
         _ => "",
     }
 }
@@ -200,7 +200,7 @@ pub fn labels(m: &mut Metrics, r: &LabelRow, diff: isize, ctx: &Format) {
     let q = |q: &str, v: Option<u64>| {
         (
             LABEL_LATENCY,
-            vec![("quantile", q.to_string())],
+            vec![("percentile", q.to_string())],
             v.map(|v| v as f64 / 1000.0),
         )
     };
@@ -462,11 +462,12 @@ pub fn written_below(m: &mut Metrics, output: &str, ts: u64) {
         .set(WRITTEN_BELOW, help(WRITTEN_BELOW), labels, timestamp(ts));
 }
 
-/// A timely timestamp as a sample value: `u64::MAX` (the end of input) is `+Inf`.
+/// A timely timestamp (event-time ms) as a sample value in seconds: `u64::MAX` (the end of
+/// input) is `+Inf`.
 pub fn timestamp(ts: u64) -> f64 {
     if ts == u64::MAX {
         f64::INFINITY
     } else {
-        ts as f64
+        ts as f64 / 1000.0
     }
 }

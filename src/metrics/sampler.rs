@@ -152,7 +152,7 @@ impl Sampler {
             manifest.segments.iter().map(|s| s.bytes).sum::<u64>() as f64,
         );
         m.registry.set(
-            "tidemark_replay_committed_timestamp_ms",
+            "tidemark_replay_committed_timestamp_seconds",
             "The replay buffer's commit point: every record below it is durable.",
             vec![],
             super::observe::timestamp(manifest.committed),
