@@ -250,6 +250,12 @@ struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (`off` to disable; port 0 picks one).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     metrics: String,
+    /// Deliver alert records to the Alertmanager at URL (its v2 API), e.g. http://127.0.0.1:9093.
+    #[arg(long, value_name = "URL")]
+    alertmanager: Option<String>,
+    /// Seconds between re-sends of active alerts to Alertmanager.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    alertmanager_resend: f64,
 }
 
 #[derive(Args)]
@@ -794,6 +800,11 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         fresh: a.fresh,
         metrics: (a.metrics != "off").then_some(a.metrics),
         force: a.force,
+        alertmanager: a.alertmanager,
+        alertmanager_resend: std::time::Duration::try_from_secs_f64(a.alertmanager_resend)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or("--alertmanager-resend: a positive number of seconds")?,
     };
     let summary = run(job.clone(), &opts).map_err(|e| e.to_string())?;
     report_run(&job, summary, summary_wanted)
@@ -1412,6 +1423,20 @@ fn print_summary(s: &RunSummary) {
                 d.reason
             );
         }
+    }
+    if let Some(a) = &s.alertmanager {
+        println!();
+        println!(
+            "Alertmanager {}: {} alerts posted, {} firing at the end{}",
+            a.url,
+            a.posted,
+            a.firing,
+            match (&a.last_error, a.failures) {
+                (Some(e), n) => format!("; {n} failed posts, the last undelivered: {e}"),
+                (None, 0) => String::new(),
+                (None, n) => format!("; {n} failed posts were retried"),
+            }
+        );
     }
     if let Some(m) = &s.mlflow {
         println!();

@@ -33,6 +33,10 @@ pub struct RunOptions {
     pub metrics: Option<String>,
     /// Write into a non-empty directory that holds no tidemark outputs.
     pub force: bool,
+    /// Deliver alert records to this Alertmanager (process 0 of a live run).
+    pub alertmanager: Option<String>,
+    /// How often active alerts are re-sent to Alertmanager.
+    pub alertmanager_resend: Duration,
 }
 
 impl Default for RunOptions {
@@ -47,6 +51,8 @@ impl Default for RunOptions {
             fresh: false,
             metrics: None,
             force: false,
+            alertmanager: None,
+            alertmanager_resend: Duration::from_secs(60),
         }
     }
 }
@@ -89,6 +95,8 @@ pub struct RunSummary {
     pub decisions: Vec<crate::learn::learner::DecisionRow>,
     /// Where publishing to MLflow stands at the end (`[learn.mlflow]`).
     pub mlflow: Option<crate::mlflow::publisher::Status>,
+    /// Where delivery to Alertmanager stands at the end (`run --alertmanager`).
+    pub alertmanager: Option<crate::alerts::deliver::Status>,
 }
 
 impl RunSummary {
@@ -326,7 +334,11 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
             let server = crate::metrics::Server::start(addr, shared.clone())?;
             tracing::info!("metrics at http://{}/metrics", server.addr());
             eprintln!("metrics: http://{}/metrics", server.addr());
-            Some((shared, server))
+            Some((shared, Some(server)))
+        }
+        // Alert delivery reads the alert records as the metrics do.
+        _ if writes && opts.alertmanager.is_some() => {
+            Some((crate::metrics::Shared::new(&job), None))
         }
         _ => None,
     };
@@ -423,7 +435,7 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
         }
         plan.metrics = Some(shared.clone());
     }
-    execute(job, opts, plan, out_dir, server.map(|(_, s)| s))
+    execute(job, opts, plan, out_dir, server.and_then(|(_, s)| s))
 }
 
 /// The time replayed records below it are collapsed to, for outputs written from `first`:
@@ -654,6 +666,19 @@ fn execute(
     let retention_ms = job.spec.time.retention_ms;
     let mut plan = plan;
     let mlflow = mlflow_publisher(&job, opts, &plan);
+    let alertmanager = match (&opts.alertmanager, &plan.metrics, plan.publish) {
+        (Some(url), Some(m), true) => {
+            let d = crate::alerts::deliver::Deliverer::start(
+                url,
+                &job.spec.name,
+                opts.alertmanager_resend,
+                Some(m.clone()),
+            );
+            m.lock().alerts_out = Some(d.outbox());
+            Some(d)
+        }
+        _ => None,
+    };
     plan.registry_changed = mlflow.as_ref().map(|p| p.notifier());
     let plan = Arc::new(plan);
     let metrics = plan.metrics.clone();
@@ -891,6 +916,10 @@ fn execute(
     // What the run published reaches MLflow now if MLflow is up; if not, the backlog is in the
     // summary and the next start or `tidemark models sync` publishes it.
     let mlflow = mlflow.map(|p| p.finish(MLFLOW_FINISH));
+    if let Some(m) = &metrics {
+        m.lock().alerts_out = None;
+    }
+    let alertmanager = alertmanager.map(|d| d.finish(MLFLOW_FINISH));
     done.store(true, Ordering::Relaxed);
     if let (Some(server), Some(m)) = (server, &metrics) {
         // The final values, for a textfile collector: a bounded run may end between scrapes.
@@ -932,13 +961,15 @@ fn execute(
                 detections,
                 decisions,
                 mlflow: mlflow.clone(),
+                alertmanager: alertmanager.clone(),
             })
         }
     }
     Ok(summary)
 }
 
-/// How long a finished run keeps trying to bring MLflow up to date.
+/// How long a finished run keeps trying to bring MLflow up to date (while it answers, for as
+/// long as it publishes) and to deliver its last alerts to Alertmanager.
 const MLFLOW_FINISH: Duration = Duration::from_secs(15);
 
 /// The MLflow publisher of a run that publishes to a registry with `[learn.mlflow]` (process 0

@@ -2,6 +2,7 @@
 //! error-budget burn rates, each with a severity and a runbook; evaluated in event-time order
 //! into an `alerts` changelog of firing and resolved records.
 
+pub mod deliver;
 pub mod eval;
 pub mod spec;
 

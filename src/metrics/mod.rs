@@ -112,6 +112,8 @@ pub struct Metrics {
     retention_ms: u64,
     /// What the readiness probe reads.
     pub health: Health,
+    /// Where alert records go for Alertmanager (`run --alertmanager`).
+    pub alerts_out: Option<crate::alerts::deliver::Outbox>,
 }
 
 impl Metrics {

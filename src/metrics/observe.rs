@@ -430,9 +430,55 @@ pub fn alert(m: &mut Metrics, r: &AlertEvent, diff: isize, ctx: &Format) {
         -(diff as i64)
     };
     let n = *n;
-    let labels = vec![("rule", rule.name.clone()), ("severity", severity)];
+    let labels = vec![("rule", rule.name.clone()), ("severity", severity.clone())];
     m.registry
         .set(ALERTS_FIRING, help(ALERTS_FIRING), labels, n as f64);
+    if let (Some(out), true) = (&m.alerts_out, diff > 0) {
+        out.send(alert_notice(r, &severity, ctx));
+    }
+}
+
+/// What Alertmanager receives of an alert record: its identity as labels, the rest as
+/// annotations.
+fn alert_notice(r: &AlertEvent, severity: &str, ctx: &Format) -> crate::alerts::deliver::Notice {
+    let rule = &ctx.alerts[r.rule as usize];
+    let mut labels = std::collections::BTreeMap::new();
+    labels.insert("alertname".to_string(), rule.name.clone());
+    labels.insert("severity".to_string(), severity.to_string());
+    labels.insert("segment".to_string(), r.segment.clone());
+    for (k, v) in [("model_version", &r.model), ("feature", &r.feature)] {
+        if !v.is_empty() {
+            labels.insert(k.to_string(), v.clone());
+        }
+    }
+    let mut annotations = std::collections::BTreeMap::new();
+    annotations.insert("summary".to_string(), r.message(ctx));
+    annotations.insert("runbook_url".to_string(), rule.runbook.clone());
+    let number = |bits: u64| {
+        let v = f64::from_bits(bits);
+        if v.is_finite() {
+            format!("{v}")
+        } else {
+            String::new()
+        }
+    };
+    annotations.insert("value".to_string(), number(r.value));
+    annotations.insert("bound".to_string(), number(r.bound));
+    annotations.insert(
+        "window".to_string(),
+        format!(
+            "{} [{}, {})",
+            ctx.windows.name(&r.win),
+            crate::runtime::iso_time(r.win.start),
+            crate::runtime::iso_time(r.win.end)
+        ),
+    );
+    annotations.retain(|_, v| !v.is_empty());
+    crate::alerts::deliver::Notice {
+        firing: r.firing,
+        labels,
+        annotations,
+    }
 }
 
 /// The lines of `output` below `ts` are reflected; series that ended are dropped (once per

@@ -219,6 +219,49 @@ fn opt(x: Option<f64>) -> Value {
     }
 }
 
+impl crate::alerts::AlertEvent {
+    /// The record's message: rule, state, value against bound, window and series.
+    pub fn message(&self, ctx: &Format) -> String {
+        let rule = &ctx.alerts[self.rule as usize];
+        let value = f64::from_bits(self.value);
+        let bound = f64::from_bits(self.bound);
+        let baseline = self.baseline.map(f64::from_bits);
+        let state = if self.firing { "firing" } else { "resolved" };
+        let mut series = format!("segment {}", self.segment);
+        if !self.model.is_empty() {
+            series.push_str(&format!(", model {}", self.model));
+        }
+        if !self.feature.is_empty() {
+            series.push_str(&format!(", feature {}", self.feature));
+        }
+        let measure = match rule.condition {
+            crate::alerts::spec::Condition::Burn { .. } => {
+                format!("error-budget burn rate of {}", rule.metric.name())
+            }
+            _ => rule.metric.name().to_string(),
+        };
+        if bound.is_nan() {
+            format!(
+                "{} resolved: {series} has had no window with enough examples for longer than the retention since window {} [{}, {})",
+                rule.name,
+                ctx.windows.name(&self.win),
+                crate::runtime::iso_time(self.win.start),
+                crate::runtime::iso_time(self.win.end),
+            )
+        } else {
+            format!(
+            "{} {state}: {measure} = {value:.6} against {bound:.6}{} in window {} [{}, {}), {series} ({} examples)",
+            rule.name,
+            baseline.map_or(String::new(), |b| format!(" (baseline {b:.6})")),
+            ctx.windows.name(&self.win),
+            crate::runtime::iso_time(self.win.start),
+            crate::runtime::iso_time(self.win.end),
+            self.count,
+        )
+        }
+    }
+}
+
 impl OutputRow for crate::alerts::AlertEvent {
     const NAME: &'static str = "alerts";
 
@@ -239,38 +282,7 @@ impl OutputRow for crate::alerts::AlertEvent {
             }
         };
         let state = if self.firing { "firing" } else { "resolved" };
-        let mut series = format!("segment {}", self.segment);
-        if !self.model.is_empty() {
-            series.push_str(&format!(", model {}", self.model));
-        }
-        if !self.feature.is_empty() {
-            series.push_str(&format!(", feature {}", self.feature));
-        }
-        let measure = match rule.condition {
-            crate::alerts::spec::Condition::Burn { .. } => {
-                format!("error-budget burn rate of {}", rule.metric.name())
-            }
-            _ => rule.metric.name().to_string(),
-        };
-        let message = if bound.is_nan() {
-            format!(
-                "{} resolved: {series} has had no window with enough examples for longer than the retention since window {} [{}, {})",
-                rule.name,
-                ctx.windows.name(&self.win),
-                crate::runtime::iso_time(self.win.start),
-                crate::runtime::iso_time(self.win.end),
-            )
-        } else {
-            format!(
-            "{} {state}: {measure} = {value:.6} against {bound:.6}{} in window {} [{}, {}), {series} ({} examples)",
-            rule.name,
-            baseline.map_or(String::new(), |b| format!(" (baseline {b:.6})")),
-            ctx.windows.name(&self.win),
-            crate::runtime::iso_time(self.win.start),
-            crate::runtime::iso_time(self.win.end),
-            self.count,
-        )
-        };
+        let message = self.message(ctx);
         let mut c = vec![
             ("rule", json!(rule.name)),
             ("severity", json!(rule.severity)),
