@@ -675,6 +675,14 @@ fn execute(
                 Some(m.clone()),
             );
             m.lock().alerts_out = Some(d.outbox());
+            // A resumed run does not write its records below the commit point again: the
+            // alerts firing there are sent from the changelog.
+            if resumed_from.is_some() {
+                let out = d.outbox();
+                for n in crate::alerts::deliver::still_firing(&out_dir.join("alerts.jsonl")) {
+                    out.send(n);
+                }
+            }
             Some(d)
         }
         _ => None,

@@ -292,3 +292,38 @@ fn an_alertmanager_restarted_mid_run_gets_every_firing_alert_again() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_same(&am, &d.path().join("out"));
 }
+
+#[test]
+fn a_resumed_run_sends_the_alerts_still_firing_from_before_its_crash() {
+    let Some(bin) = alertmanager() else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let first = Am::start(&bin, &d.path().join("am1"));
+    let job = demo(d.path(), 400_000);
+    let mut child = run(&job, &first);
+    // Killed once alerts fired and the buffer committed past some of them.
+    let committed = d.path().join("out/replay/COMMITTED");
+    let start = Instant::now();
+    while first.active().is_empty() || !committed.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no alert and commit"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the job ended first");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The resumed run delivers to an Alertmanager that has never seen the first run's alerts.
+    let second = Am::start(&bin, &d.path().join("am2"));
+    let o = run(&job, &second).wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("resumed"),
+        "the second run resumed: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_same(&second, &d.path().join("out"));
+}

@@ -288,6 +288,71 @@ impl Delivery {
     }
 }
 
+/// The alerts still firing at the end of an alerts changelog (`alerts.jsonl`), as notices: a
+/// resumed run re-sends them, since it does not write again the records below its commit point.
+/// Lines that do not parse (a crash's torn last line) are skipped.
+pub fn still_firing(changelog: &std::path::Path) -> Vec<Notice> {
+    let Ok(text) = std::fs::read_to_string(changelog) else {
+        return Vec::new();
+    };
+    let mut last: BTreeMap<BTreeMap<String, String>, Notice> = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(r) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let s = |k: &str| r[k].as_str().map(str::to_string);
+        let (Some(rule), Some(severity), Some(segment), Some(state)) =
+            (s("rule"), s("severity"), s("segment"), s("state"))
+        else {
+            continue;
+        };
+        let mut labels = BTreeMap::new();
+        labels.insert("alertname".to_string(), rule);
+        labels.insert("severity".to_string(), severity);
+        labels.insert("segment".to_string(), segment);
+        for k in ["model_version", "feature"] {
+            if let Some(v) = s(k) {
+                labels.insert(k.to_string(), v);
+            }
+        }
+        let mut annotations = BTreeMap::new();
+        for (k, col) in [("summary", "message"), ("runbook_url", "runbook")] {
+            if let Some(v) = s(col) {
+                annotations.insert(k.to_string(), v);
+            }
+        }
+        for (k, col) in [("value", "value"), ("bound", "threshold")] {
+            if let Some(v) = r[col].as_f64() {
+                annotations.insert(k.to_string(), format!("{v}"));
+            }
+        }
+        if let (Some(w), Some(a), Some(b)) = (
+            s("window"),
+            r["window_start"].as_u64(),
+            r["window_end"].as_u64(),
+        ) {
+            annotations.insert(
+                "window".to_string(),
+                format!(
+                    "{w} [{}, {})",
+                    crate::runtime::iso_time(a),
+                    crate::runtime::iso_time(b)
+                ),
+            );
+        }
+        let firing = state == "firing";
+        last.insert(
+            labels.clone(),
+            Notice {
+                firing,
+                labels,
+                annotations,
+            },
+        );
+    }
+    last.into_values().filter(|n| n.firing).collect()
+}
+
 /// RFC 3339 with milliseconds, UTC.
 fn rfc3339(t: SystemTime) -> String {
     let ms = t
