@@ -192,7 +192,9 @@ fn the_report_is_self_contained_and_its_plots_hold_the_data_they_claim() {
             );
         }
     }
-    for id in ["summary", "quality", "drift", "labels", "models", "alerts"] {
+    for id in [
+        "summary", "quality", "drift", "labels", "models", "shadow", "alerts",
+    ] {
         assert!(
             html.contains(&format!("<section id=\"{id}\">")),
             "section {id}"
@@ -225,6 +227,47 @@ fn the_report_is_self_contained_and_its_plots_hold_the_data_they_claim() {
             r["read"], r["accepted"], r["dead_lettered"]
         );
         assert!(html.contains(&row), "summary lacks {row}");
+    }
+
+    // Shadow: the last row written for each window of the smallest family, per segment and
+    // production model, is a point with its exact agreement and divergence.
+    let shadow_lines = lines(&d.out, "shadow");
+    let shadow_family = smallest_family(&shadow_lines);
+    let mut last: BTreeMap<(String, String, u64), Value> = BTreeMap::new();
+    for r in shadow_lines {
+        if r["diff"] == 1 && r["window"] == shadow_family.as_str() {
+            let k = (
+                r["segment"].as_str().unwrap().to_string(),
+                r["model_version"].as_str().unwrap().to_string(),
+                r["window_end"].as_u64().unwrap(),
+            );
+            last.insert(k, r);
+        }
+    }
+    for (col, id) in [
+        ("agreement", "shadow-agreement"),
+        ("mean_abs_score_diff", "shadow-mean-abs-score-diff"),
+    ] {
+        let points: BTreeMap<(String, String, u64), f64> =
+            elements(svg(&html, id), "circle", "data-value")
+                .iter()
+                .map(|e| {
+                    (
+                        (
+                            e["data-segment"].clone(),
+                            e["data-model-version"].clone(),
+                            number(e, "data-window-end-ms") as u64,
+                        ),
+                        number(e, "data-value"),
+                    )
+                })
+                .collect();
+        let want: BTreeMap<(String, String, u64), f64> = last
+            .iter()
+            .filter_map(|(k, r)| Some((k.clone(), r[col].as_f64()?)))
+            .collect();
+        assert!(want.len() > 20, "{id}: only {} values", want.len());
+        assert_eq!(points, want, "{id}");
     }
 
     // Quality: every retired window of the smallest family, per segment and model version,

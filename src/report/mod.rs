@@ -25,6 +25,7 @@ mod labels;
 pub(crate) mod load;
 mod models;
 mod quality;
+mod shadow;
 mod summary;
 mod svg;
 
@@ -65,6 +66,12 @@ pub(crate) struct Inputs {
     pub alerts: Option<Current>,
     /// Every line of `alerts.jsonl`, as (ts, diff, columns).
     pub alerts_lines: Vec<(u64, i64, Cols)>,
+    /// Whether there is a `shadow.jsonl`.
+    pub shadow_present: bool,
+    /// The last row `shadow.jsonl` inserted for each window, segment and production model, with
+    /// its ts: shadow rows leave without a tombstone when their window retires, so the rows
+    /// that hold at the end do not show them.
+    pub shadow_last: Vec<(u64, Cols)>,
 }
 
 impl Inputs {
@@ -80,8 +87,21 @@ impl Inputs {
         load::scan(&load::path_of(dir, "alerts"), |ts, diff, cols| {
             alerts_lines.push((ts, diff, cols));
         })?;
+        let mut shadow: std::collections::BTreeMap<Vec<String>, (u64, Cols)> =
+            std::collections::BTreeMap::new();
+        let shadow_present = load::scan(&load::path_of(dir, "shadow"), |ts, diff, cols| {
+            if diff > 0 {
+                let key = ["window", "window_start", "segment", "model_version"]
+                    .iter()
+                    .map(|k| cols.get(*k).map(|v| v.to_string()).unwrap_or_default())
+                    .collect();
+                shadow.insert(key, (ts, cols));
+            }
+        })?;
         Ok(Inputs {
             dir: dir.to_path_buf(),
+            shadow_present,
+            shadow_last: shadow.into_values().collect(),
             quality: load::current(dir, "quality")?,
             label_health: load::current(dir, "label_health")?,
             drift: load::current(dir, "drift")?,
@@ -128,6 +148,7 @@ pub fn render(outputs: &Path) -> Result<String> {
         drift::section(&inputs),
         labels::section(&inputs),
         models::section(&inputs),
+        shadow::section(&inputs),
         alerts::section(&inputs),
     ] {
         page.push_str(&section);
