@@ -745,6 +745,21 @@ impl Job {
             crate::alerts::spec::rules(&job.spec.alerts, drift_rules, &families)
                 .map_err(|(k, r)| err(&k, r))?,
         );
+        if job.learn.is_none() {
+            if let Some(i) = job
+                .alerts
+                .iter()
+                .position(|r| r.metric.output() == "shadow")
+            {
+                return Err(err(
+                    &format!("alerts[{i}].metric"),
+                    format!(
+                        "{} compares the online model with production: the job needs a [learn] table",
+                        job.alerts[i].metric.name()
+                    ),
+                ));
+            }
+        }
         Ok(job)
     }
 

@@ -451,3 +451,86 @@ fn every_runbook_an_alert_names_exists() {
         assert!(text.contains("tidemark_"), "{r} names no metric");
     }
 }
+
+/// A rule on the shadow comparison: its windows are evaluated when they retire (shadow rows
+/// have no final status), and the records equal a recomputation from `shadow.jsonl`, where a
+/// window's retirement is its row's last line, a retraction.
+#[test]
+fn shadow_rules_fire_where_the_shadow_changelog_says() {
+    let d = tempfile::tempdir().unwrap();
+    let job = common::generator_job(
+        d.path(),
+        &common::Times::default(),
+        &format!("events = {EVENTS}\nseed = 11\nrate_per_s = {RATE}"),
+        r#"[[windows]]
+name = "1m"
+kind = "tumbling"
+size_ms = 60000
+
+[outputs]
+dir = "out"
+summary = false
+
+[learn]
+publish_every = 1000
+
+[[alerts]]
+name = "shadow_disagrees"
+metric = "shadow_agreement"
+below = 0.8
+windows = ["1m"]
+segments = ["all"]
+min_count = 100
+severity = "P3"
+"#,
+    );
+    let out = d.path().join("out");
+    common::run_job(&job, 2, &out);
+    let mut last: BTreeMap<(String, u64, String, String), Value> = BTreeMap::new();
+    for r in common::changelog(&out, "shadow") {
+        let key = (
+            r["window"].as_str().unwrap().to_string(),
+            r["window_end"].as_u64().unwrap(),
+            r["segment"].as_str().unwrap().to_string(),
+            r["model_version"].as_str().unwrap().to_string(),
+        );
+        last.insert(key, r);
+    }
+    let mut retired: Vec<Final> = last
+        .into_values()
+        .filter(|r| r["diff"] == -1)
+        .map(|r| Final {
+            ts: r["ts"].as_u64().unwrap(),
+            family: r["window"].as_str().unwrap().into(),
+            end: r["window_end"].as_u64().unwrap(),
+            segment: r["segment"].as_str().unwrap().into(),
+            model: r["model_version"].as_str().unwrap().into(),
+            count: r["count"].as_u64().unwrap(),
+            value: r["agreement"].as_f64(),
+        })
+        .collect();
+    retired.sort_by_key(|a| (a.ts, a.end));
+    let want = expect(
+        "shadow_disagrees",
+        &retired,
+        &["1m"],
+        Some("all"),
+        100,
+        Cond::Below(0.8),
+    );
+    let got = of_rule(&records(&out), "shadow_disagrees");
+    assert!(
+        got.iter().any(|r| r.2 == "firing"),
+        "the rule fires: {retired:?}"
+    );
+    assert_eq!(got, want);
+    // A shadow rule needs the online model.
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("[learn]\npublish_every = 1000\n", "");
+    let e = Job::from_toml(&job, &text).unwrap_err().to_string();
+    assert!(
+        e.contains("alerts[0].metric") && e.contains("needs a [learn] table"),
+        "{e}"
+    );
+}

@@ -80,6 +80,11 @@ pub enum Metric {
     LatencyP95Ms,
     /// 99th-percentile label latency in ms (`label_health`).
     LatencyP99Ms,
+    /// Share of events the online model and a production model classify alike (`shadow`;
+    /// evaluated when the window retires, since shadow rows have no final status).
+    ShadowAgreement,
+    /// Mean absolute difference of the online and a production model's scores (`shadow`).
+    ShadowDivergence,
     /// A drift statistic (`drift`; from `[[drift.alerts]]`).
     #[serde(skip)]
     Drift(Statistic),
@@ -97,6 +102,8 @@ impl Metric {
             Metric::LatencyP50Ms => "latency_p50_ms",
             Metric::LatencyP95Ms => "latency_p95_ms",
             Metric::LatencyP99Ms => "latency_p99_ms",
+            Metric::ShadowAgreement => "shadow_agreement",
+            Metric::ShadowDivergence => "shadow_divergence",
             Metric::Drift(s) => s.name(),
         }
     }
@@ -106,19 +113,23 @@ impl Metric {
         match self {
             Metric::Accuracy | Metric::LogLoss | Metric::Brier | Metric::Auc => "quality",
             Metric::Drift(_) => "drift",
+            Metric::ShadowAgreement | Metric::ShadowDivergence => "shadow",
             _ => "label_health",
         }
     }
 
     /// Whether the metric is a share of good outcomes, so that a burn rate is defined.
     pub fn is_good_fraction(self) -> bool {
-        matches!(self, Metric::Accuracy | Metric::LabeledFraction)
+        matches!(
+            self,
+            Metric::Accuracy | Metric::LabeledFraction | Metric::ShadowAgreement
+        )
     }
 
     /// The runbook of rules that name none.
     pub fn default_runbook(self) -> &'static str {
         match self.output() {
-            "quality" => "docs/runbooks/quality-degradation.md",
+            "quality" | "shadow" => "docs/runbooks/quality-degradation.md",
             "drift" => "docs/runbooks/drift.md",
             _ => "docs/runbooks/label-pipeline.md",
         }
@@ -278,7 +289,7 @@ pub fn rules(
             if !a.metric.is_good_fraction() {
                 return bad(
                     "metric",
-                    "burn rates are defined for good fractions: accuracy or labeled_fraction",
+                    "burn rates are defined for good fractions: accuracy, labeled_fraction or shadow_agreement",
                 );
             }
             Condition::Burn { objective, factor }

@@ -9,8 +9,12 @@ use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
 
+use differential_dataflow::collection::AsCollection;
+use timely::dataflow::operators::core::Map;
+
 use super::drift::DriftRow;
 use super::labels::LabelRow;
+use super::learn::ShadowRow;
 use super::ordered::{in_order, Snapshots};
 use super::quality::QualityRow;
 use super::windows::{Status, Win};
@@ -73,6 +77,22 @@ fn of_drift(rules: &[Rule], drift: &Drift, r: &DriftRow) -> Vec<Observation> {
     })
 }
 
+/// The observations of one shadow row (the online model against production model `model`).
+fn of_shadow(rules: &[Rule], r: &ShadowRow) -> Vec<Observation> {
+    if r.count <= 0 {
+        return Vec::new();
+    }
+    let n = r.count as f64;
+    observe(rules, &r.key.win, &r.key.segment, "shadow", |rule| {
+        let v = match rule.metric {
+            Metric::ShadowAgreement => r.agree as f64 / n,
+            Metric::ShadowDivergence => crate::records::from_micro(r.abs_diff) / n,
+            _ => return None,
+        };
+        Some((v, r.count as u64, r.key.model.clone(), String::new()))
+    })
+}
+
 /// One observation per rule of `output` that watches the window and segment, valued by `value`
 /// as `(value, count, model, feature)`.
 fn observe(
@@ -119,16 +139,35 @@ pub struct AlertStart {
     pub retention_ms: u64,
 }
 
+/// The changelogs rules watch.
+pub struct Watched<'a, 's> {
+    /// Quality rows.
+    pub quality: &'a VecCollection<'s, u64, QualityRow>,
+    /// Label-health rows.
+    pub labels: &'a VecCollection<'s, u64, LabelRow>,
+    /// Drift rows.
+    pub drift: &'a VecCollection<'s, u64, DriftRow>,
+    /// Shadow rows and the windows that say when they retire (jobs that learn).
+    pub shadow: Option<(
+        &'a VecCollection<'s, u64, ShadowRow>,
+        super::windows::Windows,
+    )>,
+}
+
 /// The `alerts` changelog of `rules` over the job's final windows.
 pub fn alerts<'s>(
     name: &str,
     rules: Arc<Vec<Rule>>,
     drift: Option<Arc<Drift>>,
-    quality: &VecCollection<'s, u64, QualityRow>,
-    labels: &VecCollection<'s, u64, LabelRow>,
-    drift_rows: &VecCollection<'s, u64, DriftRow>,
+    watched: Watched<'_, 's>,
     start: AlertStart,
 ) -> VecCollection<'s, u64, AlertEvent> {
+    let Watched {
+        quality,
+        labels,
+        drift: drift_rows,
+        shadow,
+    } = watched;
     let retention = start.retention_ms;
     let r = rules.clone();
     let q = quality
@@ -148,8 +187,30 @@ pub fn alerts<'s>(
             Some(drift) => of_drift(&r, drift, &row),
             None => Vec::new(),
         });
+    // Shadow rows have no final status: a window's row is final when its window retires and
+    // the row leaves (a retraction at or after its retirement time).
+    let s = shadow.map(|(rows, windows)| {
+        let r = rules.clone();
+        rows.inner
+            .clone()
+            .flat_map::<Vec<(Observation, u64, isize)>, _, _>(move |(row, t, diff)| {
+                if diff < 0 && t >= windows.retire_at(&row.key.win) {
+                    of_shadow(&r, &row)
+                        .into_iter()
+                        .map(|o| (o, t, 1))
+                        .collect::<Vec<_>>()
+                } else {
+                    Vec::new()
+                }
+            })
+            .as_collection()
+    });
+    let mut all = q.concat(l).concat(d);
+    if let Some(s) = s {
+        all = all.concat(s);
+    }
     in_order(
-        q.concat(l).concat(d),
+        all,
         &format!("{name}.Alerts"),
         start.state.unwrap_or_default(),
         Vec::new(),

@@ -541,9 +541,12 @@ pub fn build(
                 &name,
                 job.alerts.clone(),
                 job.drift.clone(),
-                &q,
-                &l,
-                &drift_rows,
+                alerting::Watched {
+                    quality: &q,
+                    labels: &l,
+                    drift: &drift_rows,
+                    shadow: learned.as_ref().map(|o| (&o.shadow, win.windows.clone())),
+                },
                 alerting::AlertStart {
                     state: plan.state.state.as_ref().and_then(|s| s.alerts.clone()),
                     first: plan.state.at,
