@@ -195,6 +195,38 @@ pub(crate) fn families<'a>(
     out
 }
 
+/// The rows of `family` in the `shown` windows, per (segment, model version) and window.
+pub(crate) fn by_segment_and_model<'a>(
+    rows: impl IntoIterator<Item = &'a Row>,
+    family: &str,
+    shown: &std::collections::BTreeSet<Window>,
+) -> BTreeMap<(String, String), BTreeMap<Window, &'a Row>> {
+    let mut series: BTreeMap<(String, String), BTreeMap<Window, &'a Row>> = BTreeMap::new();
+    for r in rows {
+        if let Some((f, w)) = window_of(&r.cols) {
+            if f == family && shown.contains(&w) {
+                series
+                    .entry((text(&r.cols, "segment"), text(&r.cols, "model_version")))
+                    .or_default()
+                    .insert(w, r);
+            }
+        }
+    }
+    series
+}
+
+/// A colour per segment of `series`, in segment order.
+pub(crate) fn segment_colors<V>(
+    series: &BTreeMap<(String, String), V>,
+) -> BTreeMap<String, &'static str> {
+    let segments: std::collections::BTreeSet<&String> = series.keys().map(|(s, _)| s).collect();
+    segments
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (s.clone(), super::svg::color(i)))
+        .collect()
+}
+
 /// The family with the smallest window size (then name), with its windows.
 pub(crate) fn smallest_family<'a>(
     rows: impl IntoIterator<Item = &'a Row>,

@@ -77,32 +77,15 @@ pub(crate) fn section(inputs: &Inputs) -> String {
     let shown: BTreeSet<Window> = keep.iter().map(|&i| windows[i]).collect();
 
     // (segment, model version) -> window -> row.
-    let mut series: BTreeMap<(String, String), BTreeMap<Window, &load::Row>> = BTreeMap::new();
-    for r in q
-        .latest_by(&[
-            "window",
-            "window_start",
-            "window_end",
-            "segment",
-            "model_version",
-        ])
-        .into_values()
-    {
-        if let Some((f, w)) = load::window_of(&r.cols) {
-            if f == family && shown.contains(&w) {
-                series
-                    .entry((text(&r.cols, "segment"), text(&r.cols, "model_version")))
-                    .or_default()
-                    .insert(w, r);
-            }
-        }
-    }
-    let segments: BTreeSet<&String> = series.keys().map(|(s, _)| s).collect();
-    let seg_color: BTreeMap<&String, &'static str> = segments
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (*s, svg::color(i)))
-        .collect();
+    let latest = q.latest_by(&[
+        "window",
+        "window_start",
+        "window_end",
+        "segment",
+        "model_version",
+    ]);
+    let series = load::by_segment_and_model(latest.into_values(), &family, &shown);
+    let seg_color = load::segment_colors(&series);
 
     let (markers, marker_legend, marker_note) = markers(inputs, &family);
     let mut body = String::new();

@@ -1,7 +1,7 @@
 //! The shadow comparison: the online model against each production model on the same events,
 //! per window (agreement at the threshold, mean absolute score difference).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use super::html::{esc, exact, fixed, iso};
@@ -63,23 +63,8 @@ pub(crate) fn section(inputs: &Inputs) -> String {
     };
     let keep = svg::thin(windows.len(), super::MAX_WINDOWS);
     let shown: BTreeSet<Window> = keep.iter().map(|&i| windows[i]).collect();
-    let mut series: BTreeMap<(String, String), BTreeMap<Window, &Row>> = BTreeMap::new();
-    for r in &rows {
-        if let Some((f, w)) = load::window_of(&r.cols) {
-            if f == family && shown.contains(&w) {
-                series
-                    .entry((text(&r.cols, "segment"), text(&r.cols, "model_version")))
-                    .or_default()
-                    .insert(w, r);
-            }
-        }
-    }
-    let segments: BTreeSet<&String> = series.keys().map(|(s, _)| s).collect();
-    let seg_color: BTreeMap<&String, &'static str> = segments
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (*s, svg::color(i)))
-        .collect();
+    let series = load::by_segment_and_model(&rows, &family, &shown);
+    let seg_color = load::segment_colors(&series);
     let mut body = String::new();
     let _ = writeln!(
         body,
