@@ -990,41 +990,62 @@ fn concept_drift_detectors_fire_after_the_abrupt_change() {
 fn replays_continue_the_detectors_from_their_committed_state() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (job, live) = generated_run(d);
-    let buffer = live.join("replay");
-    let m = Manifest::load(&buffer).unwrap().expect("a manifest");
-    assert!(m.complete, "a finished run commits everything");
-    let mut ts: Vec<u64> = changelog(&live, "drift_detections")
-        .iter()
-        .map(|l| l["ts"].as_u64().unwrap())
-        .collect();
-    ts.sort_unstable();
-    ts.dedup();
-    assert!(ts.len() >= 3, "detections at several timestamps: {ts:?}");
-    // Half-way through the detections, off every emit (5 s) and segment (20 s) boundary, after
-    // a committed snapshot that follows the first detection. Which boundaries have a snapshot
-    // depends on when the checkpointer's commits fell in wall-clock time (a loaded machine
-    // commits several boundaries at once, keeping the last one's state), so the start moves to
-    // just after the first such snapshot if none lies before the middle.
-    let (first, last, mid) = (ts[0], ts[ts.len() - 1], ts[ts.len() / 2] - 1_500);
-    let snapshot = m
-        .states
-        .iter()
-        .rev()
-        .find(|s| s.at > first && s.at <= mid)
-        .or_else(|| {
-            m.states
-                .iter()
-                .find(|s| s.at > first && s.at + 1_500 < last)
-        })
-        .expect("a detector snapshot between the first and the last detection");
-    let start = if snapshot.at <= mid {
-        mid
-    } else {
-        snapshot.at + 1_500
+    // Which boundaries have a snapshot depends on when the checkpointer's commits fell in wall-
+    // clock time (a loaded machine commits several boundaries at once, keeping the last one's
+    // state). A run with no snapshot between its first and last detection cannot test this, so
+    // it is run again, at most three times.
+    let mut attempt = 0;
+    let (job, live, m, ts, snapshot, start) = loop {
+        attempt += 1;
+        let sub = d.join(format!("attempt{attempt}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let (job, live) = generated_run(&sub);
+        let buffer = live.join("replay");
+        let m = Manifest::load(&buffer).unwrap().expect("a manifest");
+        assert!(m.complete, "a finished run commits everything");
+        let mut ts: Vec<u64> = changelog(&live, "drift_detections")
+            .iter()
+            .map(|l| l["ts"].as_u64().unwrap())
+            .collect();
+        ts.sort_unstable();
+        ts.dedup();
+        assert!(ts.len() >= 3, "detections at several timestamps: {ts:?}");
+        // Half-way through the detections, off every emit (5 s) and segment (20 s) boundary,
+        // after a committed snapshot that follows the first detection; or just after the first
+        // such snapshot if none lies before the middle.
+        let (first, last, mid) = (ts[0], ts[ts.len() - 1], ts[ts.len() / 2] - 1_500);
+        let found = m
+            .states
+            .iter()
+            .rev()
+            .find(|s| s.at > first && s.at <= mid)
+            .or_else(|| {
+                m.states
+                    .iter()
+                    .find(|s| s.at > first && s.at + 1_500 < last)
+            })
+            .cloned();
+        match found {
+            Some(snapshot) => {
+                let start = if snapshot.at <= mid {
+                    mid
+                } else {
+                    snapshot.at + 1_500
+                };
+                break (job, live, m, ts, snapshot, start);
+            }
+            None if attempt < 3 => {
+                eprintln!("attempt {attempt}: no snapshot between detections {ts:?}; again");
+            }
+            None => panic!(
+                "no detector snapshot between the first and the last detection in {attempt} runs"
+            ),
+        }
     };
+    let buffer = live.join("replay");
+    let (first, last) = (ts[0], ts[ts.len() - 1]);
     assert!(first < start && start < last);
-    assert_eq!(m.state_before(start), Some(snapshot));
+    assert_eq!(m.state_before(start), Some(&snapshot));
     eprintln!(
         "detections at ts {ts:?}; replay from {start}, detector snapshot at {}",
         snapshot.at
