@@ -154,6 +154,23 @@ fn number(e: &BTreeMap<String, String>, k: &str) -> f64 {
 }
 
 /// The smallest window family of a changelog's rows.
+/// The plotted points of a per-window chart: (segment, model version, window end) → value.
+fn points_of(circles: &[BTreeMap<String, String>]) -> BTreeMap<(String, String, u64), f64> {
+    circles
+        .iter()
+        .map(|e| {
+            (
+                (
+                    e["data-segment"].clone(),
+                    e["data-model-version"].clone(),
+                    number(e, "data-window-end-ms") as u64,
+                ),
+                number(e, "data-value"),
+            )
+        })
+        .collect()
+}
+
 fn smallest_family(rows: &[Value]) -> String {
     rows.iter()
         .filter_map(|r| {
@@ -248,20 +265,7 @@ fn the_report_is_self_contained_and_its_plots_hold_the_data_they_claim() {
         ("agreement", "shadow-agreement"),
         ("mean_abs_score_diff", "shadow-mean-abs-score-diff"),
     ] {
-        let points: BTreeMap<(String, String, u64), f64> =
-            elements(svg(&html, id), "circle", "data-value")
-                .iter()
-                .map(|e| {
-                    (
-                        (
-                            e["data-segment"].clone(),
-                            e["data-model-version"].clone(),
-                            number(e, "data-window-end-ms") as u64,
-                        ),
-                        number(e, "data-value"),
-                    )
-                })
-                .collect();
+        let points = points_of(&elements(svg(&html, id), "circle", "data-value"));
         let want: BTreeMap<(String, String, u64), f64> = last
             .iter()
             .filter_map(|(k, r)| Some((k.clone(), r[col].as_f64()?)))
@@ -300,19 +304,7 @@ fn the_report_is_self_contained_and_its_plots_hold_the_data_they_claim() {
         ("brier", "quality-brier"),
     ] {
         let circles = elements(svg(&html, id), "circle", "data-value");
-        let points: BTreeMap<(String, String, u64), f64> = circles
-            .iter()
-            .map(|e| {
-                (
-                    (
-                        e["data-segment"].clone(),
-                        e["data-model-version"].clone(),
-                        number(e, "data-window-end-ms") as u64,
-                    ),
-                    number(e, "data-value"),
-                )
-            })
-            .collect();
+        let points = points_of(&circles);
         let mut expected = 0;
         for r in quality.values().filter(|r| r["window"] == family.as_str()) {
             let Some(v) = r[col].as_f64() else { continue };
