@@ -21,6 +21,7 @@ pub mod alerts;
 pub mod bench;
 pub mod config;
 pub mod confine;
+pub mod control;
 pub mod dataflow;
 pub mod decode;
 pub mod drift;

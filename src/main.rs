@@ -160,19 +160,34 @@ enum ModelsOp {
         /// The newer version.
         b: String,
     },
-    /// Make a version the champion.
+    /// Make a version the champion (on a running job: when its learner takes the command).
     Promote {
         /// The version.
         version: String,
         /// Why (recorded in the history).
         #[arg(long, default_value = "promoted by an operator")]
         reason: String,
+        /// Seconds to wait for a running job's decision.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
     },
-    /// Restore the champion before the current one.
+    /// Restore the champion before the current one and pause updates.
     Rollback {
         /// Why (recorded in the history).
         #[arg(long, default_value = "rolled back by an operator")]
         reason: String,
+        /// Seconds to wait for a running job's decision.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+    /// Stop updates of the online model (the champion keeps serving).
+    Pause {
+        /// Why (recorded in the history).
+        #[arg(long, default_value = "paused by an operator")]
+        reason: String,
+        /// Seconds to wait for a running job's decision.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
     },
     /// Write a version's model card (Markdown): training, metrics per segment, drift, limits.
     Card {
@@ -211,12 +226,33 @@ enum ModelsOp {
         #[arg(long)]
         events: PathBuf,
     },
-    /// Let a job whose updates were paused by a rollback learn again from its next start.
+    /// Let a job whose updates were paused (by a rollback or an operator) learn again.
     Resume {
         /// Why (recorded in the history).
         #[arg(long, default_value = "resumed by an operator")]
         reason: String,
+        /// Seconds to wait for a running job's decision.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
     },
+}
+
+impl ModelsOp {
+    /// The operator's command this is, with its version, reason and wait (`None`: not one).
+    fn command(&self) -> Option<(tidemark::control::Command, Option<String>, &str, u64)> {
+        use tidemark::control::Command;
+        match self {
+            ModelsOp::Promote {
+                version,
+                reason,
+                wait,
+            } => Some((Command::Promote, Some(version.clone()), reason, *wait)),
+            ModelsOp::Rollback { reason, wait } => Some((Command::Rollback, None, reason, *wait)),
+            ModelsOp::Pause { reason, wait } => Some((Command::Pause, None, reason, *wait)),
+            ModelsOp::Resume { reason, wait } => Some((Command::Resume, None, reason, *wait)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -953,22 +989,22 @@ fn cmd_report(outputs: &std::path::Path, out: &std::path::Path) -> Result<(), St
 
 fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
     use tidemark::registry::{ops, Registry};
+    let e = |e: tidemark::error::Error| e.to_string();
+    // An operator's command goes to the job holding the registry, if one runs.
+    if let Some((command, version, reason, wait)) = op.command() {
+        if Registry::try_locked(dir).map_err(e)?.is_none() {
+            return command_running_job(dir, command, version, reason, wait);
+        }
+    }
     // A sync takes the lock too: a running job publishes to MLflow itself, and two writers
     // would create a version twice.
-    let changes = matches!(
-        op,
-        ModelsOp::Promote { .. }
-            | ModelsOp::Rollback { .. }
-            | ModelsOp::Resume { .. }
-            | ModelsOp::Sync { .. }
-    );
+    let changes = op.command().is_some() || matches!(op, ModelsOp::Sync { .. });
     let reg = if changes {
         Registry::locked(dir)
     } else {
         Registry::existing(dir)
     }
     .map_err(|e| e.to_string())?;
-    let e = |e: tidemark::error::Error| e.to_string();
     match op {
         ModelsOp::List => print!("{}", ops::list(&reg).map_err(e)?),
         ModelsOp::Show { version } => print!("{}", ops::show(&reg, &version).map_err(e)?),
@@ -988,15 +1024,24 @@ fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
                 None => print!("{card}"),
             }
         }
-        ModelsOp::Promote { version, reason } => {
+        ModelsOp::Promote {
+            version, reason, ..
+        } => {
             ops::promote(&reg, &version, &reason).map_err(e)?;
-            println!("champion: {version}");
+            println!("champion: {version} (no job runs: the next one to hold the registry follows)");
             follow_in_mlflow(&reg);
         }
-        ModelsOp::Rollback { reason } => {
+        ModelsOp::Rollback { reason, .. } => {
             let v = ops::rollback(&reg, &reason).map_err(e)?;
-            println!("champion: {v}");
+            println!("champion: {v}, updates paused (no job runs: the next one to hold the registry follows)");
             follow_in_mlflow(&reg);
+        }
+        ModelsOp::Pause { reason, .. } => {
+            if ops::pause(&reg, &reason).map_err(e)? {
+                println!("updates paused (no job runs: the next one to hold the registry follows)");
+            } else {
+                println!("updates were already paused");
+            }
         }
         ModelsOp::Sync {
             mlflow,
@@ -1065,15 +1110,117 @@ fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
                 n.scored, n.refused
             );
         }
-        ModelsOp::Resume { reason } => {
+        ModelsOp::Resume { reason, .. } => {
             if ops::resume(&reg, &reason).map_err(e)? {
-                println!("updates resumed: the job learns again from its next start");
+                println!("updates resumed (no job runs: the next one to hold the registry follows)");
             } else {
                 println!("updates were not paused");
             }
         }
     }
     Ok(())
+}
+
+/// Sends an operator's command to the job that holds the registry in `dir` and waits for its
+/// decision; should the job stop before it takes the command, applies it as with no job.
+fn command_running_job(
+    dir: &std::path::Path,
+    command: tidemark::control::Command,
+    version: Option<String>,
+    reason: &str,
+    wait: u64,
+) -> Result<(), String> {
+    use std::time::{Duration, Instant};
+    use tidemark::control;
+    use tidemark::registry::{ops, Registry};
+    let e = |e: tidemark::error::Error| e.to_string();
+    let reg = Registry::existing(dir).map_err(e)?;
+    if let Some(v) = &version {
+        // Checked before it is sent: the job would refuse it, but later.
+        reg.version(v).map_err(e)?;
+    }
+    let started = Instant::now();
+    let seq = control::submit(
+        dir,
+        control::Control {
+            seq: 0,
+            command,
+            version: version.clone(),
+            reason: reason.to_string(),
+            offline: false,
+            model: None,
+        },
+    )
+    .map_err(e)?;
+    eprintln!(
+        "{} sent to the running job as command {seq} ({}); waiting for its decision",
+        command.name(),
+        control::dir(dir).display()
+    );
+    let until = started + Duration::from_secs(wait);
+    loop {
+        if let Some(h) = control::decision(&reg, seq).map_err(e)? {
+            let took = started.elapsed();
+            if h.action == "refuse" {
+                return Err(format!("the running job refused command {seq}: {}", h.reason));
+            }
+            println!(
+                "{}: champion {}{}; decision {} by the running job at ts {}, {:.0} ms after the command",
+                h.action,
+                h.champion.as_deref().unwrap_or("none"),
+                if reg.read().map_err(e)?.paused {
+                    ", updates paused"
+                } else {
+                    ""
+                },
+                h.seq.unwrap_or_default(),
+                h.ts.unwrap_or_default(),
+                took.as_secs_f64() * 1e3
+            );
+            return Ok(());
+        }
+        if let Some(locked) = Registry::try_locked(dir).map_err(e)? {
+            // The job stopped. Its decision may have landed just before.
+            if control::decision(&locked, seq).map_err(e)?.is_none()
+                && control::withdraw(dir, seq).map_err(e)?
+            {
+                eprintln!("the job stopped before it took command {seq}: applying it to the registry");
+                let done = match command {
+                    control::Command::Promote => {
+                        let v = version.unwrap_or_default();
+                        ops::promote(&locked, &v, reason).map(|()| format!("champion: {v}"))
+                    }
+                    control::Command::Rollback => ops::rollback(&locked, reason)
+                        .map(|v| format!("champion: {v}, updates paused")),
+                    control::Command::Pause => {
+                        ops::pause(&locked, reason).map(|_| "updates paused".to_string())
+                    }
+                    control::Command::Resume => {
+                        ops::resume(&locked, reason).map(|_| "updates resumed".to_string())
+                    }
+                }
+                .map_err(e)?;
+                println!("{done} (the next job to hold the registry follows)");
+                follow_in_mlflow(&locked);
+                return Ok(());
+            }
+            if let Some(h) = control::decision(&locked, seq).map_err(e)? {
+                println!("{}: champion {}", h.action, h.champion.as_deref().unwrap_or("none"));
+                return Ok(());
+            }
+            return Err(format!(
+                "the job took command {seq} and stopped before deciding on it: its next start applies it"
+            ));
+        }
+        if Instant::now() >= until {
+            return Err(format!(
+                "the running job has not decided on command {seq} within {wait} s; it stays queued in {} \
+                 and is applied when the job reads it",
+                control::dir(dir).display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Brings MLflow up to date with the registry; prints what it did.

@@ -404,10 +404,8 @@ pub fn run(mut job: Job, opts: &RunOptions) -> Result<Option<RunSummary>> {
             crate::replay::verify_all(&dir, &segments)?;
             tracing::info!(committed = below, segments = segments.len(), "resuming");
             let state = state_start(&job, &dir, &m, below)?;
-            let resume_updates = resumed_in_registry(&job, &state)?;
             crate::dataflow::Plan {
                 state,
-                resume_updates,
                 publish: true,
                 live: Some(Arc::new(crate::sources::Resume {
                     below,
@@ -485,25 +483,6 @@ fn state_start(
 /// history (drift detectors, learner, alert rules), which an earlier version snapshotted alone.
 fn history_dependent(job: &Job) -> bool {
     job.drift.is_some() || job.learn.is_some() || !job.alerts.is_empty()
-}
-
-/// The learner's updates are paused in its committed state and an operator has since resumed
-/// them in the registry (`tidemark models resume`).
-fn resumed_in_registry(job: &Job, start: &crate::dataflow::ordered::StateStart) -> Result<bool> {
-    let Some(learner) = start.state.as_ref().and_then(|s| s.learner.as_ref()) else {
-        return Ok(false);
-    };
-    let paused = learner.paused();
-    let Some(dir) = job.learn.as_ref().and_then(|l| l.registry.as_ref()) else {
-        return Ok(false);
-    };
-    if !paused || !dir.join(crate::registry::REGISTRY).exists() {
-        return Ok(false);
-    }
-    let file = crate::registry::Registry::existing(dir)?.read()?;
-    // The registry must have every decision the learner made (the pause among them) before its
-    // `paused = false` can mean an operator resumed.
-    Ok(!file.paused && file.applied_seq >= learner.decisions())
 }
 
 /// Removes a previous run's buffer and outputs: only the names tidemark writes, none reached
@@ -638,7 +617,6 @@ pub fn replay(
         record: None,
         resume_outputs: None,
         state,
-        resume_updates: false,
         publish: false,
         metrics: None,
         registry_changed: None,

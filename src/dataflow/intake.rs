@@ -6,6 +6,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::progress::operate::FrontierInterest;
 
+use crate::control::Control;
 use crate::records::{DeadLetter, Origin, Record};
 use crate::schema::Stream;
 use crate::sources::Ingested;
@@ -19,14 +20,16 @@ pub struct Intake<'s> {
     /// Per stream, `(stream, 0)` counts every record read, `(stream, 1)` the accepted and
     /// `(stream, 2)` the dead-lettered.
     pub counts: VecCollection<'s, u64, (Stream, u8)>,
+    /// Operators' commands (counted in no stream: each makes a decision).
+    pub controls: VecCollection<'s, u64, Control>,
 }
 
 /// Splits `ingested` into records, dead letters and counts, each at the next multiple of
 /// `step` (`…Intake`).
 ///
 /// Semantics: `delay(|t| t.div_ceil(step) * step)` of the accepted records (each with its
-/// [`Origin`]: its own timestamp and position), the dead letters and
-/// two counts per record; partition marks (which carry no data) are dropped. Records are
+/// [`Origin`]: its own timestamp and position), the dead letters, the operators' commands and
+/// two counts per record of a stream; partition marks (which carry no data) are dropped. Records are
 /// processed at emit boundaries: outputs are reported only there, and the changelog at every
 /// boundary is the same as with per-tick processing, at a fraction of the work. One operator
 /// that moves each record once: a collection read by several operators is copied for each
@@ -42,12 +45,14 @@ pub fn intake<'s>(ingested: VecCollection<'s, u64, Ingested>, name: &str, step: 
     let (mut o_records, records) = builder.new_output::<Vec<((Record, Origin), u64, isize)>>();
     let (mut o_dead, dead) = builder.new_output::<Vec<(DeadLetter, u64, isize)>>();
     let (mut o_counts, counts) = builder.new_output::<Vec<((Stream, u8), u64, isize)>>();
+    let (mut o_controls, controls) = builder.new_output::<Vec<(Control, u64, isize)>>();
     let round = move |t: u64| t.div_ceil(step) * step;
     builder.build(move |_| {
         move |_| {
             let mut h_records = o_records.activate();
             let mut h_dead = o_dead.activate();
             let mut h_counts = o_counts.activate();
+            let mut h_controls = o_controls.activate();
             input.for_each_stamp(|cap, data| {
                 // Every message of the sources and the replay feed carries a stamp; one without
                 // could not be sent on (no capability), so it is reported, not dropped unseen.
@@ -57,7 +62,7 @@ pub fn intake<'s>(ingested: VecCollection<'s, u64, Ingested>, name: &str, step: 
                     return;
                 };
                 let at = round(least);
-                let (mut rec, mut dl) = (Vec::new(), Vec::new());
+                let (mut rec, mut dl, mut ctl) = (Vec::new(), Vec::new(), Vec::new());
                 // Counts by time, stream and kind [read, accepted, dead-lettered], summed over
                 // the batch (its records share one time, rarely a few).
                 let mut counts: Vec<(u64, [[isize; 3]; 3])> = Vec::new();
@@ -66,6 +71,14 @@ pub fn intake<'s>(ingested: VecCollection<'s, u64, Ingested>, name: &str, step: 
                         let t = round(t);
                         let s = i.stream().index();
                         let kind = match i {
+                            Ingested::Control(c, _) => {
+                                ctl.push((*c, t, r));
+                                continue;
+                            }
+                            Ingested::Dead(d) if d.stream == crate::control::STREAM => {
+                                dl.push((*d, t, r));
+                                continue;
+                            }
                             Ingested::Accepted(x, origin) => {
                                 rec.push(((x, origin), t, r));
                                 1
@@ -97,6 +110,7 @@ pub fn intake<'s>(ingested: VecCollection<'s, u64, Ingested>, name: &str, step: 
                 h_records.give(&cap.delayed(&at, 0), &mut rec);
                 h_dead.give(&cap.delayed(&at, 1), &mut dl);
                 h_counts.give(&cap.delayed(&at, 2), &mut n);
+                h_controls.give(&cap.delayed(&at, 3), &mut ctl);
             });
         }
     });
@@ -104,5 +118,6 @@ pub fn intake<'s>(ingested: VecCollection<'s, u64, Ingested>, name: &str, step: 
         records: records.as_collection(),
         dead: dead.as_collection(),
         counts: counts.as_collection(),
+        controls: controls.as_collection(),
     }
 }

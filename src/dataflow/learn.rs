@@ -30,8 +30,9 @@ use super::quality::QKey;
 use super::windows::{Names, Status, Win};
 use crate::config::Job;
 use crate::error::Error;
+use crate::control::Control;
 use crate::learn::learner::{
-    Action, DecisionRow, Example, Learner, LearnerState, Out, QuarantineRow, VersionRow,
+    Action, By, DecisionRow, Example, Learner, LearnerState, Out, QuarantineRow, VersionRow,
 };
 use crate::learn::Learn;
 use crate::records::{Event, Prediction};
@@ -165,6 +166,8 @@ pub struct Publisher {
     pub error: Rc<RefCell<Option<Error>>>,
     /// Told after each change (MLflow publishing follows the registry).
     pub changed: Option<crate::mlflow::publisher::Notifier>,
+    /// Numbers of the commands applied to the registry while no job ran (see `Control`).
+    pub offline: std::collections::BTreeSet<u64>,
 }
 
 impl Publisher {
@@ -175,6 +178,10 @@ impl Publisher {
         let r = match out {
             Out::Version(_, file) => self.registry.publish(file),
             Out::Decision(d) => {
+                let (by, command) = match d.by {
+                    By::Job => ("job", None),
+                    By::Operator(seq) => ("operator", Some(seq)),
+                };
                 let entry = HistoryEntry {
                     seq: Some(d.seq),
                     ts: Some(t),
@@ -182,23 +189,32 @@ impl Publisher {
                     version: d.version.clone(),
                     champion: d.champion.clone(),
                     reason: d.reason.clone(),
-                    by: "job".into(),
+                    by: by.into(),
+                    command,
                 };
-                // Only the job's own alias decisions touch the aliases: an operator's promote or
-                // rollback stands until the job decides the champion again.
-                self.registry.apply(d.seq, entry, |f| match d.action {
-                    Action::Promote => {
-                        f.champion = d.champion.clone();
-                        f.challenger = None;
+                // A command applied to the registry while no job ran is in its history
+                // already: the learner only followed it.
+                let offline = command.is_some_and(|c| self.offline.contains(&c));
+                self.registry.apply(d.seq, (!offline).then_some(entry), |f| {
+                    if offline {
+                        return;
                     }
-                    Action::Block => f.challenger = d.version.clone(),
-                    Action::Rollback => {
-                        f.champion = d.champion.clone();
-                        f.paused = true;
+                    match d.action {
+                        Action::Promote => {
+                            f.champion = d.champion.clone();
+                            if d.by == By::Job || f.challenger == d.champion {
+                                f.challenger = None;
+                            }
+                        }
+                        Action::Block => f.challenger = d.version.clone(),
+                        Action::Rollback => {
+                            f.champion = d.champion.clone();
+                            f.paused = true;
+                        }
+                        Action::Pause => f.paused = true,
+                        Action::Resume => f.paused = false,
+                        _ => {}
                     }
-                    Action::Pause => f.paused = true,
-                    Action::Resume => f.paused = false,
-                    _ => {}
                 })
             }
             _ => Ok(()),
@@ -238,18 +254,25 @@ pub struct LearnStart {
     pub state: Option<LearnerState>,
     /// Examples labeled before this timestamp are already in the state.
     pub first: u64,
-    /// Resume paused updates at the first timestamp (an operator resumed them in the registry).
-    pub resume: bool,
 }
 
-/// Builds the learning stage over the joined streams; `ttl` is how long an event stays in the
-/// join's state.
+/// What the learner takes at a timestamp: operators' commands first (in their order), then
+/// the examples.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum LearnIn {
+    Control(Control),
+    Example(ExampleIn),
+}
+
+/// Builds the learning stage over the joined streams and the operators' commands; `ttl` is how
+/// long an event stays in the join's state.
 #[allow(clippy::too_many_arguments)]
 pub fn learn<'s>(
     job: &Job,
     learn: Arc<Learn>,
     panes: &Panes,
     joined: &Joined<'s>,
+    controls: VecCollection<'s, u64, Control>,
     ttl: u64,
     start: LearnStart,
     segment_ms: u64,
@@ -266,7 +289,6 @@ pub fn learn<'s>(
         ttl,
         start.state,
     );
-    let mut resume = start.resume;
     let earlier = learner
         .live_scores()
         .map(|s| {
@@ -284,8 +306,14 @@ pub fn learn<'s>(
             (o, s.ts, 1)
         })
         .collect();
+    let input = joined
+        .examples
+        .clone()
+        .map(LearnIn::Example)
+        .concat(controls.map(LearnIn::Control));
+    let mut publisher = publisher;
     let outs = in_order(
-        joined.examples.clone(),
+        input,
         &format!("{name}.Learner"),
         learner,
         earlier,
@@ -294,11 +322,21 @@ pub fn learn<'s>(
         snapshots,
         Learner::snapshot,
         move |learner, t, batch, out| {
-            let (examples, mut sides) = new_examples(batch);
             let mut produced = Vec::new();
-            if std::mem::take(&mut resume) {
-                learner.resume("resumed in the registry by an operator", &mut produced);
+            let mut examples_in = Vec::with_capacity(batch.len());
+            for (i, r) in batch {
+                match i {
+                    LearnIn::Control(c) if r > 0 => {
+                        if let (true, Some(p)) = (c.offline, publisher.as_mut()) {
+                            p.offline.insert(c.seq);
+                        }
+                        learner.control(&c, &mut produced);
+                    }
+                    LearnIn::Control(_) => {}
+                    LearnIn::Example(e) => examples_in.push((e, r)),
+                }
             }
+            let (examples, mut sides) = new_examples(examples_in);
             learner.step(t, &examples, &mut produced);
             for o in &produced {
                 if let Some(p) = &publisher {

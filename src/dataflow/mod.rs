@@ -63,8 +63,6 @@ pub struct Plan {
     pub resume_outputs: Option<BTreeMap<String, u64>>,
     /// Where the history-dependent operators (detectors, learner) start.
     pub state: ordered::StateStart,
-    /// Resume the learner's paused updates (an operator resumed them in the registry).
-    pub resume_updates: bool,
     /// Publish model versions and decisions to the job's registry (live runs only).
     pub publish: bool,
     /// Metrics the output rows move (a live run with an endpoint).
@@ -84,7 +82,6 @@ impl Plan {
             record: None,
             resume_outputs: None,
             state: Default::default(),
-            resume_updates: false,
             publish: true,
             metrics: None,
             registry_changed: None,
@@ -355,16 +352,31 @@ pub fn build(
                 write: plan.write.clone(),
                 error: publish_error.clone(),
                 changed: plan.registry_changed.clone(),
+                offline: Default::default(),
             }),
             None => None,
         },
         _ => None,
     };
     let mut publisher = publisher;
-    let keys: Vec<(String, String)> = partitions(&job)
+    // The job that publishes to a registry takes its operators' commands.
+    let controls = publisher.as_ref().map(|p| crate::sources::ControlInput {
+        registry: p.registry.dir().to_path_buf(),
+        retire_on_read: plan.record.is_none(),
+    });
+    if let (Some(cp), Some(c)) = (&checkpointer, &controls) {
+        cp.borrow_mut().controls = Some(crate::control::dir(&c.registry));
+    }
+    let mut keys: Vec<(String, String)> = partitions(&job)
         .iter()
         .map(|(s, spec)| (partition_key(*s, spec), position_source(*s, spec)))
         .collect();
+    if controls.is_some() {
+        keys.push((
+            crate::control::PARTITION_KEY.to_string(),
+            crate::control::SOURCE.to_string(),
+        ));
+    }
     let segment_ms = job.segment_ms();
     let probe = ProbeHandle::new();
     let name = job.spec.name.clone();
@@ -389,6 +401,7 @@ pub fn build(
                 probe.clone(),
                 progress,
                 Some(resume.clone()),
+                controls.clone(),
             );
             if plan.record.is_some() {
                 record(live.clone(), &name, segment_ms, keys, checkpointer.clone());
@@ -494,11 +507,11 @@ pub fn build(
                 l.clone(),
                 &win,
                 &joined,
+                intake.controls.clone(),
                 ttl,
                 learn::LearnStart {
                     state: state.and_then(|s| s.learner.clone()).map(|b| *b),
                     first: plan.state.at,
-                    resume: plan.resume_updates,
                 },
                 segment_ms,
                 learn_snapshots.clone(),

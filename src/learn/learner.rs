@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{shard_of, BatchExample, FeatureSpec, Input, Model, Scratch};
 use super::spec::{DriftAction, LearnSpec};
+use crate::control::{Command, Control};
 use crate::dataflow::ordered::Snapshot;
 use crate::dataflow::quality::logloss_nano;
 use crate::drift::detectors::{Detector, Signal};
@@ -111,6 +112,17 @@ pub enum Action {
     RateBoost,
     /// A drift detector fired: the schedule restarted.
     RateReset,
+    /// An operator's command could not be applied (the reason says why).
+    Refuse,
+}
+
+/// Who made a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum By {
+    /// The learner, by its rules.
+    Job,
+    /// An operator, by the command with this number.
+    Operator(u64),
 }
 
 impl Action {
@@ -125,6 +137,7 @@ impl Action {
             Action::UpdateFailed => "update_failed",
             Action::RateBoost => "rate_boost",
             Action::RateReset => "rate_reset",
+            Action::Refuse => "refuse",
         }
     }
 }
@@ -146,6 +159,8 @@ pub struct DecisionRow {
     pub window: WindowStats,
     /// PSI of the two models' scores over the window, as f64 bits, when compared.
     pub psi_bits: Option<u64>,
+    /// Who decided.
+    pub by: By,
 }
 
 /// A record kept out of learning.
@@ -566,12 +581,125 @@ impl Learner {
         }
     }
 
-    /// Resumes paused updates at `ts`.
-    pub fn resume(&mut self, reason: &str, out: &mut Vec<Out>) {
-        if self.state.paused {
-            self.state.paused = false;
-            self.decide(Action::Resume, None, reason.to_string(), None, out);
+    /// Applies an operator's command: always exactly one decision, by the operator, naming
+    /// the command (a command that cannot be applied is refused, with the reason).
+    pub fn control(&mut self, c: &Control, out: &mut Vec<Out>) {
+        let by = By::Operator(c.seq);
+        let said = if c.offline {
+            format!(
+                "{} (applied to the registry while no job ran)",
+                c.reason
+            )
+        } else {
+            c.reason.clone()
+        };
+        let (action, version, what) = match c.command {
+            Command::Pause | Command::Resume => {
+                let pause = c.command == Command::Pause;
+                let was = std::mem::replace(&mut self.state.paused, pause);
+                let what = match (pause, was == pause) {
+                    (true, false) => "updates paused",
+                    (true, true) => "updates were already paused",
+                    (false, false) => "updates resumed",
+                    (false, true) => "updates were not paused",
+                };
+                let action = if pause { Action::Pause } else { Action::Resume };
+                (action, None, what.to_string())
+            }
+            Command::Promote => match self.operator_model(c) {
+                Err(why) => (Action::Refuse, c.version.clone(), why),
+                Ok(champion) => {
+                    let v = champion.version.clone();
+                    let what = if self.champion_is(&v) {
+                        format!("{v} was already the champion")
+                    } else {
+                        let st = &mut self.state;
+                        if let Some(old) = st.champion.replace(champion) {
+                            st.previous.push(old);
+                            if st.previous.len() > PREVIOUS_KEPT {
+                                st.previous.remove(0);
+                            }
+                        }
+                        // The window compared the old champion: the new one starts afresh.
+                        st.window = Window::default();
+                        format!("{v} promoted")
+                    };
+                    (Action::Promote, Some(v), what)
+                }
+            },
+            Command::Rollback => {
+                let target = match &c.version {
+                    // Offline: the registry chose the version; the learner follows it.
+                    Some(_) => self.operator_model(c).map(Some),
+                    None => Ok(None),
+                };
+                let st = &mut self.state;
+                let restored = match target {
+                    Err(why) => Err(why),
+                    Ok(Some(t)) => {
+                        // Earlier champions from the target on are behind us now.
+                        if let Some(i) = st.previous.iter().rposition(|p| p.version == t.version) {
+                            st.previous.truncate(i);
+                        }
+                        Ok(t)
+                    }
+                    Ok(None) => st
+                        .previous
+                        .pop()
+                        .ok_or_else(|| "no earlier champion to roll back to".to_string()),
+                };
+                match restored {
+                    Err(why) => (Action::Refuse, c.version.clone(), why),
+                    Ok(prev) => {
+                        let v = prev.version.clone();
+                        let bad = st.champion.replace(prev).map(|c| c.version);
+                        st.paused = true;
+                        st.window = Window::default();
+                        (
+                            Action::Rollback,
+                            bad,
+                            format!("restored {v}, updates paused until resumed"),
+                        )
+                    }
+                }
+            }
+        };
+        let reason = match action {
+            Action::Refuse => format!("{} refused: {what} ({said})", c.command.name()),
+            _ => format!("{what} ({said})"),
+        };
+        self.decide_by(action, version, reason, None, by, out);
+    }
+
+    fn champion_is(&self, version: &str) -> bool {
+        self.state
+            .champion
+            .as_ref()
+            .is_some_and(|c| c.version == version)
+    }
+
+    /// The champion a command names, checked: its file whole, its features the learner's.
+    fn operator_model(&self, c: &Control) -> Result<Champion, String> {
+        let v = c.version.as_deref().unwrap_or_default();
+        let text = c
+            .model
+            .as_deref()
+            .ok_or_else(|| format!("the command carries no file of {v}"))?;
+        let file: VersionFile = serde_json::from_str(text)
+            .map_err(|e| format!("the file of {v} it carries is unreadable: {e}"))?;
+        if file.version != v || file.checksum != file.compute_checksum() {
+            return Err(format!("the file of {v} it carries fails its checksum"));
         }
+        let online = &self.state.online;
+        if file.model.features != online.features || file.model.loss != online.loss {
+            return Err(format!(
+                "{v} reads other features or has another loss than this job's model"
+            ));
+        }
+        Ok(Champion {
+            version: file.version,
+            model: file.model,
+        })
     }
 
     fn decide(
@@ -580,6 +708,18 @@ impl Learner {
         version: Option<String>,
         reason: String,
         psi: Option<f64>,
+        out: &mut Vec<Out>,
+    ) {
+        self.decide_by(action, version, reason, psi, By::Job, out);
+    }
+
+    fn decide_by(
+        &mut self,
+        action: Action,
+        version: Option<String>,
+        reason: String,
+        psi: Option<f64>,
+        by: By,
         out: &mut Vec<Out>,
     ) {
         self.state.decisions += 1;
@@ -591,6 +731,7 @@ impl Learner {
             reason,
             window: self.state.window.stats.clone(),
             psi_bits: psi.map(f64::to_bits),
+            by,
         }));
     }
 

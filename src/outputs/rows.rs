@@ -13,7 +13,7 @@ use crate::dataflow::learn::ShadowRow;
 use crate::dataflow::quality::QualityRow;
 use crate::dataflow::windows::{Status, Win, Windows};
 use crate::drift::FeatureKind;
-use crate::learn::learner::{DecisionRow, QuarantineRow, VersionRow, WindowStats};
+use crate::learn::learner::{By, DecisionRow, QuarantineRow, VersionRow, WindowStats};
 use crate::records::{DeadLetter, MICRO};
 
 /// Ingest reconciliation of one stream: records read = accepted + dead-lettered.
@@ -741,6 +741,11 @@ impl OutputRow for DecisionRow {
             ("reason", json!(self.reason)),
             ("score_psi", opt(self.psi_bits.map(f64::from_bits))),
         ];
+        let (by, command) = match self.by {
+            By::Job => ("job", None),
+            By::Operator(seq) => ("operator", Some(seq)),
+        };
+        c.extend([("by", json!(by)), ("command", json!(command))]);
         c.extend(window_stat_cols(&self.window));
         out.push(c);
     }

@@ -698,6 +698,7 @@ mod tests {
             version: version.map(String::from),
             champion: champion.map(String::from),
             reason: String::new(),
+            command: None,
             by: "job".into(),
         };
         let file = RegistryFile {

@@ -166,6 +166,9 @@ pub struct HistoryEntry {
     pub reason: String,
     /// `job` or `operator`.
     pub by: String,
+    /// The operator's command this applied (`tidemark models …` on a running job), by number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<u64>,
 }
 
 /// A registry directory; a writer holds its `LOCK` (flock) while it lives.
@@ -183,8 +186,7 @@ fn take_lock(dir: &Path) -> Result<std::sync::Arc<std::fs::File>> {
         Ok(()) => Ok(std::sync::Arc::new(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(refuse(
             &path,
-            "another process is changing this registry (a running job publishes to it): stop it first; \
-             a job picks up `models resume` when it starts",
+            "another process is changing this registry (a running job publishes to it)",
         )),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
@@ -223,6 +225,22 @@ impl Registry {
         let mut reg = Registry::existing(dir)?;
         reg._lock = Some(take_lock(dir)?);
         Ok(reg)
+    }
+
+    /// Opens an existing registry for an operator's change if no one holds its lock (`None`:
+    /// a running job does).
+    pub fn try_locked(dir: &Path) -> Result<Option<Registry>> {
+        let mut reg = Registry::existing(dir)?;
+        let path = dir.join("LOCK");
+        let file = crate::confine::lock_file(&path)?;
+        match file.try_lock() {
+            Ok(()) => {
+                reg._lock = Some(std::sync::Arc::new(file));
+                Ok(Some(reg))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
     }
 
     /// Opens an existing registry for reading (renames make every read see whole files).
@@ -310,11 +328,12 @@ impl Registry {
         atomic::write_atomic(&path, &bytes)
     }
 
-    /// Applies a job's decision `seq`, unless already applied.
+    /// Applies a job's decision `seq` (with its history entry, unless it has one already),
+    /// unless already applied.
     pub fn apply(
         &self,
         seq: u64,
-        entry: HistoryEntry,
+        entry: Option<HistoryEntry>,
         update: impl FnOnce(&mut RegistryFile),
     ) -> Result<()> {
         let mut file = self.read()?;
@@ -323,7 +342,7 @@ impl Registry {
         }
         update(&mut file);
         file.applied_seq = seq;
-        file.history.push(entry);
+        file.history.extend(entry);
         self.write(&file)
     }
 }
@@ -546,7 +565,30 @@ mod tests {
         assert!(ops::rollback(&reg, "again").is_err());
         assert!(f.history.iter().all(|h| h.by == "operator"));
         assert!(ops::promote(&reg, "v000009", "x").is_err());
+        assert!(f.paused, "a rollback pauses updates");
+        assert!(ops::resume(&reg, "x").unwrap());
         assert!(!ops::resume(&reg, "x").unwrap(), "was not paused");
+        assert!(ops::pause(&reg, "y").unwrap());
+        // Each change is queued for the learner of the next job, marked as applied already.
+        let mut queued = Vec::new();
+        crate::control::Reader::new(dir.path(), None).poll(0, &mut queued);
+        let queued: Vec<(crate::control::Command, Option<String>, bool)> = queued
+            .into_iter()
+            .map(|(c, _)| c.unwrap())
+            .map(|c| (c.command, c.version, c.offline))
+            .collect();
+        use crate::control::Command::*;
+        let v = |s: &str| Some(s.to_string());
+        assert_eq!(
+            queued,
+            [
+                (Promote, v("v000001"), true),
+                (Promote, v("v000002"), true),
+                (Rollback, v("v000001"), true),
+                (Resume, None, true),
+                (Pause, None, true)
+            ]
+        );
         let listed = ops::list(&reg).unwrap();
         assert!(
             listed.contains("v000001") && listed.contains("champion"),

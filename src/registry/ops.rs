@@ -1,5 +1,7 @@
 //! What `tidemark models` does: list, show and compare versions, and the operator's changes
-//! (promote, rollback, resume), each recorded in the registry's history.
+//! (promote, rollback, pause, resume) made while no job runs: each is recorded in the
+//! registry's history and queued for the job's learner, which takes it up at its next start
+//! (so that its next decision continues from the operator's, not from before it).
 
 use std::fmt::Write;
 
@@ -39,7 +41,7 @@ pub fn list(reg: &Registry) -> Result<String> {
         out,
         "updates: {}",
         if file.paused {
-            "paused (tidemark models resume, then restart the job)"
+            "paused (tidemark models resume)"
         } else {
             "running"
         }
@@ -194,7 +196,29 @@ fn operator_entry(
         champion,
         reason: reason.into(),
         by: "operator".into(),
+        command: None,
     }
+}
+
+/// Queues an applied change for the learner of the next job to hold the registry.
+fn queue(
+    reg: &Registry,
+    command: crate::control::Command,
+    version: Option<String>,
+    reason: &str,
+) -> Result<()> {
+    crate::control::submit(
+        reg.dir(),
+        crate::control::Control {
+            seq: 0,
+            command,
+            version,
+            reason: reason.into(),
+            offline: true,
+            model: None,
+        },
+    )
+    .map(|_| ())
 }
 
 /// Makes `version` the champion.
@@ -211,10 +235,12 @@ pub fn promote(reg: &Registry, version: &str, reason: &str) -> Result<()> {
         file.champion.clone(),
         reason,
     ));
-    reg.write(&file)
+    reg.write(&file)?;
+    queue(reg, crate::control::Command::Promote, Some(version.into()), reason)
 }
 
-/// Restores the champion before the current one; returns it.
+/// Restores the champion before the current one and pauses updates (as the job's own
+/// rollback does: what the learner learned since may be what went wrong); returns it.
 pub fn rollback(reg: &Registry, reason: &str) -> Result<String> {
     let mut file = reg.read()?;
     let current = file.champion.clone();
@@ -241,6 +267,7 @@ pub fn rollback(reg: &Registry, reason: &str) -> Result<String> {
         })?;
     reg.version(&previous)?;
     file.champion = Some(previous.clone());
+    file.paused = true;
     file.history.push(operator_entry(
         "rollback",
         current,
@@ -248,19 +275,41 @@ pub fn rollback(reg: &Registry, reason: &str) -> Result<String> {
         reason,
     ));
     reg.write(&file)?;
+    queue(
+        reg,
+        crate::control::Command::Rollback,
+        Some(previous.clone()),
+        reason,
+    )?;
     Ok(previous)
 }
 
-/// Lets a paused job learn again (from its next start).
+/// Lets a paused job learn again; returns whether it was paused.
 pub fn resume(reg: &Registry, reason: &str) -> Result<bool> {
+    set_paused(reg, false, reason)
+}
+
+/// Stops a job's learning (the champion keeps serving); returns whether it was running.
+pub fn pause(reg: &Registry, reason: &str) -> Result<bool> {
+    set_paused(reg, true, reason)
+}
+
+fn set_paused(reg: &Registry, paused: bool, reason: &str) -> Result<bool> {
     let mut file = reg.read()?;
-    if !file.paused {
+    if file.paused == paused {
         return Ok(false);
     }
-    file.paused = false;
+    file.paused = paused;
     let champion = file.champion.clone();
+    let action = if paused { "pause" } else { "resume" };
     file.history
-        .push(operator_entry("resume", None, champion, reason));
+        .push(operator_entry(action, None, champion, reason));
     reg.write(&file)?;
+    let command = if paused {
+        crate::control::Command::Pause
+    } else {
+        crate::control::Command::Resume
+    };
+    queue(reg, command, None, reason)?;
     Ok(true)
 }

@@ -196,6 +196,10 @@ pub fn plan(
     let mut feed = Vec::new();
     for s in &m.segments {
         if s.ts_end <= start {
+            // Commands count in no stream's totals (each made a decision).
+            if s.stream == BufferStream::Controls {
+                continue;
+            }
             for (stream, n) in &s.rows_by_stream {
                 let c = base.entry(stream.clone()).or_default();
                 if s.stream == BufferStream::DeadLetters {

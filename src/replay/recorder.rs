@@ -74,6 +74,8 @@ pub struct Checkpointer {
     pub snapshots: Vec<(&'static str, crate::dataflow::ordered::Snapshots)>,
     /// Kafka read positions, committed to the job's group after each commit (monitoring).
     pub group_offsets: Option<crate::kafka::offsets::GroupOffsets>,
+    /// The control directory whose commands a commit retires (see [`crate::control`]).
+    pub controls: Option<PathBuf>,
 }
 
 impl Checkpointer {
@@ -96,6 +98,7 @@ impl Checkpointer {
             commits: 0,
             snapshots: Vec::new(),
             group_offsets: None,
+            controls: None,
         }))
     }
 
@@ -271,6 +274,17 @@ impl Checkpointer {
             }
         }
         self.commits += 1;
+        if let (Some(dir), Some(p)) = (
+            &self.controls,
+            self.manifest.partitions.get(crate::control::PARTITION_KEY),
+        ) {
+            // The commands the buffer now holds are done with: a later run must not apply
+            // them again. A failure leaves them for the next commit (the cursor still skips
+            // them on a restart).
+            if let Err(e) = crate::control::retire(dir, p.cursor.offset.saturating_sub(1)) {
+                tracing::warn!("cannot retire applied operator commands: {e}");
+            }
+        }
         if let Some(g) = &self.group_offsets {
             g.commit(
                 &self.manifest.partitions,
@@ -288,7 +302,8 @@ impl Checkpointer {
         let cutoff = end.saturating_sub(keep);
         let (old, kept): (Vec<_>, Vec<_>) = m.segments.drain(..).partition(|s| s.ts_end <= cutoff);
         m.segments = kept;
-        for s in &old {
+        // Commands count in no stream's totals (each made a decision).
+        for s in old.iter().filter(|s| s.stream != BufferStream::Controls) {
             for (stream, n) in &s.rows_by_stream {
                 let c = m.base.entry(stream.clone()).or_default();
                 if s.stream == BufferStream::DeadLetters {
@@ -408,7 +423,7 @@ pub fn record<'s>(
                         }
                         item => {
                             let pos = match &item {
-                                Ingested::Accepted(_, o) => &o.position,
+                                Ingested::Accepted(_, o) | Ingested::Control(_, o) => &o.position,
                                 Ingested::Dead(d) => &d.position,
                                 Ingested::Mark(..) => unreachable!("matched above"),
                             };
@@ -486,7 +501,7 @@ pub fn record<'s>(
 /// Where a recorded item was read (marks, which are never recorded, have no position).
 fn position(i: &Ingested) -> Option<&crate::records::Position> {
     match i {
-        Ingested::Accepted(_, o) => Some(&o.position),
+        Ingested::Accepted(_, o) | Ingested::Control(_, o) => Some(&o.position),
         Ingested::Dead(d) => Some(&d.position),
         Ingested::Mark(..) => None,
     }

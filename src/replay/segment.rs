@@ -37,15 +37,18 @@ pub enum BufferStream {
     Labels,
     /// Refused records of every stream.
     DeadLetters,
+    /// Operators' commands to the learner.
+    Controls,
 }
 
 impl BufferStream {
     /// All buffer streams, in their canonical order.
-    pub const ALL: [BufferStream; 4] = [
+    pub const ALL: [BufferStream; 5] = [
         BufferStream::Events,
         BufferStream::Predictions,
         BufferStream::Labels,
         BufferStream::DeadLetters,
+        BufferStream::Controls,
     ];
 
     /// The directory name of the stream inside a buffer.
@@ -55,6 +58,7 @@ impl BufferStream {
             BufferStream::Predictions => "predictions",
             BufferStream::Labels => "labels",
             BufferStream::DeadLetters => "dead_letters",
+            BufferStream::Controls => "controls",
         }
     }
 
@@ -65,6 +69,7 @@ impl BufferStream {
             Ingested::Accepted(Record::Prediction(_), _) => Some(BufferStream::Predictions),
             Ingested::Accepted(Record::Label(_), _) => Some(BufferStream::Labels),
             Ingested::Dead(_) => Some(BufferStream::DeadLetters),
+            Ingested::Control(..) => Some(BufferStream::Controls),
             Ingested::Mark(..) => None,
         }
     }
@@ -102,6 +107,9 @@ impl BufferStream {
                 Field::new("reason", DataType::Utf8, false),
                 Field::new("raw", DataType::Utf8, false),
             ]),
+            // The command as JSON, with the version file it names: rare and small records,
+            // whose shape may grow without a new column each time.
+            BufferStream::Controls => fields.push(Field::new("control", DataType::Utf8, false)),
         }
         Arc::new(Schema::new(fields))
     }
@@ -183,6 +191,7 @@ pub fn write_segment(
     for (_, item) in rows {
         let name = match item {
             Ingested::Dead(d) => d.stream.as_str(),
+            Ingested::Control(..) => crate::control::STREAM,
             other => other.stream().name(),
         };
         *by_stream.entry(name).or_insert(0) += 1;
@@ -305,7 +314,7 @@ fn encode(
     for (t, item) in rows {
         ts.append_value(*t);
         let pos = match item {
-            Ingested::Accepted(_, o) => &o.position,
+            Ingested::Accepted(_, o) | Ingested::Control(_, o) => &o.position,
             Ingested::Dead(d) => &d.position,
             Ingested::Mark(..) => return Err("a mark is not a record".into()),
         };
@@ -335,6 +344,9 @@ fn encode(
                 s2.append_value(&d.field);
                 s3.append_value(&d.reason);
                 s4.append_value(&d.raw);
+            }
+            (BufferStream::Controls, Ingested::Control(c, _)) => {
+                s1.append_value(serde_json::to_string(c).map_err(|e| e.to_string())?);
             }
             _ => return Err(format!("a record of another stream in a {stream} segment")),
         }
@@ -369,6 +381,7 @@ fn encode(
             Arc::new(s3.finish()),
             Arc::new(s4.finish()),
         ]),
+        BufferStream::Controls => cols.push(Arc::new(s1.finish())),
     }
     RecordBatch::try_new(stream.schema(), cols).map_err(|e| e.to_string())
 }
@@ -393,12 +406,16 @@ fn decode(stream: BufferStream, path: &PathBuf, bytes: Vec<u8>) -> Result<Vec<(u
                     .collect::<Vec<_>>()
             )));
         }
-        decode_batch(stream, &batch, &mut out);
+        decode_batch(stream, &batch, &mut out).map_err(bad)?;
     }
     Ok(out)
 }
 
-fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Ingested)>) {
+fn decode_batch(
+    stream: BufferStream,
+    b: &RecordBatch,
+    out: &mut Vec<(u64, Ingested)>,
+) -> std::result::Result<(), String> {
     let u64s = |i: usize| b.column(i).as_primitive::<UInt64Type>();
     let strs = |i: usize| b.column(i).as_string::<i32>();
     let (ts, source, offset) = (u64s(0), strs(1), u64s(2));
@@ -465,7 +482,20 @@ fn decode_batch(stream: BufferStream, b: &RecordBatch, out: &mut Vec<(u64, Inges
                 reason: strs(5).value(r).to_string(),
                 raw: strs(6).value(r).to_string(),
             })),
+            BufferStream::Controls => {
+                let text = strs(3).value(r);
+                match serde_json::from_str(text) {
+                    Ok(c) => Ingested::Control(Box::new(c), origin(position)),
+                    Err(e) => {
+                        return Err(format!(
+                            "row {r} holds no command ({e}): {}",
+                            crate::records::excerpt(text)
+                        ))
+                    }
+                }
+            }
         };
         out.push((ts.value(r), item));
     }
+    Ok(())
 }

@@ -40,17 +40,19 @@ pub enum Ingested {
     /// Partition `.0` (global index) may resume from `.1` once everything before its
     /// timestamp is committed; it carries no data.
     Mark(u32, Box<PartitionState>),
+    /// An operator's command, with its stamp and its place in the control directory.
+    Control(Box<crate::control::Control>, Origin),
 }
 
 impl Ingested {
-    /// The stream the record was read from.
+    /// The stream the record was read from (events for what belongs to none).
     pub fn stream(&self) -> Stream {
         match self {
             Ingested::Accepted(Record::Event(_), _) => Stream::Events,
             Ingested::Accepted(Record::Prediction(_), _) => Stream::Predictions,
             Ingested::Accepted(Record::Label(_), _) => Stream::Labels,
             Ingested::Dead(d) => Stream::parse(&d.stream).unwrap_or(Stream::Labels),
-            Ingested::Mark(..) => Stream::Events,
+            Ingested::Mark(..) | Ingested::Control(..) => Stream::Events,
         }
     }
 }
@@ -251,7 +253,23 @@ pub fn owners(parts: &[(Stream, PartitionSpec)], peers: usize) -> Vec<usize> {
         load[least] += w;
         owner[g] = least;
     }
+    // Worker 0 reads the operators' commands, which needs a partition to hold its capability:
+    // with fewer partitions than workers, the last worker's go to it instead.
+    if !owner.is_empty() && !owner.contains(&0) {
+        for o in owner.iter_mut().filter(|o| **o == peers - 1) {
+            *o = 0;
+        }
+    }
     owner
+}
+
+/// Where a live run reads operators' commands (worker 0 only; see [`crate::control`]).
+#[derive(Debug, Clone)]
+pub struct ControlInput {
+    /// The registry whose control directory it reads.
+    pub registry: PathBuf,
+    /// No replay buffer records the commands: they are retired as soon as read.
+    pub retire_on_read: bool,
 }
 
 /// Records read per partition per activation.
@@ -271,14 +289,19 @@ pub fn lead_ms(job: &Job) -> u64 {
         .max(2 * emit)
 }
 
-/// Builds the source operator of this worker; `pace` is the probe on the job's outputs and
-/// `resume` where a restarted job continues.
+/// Builds the source operator of this worker; `pace` is the probe on the job's outputs,
+/// `resume` where a restarted job continues, and `controls` where it reads operators' commands.
+///
+/// Commands are stamped at the operator's current capability when they are read (the
+/// partition `controls`, after every partition of the job, marks how far the directory was
+/// read); they hold no frontier back.
 pub fn ingest<'s>(
     scope: Scope<'s, u64>,
     job: Arc<Job>,
     pace: ProbeHandle<u64>,
     progress: Arc<Progress>,
     resume: Option<Arc<Resume>>,
+    controls: Option<ControlInput>,
 ) -> VecCollection<'s, u64, Ingested> {
     let index = scope.index();
     let peers = scope.peers();
@@ -292,6 +315,20 @@ pub fn ingest<'s>(
             let below = resume.as_ref().map_or(0, |r| r.below);
             let all = partitions(&job);
             let owner = owners(&all, peers);
+            let control_index = all.len() as u32;
+            let mut controls = controls.map(|c| {
+                // A resumed run continues at its recorded cursor (0 if it read no command).
+                let next = resume.as_ref().filter(|r| r.below > 0).map(|r| {
+                    r.partitions
+                        .get(crate::control::PARTITION_KEY)
+                        .map_or(0, |s| s.cursor.offset)
+                });
+                (
+                    crate::control::Reader::new(&c.registry, next),
+                    c.retire_on_read,
+                )
+            });
+            let mut commands = Vec::new();
             // The worker's topic partitions share one consumer (it lives as long as they do).
             let consumers = crate::kafka::source::Consumers::default();
             let mut parts: Vec<Part> = all
@@ -517,6 +554,57 @@ pub fn ingest<'s>(
                         // Silent past the idle timeout: stop holding the frontier back.
                         *idle = true;
                         tracing::info!(partition = *index, "source partition idle");
+                    }
+                }
+                if let Some((reader, retire)) = controls.as_mut() {
+                    if reader.poll(now.max(below), &mut commands) && !commands.is_empty() {
+                        let mut hi = now;
+                        for (r, ts) in commands.drain(..) {
+                            hi = hi.max(ts);
+                            let item = match r {
+                                Ok(c) => {
+                                    tracing::info!(
+                                        command = c.seq,
+                                        action = c.command.name(),
+                                        ts,
+                                        "operator command taken"
+                                    );
+                                    let origin = Origin {
+                                        stamp: ts,
+                                        position: Position {
+                                            source: crate::control::SOURCE.into(),
+                                            offset: c.seq,
+                                        },
+                                    };
+                                    Ingested::Control(Box::new(c), origin)
+                                }
+                                Err(d) => {
+                                    tracing::error!("operator command refused: {}", d.reason);
+                                    Ingested::Dead(Box::new(d))
+                                }
+                            };
+                            staged.entry(ts).or_default().push((item, ts, 1));
+                        }
+                        let state = PartitionState {
+                            cursor: Cursor {
+                                offset: reader.next(),
+                                byte: 0,
+                            },
+                            hi,
+                            ..Default::default()
+                        };
+                        staged.entry(hi).or_default().push((
+                            Ingested::Mark(control_index, Box::new(state)),
+                            hi,
+                            1,
+                        ));
+                        if *retire {
+                            if let Err(e) =
+                                crate::control::retire(reader.dir(), reader.next() - 1)
+                            {
+                                tracing::warn!("cannot retire operator commands: {e}");
+                            }
+                        }
                     }
                 }
                 for (ts, mut batch) in std::mem::take(&mut staged) {
