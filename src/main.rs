@@ -1028,7 +1028,9 @@ fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
             version, reason, ..
         } => {
             ops::promote(&reg, &version, &reason).map_err(e)?;
-            println!("champion: {version} (no job runs: the next one to hold the registry follows)");
+            println!(
+                "champion: {version} (no job runs: the next one to hold the registry follows)"
+            );
             follow_in_mlflow(&reg);
         }
         ModelsOp::Rollback { reason, .. } => {
@@ -1112,7 +1114,9 @@ fn cmd_models(dir: &std::path::Path, op: ModelsOp) -> Result<(), String> {
         }
         ModelsOp::Resume { reason, .. } => {
             if ops::resume(&reg, &reason).map_err(e)? {
-                println!("updates resumed (no job runs: the next one to hold the registry follows)");
+                println!(
+                    "updates resumed (no job runs: the next one to hold the registry follows)"
+                );
             } else {
                 println!("updates were not paused");
             }
@@ -1162,7 +1166,10 @@ fn command_running_job(
         if let Some(h) = control::decision(&reg, seq).map_err(e)? {
             let took = started.elapsed();
             if h.action == "refuse" {
-                return Err(format!("the running job refused command {seq}: {}", h.reason));
+                return Err(format!(
+                    "the running job refused command {seq}: {}",
+                    h.reason
+                ));
             }
             println!(
                 "{}: champion {}{}; decision {} by the running job at ts {}, {:.0} ms after the command",
@@ -1184,7 +1191,9 @@ fn command_running_job(
             if control::decision(&locked, seq).map_err(e)?.is_none()
                 && control::withdraw(dir, seq).map_err(e)?
             {
-                eprintln!("the job stopped before it took command {seq}: applying it to the registry");
+                eprintln!(
+                    "the job stopped before it took command {seq}: applying it to the registry"
+                );
                 let done = match command {
                     control::Command::Promote => {
                         let v = version.unwrap_or_default();
@@ -1205,7 +1214,11 @@ fn command_running_job(
                 return Ok(());
             }
             if let Some(h) = control::decision(&locked, seq).map_err(e)? {
-                println!("{}: champion {}", h.action, h.champion.as_deref().unwrap_or("none"));
+                println!(
+                    "{}: champion {}",
+                    h.action,
+                    h.champion.as_deref().unwrap_or("none")
+                );
                 return Ok(());
             }
             return Err(format!(

@@ -14,7 +14,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -143,7 +142,11 @@ pub fn submit(registry: &Path, mut control: Control) -> Result<u64> {
         let last = waiting(&dir)?.last().copied().unwrap_or(0);
         control.seq = last.max(consumed(&dir)?) + 1;
         let bytes = serde_json::to_vec_pretty(&control).expect("commands serialize");
-        let tmp = dir.join(format!(".{}.{}.tmp", file_name(control.seq), std::process::id()));
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            file_name(control.seq),
+            std::process::id()
+        ));
         {
             use std::io::Write;
             let mut f = crate::confine::create(&tmp)?;
@@ -186,7 +189,11 @@ pub fn retire(dir: &Path, upto: u64) -> Result<()> {
 /// The running job's decision on command `seq`, once it made it.
 pub fn decision(reg: &Registry, seq: u64) -> Result<Option<HistoryEntry>> {
     let file = reg.read()?;
-    Ok(file.history.into_iter().rev().find(|h| h.command == Some(seq)))
+    Ok(file
+        .history
+        .into_iter()
+        .rev()
+        .find(|h| h.command == Some(seq)))
 }
 
 /// Takes back command `seq` if no job read it; returns whether it was still waiting.
@@ -203,6 +210,8 @@ pub struct Reader {
     polled: Option<Instant>,
     /// A restart: the stamps an earlier run gave are kept (a fresh run's time is another).
     restart: bool,
+    /// The stamp of the last command read.
+    last: u64,
 }
 
 impl Reader {
@@ -210,15 +219,14 @@ impl Reader {
     /// (`None` at a fresh start), past every command a commit covered.
     pub fn new(registry: &Path, cursor: Option<u64>) -> Reader {
         let dir = dir(registry);
-        let next = cursor
-            .unwrap_or(0)
-            .max(consumed(&dir).unwrap_or(0) + 1);
+        let next = cursor.unwrap_or(0).max(consumed(&dir).unwrap_or(0) + 1);
         Reader {
             registry: registry.to_path_buf(),
             dir,
             next,
             polled: None,
             restart: cursor.is_some(),
+            last: 0,
         }
     }
 
@@ -236,7 +244,7 @@ impl Reader {
     /// clock: when a command arrives decides only its stamp, which the buffer records), each
     /// with its stamp: `at`, or the stamp an earlier run gave it (kept beside its file before
     /// it entered that run's dataflow), so that a restart applies a command its last commit did
-    /// not cover where the crashed run did. A command file that cannot be read or checked
+    /// not cover where the crashed run did; and never below an earlier command's. A command file that cannot be read or checked
     /// becomes a dead letter naming it and the field; the reader moves past it. Returns
     /// whether it looked.
     pub fn poll(
@@ -263,6 +271,8 @@ impl Reader {
                 true => std::fs::read_to_string(&stamp).ok(),
                 false => None,
             };
+            // Never before an earlier command: they apply in their order.
+            let at = at.max(self.last);
             let ts = match earlier {
                 Some(t) => t.trim().parse::<u64>().map_or(at, |t| t.max(at)),
                 None => {
@@ -276,6 +286,7 @@ impl Reader {
             };
             out.push((self.read(seq), ts));
             self.next = seq + 1;
+            self.last = ts;
         }
         true
     }
@@ -323,7 +334,8 @@ impl Reader {
             _ => {}
         }
         if let Some(v) = &c.version {
-            let reg = Registry::existing(&self.registry).map_err(|e| dead("version", e.to_string(), &text))?;
+            let reg = Registry::existing(&self.registry)
+                .map_err(|e| dead("version", e.to_string(), &text))?;
             let file = reg
                 .version(v)
                 .map_err(|e| dead("version", e.to_string(), &text))?;
@@ -359,7 +371,12 @@ mod tests {
         let mut out = Vec::new();
         assert!(r.poll(7, &mut out));
         let got: Vec<_> = out.into_iter().map(|(c, _)| c.unwrap()).collect();
-        assert_eq!(got.iter().map(|c| (c.seq, c.reason.as_str())).collect::<Vec<_>>(), [(1, "a"), (2, "b")]);
+        assert_eq!(
+            got.iter()
+                .map(|c| (c.seq, c.reason.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "a"), (2, "b")]
+        );
         assert_eq!(r.next(), 3);
         // Retired commands are gone, and numbering continues past them.
         retire(&dir(reg), 2).unwrap();
@@ -391,7 +408,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let reg = tmp.path();
         std::fs::create_dir_all(dir(reg)).unwrap();
-        std::fs::write(dir(reg).join(file_name(1)), "{\"seq\": 1, \"command\": \"explode\"").unwrap();
+        std::fs::write(
+            dir(reg).join(file_name(1)),
+            "{\"seq\": 1, \"command\": \"explode\"",
+        )
+        .unwrap();
         let mut c = pause("x");
         c.seq = 2;
         c.command = Command::Promote;
@@ -399,7 +420,10 @@ mod tests {
         let mut out = Vec::new();
         Reader::new(reg, None).poll(0, &mut out);
         let d1 = out[0].0.as_ref().unwrap_err();
-        assert!(d1.reason.contains("0000000001.json") && d1.reason.contains("not a command"), "{d1:?}");
+        assert!(
+            d1.reason.contains("0000000001.json") && d1.reason.contains("not a command"),
+            "{d1:?}"
+        );
         let d2 = out[1].0.as_ref().unwrap_err();
         assert_eq!(d2.field, "version");
         assert_eq!(d2.position.offset, 2);

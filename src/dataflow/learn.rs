@@ -29,8 +29,8 @@ use super::panes::{assemble, ident, pre_aggregate, PaneAcc, Panes, Render};
 use super::quality::QKey;
 use super::windows::{Names, Status, Win};
 use crate::config::Job;
-use crate::error::Error;
 use crate::control::Control;
+use crate::error::Error;
 use crate::learn::learner::{
     Action, By, DecisionRow, Example, Learner, LearnerState, Out, QuarantineRow, VersionRow,
 };
@@ -195,27 +195,28 @@ impl Publisher {
                 // A command applied to the registry while no job ran is in its history
                 // already: the learner only followed it.
                 let offline = command.is_some_and(|c| self.offline.contains(&c));
-                self.registry.apply(d.seq, (!offline).then_some(entry), |f| {
-                    if offline {
-                        return;
-                    }
-                    match d.action {
-                        Action::Promote => {
-                            f.champion = d.champion.clone();
-                            if d.by == By::Job || f.challenger == d.champion {
-                                f.challenger = None;
+                self.registry
+                    .apply(d.seq, (!offline).then_some(entry), |f| {
+                        if offline {
+                            return;
+                        }
+                        match d.action {
+                            Action::Promote => {
+                                f.champion = d.champion.clone();
+                                if d.by == By::Job || f.challenger == d.champion {
+                                    f.challenger = None;
+                                }
                             }
+                            Action::Block => f.challenger = d.version.clone(),
+                            Action::Rollback => {
+                                f.champion = d.champion.clone();
+                                f.paused = true;
+                            }
+                            Action::Pause => f.paused = true,
+                            Action::Resume => f.paused = false,
+                            _ => {}
                         }
-                        Action::Block => f.challenger = d.version.clone(),
-                        Action::Rollback => {
-                            f.champion = d.champion.clone();
-                            f.paused = true;
-                        }
-                        Action::Pause => f.paused = true,
-                        Action::Resume => f.paused = false,
-                        _ => {}
-                    }
-                })
+                    })
             }
             _ => Ok(()),
         };

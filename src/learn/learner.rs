@@ -586,10 +586,7 @@ impl Learner {
     pub fn control(&mut self, c: &Control, out: &mut Vec<Out>) {
         let by = By::Operator(c.seq);
         let said = if c.offline {
-            format!(
-                "{} (applied to the registry while no job ran)",
-                c.reason
-            )
+            format!("{} (applied to the registry while no job ran)", c.reason)
         } else {
             c.reason.clone()
         };

@@ -182,32 +182,17 @@ pub fn diff(reg: &Registry, a: &str, b: &str) -> Result<String> {
     Ok(out)
 }
 
-fn operator_entry(
-    action: &str,
-    version: Option<String>,
-    champion: Option<String>,
-    reason: &str,
-) -> HistoryEntry {
-    HistoryEntry {
-        seq: None,
-        ts: None,
-        action: action.into(),
-        version,
-        champion,
-        reason: reason.into(),
-        by: "operator".into(),
-        command: None,
-    }
-}
-
-/// Queues an applied change for the learner of the next job to hold the registry.
-fn queue(
+/// Writes an operator's change: queued first for the learner of the next job to hold the
+/// registry (which brings its state in line), then recorded under that command's number; a
+/// change that cannot be written is taken back from the queue.
+fn change(
     reg: &Registry,
+    mut file: super::RegistryFile,
     command: crate::control::Command,
     version: Option<String>,
-    reason: &str,
+    (concerned, reason): (Option<String>, &str),
 ) -> Result<()> {
-    crate::control::submit(
+    let seq = crate::control::submit(
         reg.dir(),
         crate::control::Control {
             seq: 0,
@@ -217,8 +202,20 @@ fn queue(
             offline: true,
             model: None,
         },
-    )
-    .map(|_| ())
+    )?;
+    file.history.push(HistoryEntry {
+        seq: None,
+        ts: None,
+        action: command.name().into(),
+        version: concerned,
+        champion: file.champion.clone(),
+        reason: reason.into(),
+        by: "operator".into(),
+        command: Some(seq),
+    });
+    reg.write(&file).inspect_err(|_| {
+        let _ = crate::control::withdraw(reg.dir(), seq);
+    })
 }
 
 /// Makes `version` the champion.
@@ -229,14 +226,13 @@ pub fn promote(reg: &Registry, version: &str, reason: &str) -> Result<()> {
     if file.challenger.as_deref() == Some(version) {
         file.challenger = None;
     }
-    file.history.push(operator_entry(
-        "promote",
+    change(
+        reg,
+        file,
+        crate::control::Command::Promote,
         Some(version.into()),
-        file.champion.clone(),
-        reason,
-    ));
-    reg.write(&file)?;
-    queue(reg, crate::control::Command::Promote, Some(version.into()), reason)
+        (Some(version.into()), reason),
+    )
 }
 
 /// Restores the champion before the current one and pauses updates (as the job's own
@@ -268,18 +264,12 @@ pub fn rollback(reg: &Registry, reason: &str) -> Result<String> {
     reg.version(&previous)?;
     file.champion = Some(previous.clone());
     file.paused = true;
-    file.history.push(operator_entry(
-        "rollback",
-        current,
-        file.champion.clone(),
-        reason,
-    ));
-    reg.write(&file)?;
-    queue(
+    change(
         reg,
+        file,
         crate::control::Command::Rollback,
         Some(previous.clone()),
-        reason,
+        (current, reason),
     )?;
     Ok(previous)
 }
@@ -300,16 +290,11 @@ fn set_paused(reg: &Registry, paused: bool, reason: &str) -> Result<bool> {
         return Ok(false);
     }
     file.paused = paused;
-    let champion = file.champion.clone();
-    let action = if paused { "pause" } else { "resume" };
-    file.history
-        .push(operator_entry(action, None, champion, reason));
-    reg.write(&file)?;
     let command = if paused {
         crate::control::Command::Pause
     } else {
         crate::control::Command::Resume
     };
-    queue(reg, command, None, reason)?;
+    change(reg, file, command, None, (None, reason))?;
     Ok(true)
 }

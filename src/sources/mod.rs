@@ -599,8 +599,7 @@ pub fn ingest<'s>(
                             1,
                         ));
                         if *retire {
-                            if let Err(e) =
-                                crate::control::retire(reader.dir(), reader.next() - 1)
+                            if let Err(e) = crate::control::retire(reader.dir(), reader.next() - 1)
                             {
                                 tracing::warn!("cannot retire operator commands: {e}");
                             }
