@@ -559,7 +559,8 @@ fn kills_during_consumption_lose_and_double_nothing_in_the_buffer_or_the_topics(
     for s in &m.segments {
         for (_, item) in read_segment(&buffer, s).unwrap() {
             let pos = match &item {
-                tidemark::sources::Ingested::Accepted(_, o) => o.position.clone(),
+                tidemark::sources::Ingested::Accepted(_, o)
+                | tidemark::sources::Ingested::Control(_, o) => o.position.clone(),
                 tidemark::sources::Ingested::Dead(dl) => dl.position.clone(),
                 tidemark::sources::Ingested::Mark(..) => unreachable!(),
             };
@@ -778,7 +779,8 @@ segment_ms = 10000
     for s in &m.segments {
         for (_, item) in read_segment(&buffer, s).unwrap() {
             let pos = match &item {
-                tidemark::sources::Ingested::Accepted(_, o) => o.position.clone(),
+                tidemark::sources::Ingested::Accepted(_, o)
+                | tidemark::sources::Ingested::Control(_, o) => o.position.clone(),
                 tidemark::sources::Ingested::Dead(dl) => {
                     panic!("no record here is bad: {dl:?}")
                 }

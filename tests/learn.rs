@@ -475,8 +475,17 @@ fn a_breaching_champion_is_rolled_back_and_updates_pause_until_resumed() {
         2000
     );
     let mut out = Vec::new();
-    l.resume("test", &mut out);
+    let resume = tidemark::control::Control {
+        seq: 1,
+        command: tidemark::control::Command::Resume,
+        version: None,
+        reason: "test".into(),
+        offline: false,
+        model: None,
+    };
+    l.control(&resume, &mut out);
     assert_eq!(decisions(&out)[0].0, Action::Resume);
+    assert!(!l.paused());
     feed(&mut l, &examples(&mut rng, 100, 6400, true), 100);
     assert_ne!(l.online(), &before, "learning again");
 }

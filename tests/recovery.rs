@@ -184,7 +184,8 @@ fn twenty_kills_lose_and_double_nothing() {
     for s in &m.segments {
         for (_, item) in read_segment(&buffer, s).unwrap() {
             let pos = match &item {
-                tidemark::sources::Ingested::Accepted(_, o) => o.position.clone(),
+                tidemark::sources::Ingested::Accepted(_, o)
+                | tidemark::sources::Ingested::Control(_, o) => o.position.clone(),
                 tidemark::sources::Ingested::Dead(dl) => dl.position.clone(),
                 tidemark::sources::Ingested::Mark(..) => unreachable!(),
             };

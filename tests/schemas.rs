@@ -11,7 +11,7 @@ use tidemark::dataflow::labels::{LKey, LabelAgg, LabelRow};
 use tidemark::dataflow::learn::ShadowRow;
 use tidemark::dataflow::quality::{AucExact, QKey, QualityAgg, QualityRow};
 use tidemark::dataflow::windows::{Status, Win};
-use tidemark::learn::learner::{Action, DecisionRow, QuarantineRow, VersionRow, WindowStats};
+use tidemark::learn::learner::{Action, By, DecisionRow, QuarantineRow, VersionRow, WindowStats};
 use tidemark::outputs::rows::{Columns, Format, IngestRow, OutputRow};
 use tidemark::outputs::writer::{arrow_schema, output_schema_id};
 use tidemark::records::{DeadLetter, Position};
@@ -341,6 +341,7 @@ fn output_rows_match_their_schema_files() {
             reason: "trimmed log-loss …".into(),
             window: window.clone(),
             psi_bits: Some(0.01f64.to_bits()),
+            by: By::Job,
         },
         DecisionRow {
             seq: 1,
@@ -350,6 +351,7 @@ fn output_rows_match_their_schema_files() {
             reason: "drift".into(),
             window: empty,
             psi_bits: None,
+            by: By::Operator(7),
         },
     ]);
     check(&[QuarantineRow {
