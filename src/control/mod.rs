@@ -32,6 +32,8 @@ pub const SOURCE: &str = "control";
 pub const STREAM: &str = "controls";
 /// How often the job looks for new commands.
 const POLL: Duration = Duration::from_millis(50);
+/// How far beyond a restart's first timestamp a kept stamp may lie (a day of event time).
+const STAMP_AHEAD_MS: u64 = 86_400_000;
 
 /// What an operator asks of the learner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -91,6 +93,11 @@ fn file_name(seq: u64) -> String {
     format!("{seq:010}.json")
 }
 
+/// A version's name: `v` and six digits.
+pub fn is_version_name(v: &str) -> bool {
+    v.len() == 7 && v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
 fn stamp_name(seq: u64) -> String {
     format!("{seq:010}.stamp")
 }
@@ -138,9 +145,21 @@ pub fn submit(registry: &Path, mut control: Control) -> Result<u64> {
     let dir = dir(registry);
     crate::confine::create_dir(&dir)?;
     control.model = None;
+    // Numbers continue past every command the registry's history names too, should the
+    // control directory have been lost or cleaned.
+    let recorded = Registry::existing(registry)
+        .and_then(|r| r.read())
+        .map(|f| {
+            f.history
+                .iter()
+                .filter_map(|h| h.command)
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
     for _ in 0..1000 {
         let last = waiting(&dir)?.last().copied().unwrap_or(0);
-        control.seq = last.max(consumed(&dir)?) + 1;
+        control.seq = last.max(consumed(&dir)?).max(recorded).saturating_add(1);
         let bytes = serde_json::to_vec_pretty(&control).expect("commands serialize");
         let tmp = dir.join(format!(
             ".{}.{}.tmp",
@@ -196,9 +215,14 @@ pub fn decision(reg: &Registry, seq: u64) -> Result<Option<HistoryEntry>> {
         .find(|h| h.command == Some(seq)))
 }
 
-/// Takes back command `seq` if no job read it; returns whether it was still waiting.
+/// Takes back command `seq` if no job read it (a job keeps a stamp beside each command it
+/// reads); returns whether it was still unread.
 pub fn withdraw(registry: &Path, seq: u64) -> Result<bool> {
-    crate::confine::remove(&dir(registry).join(file_name(seq)))
+    let dir = dir(registry);
+    if dir.join(stamp_name(seq)).exists() {
+        return Ok(false);
+    }
+    crate::confine::remove(&dir.join(file_name(seq)))
 }
 
 /// The job's side: reads new commands from the control directory, in order.
@@ -274,7 +298,13 @@ impl Reader {
             // Never before an earlier command: they apply in their order.
             let at = at.max(self.last);
             let ts = match earlier {
-                Some(t) => t.trim().parse::<u64>().map_or(at, |t| t.max(at)),
+                // A stamp further ahead than a crashed run could have been is not ours.
+                Some(t) => t
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|t| *t <= at.saturating_add(STAMP_AHEAD_MS))
+                    .map_or(at, |t| t.max(at)),
                 None => {
                     let written =
                         crate::replay::segment::write_atomic(&stamp, format!("{at}\n").as_bytes());
@@ -285,7 +315,7 @@ impl Reader {
                 }
             };
             out.push((self.read(seq), ts));
-            self.next = seq + 1;
+            self.next = seq.saturating_add(1);
             self.last = ts;
         }
         true
@@ -303,6 +333,7 @@ impl Reader {
             reason: format!("{}: {reason}", path.display()),
             raw: excerpt(raw),
         };
+        crate::confine::not_link(&path).map_err(|e| dead("", e.to_string(), ""))?;
         let text = std::fs::read_to_string(&path).map_err(|e| dead("", e.to_string(), ""))?;
         let mut c: Control = serde_json::from_str(&text)
             .map_err(|e| dead("", format!("not a command: {e}"), &text))?;
@@ -334,6 +365,13 @@ impl Reader {
             _ => {}
         }
         if let Some(v) = &c.version {
+            if !is_version_name(v) {
+                return Err(dead(
+                    "version",
+                    format!("{:?} is not a version name (v and six digits)", excerpt(v)),
+                    &text,
+                ));
+            }
             let reg = Registry::existing(&self.registry)
                 .map_err(|e| dead("version", e.to_string(), &text))?;
             let file = reg
@@ -404,6 +442,37 @@ mod tests {
     }
 
     #[test]
+    fn numbers_continue_past_the_history_and_read_commands_are_not_withdrawn() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = Registry::open(tmp.path()).unwrap();
+        let mut file = reg.read().unwrap();
+        file.history.push(HistoryEntry {
+            seq: Some(3),
+            ts: Some(10),
+            action: "pause".into(),
+            version: None,
+            champion: None,
+            reason: String::new(),
+            by: "operator".into(),
+            command: Some(41),
+        });
+        reg.write(&file).unwrap();
+        // The control directory was lost: numbering does not start over.
+        assert_eq!(submit(tmp.path(), pause("a")).unwrap(), 42);
+        assert_eq!(submit(tmp.path(), pause("b")).unwrap(), 43);
+        let mut out = Vec::new();
+        let mut r = Reader::new(tmp.path(), None);
+        r.poll(5, &mut out);
+        assert_eq!(out.len(), 2);
+        // Read by a job (which kept their stamps): no longer the operator's to take back.
+        assert!(!withdraw(tmp.path(), 42).unwrap());
+        assert!(dir(tmp.path()).join(file_name(42)).exists());
+        assert_eq!(submit(tmp.path(), pause("c")).unwrap(), 44);
+        assert!(withdraw(tmp.path(), 44).unwrap());
+        assert!(!dir(tmp.path()).join(file_name(44)).exists());
+    }
+
+    #[test]
     fn a_bad_command_file_is_a_dead_letter_naming_it() {
         let tmp = tempfile::tempdir().unwrap();
         let reg = tmp.path();
@@ -427,5 +496,19 @@ mod tests {
         let d2 = out[1].0.as_ref().unwrap_err();
         assert_eq!(d2.field, "version");
         assert_eq!(d2.position.offset, 2);
+        // A version that is no version name, and a link in place of a command.
+        c.seq = 3;
+        c.version = Some("../../etc/passwd".into());
+        std::fs::write(dir(reg).join(file_name(3)), serde_json::to_vec(&c).unwrap()).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir(reg).join(file_name(4))).unwrap();
+        // A kept stamp far beyond where a run could have been is not trusted.
+        std::fs::write(dir(reg).join(stamp_name(3)), format!("{}\n", u64::MAX)).unwrap();
+        let mut out = Vec::new();
+        Reader::new(reg, Some(0)).poll(9, &mut out);
+        let (d3, ts3) = (out[2].0.as_ref().unwrap_err(), out[2].1);
+        assert!(d3.reason.contains("not a version name"), "{d3:?}");
+        assert_eq!(ts3, 9);
+        let d4 = out[3].0.as_ref().unwrap_err();
+        assert!(d4.reason.contains("link"), "{d4:?}");
     }
 }

@@ -193,30 +193,30 @@ impl Publisher {
                     command,
                 };
                 // A command applied to the registry while no job ran is in its history
-                // already: the learner only followed it.
+                // already (the same action under the same number): the learner only followed
+                // it, unless it refused it.
                 let offline = command.is_some_and(|c| self.offline.contains(&c));
-                self.registry
-                    .apply(d.seq, (!offline).then_some(entry), |f| {
-                        if offline {
-                            return;
-                        }
-                        match d.action {
-                            Action::Promote => {
-                                f.champion = d.champion.clone();
-                                if d.by == By::Job || f.challenger == d.champion {
-                                    f.challenger = None;
-                                }
+                self.registry.apply(d.seq, entry, |f| {
+                    if offline {
+                        return;
+                    }
+                    match d.action {
+                        Action::Promote => {
+                            f.champion = d.champion.clone();
+                            if d.by == By::Job || f.challenger == d.champion {
+                                f.challenger = None;
                             }
-                            Action::Block => f.challenger = d.version.clone(),
-                            Action::Rollback => {
-                                f.champion = d.champion.clone();
-                                f.paused = true;
-                            }
-                            Action::Pause => f.paused = true,
-                            Action::Resume => f.paused = false,
-                            _ => {}
                         }
-                    })
+                        Action::Block => f.challenger = d.version.clone(),
+                        Action::Rollback => {
+                            f.champion = d.champion.clone();
+                            f.paused = true;
+                        }
+                        Action::Pause => f.paused = true,
+                        Action::Resume => f.paused = false,
+                        _ => {}
+                    }
+                })
             }
             _ => Ok(()),
         };

@@ -687,6 +687,12 @@ impl Learner {
         if file.version != v || file.checksum != file.compute_checksum() {
             return Err(format!("the file of {v} it carries fails its checksum"));
         }
+        if file.job != self.job {
+            return Err(format!(
+                "{v} was trained by job {:?}, not this one",
+                file.job
+            ));
+        }
         let online = &self.state.online;
         if file.model.features != online.features || file.model.loss != online.loss {
             return Err(format!(

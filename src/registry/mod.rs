@@ -156,7 +156,8 @@ pub struct HistoryEntry {
     pub seq: Option<u64>,
     /// The job timestamp of the decision, for changes made by a job.
     pub ts: Option<u64>,
-    /// `promote`, `block`, `rollback`, `pause`, `resume`, `update_failed`, `rate_boost`, `rate_reset`.
+    /// `promote`, `block`, `rollback`, `pause`, `resume`, `update_failed`, `rate_boost`,
+    /// `rate_reset`, or `refuse` (an operator's command the job could not apply).
     pub action: String,
     /// The version concerned.
     pub version: Option<String>,
@@ -328,21 +329,29 @@ impl Registry {
         atomic::write_atomic(&path, &bytes)
     }
 
-    /// Applies a job's decision `seq` (with its history entry, unless it has one already),
-    /// unless already applied.
+    /// Applies a job's decision `seq` with its history entry, unless already applied: a
+    /// decision on an operator's command once per command and action (its number is the
+    /// operator's, whatever the job's decision numbers), any other once per number.
     pub fn apply(
         &self,
         seq: u64,
-        entry: Option<HistoryEntry>,
+        entry: HistoryEntry,
         update: impl FnOnce(&mut RegistryFile),
     ) -> Result<()> {
         let mut file = self.read()?;
-        if seq <= file.applied_seq {
+        let done = match entry.command {
+            Some(c) => file
+                .history
+                .iter()
+                .any(|h| h.command == Some(c) && h.action == entry.action),
+            None => seq <= file.applied_seq,
+        };
+        if done {
             return Ok(());
         }
         update(&mut file);
-        file.applied_seq = seq;
-        file.history.extend(entry);
+        file.applied_seq = file.applied_seq.max(seq);
+        file.history.push(entry);
         self.write(&file)
     }
 }

@@ -558,10 +558,8 @@ pub fn ingest<'s>(
                 }
                 if let Some((reader, retire)) = controls.as_mut() {
                     if reader.poll(now.max(below), &mut commands) && !commands.is_empty() {
-                        let mut hi = now;
                         for (r, ts) in commands.drain(..) {
-                            hi = hi.max(ts);
-                            let item = match r {
+                            let (item, seq) = match r {
                                 Ok(c) => {
                                     tracing::info!(
                                         command = c.seq,
@@ -569,38 +567,39 @@ pub fn ingest<'s>(
                                         ts,
                                         "operator command taken"
                                     );
+                                    let seq = c.seq;
                                     let origin = Origin {
                                         stamp: ts,
                                         position: Position {
                                             source: crate::control::SOURCE.into(),
-                                            offset: c.seq,
+                                            offset: seq,
                                         },
                                     };
-                                    Ingested::Control(Box::new(c), origin)
+                                    (Ingested::Control(Box::new(c), origin), seq)
                                 }
                                 Err(d) => {
                                     tracing::error!("operator command refused: {}", d.reason);
-                                    Ingested::Dead(Box::new(d))
+                                    let seq = d.position.offset;
+                                    (Ingested::Dead(Box::new(d)), seq)
                                 }
                             };
-                            staged.entry(ts).or_default().push((item, ts, 1));
+                            // Each command with its own mark: a commit between two commands
+                            // read together resumes after the first (never applies it twice).
+                            let state = PartitionState {
+                                cursor: Cursor {
+                                    offset: seq.saturating_add(1),
+                                    byte: 0,
+                                },
+                                hi: ts,
+                                ..Default::default()
+                            };
+                            let at = staged.entry(ts).or_default();
+                            at.push((item, ts, 1));
+                            at.push((Ingested::Mark(control_index, Box::new(state)), ts, 1));
                         }
-                        let state = PartitionState {
-                            cursor: Cursor {
-                                offset: reader.next(),
-                                byte: 0,
-                            },
-                            hi,
-                            ..Default::default()
-                        };
-                        staged.entry(hi).or_default().push((
-                            Ingested::Mark(control_index, Box::new(state)),
-                            hi,
-                            1,
-                        ));
                         if *retire {
-                            if let Err(e) = crate::control::retire(reader.dir(), reader.next() - 1)
-                            {
+                            let upto = reader.next().saturating_sub(1);
+                            if let Err(e) = crate::control::retire(reader.dir(), upto) {
                                 tracing::warn!("cannot retire operator commands: {e}");
                             }
                         }
@@ -615,16 +614,28 @@ pub fn ingest<'s>(
                     .filter(|p| !p.idle)
                     .map(|p| p.stamper.frontier())
                     .min();
-                let others = {
+                let (others, others_running) = {
                     let mut a = progress.active.lock().unwrap_or_else(|e| e.into_inner());
-                    a.insert(index, active.unwrap_or(u64::MAX));
-                    a.iter()
-                        .filter(|(w, _)| **w != index)
-                        .map(|(_, f)| *f)
-                        .min()
+                    // A worker whose partitions are all done leaves the map.
+                    if parts.is_empty() {
+                        a.remove(&index);
+                    } else {
+                        a.insert(index, active.unwrap_or(u64::MAX));
+                    }
+                    let others = a.iter().filter(|(w, _)| **w != index);
+                    (others.clone().map(|(_, f)| *f).min(), others.count() > 0)
                 };
                 if parts.is_empty() {
-                    cap = None;
+                    // Worker 0 keeps reading operators' commands while the job runs on other
+                    // workers of its process, following their frontier.
+                    if controls.is_none() || !others_running {
+                        cap = None;
+                        return;
+                    }
+                    if let Some(o) = others.filter(|o| *o != u64::MAX && *o > now) {
+                        c.downgrade(&o);
+                    }
+                    activator.activate_after(Duration::from_millis(10));
                     return;
                 }
                 // Idle partitions do not hold the frontier. When all of this worker's are idle,
