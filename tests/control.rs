@@ -206,6 +206,24 @@ fn each_command_reaches_the_running_job_and_a_replay_shows_it() {
     // A promote of a version that does not exist is refused before it is sent.
     let o = models(&registry, &["promote", "v999999"]);
     assert!(!o.status.success());
+    // One of another job's versions is refused by the learner: a decision that says why.
+    let reg = tidemark::registry::Registry::existing(&registry).unwrap();
+    let mut foreign = reg.version("v000001").unwrap();
+    foreign.version = "v000900".into();
+    foreign.job = "another".into();
+    let foreign = foreign.sealed();
+    std::fs::write(
+        registry.join("versions/v000900.json"),
+        serde_json::to_vec_pretty(&foreign).unwrap(),
+    )
+    .unwrap();
+    let o = models(&registry, &["promote", "v000900"]);
+    let said = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        !o.status.success() && said.contains("refused") && said.contains("trained by job"),
+        "{said}"
+    );
+    assert_eq!(registry_file(&registry)["champion"], champion.as_str());
     let said = ok(&models(&registry, &["resume", "--reason", "fixed"]));
     assert!(said.contains("resume: champion"), "{said}");
     assert_eq!(registry_file(&registry)["paused"], false);
@@ -224,11 +242,12 @@ fn each_command_reaches_the_running_job_and_a_replay_shows_it() {
             (1, "pause", &v(&champion)),
             (2, "promote", &v(target)),
             (3, "rollback", &v(&champion)),
-            (4, "resume", &v(&champion)),
+            (4, "refuse", &v(&champion)),
+            (5, "resume", &v(&champion)),
         ],
         "{ops:?}"
     );
-    let (paused_at, resumed_at) = (ops[0].3, ops[3].3);
+    let (paused_at, resumed_at) = (ops[0].3, ops[4].3);
     assert!(
         ops.windows(2).all(|w| w[0].3 <= w[1].3),
         "applied in order: {ops:?}"
@@ -271,7 +290,7 @@ fn each_command_reaches_the_running_job_and_a_replay_shows_it() {
         std::fs::read_to_string(control.join("CONSUMED"))
             .unwrap()
             .trim(),
-        "4"
+        "5"
     );
     assert_replay_shows_them(&job, &out, &d.path().join("replayed"));
 }
