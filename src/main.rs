@@ -1227,8 +1227,8 @@ fn command_running_job(
         }
         if Instant::now() >= until {
             return Err(format!(
-                "the running job has not decided on command {seq} within {wait} s; it stays queued in {} \
-                 and is applied when the job reads it",
+                "the running job has not decided on command {seq} within {wait} s (a command applies with \
+                 the job's next records: is its input quiet?); it stays queued in {} and will be applied",
                 control::dir(dir).display()
             ));
         }
