@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::free_port;
+use common::{demo_job as demo, free_port};
 use serde_json::Value;
 
 fn alertmanager() -> Option<PathBuf> {
@@ -127,32 +127,6 @@ impl Drop for Am {
     fn drop(&mut self) {
         self.down();
     }
-}
-
-/// The demo job with `events` events, its outputs under `dir`.
-fn demo(dir: &Path, events: u64) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("dataflows/demo.toml"))
-        .unwrap()
-        .replace("events = 60000", &format!("events = {events}"))
-        .replace(
-            "name = \"demo\"",
-            &format!(
-                "name = \"demo\"\nschemas_dir = \"{}\"",
-                root.join("schemas").display()
-            ),
-        )
-        .replace(
-            "dir = \"out/demo\"",
-            &format!("dir = \"{}\"", dir.join("out").display()),
-        )
-        .replace(
-            "registry = \"out/demo/registry\"",
-            &format!("registry = \"{}\"", dir.join("out/registry").display()),
-        );
-    let path = dir.join("demo.toml");
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// What the alerts changelog says is firing at the end: labels → summary.

@@ -10,30 +10,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The demo job with `events` events, its outputs (and registry) under `dir/out`.
-fn demo(dir: &Path, events: u64) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("dataflows/demo.toml"))
-        .unwrap()
-        .replace("events = 60000", &format!("events = {events}"))
-        .replace(
-            "name = \"demo\"",
-            &format!(
-                "name = \"demo\"\nschemas_dir = \"{}\"",
-                root.join("schemas").display()
-            ),
-        )
-        .replace(
-            "dir = \"out/demo\"",
-            &format!("dir = \"{}\"", dir.join("out").display()),
-        )
-        .replace(
-            "registry = \"out/demo/registry\"",
-            &format!("registry = \"{}\"", dir.join("out/registry").display()),
-        );
-    let path = dir.join("demo.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+mod common;
+use common::demo_job;
+
+/// The demo job with 400k events (it runs long enough for commands) in a temporary
+/// directory: the directory, the job file, its outputs, its registry and its log file.
+fn demo() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let job = demo_job(d.path(), 400_000);
+    let out = d.path().join("out");
+    let registry = out.join("registry");
+    let log = d.path().join("run.log");
+    (d, job, out, registry, log)
 }
 
 fn start(job: &Path, log: &Path) -> Child {
@@ -167,11 +155,7 @@ fn assert_replay_shows_them(job: &Path, out: &Path, into: &Path) {
 
 #[test]
 fn each_command_reaches_the_running_job_and_a_replay_shows_it() {
-    let d = tempfile::tempdir().unwrap();
-    let job = demo(d.path(), 400_000);
-    let out = d.path().join("out");
-    let registry = out.join("registry");
-    let log = d.path().join("run.log");
+    let (d, job, out, registry, log) = demo();
     let mut child = start(&job, &log);
     wait_for_versions(&mut child, &registry, 3, &log);
 
@@ -297,11 +281,7 @@ fn each_command_reaches_the_running_job_and_a_replay_shows_it() {
 
 #[test]
 fn a_command_holds_after_a_kill_and_one_given_while_no_job_runs_is_taken_up_at_the_next_start() {
-    let d = tempfile::tempdir().unwrap();
-    let job = demo(d.path(), 400_000);
-    let out = d.path().join("out");
-    let registry = out.join("registry");
-    let log = d.path().join("run.log");
+    let (d, job, out, registry, log) = demo();
     let mut child = start(&job, &log);
     wait_for_versions(&mut child, &registry, 2, &log);
     ok(&models(&registry, &["pause"]));

@@ -315,3 +315,29 @@ pub fn finish_all(
     }
     failed
 }
+
+/// The demo job with `events` events, its outputs (and registry) under `dir/out`.
+pub fn demo_job(dir: &Path, events: u64) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("dataflows/demo.toml"))
+        .unwrap()
+        .replace("events = 60000", &format!("events = {events}"))
+        .replace(
+            "name = \"demo\"",
+            &format!(
+                "name = \"demo\"\nschemas_dir = \"{}\"",
+                root.join("schemas").display()
+            ),
+        )
+        .replace(
+            "dir = \"out/demo\"",
+            &format!("dir = \"{}\"", dir.join("out").display()),
+        )
+        .replace(
+            "registry = \"out/demo/registry\"",
+            &format!("registry = \"{}\"", dir.join("out/registry").display()),
+        );
+    let path = dir.join("demo.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
