@@ -119,7 +119,8 @@ enum Command {
     },
     /// Compute a drift reference profile from files or a range of a job's own sources.
     Profile(ProfileArgs),
-    /// Inspect and change a model registry: list, show, diff, promote, rollback, resume.
+    /// Inspect a model registry, and act on its job: list, show, diff, promote, rollback, pause,
+    /// resume (on a running job, as commands its learner applies).
     Models {
         /// The registry directory (a job's `learn.registry`).
         #[arg(long, default_value = "out/demo/registry")]

@@ -127,6 +127,13 @@ fn waiting(dir: &Path) -> Result<Vec<u64>> {
     Ok(out)
 }
 
+/// The numbers of the commands no commit has covered yet, oldest first.
+pub fn waiting_commands(registry: &Path) -> Result<Vec<u64>> {
+    let dir = dir(registry);
+    let done = consumed(&dir)?;
+    Ok(waiting(&dir)?.into_iter().filter(|s| *s > done).collect())
+}
+
 /// The last command number a commit covered (0 if none).
 pub fn consumed(dir: &Path) -> Result<u64> {
     let path = dir.join(CONSUMED);
@@ -416,9 +423,11 @@ mod tests {
             [(1, "a"), (2, "b")]
         );
         assert_eq!(r.next(), 3);
+        assert_eq!(waiting_commands(reg).unwrap(), [1, 2]);
         // Retired commands are gone, and numbering continues past them.
         retire(&dir(reg), 2).unwrap();
         assert_eq!(waiting(&dir(reg)).unwrap(), Vec::<u64>::new());
+        assert_eq!(waiting_commands(reg).unwrap(), Vec::<u64>::new());
         assert_eq!(submit(reg, pause("c")).unwrap(), 3);
         // A fresh start reads only what no commit covered.
         let mut fresh = Reader::new(reg, None);

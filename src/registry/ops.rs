@@ -46,6 +46,15 @@ pub fn list(reg: &Registry) -> Result<String> {
             "running"
         }
     );
+    let waiting = crate::control::waiting_commands(reg.dir())?;
+    if let (Some(first), Some(last)) = (waiting.first(), waiting.last()) {
+        let _ = writeln!(
+            out,
+            "commands waiting for a job: {} (numbers {first}..={last}, in {})",
+            waiting.len(),
+            crate::control::dir(reg.dir()).display()
+        );
+    }
     Ok(out)
 }
 
