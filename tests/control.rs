@@ -163,6 +163,13 @@ fn assert_replay_shows_them(job: &Path, out: &Path, into: &Path, (from, to): (u6
     );
 }
 
+/// A replay of the whole buffer, and one of just the commands' range (from the learner's
+/// snapshot before it), make the live run's decisions.
+fn assert_replays_show_them(job: &Path, out: &Path, dir: &Path, (first, last): (u64, u64)) {
+    assert_replay_shows_them(job, out, &dir.join("replayed"), (0, u64::MAX));
+    assert_replay_shows_them(job, out, &dir.join("range"), (first, last + 1));
+}
+
 #[test]
 fn each_command_reaches_the_running_job_and_a_replay_shows_it() {
     let (d, job, out, registry, log) = demo();
@@ -286,14 +293,7 @@ fn each_command_reaches_the_running_job_and_a_replay_shows_it() {
             .trim(),
         "5"
     );
-    assert_replay_shows_them(&job, &out, &d.path().join("replayed"), (0, u64::MAX));
-    // A replay of just the range of the commands, from the learner's snapshot before it.
-    assert_replay_shows_them(
-        &job,
-        &out,
-        &d.path().join("range"),
-        (paused_at, resumed_at + 1),
-    );
+    assert_replays_show_them(&job, &out, d.path(), (paused_at, resumed_at));
 }
 
 #[test]
@@ -348,11 +348,5 @@ fn a_command_holds_after_a_kill_and_one_given_while_no_job_runs_is_taken_up_at_t
         .find(|d| !d["champion"].is_null())
         .unwrap();
     assert_eq!(file["champion"], last["champion"]);
-    assert_replay_shows_them(&job, &out, &d.path().join("replayed"), (0, u64::MAX));
-    assert_replay_shows_them(
-        &job,
-        &out,
-        &d.path().join("range"),
-        (paused_at, resumed_at + 1),
-    );
+    assert_replays_show_them(&job, &out, d.path(), (paused_at, resumed_at));
 }
