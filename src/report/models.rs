@@ -9,7 +9,7 @@ use super::svg::{self, px, Area, Scale};
 use super::Inputs;
 
 /// Decision actions in the order of their lanes (others follow, sorted).
-const ACTIONS: [(&str, &str); 8] = [
+const ACTIONS: [(&str, &str); 9] = [
     ("promote", "#2e7d32"),
     ("block", "#c62828"),
     ("rollback", "#6a1b9a"),
@@ -18,6 +18,7 @@ const ACTIONS: [(&str, &str); 8] = [
     ("update_failed", "#4e342e"),
     ("rate_boost", "#00838f"),
     ("rate_reset", "#757575"),
+    ("refuse", "#9e9d24"),
 ];
 /// Colour of version bars and marks.
 const VERSION: &str = "#4e79a7";
@@ -134,6 +135,7 @@ pub(crate) fn section(inputs: &Inputs) -> String {
                     text(c, "seq"),
                     iso(r.ts),
                     text(c, "action"),
+                    by(c),
                     load_or_dash(c, "version"),
                     load_or_dash(c, "champion"),
                     text(c, "reason"),
@@ -142,7 +144,15 @@ pub(crate) fn section(inputs: &Inputs) -> String {
             .collect();
         body.push_str(&table(
             "model-decisions-table",
-            &["#", "time", "action", "version", "champion after", "reason"],
+            &[
+                "#",
+                "time",
+                "action",
+                "by",
+                "version",
+                "champion after",
+                "reason",
+            ],
             &rows,
             super::MAX_WINDOWS,
         ));
@@ -168,6 +178,15 @@ fn load_or_dash(c: &super::load::Cols, k: &str) -> String {
         "–".into()
     } else {
         t
+    }
+}
+
+/// Who made a decision: the job, or an operator's command by its number (changelogs
+/// written before decisions said are the job's).
+fn by(c: &super::load::Cols) -> String {
+    match super::load::u64_of(c, "command") {
+        Some(n) => format!("operator (command {n})"),
+        None => "job".into(),
     }
 }
 
@@ -308,8 +327,9 @@ fn timeline(vs: &[&Row], ds: &[&Row]) -> String {
         let cx = x.map(r.ts as f64);
         let version = text(c, "version");
         let mut tip = format!(
-            "#{} {action} {} at {}: champion after it {}. {}",
+            "#{} {action} by {} {} at {}: champion after it {}. {}",
             text(c, "seq"),
+            by(c),
             if version.is_empty() { "–" } else { &version },
             iso(r.ts),
             load_or_dash(c, "champion"),
