@@ -166,12 +166,12 @@ pub struct Publisher {
     pub error: Rc<RefCell<Option<Error>>>,
     /// Told after each change (MLflow publishing follows the registry).
     pub changed: Option<crate::mlflow::publisher::Notifier>,
-    /// Numbers of the commands applied to the registry while no job ran (see `Control`).
-    pub offline: std::collections::BTreeSet<u64>,
 }
 
 impl Publisher {
-    fn apply(&self, t: u64, out: &Out) {
+    /// Publishes one output at `t`; `offline`: it is the decision on a command applied to the
+    /// registry while no job ran.
+    fn apply(&self, t: u64, out: &Out, offline: bool) {
         if !self.write.contains(&t) || self.error.borrow().is_some() {
             return;
         }
@@ -195,7 +195,6 @@ impl Publisher {
                 // A command applied to the registry while no job ran is in its history
                 // already (the same action under the same number): the learner only followed
                 // it, unless it refused it.
-                let offline = command.is_some_and(|c| self.offline.contains(&c));
                 self.registry.apply(d.seq, entry, |f| {
                     if offline {
                         return;
@@ -312,7 +311,6 @@ pub fn learn<'s>(
         .clone()
         .map(LearnIn::Example)
         .concat(controls.map(LearnIn::Control));
-    let mut publisher = publisher;
     let outs = in_order(
         input,
         &format!("{name}.Learner"),
@@ -328,20 +326,24 @@ pub fn learn<'s>(
             for (i, r) in batch {
                 match i {
                     LearnIn::Control(c) if r > 0 => {
-                        if let (true, Some(p)) = (c.offline, publisher.as_mut()) {
-                            p.offline.insert(c.seq);
-                        }
+                        let from = produced.len();
                         learner.control(&c, &mut produced);
+                        for o in &produced[from..] {
+                            if let Some(p) = &publisher {
+                                p.apply(t, o, c.offline);
+                            }
+                        }
                     }
                     LearnIn::Control(_) => {}
                     LearnIn::Example(e) => examples_in.push((e, r)),
                 }
             }
             let (examples, mut sides) = new_examples(examples_in);
+            let from = produced.len();
             learner.step(t, &examples, &mut produced);
-            for o in &produced {
+            for o in &produced[from..] {
                 if let Some(p) = &publisher {
-                    p.apply(t, o);
+                    p.apply(t, o, false);
                 }
             }
             // One score per example, in the examples' order.

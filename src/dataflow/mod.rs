@@ -352,7 +352,6 @@ pub fn build(
                 write: plan.write.clone(),
                 error: publish_error.clone(),
                 changed: plan.registry_changed.clone(),
-                offline: Default::default(),
             }),
             None => None,
         },

@@ -181,14 +181,21 @@ pub struct Registry {
 
 /// Takes the registry's lock; fails if another process (a running job, an operator) holds it.
 fn take_lock(dir: &Path) -> Result<std::sync::Arc<std::fs::File>> {
+    try_lock(dir)?.ok_or_else(|| {
+        refuse(
+            &dir.join("LOCK"),
+            "another process is changing this registry (a running job publishes to it)",
+        )
+    })
+}
+
+/// Takes the registry's lock if no other process holds it (`None`: one does).
+fn try_lock(dir: &Path) -> Result<Option<std::sync::Arc<std::fs::File>>> {
     let path = dir.join("LOCK");
     let file = crate::confine::lock_file(&path)?;
     match file.try_lock() {
-        Ok(()) => Ok(std::sync::Arc::new(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(refuse(
-            &path,
-            "another process is changing this registry (a running job publishes to it)",
-        )),
+        Ok(()) => Ok(Some(std::sync::Arc::new(file))),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
 }
@@ -232,16 +239,10 @@ impl Registry {
     /// a running job does).
     pub fn try_locked(dir: &Path) -> Result<Option<Registry>> {
         let mut reg = Registry::existing(dir)?;
-        let path = dir.join("LOCK");
-        let file = crate::confine::lock_file(&path)?;
-        match file.try_lock() {
-            Ok(()) => {
-                reg._lock = Some(std::sync::Arc::new(file));
-                Ok(Some(reg))
-            }
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
-        }
+        Ok(try_lock(dir)?.map(|lock| {
+            reg._lock = Some(lock);
+            reg
+        }))
     }
 
     /// Opens an existing registry for reading (renames make every read see whole files).
